@@ -1,0 +1,161 @@
+"""The ``tokvec`` command line. Thin: parse, call the library, print.
+
+Every error a user can cause prints one line (``tokvec: error: ...``) and exits 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import TokvecError
+
+app = typer.Typer(
+    name="tokvec",
+    help="Text -> token ids -> the vectors a Transformer reads, and on to a language model.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+SEED_SENTENCES = ["你好好嗎嗎", "小沈阳江西演唱会邀请了,"]
+
+
+class CLIError(TokvecError):
+    """A problem with the command line itself (a missing file, conflicting flags)."""
+
+
+@contextmanager
+def progress_bar(total: Optional[float], description: str) -> Iterator[Callable[[float], None]]:
+    """The one progress helper: yields ``advance(n)``. Draws on stderr, only when it is a terminal."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out.print(f"tokvec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """tokvec: see every stage from text to vectors."""
+
+
+def read_text_file(path: Path, encoding: str = "utf-8") -> str:
+    """Read a whole corpus file, turning decode failures into a one-line error naming the offset."""
+    if not path.is_file():
+        raise CLIError(f"no such file: {path}")
+    data = path.read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise CLIError(f"{path} is not valid {encoding} at byte offset {e.start}; "
+                       f"pass --encoding (e.g. --encoding gb18030 for a GBK Chinese file)") from None
+    except LookupError:
+        raise CLIError(f"unknown text encoding {encoding!r}; try utf-8, gb18030, latin-1") from None
+
+
+def _build_tokenizer(kind: str, texts: list[str]):
+    from .tokenizers import CharTokenizer, WordTokenizer, load_tokenizer
+
+    if kind == "char":
+        return CharTokenizer.train(texts)
+    if kind == "word":
+        return WordTokenizer.train(texts)
+    if Path(kind).is_file():
+        return load_tokenizer(kind)
+    raise CLIError(f"unknown tokenizer {kind!r}; use char, word, or the path of a saved tokenizer file")
+
+
+def _preview(x, rows: int = 4, cols: int = 6) -> Table:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("pos")
+    for j in range(min(cols, x.shape[-1])):
+        table.add_column(f"d{j}", justify="right")
+    if x.shape[-1] > cols:
+        table.add_column("…")
+    for i in range(min(rows, x.shape[0])):
+        cells = [f"{float(v):+.4f}" for v in x[i, :cols]]
+        table.add_row(str(i), *cells, *(["…"] if x.shape[-1] > cols else []))
+    return table
+
+
+@app.command()
+def embed(
+    text: list[str] = typer.Argument(None, help="Text to embed (default: the seed sentences)."),
+    d_model: int = typer.Option(64, "--d-model", help="Width of each vector."),
+    tokenizer: str = typer.Option("char", "--tokenizer", "-t", help="char, word, or a saved tokenizer file."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Train the tokenizer on this file "
+                                          "(default: on the text itself)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of --corpus."),
+    positional: str = typer.Option("sinusoidal", "--positional", help="Positional scheme name."),
+    max_len: int = typer.Option(5000, "--max-len", help="Positions precomputed (sinusoidal grows past it)."),
+    scale: bool = typer.Option(False, "--scale/--no-scale", help="Multiply token vectors by sqrt(d_model)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the random embedding table."),
+) -> None:
+    """Show text -> pieces -> ids -> (batch_size, seq_length, d_model) vectors, stage by stage."""
+    import torch
+
+    from .embedding import InputEmbedding
+
+    texts = text or SEED_SENTENCES
+    train_texts = [read_text_file(corpus, encoding)] if corpus else texts
+    tok = _build_tokenizer(tokenizer, train_texts)
+    torch.manual_seed(seed)
+    emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, max_len=max_len,
+                         dropout=0.0, scale=scale, padding_idx=tok.pad_id).eval()
+    out.print(f"[bold]tokenizer[/] {type(tok).__name__}  vocab_size={tok.vocab_size}   "
+              f"[bold]embedding table[/] (vocab_size, d_model) = ({tok.vocab_size}, {d_model})   "
+              f"[bold]positional[/] {positional}")
+    for t in texts:
+        pieces = tok.tokens(t)
+        ids = tok.encode(t)
+        batch = torch.tensor([ids], dtype=torch.long)
+        with torch.no_grad():
+            tokvecs = emb.token(batch)
+            x = emb(batch)
+        out.print()
+        out.print(f"[bold]text[/]    {t!r}   ({len(t)} characters)")
+        out.print(f"[bold]pieces[/]  {pieces}")
+        out.print(f"[bold]ids[/]     {ids}")
+        out.print(f"[bold]stages[/]  ids (batch_size, seq_length) = {tuple(batch.shape)}"
+                  f"  ->  token vectors {tuple(tokvecs.shape)}"
+                  f"  ->  + positional, dropout: (batch_size, seq_length, d_model) = {tuple(x.shape)}")
+        if x.shape[1]:
+            out.print(_preview(x[0]))
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of the ``tokvec`` script: run the app, turn tokvec errors into one line + exit 2."""
+    try:
+        app(args=argv, prog_name="tokvec")
+    except (TokvecError, OSError) as e:
+        message = str(e) or type(e).__name__
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+            message = f"{message}: {e.filename}"
+        err.print(f"tokvec: error: {message}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("tokvec: interrupted", markup=False)
+        sys.exit(130)

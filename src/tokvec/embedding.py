@@ -1,0 +1,187 @@
+"""The embedding lookup table and the input stage of a Transformer.
+
+    ids (b, s) --TokenEmbedding--> (b, s, d) --+ positional (additive schemes)--> --dropout--> (b, s, d)
+
+Shape legend: b = batch_size, s = seq_length, d = d_model, V = vocab_size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import TokenIdError, TokvecTypeError, TokvecValueError
+from .positional import PositionalEncoding, build
+from .positional.base import check_positive_int
+
+INITS = ("normal", "uniform", "xavier")
+
+
+def check_ids(ids: Tensor, vocab_size: int) -> Tensor:
+    """Refuse ids a lookup would choke on, naming the first bad one. ids: (s,) or (b, s) integer.
+
+    Checked before the lookup: on a GPU the raw failure is an opaque device-side assert.
+    """
+    if not isinstance(ids, Tensor):
+        raise TokvecTypeError(f"ids must be a torch.Tensor of token ids, got {type(ids).__name__}; "
+                              f"wrap them: torch.tensor([ids])")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise TokvecTypeError(f"ids must be an integer tensor (torch.long), got dtype {ids.dtype}")
+    if ids.dim() not in (1, 2):
+        raise TokvecValueError(
+            f"ids must be (seq,) or (batch, seq), got a {ids.dim()}-D tensor of shape {tuple(ids.shape)}"
+        )
+    if ids.numel():
+        lo, hi = torch.aminmax(ids)
+        if int(lo) < 0 or int(hi) >= vocab_size:
+            bad = ((ids < 0) | (ids >= vocab_size)).nonzero()[0].tolist()
+            value = int(ids[tuple(bad)])
+            where = bad[0] if len(bad) == 1 else tuple(bad)
+            raise TokenIdError(
+                f"token id {value} at position {where} is out of range for vocab_size {vocab_size}; "
+                f"ids must be in [0, {vocab_size - 1}] (use the tokenizer this embedding was built for, "
+                f"or a larger vocab_size)"
+            )
+    return ids
+
+
+class TokenEmbedding(nn.Module):
+    """The (vocab_size, d_model) lookup table: row i is the vector of token id i.
+
+    init: ``"normal"`` N(0, 0.02) as GPT-2; ``"uniform"`` U[0, 1) as the ``torch.rand`` table of the
+    classic tutorials; ``"xavier"`` Xavier/Glorot uniform. ``scale=True`` multiplies the output by
+    sqrt(d_model) as in Vaswani et al. §3.4 (so the vectors are not dwarfed by the positional ones).
+    ``padding_idx``: that row is zero and receives no gradient.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, *, padding_idx: int | None = None, init: str = "normal",
+                 scale: bool = False, std: float = 0.02) -> None:
+        super().__init__()
+        self.vocab_size = check_positive_int("vocab_size", vocab_size)
+        self.d_model = check_positive_int("d_model", d_model)
+        if padding_idx is not None and not (isinstance(padding_idx, int) and 0 <= padding_idx < vocab_size):
+            raise TokvecValueError(f"padding_idx {padding_idx!r} is out of range for vocab_size {vocab_size}; "
+                                   f"it must be in [0, {vocab_size - 1}] or None")
+        if init not in INITS:
+            raise TokvecValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
+        self.init, self.std = init, std
+        self.scale = math.sqrt(d_model) if scale else 1.0
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        w = self.embedding.weight
+        with torch.no_grad():
+            if self.init == "normal":
+                nn.init.normal_(w, mean=0.0, std=self.std)
+            elif self.init == "uniform":
+                nn.init.uniform_(w, 0.0, 1.0)
+            else:
+                nn.init.xavier_uniform_(w)
+            if self.padding_idx is not None:
+                w[self.padding_idx].zero_()
+
+    @property
+    def weight(self) -> Tensor:
+        """The table: (vocab_size, d_model)."""
+        return self.embedding.weight
+
+    @property
+    def padding_idx(self) -> int | None:
+        return self.embedding.padding_idx
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """ids: (b, s) or (s,) integer -> (b, s, d) or (s, d)."""
+        x = self.embedding(check_ids(ids, self.vocab_size))
+        if self.scale != 1.0:
+            x = x.mul_(self.scale)  # in place: x is the lookup's own fresh output
+        return x
+
+    def freeze(self) -> "TokenEmbedding":
+        """Stop training the table (requires_grad=False). Returns self."""
+        self.embedding.weight.requires_grad_(False)
+        return self
+
+    def unfreeze(self) -> "TokenEmbedding":
+        self.embedding.weight.requires_grad_(True)
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        return not self.embedding.weight.requires_grad
+
+    @classmethod
+    def from_pretrained(cls, weights: Tensor, *, freeze: bool = True, padding_idx: int | None = None,
+                        scale: bool = False) -> "TokenEmbedding":
+        """Wrap an existing (vocab_size, d_model) table (word2vec, GloVe, another model's rows).
+
+        The rows are copied as given (a padding row is not zeroed: it is yours).
+        """
+        if not isinstance(weights, Tensor) or weights.dim() != 2 or not weights.is_floating_point():
+            shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
+            raise TokvecValueError(f"pretrained weights must be a 2-D float tensor (vocab_size, d_model), got {shape}")
+        emb = cls(weights.shape[0], weights.shape[1], padding_idx=padding_idx, scale=scale)
+        emb.embedding.weight = nn.Parameter(weights.detach().clone(), requires_grad=not freeze)
+        return emb
+
+    def extra_repr(self) -> str:
+        return (f"vocab_size={self.vocab_size}, d_model={self.d_model}, init={self.init!r}, "
+                f"scale={self.scale:g}, padding_idx={self.padding_idx}")
+
+
+class InputEmbedding(nn.Module):
+    """Token vectors + position vectors + dropout: what the first Transformer block reads.
+
+    ``positional`` is a scheme name (``"sinusoidal"``, ``"learned"``, ``"none"``, and schemes that
+    act inside attention such as ``"rope"``, for which this stage adds nothing) or a ready
+    :class:`~tokvec.positional.PositionalEncoding`. ``positional_options`` go to the scheme.
+
+    >>> emb = InputEmbedding(vocab_size=7, d_model=64, positional="sinusoidal", max_len=5000, dropout=0.1)
+    >>> emb(torch.tensor([[4, 5, 5, 6, 6]])).shape
+    torch.Size([1, 5, 64])
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, *, positional: str | PositionalEncoding = "sinusoidal",
+                 max_len: int = 5000, dropout: float = 0.0, padding_idx: int | None = None, init: str = "normal",
+                 scale: bool = False, n_heads: int | None = None,
+                 positional_options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise TokvecValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.token = TokenEmbedding(vocab_size, d_model, padding_idx=padding_idx, init=init, scale=scale)
+        context: dict[str, Any] = {"d_model": d_model, "max_len": max_len}
+        if n_heads is not None:
+            context.update(n_heads=n_heads, head_dim=d_model // n_heads)
+        self.positional = build(positional, **context, **(positional_options or {}))
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def d_model(self) -> int:
+        return self.token.d_model
+
+    @property
+    def vocab_size(self) -> int:
+        return self.token.vocab_size
+
+    def forward(self, ids: Tensor, *, positions: Tensor | None = None, padding_mask: Tensor | None = None) -> Tensor:
+        """ids: (b, s) -> (b, s, d).
+
+        positions: (s,) or (b, s) absolute positions; default 0..s-1. With a KV cache pass
+            ``torch.arange(cache_len, cache_len + s)`` so new tokens get their true positions.
+        padding_mask: (b, s) bool, True at padding; those output rows are zeroed.
+        """
+        if isinstance(ids, Tensor) and ids.dim() == 1:
+            raise TokvecValueError(f"ids must be (batch, seq); got 1-D shape {tuple(ids.shape)}: "
+                                   f"add a batch dimension with ids.unsqueeze(0)")
+        x = self.token(ids)  # (b, s, d), a fresh tensor we may write into
+        if self.positional.acts_on == "input":
+            x = self.positional.add_(x, positions)
+        if padding_mask is not None:
+            if padding_mask.shape != ids.shape or padding_mask.dtype != torch.bool:
+                raise TokvecValueError(f"padding_mask must be a bool tensor of shape {tuple(ids.shape)} like ids, "
+                                       f"got {padding_mask.dtype} {tuple(padding_mask.shape)}")
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        return self.dropout(x)

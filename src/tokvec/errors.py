@@ -1,0 +1,35 @@
+"""Errors raised by tokvec.
+
+Every error a user can cause derives from :class:`TokvecError`, so a caller (and the CLI) can catch
+them all at once, and from the matching builtin (``ValueError`` / ``TypeError``), so code that
+already catches those keeps working. Messages name the bad value, the limit and the fix.
+"""
+
+from __future__ import annotations
+
+
+class TokvecError(Exception):
+    """Base class of every error tokvec raises on purpose."""
+
+
+class TokvecValueError(TokvecError, ValueError):
+    """A value is out of its allowed range or set."""
+
+
+class TokvecTypeError(TokvecError, TypeError):
+    """A value has the wrong type (float ids, a 3-D id tensor, ...)."""
+
+
+class FormatError(TokvecValueError):
+    """A file is not in the format (or version) tokvec expects."""
+
+
+class TokenIdError(TokvecValueError):
+    """A token id is outside ``[0, vocab_size)``."""
+
+
+class UnknownTokenError(TokvecValueError, KeyError):
+    """A token is not in a vocabulary that has no ``<unk>`` to fall back on."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message; show it plainly
+        return str(self.args[0]) if self.args else ""

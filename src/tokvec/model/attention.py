@@ -1,0 +1,117 @@
+"""Causal multi-head self-attention with an injected positional scheme and a KV cache.
+
+The positional scheme is handed in ready-made (``positional=rope``); the layer asks it to rotate the
+new q/k (RoPE) and for a score bias (ALiBi, T5), and otherwise stays on
+``F.scaled_dot_product_attention`` (a float bias goes in as ``attn_mask``).
+
+Shape legend: b = batch, s = new tokens, t = cached + new tokens, h = heads, hd = head_dim, d = d_model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import TokvecValueError
+from ..positional import PositionalEncoding
+from ..positional.base import check_positive_int
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, one (k, v) pair per layer.
+
+    k, v: (b, h, t, hd). ``length`` is t, the position offset of the next token.
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.layers: list[tuple[Tensor, Tensor] | None] = [None] * n_layers
+
+    @property
+    def length(self) -> int:
+        first = self.layers[0]
+        return 0 if first is None else first[0].shape[2]
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append the new k, v (b, h, s, hd) to layer ``layer``; return the full (b, h, t, hd) pair."""
+        old = self.layers[layer]
+        if old is not None:
+            k, v = torch.cat([old[0], k], dim=2), torch.cat([old[1], v], dim=2)
+        self.layers[layer] = (k, v)
+        return k, v
+
+    def crop(self, length: int) -> None:
+        """Keep only the first ``length`` positions (to slide a window or undo a step)."""
+        self.layers = [None if kv is None else (kv[0][:, :, :length], kv[1][:, :, :length]) for kv in self.layers]
+
+
+def causal_mask(q_len: int, k_len: int, offset: int, device=None) -> Tensor:
+    """Bool mask (q_len, k_len), True where query i (at offset + i) may see key j (j <= offset + i)."""
+    q = torch.arange(offset, offset + q_len, device=device).unsqueeze(1)
+    return torch.arange(k_len, device=device).unsqueeze(0) <= q
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention. x: (b, s, d) -> (b, s, d)."""
+
+    def __init__(self, d_model: int, n_heads: int, *, positional: PositionalEncoding, dropout: float = 0.0,
+                 bias: bool = True, layer_index: int = 0) -> None:
+        super().__init__()
+        check_positive_int("d_model", d_model)
+        check_positive_int("n_heads", n_heads)
+        if d_model % n_heads:
+            raise TokvecValueError(f"n_heads ({n_heads}) must divide d_model ({d_model}); "
+                                   f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size")
+        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.proj = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = dropout
+        self.resid_dropout = nn.Dropout(dropout)
+        self.positional = positional
+        self.layer_index = layer_index
+
+    def forward(self, x: Tensor, *, cache: KVCache | None = None, need_weights: bool = False
+                ) -> Tensor | tuple[Tensor, Tensor]:
+        """x: (b, s, d) -> y: (b, s, d); with ``need_weights`` also the attention (b, h, s, t)."""
+        b, s, d = x.shape
+        offset = cache.length if cache is not None else 0
+        q, k, v = self.qkv(x).split(d, dim=2)
+        q = q.view(b, s, self.n_heads, self.head_dim).transpose(1, 2)  # (b, h, s, hd)
+        k = k.view(b, s, self.n_heads, self.head_dim).transpose(1, 2)  # (b, h, s, hd)
+        v = v.view(b, s, self.n_heads, self.head_dim).transpose(1, 2)  # (b, h, s, hd)
+        pos = self.positional
+        if pos.rotates:
+            q, k = pos.rotate(q, k, torch.arange(offset, offset + s, device=x.device))
+        if cache is not None:
+            k, v = cache.update(self.layer_index, k, v)  # (b, h, t, hd)
+        t = k.shape[2]
+        bias = pos.score_bias(s, t, offset)  # (h, s, t) or None
+        p = self.dropout if self.training else 0.0
+        if need_weights:
+            y, weights = self._explicit(q, k, v, bias, offset, p)
+        else:
+            weights = None
+            if bias is None and (offset == 0 or s == 1):
+                # s == 1 with a cache: the one new query may see every key, no mask needed
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=offset == 0 and s > 1)
+            else:
+                mask = causal_mask(s, t, offset, device=x.device)
+                if bias is not None:
+                    mask = bias.to(q.dtype).masked_fill(~mask, float("-inf"))
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        y = y.transpose(1, 2).contiguous().view(b, s, d)  # (b, s, d)
+        y = self.resid_dropout(self.proj(y))
+        return (y, weights) if need_weights else y
+
+    def _explicit(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, offset: int, p: float
+                  ) -> tuple[Tensor, Tensor]:
+        """The same attention written out, returning the weights (b, h, s, t) for inspection."""
+        s, t = q.shape[2], k.shape[2]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (b, h, s, t)
+        if bias is not None:
+            scores = scores + bias
+        scores = scores.masked_fill(~causal_mask(s, t, offset, device=q.device), float("-inf"))
+        weights = scores.softmax(dim=-1)
+        return F.dropout(weights, p) @ v, weights

@@ -1,0 +1,182 @@
+"""The one Tokenizer interface every tokvec tokenizer shares, and the loader that reads them back.
+
+A tokenizer turns text into token ids and back::
+
+    text --tokens()--> pieces --vocabulary--> ids --decode()--> text
+
+Subclasses implement ``train`` (a classmethod), ``tokens``, ``encode``, ``decode``, ``vocab_size``,
+``to_dict`` / ``from_dict``; saving, loading and batching come from here. Saved files are versioned
+JSON: ``{"format": "tokvec.tokenizer", "version": 1, "kind": "char", ...}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import unicodedata
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+
+from .._io import read_json, write_json
+from ..errors import FormatError, TokvecTypeError, TokvecValueError
+
+FORMAT = "tokvec.tokenizer"
+VERSION = 1
+NORMALIZATIONS = ("NFC", "NFKC", "NFD", "NFKD")
+
+_KINDS: dict[str, type["Tokenizer"]] = {}
+# Loaders for files that are not tokvec JSON (.tiktoken rank files, HF tokenizer.json, ...):
+# each gets (path, parsed JSON or None) and returns a Tokenizer, or None when the file is not its kind.
+_FOREIGN_LOADERS: list[Callable[[Path, Any], "Tokenizer | None"]] = []
+
+
+def register_tokenizer(kind: str) -> Callable[[type["Tokenizer"]], type["Tokenizer"]]:
+    """Class decorator: make ``load_tokenizer`` read saved files whose ``kind`` is ``kind``."""
+
+    def decorate(cls: type[Tokenizer]) -> type[Tokenizer]:
+        cls.kind = kind
+        _KINDS[kind] = cls
+        return cls
+
+    return decorate
+
+
+def register_foreign_loader(loader: Callable[[Path, Any], "Tokenizer | None"]) -> None:
+    """Teach ``load_tokenizer`` another file format (see ``_FOREIGN_LOADERS``)."""
+    _FOREIGN_LOADERS.append(loader)
+
+
+def check_normalization(normalization: str | None) -> str | None:
+    if normalization is None:
+        return None
+    norm = str(normalization).upper()
+    if norm not in NORMALIZATIONS:
+        raise TokvecValueError(
+            f"unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)} or None"
+        )
+    return norm
+
+
+def as_id_list(ids: Any) -> list[int]:
+    """Accept a list/tuple of ints, a 1-D torch tensor or numpy array; return a list of ints."""
+    if hasattr(ids, "tolist") and not isinstance(ids, (list, tuple)):
+        dtype = str(getattr(ids, "dtype", ""))
+        if "float" in dtype or "complex" in dtype or "bool" in dtype:
+            raise TokvecTypeError(f"token ids must be integers, got a tensor/array of dtype {dtype}")
+        if getattr(ids, "ndim", 1) != 1:
+            raise TokvecTypeError(
+                f"decode takes one sequence of ids (1-D), got {ids.ndim}-D with shape {tuple(ids.shape)}; "
+                f"use decode_batch for a batch"
+            )
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise TokvecTypeError(f"token ids must be a sequence of integers, got {type(ids).__name__}")
+    return list(ids)
+
+
+class Tokenizer(ABC):
+    """Text <-> token ids. See the module docstring for the contract."""
+
+    kind: ClassVar[str] = "abstract"
+
+    # -- what every tokenizer implements ------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def train(cls, texts: Iterable[str], **options: Any) -> "Tokenizer":
+        """Learn a vocabulary from ``texts`` (an iterable of strings)."""
+
+    @abstractmethod
+    def tokens(self, text: str) -> list[str]:
+        """The pieces ``text`` splits into, as strings (what ``encode`` looks up)."""
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``; an out-of-range id raises TokenIdError naming it and its position."""
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of ids; valid ids are ``0 .. vocab_size - 1``."""
+
+    @abstractmethod
+    def to_dict(self) -> dict:
+        """Everything needed to rebuild this tokenizer, JSON-serialisable (without format/version/kind)."""
+
+    @classmethod
+    @abstractmethod
+    def from_dict(cls, data: Mapping, **options: Any) -> "Tokenizer":
+        """Rebuild from :meth:`to_dict` output."""
+
+    # -- shared behaviour ---------------------------------------------------------------------
+    def encode_batch(self, texts: Iterable[str], **options: Any) -> list[list[int]]:
+        """Ids of each text. Subclasses with a faster batch path override this."""
+        return [self.encode(t, **options) for t in texts]
+
+    def decode_batch(self, batch: Iterable[Sequence[int]], **options: Any) -> list[str]:
+        return [self.decode(ids, **options) for ids in batch]
+
+    pad_id: int | None = None
+    unk_id: int | None = None
+    bos_id: int | None = None
+    eos_id: int | None = None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer as versioned JSON (atomically); read it back with ``tokvec.load_tokenizer``."""
+        write_json(path, self.to_json_dict())
+
+    def to_json_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "kind": self.kind, **self.to_dict()}
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the tokenizer's content: two tokenizers with equal ids share it."""
+        blob = json.dumps(self.to_json_dict(), sort_keys=True, ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+def load_tokenizer(path: str | os.PathLike, **options: Any) -> Tokenizer:
+    """Read any tokenizer file tokvec knows: its own JSON, and formats registered by other modules.
+
+    ``options`` go to the tokenizer's ``from_dict`` (e.g. ``segmenter=`` for a WordTokenizer saved
+    with a custom segmenter).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer file at {path}")
+    data: Any = None
+    if path.suffix.lower() == ".json":
+        data = read_json(path)
+    for loader in _FOREIGN_LOADERS:
+        tok = loader(path, data)
+        if tok is not None:
+            return tok
+    if data is None:
+        data = read_json(path)
+    if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+        raise FormatError(
+            f"{path} is not a tokenizer file tokvec reads (format {found!r}); "
+            f"expected {FORMAT!r} written by Tokenizer.save()"
+        )
+    if data.get("version") != VERSION:
+        raise FormatError(
+            f"{path} is {FORMAT} version {data.get('version')!r}; this tokvec reads version {VERSION}"
+        )
+    kind = data.get("kind")
+    if kind not in _KINDS:
+        raise FormatError(f"{path} holds a tokenizer of kind {kind!r}; known kinds: {', '.join(sorted(_KINDS))}")
+    return _KINDS[kind].from_dict(data, source=str(path), **options)
+
+
+def normalize(text: str, normalization: str | None) -> str:
+    if not isinstance(text, str):
+        raise TokvecTypeError(f"text must be str, got {type(text).__name__}")
+    return unicodedata.normalize(normalization, text) if normalization else text
