@@ -15,6 +15,12 @@ from .errors import FormatError, TokenIdError, TokvecError, TokvecTypeError, Tok
 from .tokenizers import CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
 from .vocab import Vocabulary
 
+# --- BPE issue exports ---
+
+# --- language-model issue exports ---
+
+# --- viz issue exports ---
+
 try:
     __version__ = _version("tokvec")
 except PackageNotFoundError:  # running from a source tree without an install

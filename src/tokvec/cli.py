@@ -146,6 +146,18 @@ def embed(
             out.print(_preview(x[0]))
 
 
+# --- tokenizer commands (BPE issue): tokenizer train, tokenize, encode ---
+
+
+# --- positional commands (positional issue): positional compare ---
+
+
+# --- language-model commands (LM issue): train, generate, classify ---
+
+
+# --- visualisation commands (viz issue): plot, neighbors, trace, report ---
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the ``tokvec`` script: run the app, turn tokvec errors into one line + exit 2."""
     try:

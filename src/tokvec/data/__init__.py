@@ -1,0 +1,5 @@
+"""Data: corpus -> token ids on disk -> batches of context windows."""
+
+# --- token files (BPE issue): corpus -> flat .bin of token ids + JSON sidecar ---
+
+# --- batches (language-model issue): random / contiguous context windows, train/val split ---
