@@ -126,6 +126,12 @@ class Tokenizer(ABC):
     bos_id: int | None = None
     eos_id: int | None = None
 
+    def stream_decoder(self) -> "StreamDecoder":
+        """An incremental decoder for streaming generation: ``push(ids) -> str`` emits new text,
+        ``flush() -> str`` emits whatever is held back. Byte-level tokenizers override it so that
+        text is emitted only when the bytes form whole characters."""
+        return StreamDecoder(self)
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as versioned JSON (atomically); read it back with ``tokvec.load_tokenizer``."""
         write_json(path, self.to_json_dict())
@@ -140,6 +146,22 @@ class Tokenizer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size})"
+
+
+class StreamDecoder:
+    """Decodes ids as they arrive. Default: each push decodes its ids on their own (right for
+    tokenizers whose tokens are whole strings: char, word)."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def push(self, ids: Sequence[int] | int) -> str:
+        """Text for the new ids (may be "" when a byte-level decoder is waiting for more bytes)."""
+        return self.tokenizer.decode([ids] if isinstance(ids, int) else ids)
+
+    def flush(self) -> str:
+        """Text still held back at the end of the stream."""
+        return ""
 
 
 def load_tokenizer(path: str | os.PathLike, **options: Any) -> Tokenizer:
