@@ -241,3 +241,72 @@ def test_bad_prompts(chars):
         list(stream(model, chars, 5, 3))
     with pytest.raises(TokvecValueError, match=r"top_p must be in \(0, 1\], got 2"):
         list(stream(model, chars, "to", 3, top_p=2))
+
+
+# -- the `tokvec generate` command -----------------------------------------------------------
+@pytest.fixture
+def fake_run(tmp_path, monkeypatch, chars):
+    """A run directory whose loading is stubbed: the CLI's own logic, without a training run."""
+    import sys
+    import types
+
+    model = model_for(vocab_size=chars.vocab_size, context_length=32)
+    fake = types.ModuleType("tokvec.checkpoint")
+    fake.load_run = lambda path: (model, chars, {})
+    monkeypatch.setitem(sys.modules, "tokvec.checkpoint", fake)
+    (tmp_path / "run").mkdir()
+    return tmp_path / "run", model
+
+
+def run_cli(args, capsys, stdin=None, monkeypatch=None):
+    from tokvec.cli import main
+
+    if stdin is not None:
+        import io
+
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = 0
+    try:
+        main(args)
+    except SystemExit as e:
+        code = e.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_generate_streams_the_library_text(fake_run, chars, capsys):
+    run, model = fake_run
+    code, out, _ = run_cli(["generate", "--run", str(run), "--prompt", "to be", "--max-new-tokens", "15",
+                            "--temperature", "0"], capsys)
+    expected = "".join(stream(model, chars, "to be", 15, temperature=0))
+    assert code == 0 and out == "to be" + expected + "\n"
+    code, out2, _ = run_cli(["generate", "--run", str(run), "-p", "to", "-n", "15", "--seed", "4", "--top-k", "5",
+                             "--top-p", "0.9"], capsys)
+    code, out3, _ = run_cli(["generate", "--run", str(run), "-p", "to", "-n", "15", "--seed", "4", "--top-k", "5",
+                             "--top-p", "0.9", "--no-cache"], capsys)
+    assert out2 == out3 == "to" + "".join(stream(model, chars, "to", 15, seed=4, top_k=5, top_p=0.9,
+                                                  temperature=0.8)) + "\n"
+
+
+def test_cli_generate_interactive(fake_run, chars, capsys, monkeypatch):
+    run, model = fake_run
+    code, out, err = run_cli(["generate", "--run", str(run), "--interactive", "-n", "5", "--temperature", "0"],
+                             capsys, stdin="to\nbe\n\n", monkeypatch=monkeypatch)
+    first = "to" + "".join(stream(model, chars, "to", 5, temperature=0))
+    second = "be" + "".join(stream(model, chars, "be", 5, temperature=0))
+    assert code == 0 and out == f"> {first}\n> {second}\n> "
+    assert "Type a prompt" in err
+
+
+def test_cli_generate_bad_input(fake_run, capsys):
+    run, _ = fake_run
+    for flags, message in [(["-n", "0"], "max_new_tokens must be a positive integer, got 0"),
+                           (["--top-p", "1.5"], "top_p must be in (0, 1], got 1.5"),
+                           (["--temperature", "-1"], "temperature must be a finite number >= 0, got -1.0")]:
+        code, out, err = run_cli(["generate", "--run", str(run), *flags], capsys)
+        assert code == 2 and err.startswith("tokvec: error: " + message) and err.count("\n") == 1
+    code, _, err = run_cli(["generate", "--run", str(run / "nope"), "-n", "3"], capsys)
+    assert code == 2 and f"no run directory at {run / 'nope'}" in err
+    code, out, err = run_cli(["generate", "--run", str(run), "-p", "to 沈", "-n", "3"], capsys)
+    assert code == 0 and out.startswith("to 沈")
+    assert "tokvec: warning: 1 prompt piece(s) are not in the tokenizer's vocabulary ('沈')" in err
