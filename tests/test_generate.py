@@ -310,3 +310,27 @@ def test_cli_generate_bad_input(fake_run, capsys):
     code, out, err = run_cli(["generate", "--run", str(run), "-p", "to 沈", "-n", "3"], capsys)
     assert code == 0 and out.startswith("to 沈")
     assert "tokvec: warning: 1 prompt piece(s) are not in the tokenizer's vocabulary ('沈')" in err
+
+
+def test_cli_train_then_generate_end_to_end(tmp_path, capsys, monkeypatch):
+    """`tokvec train` on a small file, then `tokvec generate` on its run directory (real checkpoint)."""
+    pytest.importorskip("tokvec.checkpoint", reason="tokvec train/checkpoint are not merged into this tree yet")
+    from tokvec.checkpoint import load_run
+
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("to be or not to be, that is the question.\n" * 30, encoding="utf-8")
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", "--corpus", str(corpus), "--tokenizer", "char", "--d-model", "32", "--layers",
+                            "2", "--heads", "2", "--context", "32", "--batch-size", "8", "--max-steps", "60",
+                            "--eval-interval", "30", "--lr", "1e-2", "--threads", "1", "--out", str(run)], capsys)
+    assert code == 0, err
+    code, out, _ = run_cli(["generate", "--run", str(run), "--prompt", "to be or not", "-n", "30",
+                            "--temperature", "0"], capsys)
+    model, tok, _ = load_run(run)
+    expected = "".join(stream(model, tok, "to be or not", 30, temperature=0))
+    assert code == 0 and out == "to be or not" + expected + "\n"
+    assert expected.startswith(" to be, that is")  # 60 steps learn the line
+    assert GPT.from_run(run).num_parameters() == model.num_parameters()
+    code, out, _ = run_cli(["generate", "--run", str(run), "-i", "-n", "8", "--seed", "1"], capsys,
+                           stdin="that\n\n", monkeypatch=monkeypatch)
+    assert code == 0 and out.startswith("> that") and out.endswith("\n> ")
