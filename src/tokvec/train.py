@@ -207,7 +207,7 @@ def _ids_digest(ids: np.ndarray) -> str:
 def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mapping) -> list[str]:
     diffs = []
     for key, value in config.to_dict().items():
-        if key in RESUMABLE or key not in saved["train"]:
+        if key in RESUMABLE or key in _MODEL_FLAGS or key in ("preset", "model_options") or key not in saved["train"]:
             continue
         if saved["train"][key] != value:
             diffs.append(f"{key}: checkpoint {saved['train'][key]!r}, now {value!r}")
