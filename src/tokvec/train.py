@@ -382,11 +382,16 @@ def _train(config: TrainConfig, progress) -> TrainResult:
                                     "tokens_per_s": tokens_per_s, "elapsed_s": elapsed})
                 ckpt.write_metrics(run_dir, metrics)
                 info.update(train_loss=train_loss, val_loss=val_loss)
-            if step % ckpt_every == 0 or step == config.max_steps or interrupt.raised:
+            if step % ckpt_every == 0 or step == config.max_steps:
                 save(step)
             if progress is not None:
-                progress(step, config.max_steps, info)
+                try:
+                    progress(step, config.max_steps, info)
+                except KeyboardInterrupt:  # raised by the callback (or Ctrl-C outside the main thread)
+                    interrupt.raised = True
             if interrupt.raised:
+                if last_ckpt != step:
+                    save(step)
                 raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved in {run_dir}")
     if last_ckpt != step:
         save(step)  # max_steps already reached on resume: nothing ran, the checkpoint stands
