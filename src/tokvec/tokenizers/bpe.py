@@ -187,12 +187,8 @@ class BPETokenizer(Tokenizer):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TokvecTypeError(f"texts[{i}] must be str, got {type(t).__name__}")
-        if self.special_tokens:
-            allowed = self._allowed(allowed_special, disallowed_special, "", "text")
-            for i, t in enumerate(texts):
-                self._allowed(allowed_special, disallowed_special, t, f"texts[{i}]")
-        else:
-            allowed = frozenset()
+        allowed = self._allowed(allowed_special, disallowed_special, "", "text") if self.special_tokens else frozenset()
+        check = bool(self.special_tokens) and (disallowed_special != "all" or allowed != frozenset(self.special_tokens))
         enc, sep_id = self._batch_encoding()
         allowed_sep = allowed | {_BATCH_SEP}
         groups: list[tuple[int, int]] = []  # [start, stop) ranges of texts
@@ -208,6 +204,13 @@ class BPETokenizer(Tokenizer):
         def run(group: tuple[int, int]) -> list[list[int]]:
             items = texts[group[0]:group[1]]
             joined = _BATCH_SEP.join(items)
+            if check:  # one search over the chunk; on a hit, find the text and raise its error
+                try:
+                    self._allowed(allowed_special, disallowed_special, joined, "texts")
+                except TokvecValueError:
+                    for i, t in enumerate(items, start=group[0]):
+                        self._allowed(allowed_special, disallowed_special, t, f"texts[{i}]")
+                    raise
             if joined.count(_BATCH_SEP) != len(items) - 1:  # a text holds the separator itself
                 return [enc.encode(t, allowed_special=allowed, disallowed_special=()) for t in items]
             arr = enc.encode_to_numpy(joined, allowed_special=allowed_sep, disallowed_special=())

@@ -178,14 +178,13 @@ def read_hf_bpe(path: Path, data: Mapping) -> tuple[dict[bytes, int], str, dict[
     vocab = model.get("vocab")
     if not isinstance(vocab, Mapping):
         raise FormatError(f"{path}: model.vocab is not a token -> id mapping")
-    ranks = {printable_to_bytes(tok, where=f"{path}: vocab token"): int(i) for tok, i in vocab.items()}
+    # Added tokens (specials like <|endoftext|>) are matched in raw text before BPE: tiktoken's
+    # special tokens. The HF trainer also lists them in model.vocab; they are not byte tokens.
+    specials = {a["content"]: int(a["id"]) for a in data.get("added_tokens") or []
+                if isinstance(a, Mapping) and "content" in a and "id" in a}
+    vocab = {t: int(i) for t, i in vocab.items() if specials.get(t) != i}
+    ranks = {printable_to_bytes(tok, where=f"{path}: vocab token"): i for tok, i in vocab.items()}
     _check_merge_order(path, vocab, model.get("merges") or [])
-    specials = {}
-    for added in data.get("added_tokens") or []:
-        content, i = added.get("content"), added.get("id")
-        if content in vocab and vocab[content] == i:
-            continue
-        specials[content] = int(i)
     return ranks, pat_str, specials
 
 
