@@ -8,9 +8,9 @@ pieces; inside a piece, adjacent tokens merge in rank order (lowest rank first):
 
 Ids are ranks: bytes and merged tokens take ``0 .. n_ranks-1``, special tokens come after them.
 
->>> tok = BPETokenizer.train_from_texts(["low lower lowest " * 50], vocab_size=262)
->>> tok.tokens(" lowest")
-[' lowest']
+>>> tok = BPETokenizer.train_from_texts(["low lower lowest " * 50], vocab_size=263)
+>>> tok.tokens(" lowest"), tok.tokens("lower")
+([' lowest'], ['low', 'e', 'r'])
 >>> tok.decode(tok.encode("naïve 我"))
 'naïve 我'
 """
