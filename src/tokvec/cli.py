@@ -5,6 +5,7 @@ Every error a user can cause prints one line (``tokvec: error: ...``) and exits 
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -299,15 +300,23 @@ def train(
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on the CPU."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (torch's default)."),
     sample: int = typer.Option(0, "--sample", help="After training, print this many sampled tokens."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Under torchrun: ddp (default) or fsdp."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Under torchrun: gloo (CPUs) or nccl (GPUs); "
+                                          "auto by default."),
 ) -> None:
-    """Train a GPT language model on a corpus; checkpoints, tokenizer and metrics go to --out."""
-    from .train import TrainConfig, train as run_training
+    """Train a GPT language model on a corpus; checkpoints, tokenizer and metrics go to --out.
+
+    On several processes: torchrun --nproc_per_node=N -m tokvec train ... (only rank 0 prints)."""
+    import os
+
+    from .train import TrainConfig, effective_batch, train as run_training
 
     flags = _train_overrides(corpus=None if corpus is None else str(corpus), encoding=encoding,
                              tokenizer=tokenizer, preset=preset, positional=positional, d_model=d_model,
                              n_layers=layers, n_heads=heads, context_length=context, max_steps=max_steps,
                              eval_interval=eval_interval, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-                             seed=seed, compile=compile_, bf16=bf16, threads=threads)
+                             seed=seed, compile=compile_, bf16=bf16, threads=threads, strategy=strategy,
+                             backend=backend)
     if resume is not None:
         if out_dir is not None and out_dir.resolve() != resume.resolve():
             raise CLIError(f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
@@ -316,9 +325,15 @@ def train(
     else:
         config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out))
     run_dir = Path(config.out)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
+    if rank != 0:  # under torchrun only rank 0 speaks; the others train silently
+        out.quiet = err.quiet = True
     what = f"resuming {run_dir}" if config.resume else f"training into {run_dir}"
     err.print(f"tokvec train: {what} (corpus {config.corpus or 'Python standard library'}, "
               f"tokenizer {config.tokenizer}, preset {config.preset})", markup=False, soft_wrap=True)
+    err.print(f"tokvec train: effective batch {effective_batch(config, world)} windows per step = batch size "
+              f"{config.batch_size} x {world} process(es) x {config.grad_accum} accumulation step(s)",
+              markup=False, soft_wrap=True)
     last = {"step": 0}
     with progress_bar(config.max_steps, "training") as advance:
         def progress(step: int, total: int, info: dict) -> None:
@@ -430,7 +445,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         message = str(e) or type(e).__name__
         if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
             message = f"{message}: {e.filename}"
-        err.print(f"tokvec: error: {message}", markup=False, soft_wrap=True)
+        err.quiet = False  # a rank silenced under torchrun still reports its own failure
+        rank = f"[rank {os.environ['RANK']}] " if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
+        err.print(f"tokvec: error: {rank}{message}", markup=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("tokvec: interrupted", markup=False)
