@@ -53,27 +53,14 @@ def test_explicit_weights_path_equals_the_fused_path(name):
     assert torch.all(weights.triu(diagonal=1) == 0)  # causal
 
 
-@pytest.mark.parametrize("name,fused", [("none", True), ("rope", True), ("alibi", True), ("alibi-mask", True), ("t5", True),
+@pytest.mark.parametrize("name,fused", [("none", True), ("rope", True), ("alibi", True), ("t5", True),
                                         ("xl", True), ("relative-keys", True), ("relative", False)])
 def test_schemes_stay_on_scaled_dot_product_attention(name, fused):
-    variants = {"relative-keys": ("relative", {"values": False}), "alibi-mask": ("alibi", {"fold": False})}
-    scheme, options = variants.get(name, (name, {}))
-    att = attention(scheme, **options)
+    att = attention("relative", values=False) if name == "relative-keys" else attention(name)
     with mock.patch("tokvec.model.attention.F.scaled_dot_product_attention",
                     wraps=F.scaled_dot_product_attention) as sdpa, torch.no_grad():
         att(torch.randn(1, 6, D))
     assert sdpa.called == fused  # only Shaw relative *values* need the weights written out
-
-
-def test_folded_alibi_equals_alibi_as_a_float_mask_and_stays_causal_fused():
-    folded, masked = attention("alibi"), attention("alibi", fold=False)
-    x = torch.randn(2, 10, D)
-    with mock.patch("tokvec.model.attention.F.scaled_dot_product_attention",
-                    wraps=F.scaled_dot_product_attention) as sdpa, torch.no_grad():
-        y = folded(x)
-        assert sdpa.call_args.kwargs["is_causal"] and sdpa.call_args.kwargs["attn_mask"] is None
-        torch.testing.assert_close(y, masked(x), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(folded(x, need_weights=True)[1], masked(x, need_weights=True)[1])
 
 
 def test_shaw_attention_equals_a_direct_loop_implementation():
@@ -117,9 +104,9 @@ def test_scheme_parameters_get_gradients_across_steps_and_shared_layers(name):
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("name,options", [("alibi", {"fold": False}), ("t5", {})])
-def test_bias_is_built_once_for_every_layer_of_a_step(name, options):
-    pos = build(name, n_heads=H, **options)
+@pytest.mark.parametrize("name", ["alibi", "t5"])
+def test_bias_is_built_once_for_every_layer_of_a_step(name):
+    pos = build(name, n_heads=H)
     layers = [CausalSelfAttention(D, H, positional=pos, layer_index=i) for i in range(3)]
     seen = []
     original = type(pos).score_bias

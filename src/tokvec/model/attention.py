@@ -61,12 +61,10 @@ def causal_mask(q_len: int, k_len: int, offset: int, device=None) -> Tensor:
 QUERY_BLOCK = 256
 
 
-def _adds_scores(pos: PositionalEncoding, folded: bool = False) -> bool:
-    """Whether the scheme overrides score_term, or score_bias without having folded it into q and k
-    (otherwise attention can stay on the causal fused kernel)."""
+def _adds_scores(pos: PositionalEncoding) -> bool:
+    """Whether the scheme overrides score_bias or score_term (otherwise attention can stay causal-fused)."""
     cls = type(pos)
-    bias = cls.score_bias is not PositionalEncoding.score_bias and not folded
-    return bias or cls.score_term is not PositionalEncoding.score_term
+    return cls.score_bias is not PositionalEncoding.score_bias or cls.score_term is not PositionalEncoding.score_term
 
 
 @lru_cache(maxsize=32)
@@ -110,20 +108,19 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.update(self.layer_index, k, v)  # (b, h, t, hd)
         p = self.dropout if self.training else 0.0
         explicit = need_weights or pos.adds_values
-        folded = q.shape[-1] != self.head_dim  # the scheme's bias rides in extra q/k dimensions
-        if not explicit and not _adds_scores(pos, folded):
+        if not explicit and not _adds_scores(pos):
             # no score term: one fused call; s == 1 with a cache sees every key and needs no mask
-            v_in = F.pad(v, (0, q.shape[-1] - self.head_dim)) if folded else v  # fused kernels want one width
-            mask = None if offset == 0 or s == 1 else ~_future_mask(s, k.shape[2], offset, x.device)
-            y = F.scaled_dot_product_attention(q, k, v_in, attn_mask=mask, dropout_p=p, is_causal=offset == 0 and s > 1,
-                                               scale=1.0 / math.sqrt(self.head_dim))
-            y = y[..., :self.head_dim] if folded else y
+            if offset == 0 or s == 1:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=offset == 0 and s > 1)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=~_future_mask(s, k.shape[2], offset, x.device),
+                                                   dropout_p=p)
             weights = None
         else:
             # Query blocks, each against only the keys it can see: a score term needs an explicit
             # mask, and a masked kernel cannot skip the future half of the scores the way a causal one
             # does. A block is exactly a chunk of a KV-cache prefill (queries at offset + a).
-            parts = [self._block(q[:, :, a:a + QUERY_BLOCK], k, v, offset + a, p, explicit, folded)
+            parts = [self._block(q[:, :, a:a + QUERY_BLOCK], k, v, offset + a, p, explicit)
                      for a in range(0, s, QUERY_BLOCK)]
             y = torch.cat([part[0] for part in parts], dim=2) if len(parts) > 1 else parts[0][0]
             weights = None
@@ -134,7 +131,7 @@ class CausalSelfAttention(nn.Module):
         y = self.resid_dropout(self.proj(y))
         return (y, weights) if need_weights else y
 
-    def _block(self, q: Tensor, k: Tensor, v: Tensor, offset: int, p: float, explicit: bool, folded: bool
+    def _block(self, q: Tensor, k: Tensor, v: Tensor, offset: int, p: float, explicit: bool
                ) -> tuple[Tensor, Tensor | None]:
         """Queries q: (b, h, s, hd) at ``offset ..``, against the keys they can see among k, v: (b, h, t, hd).
 
@@ -144,7 +141,7 @@ class CausalSelfAttention(nn.Module):
         t = offset + s  # the last query sees keys 0 .. offset + s - 1
         k, v = k[:, :, :t], v[:, :, :t]
         pos = self.positional
-        extra = None if folded else pos.score_bias(s, t, offset)  # (h, s, t) or None
+        extra = pos.score_bias(s, t, offset)  # (h, s, t) or None
         term = pos.score_term(q, k, offset)  # (b, h, s, t) or None
         if term is not None:
             extra = term if extra is None else term + extra.to(term.dtype)
@@ -156,10 +153,7 @@ class CausalSelfAttention(nn.Module):
             # (1, h, s, t), not (h, s, t): the fused CPU kernel takes a 2-D or 4-D mask only and
             # silently falls back to the unfused math path (3.5x slower at s=1024) for 3-D
             mask = mask.unsqueeze(0)
-        if folded:
-            v = F.pad(v, (0, q.shape[-1] - self.head_dim))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=1.0 / math.sqrt(self.head_dim))
-        return (y[..., :self.head_dim] if folded else y), None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
 
     def _explicit(self, q: Tensor, k: Tensor, v: Tensor, extra: Tensor | None, future: Tensor, offset: int,
                   p: float) -> tuple[Tensor, Tensor]:

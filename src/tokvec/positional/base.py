@@ -68,11 +68,6 @@ class PositionalEncoding(nn.Module):
         """Rotate the new queries and keys by their absolute positions (before k enters the cache).
 
         q, k: (b, h, s, hd); positions: (s,) int64 -> (q, k) of the same shapes. Default: unchanged.
-
-        A scheme may instead return q, k with extra trailing dimensions, (b, h, s, hd + e), whose
-        product q.k * hd^-0.5 already carries its :meth:`score_bias` (ALiBi does: the bias it adds
-        differs from m_h * j only by a constant per query, which softmax ignores). Attention then
-        skips score_bias, keeps the causal fused kernel, and scales by the original hd^-0.5.
         """
         return q, k
 
