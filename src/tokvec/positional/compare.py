@@ -202,8 +202,15 @@ def plot(rows: Sequence[CompareRow], path: str | os.PathLike, *, train_len: Opti
             ax.plot(*zip(*points), marker="o", label=scheme)
     if train_len:
         ax.axvline(train_len, color="grey", linestyle=":", linewidth=1)
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    lengths = sorted({r.eval_len for r in rows})
     ax.set_xscale("log", base=2)
+    ax.set_xticks(lengths, [str(n) for n in lengths])
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("eval length (tokens)" + (f"; trained at {train_len}" if train_len else ""))
     ax.set_ylabel("held-out perplexity")
     ax.set_title("Length extrapolation by positional scheme")
