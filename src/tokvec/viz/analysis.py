@@ -246,3 +246,42 @@ def final_losses(records: Sequence[dict]) -> dict[str, dict]:
     for record in records:
         last[record["split"]] = record
     return last
+
+
+# -- attention ---------------------------------------------------------------------------------
+def n_layers_of(model) -> int:
+    blocks = getattr(model, "blocks", None)
+    if blocks is not None:
+        return len(blocks)
+    return int(model.config.n_layers)
+
+
+def attention_maps(model, tokenizer, text: str, *, layer: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """Attention weights of one layer on ``text``, from the model's own forward pass.
+
+    -> weights (h, s, s) query × key, and the s token pieces. ``model.attention_weights(ids)`` returns
+    one (b, h, s, s) tensor per layer; nothing here recomputes attention, so it cannot drift from it.
+    """
+    n_layers = n_layers_of(model)
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
+        raise TokvecValueError(f"layer {layer!r} is out of range: this model has {n_layers} layer"
+                               f"{'s' if n_layers != 1 else ''}, numbered 0..{n_layers - 1}")
+    if not isinstance(text, str) or not text:
+        raise TokvecValueError("text is empty: give the text whose attention to draw")
+    ids = tokenizer.encode(text)
+    pieces = tokenizer.tokens(text)
+    if len(pieces) != len(ids):  # a tokenizer whose pieces are not 1:1 with ids: label by id strings
+        strings = token_strings(tokenizer)
+        pieces = [strings[i] for i in ids]
+    context = getattr(getattr(model, "config", None), "context_length", None)
+    if context is not None and len(ids) > context:
+        raise TokvecValueError(f"text is {len(ids)} tokens, longer than the model's context_length {context}; "
+                               f"use a shorter text")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            weights = model.attention_weights(torch.tensor([ids], dtype=torch.long))
+    finally:
+        model.train(was_training)
+    return weights[layer][0].detach(), pieces

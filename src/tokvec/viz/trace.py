@@ -73,7 +73,7 @@ def trace(text: str, tokenizer, embedding) -> Trace:
         Stage("ids", tuple(batch.shape), f"(batch_size, seq_length): each piece looked up in a vocabulary "
               f"of {tokenizer.vocab_size}", batch),
         Stage("token vectors", tuple(token_vectors.shape),
-              f"(batch_size, seq_length, d_model): row id of the ({v}, {d}) embedding table"
+              f"(batch_size, seq_length, d_model): each id picks its row of the ({v}, {d}) embedding table"
               + (f", times {embedding.token.scale:g}" if embedding.token.scale != 1.0 else ""), token_vectors),
     ]
     if positional.acts_on == "input":

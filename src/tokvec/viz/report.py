@@ -1,0 +1,288 @@
+"""One self-contained HTML page about a training run: config, size, tokenizer, losses, a sample, plots.
+
+Images are inlined as base64 PNG and the CSS sits in the page, so ``report.html`` opens from disk,
+mailed or archived, with no server and no other file. A section whose data is missing (no metrics
+yet, no validation text) says so instead of failing the whole report.
+
+Run directory contract (written by ``tokvec train``): ``config.json`` ``{"format": "tokvec.run",
+"version": 1, "model": {...}, "train": {...}, "tokenizer": {...}, "step": N}``, ``model.safetensors``,
+``tokenizer.json``, ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .._io import atomic_open, read_json
+from ..errors import FormatError, TokvecError
+from .analysis import attention_maps, final_losses, read_metrics, token_strings
+from .figure import figure_png
+from .plots import plot_attention, plot_embeddings, plot_loss, plot_pe, plot_pe_similarity
+
+RUN_FORMAT = "tokvec.run"
+
+
+@dataclass
+class RunData:
+    """What a report is built from: a loaded model and tokenizer, the run's config dict and metrics."""
+
+    model: Any
+    tokenizer: Any
+    config: dict
+    metrics: list[dict] | None = None
+    path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def check_run_dir(path: str | os.PathLike) -> dict:
+    """Refuse a path that is not a tokvec run directory, saying what is wrong; return its config dict."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no run directory at {path}; train one with `tokvec train --out {path}`")
+    if not path.is_dir():
+        raise FormatError(f"{path} is a file, not a run directory; pass the directory `tokvec train --out` wrote")
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise FormatError(f"{path} is not a tokvec run directory: it has no config.json "
+                          f"(a run directory holds config.json, model.safetensors, tokenizer.json, metrics.jsonl)")
+    config = read_json(config_path)
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise FormatError(f"{config_path} has format {found!r}; expected {RUN_FORMAT!r} written by tokvec train")
+    return config
+
+
+def open_run(path: str | os.PathLike) -> RunData:
+    """Load a run directory: model (eval mode), tokenizer, config and metrics (None when absent)."""
+    path = Path(path)
+    check_run_dir(path)
+    try:
+        from ..checkpoint import load_run
+    except ImportError:  # pragma: no cover - only before the language model is installed
+        raise TokvecError("this tokvec cannot load runs: tokvec.checkpoint is missing") from None
+    model, tokenizer, config = load_run(path)
+    model.eval()
+    metrics_path = path / "metrics.jsonl"
+    metrics = read_metrics(metrics_path) if metrics_path.is_file() and metrics_path.stat().st_size else None
+    return RunData(model=model, tokenizer=tokenizer, config=config, metrics=metrics, path=path)
+
+
+# -- numbers ------------------------------------------------------------------------------------
+def parameter_count(model) -> int:
+    """Trainable and frozen parameters, each shared tensor (a tied embedding/LM head) counted once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def tokenizer_stats(tokenizer, text: str | None) -> dict[str, Any]:
+    """vocab_size and, on ``text``, tokens, characters and tokens per character."""
+    stats: dict[str, Any] = {"kind": getattr(tokenizer, "kind", type(tokenizer).__name__),
+                             "vocab_size": tokenizer.vocab_size}
+    if text:
+        n_tokens = len(tokenizer.encode(text))
+        stats.update(characters=len(text), tokens=n_tokens, tokens_per_char=n_tokens / len(text))
+    return stats
+
+
+def flatten(config: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"model": {"d_model": 64}}`` -> ``[("model.d_model", 64)]``, in the config's own order."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            rows += flatten(value, name + ".")
+        else:
+            rows.append((name, value))
+    return rows
+
+
+# -- the page -----------------------------------------------------------------------------------
+_CSS = """
+body{font-family:system-ui,"Noto Sans CJK SC","Noto Sans",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#1d1d1f;background:#fff}h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:1.8em}table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;
+text-align:left;vertical-align:top}th{background:#f4f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#f7f7f9;border:1px solid #e3e3e8;padding:.8em;white-space:pre-wrap;font-size:.95em}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}.note{color:#8a5a00}.grid{display:flex;flex-wrap:wrap;gap:2em}
+figure{margin:0}figcaption{font-size:.85em;color:#555}
+"""
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
+    def cell(v: Any, tag: str = "td") -> str:
+        num = isinstance(v, (int, float)) and not isinstance(v, bool)
+        text = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else \
+            f"{v:.4g}" if isinstance(v, float) else str(v)
+        return f"<{tag}{' class=num' if num and tag == 'td' else ''}>{html.escape(text)}</{tag}>"
+
+    head = "<tr>" + "".join(cell(h, "th") for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _figure(fig, caption: str) -> str:
+    data = base64.b64encode(figure_png(fig)).decode("ascii")
+    font = fig.tokvec_info.get("font_note", "")
+    note = f" <span class=note>{html.escape(font)}</span>" if fig.tokvec_info.get("needs_cjk") else ""
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}{note}</figcaption></figure>")
+
+
+def _section(parts: list[str], title: str, build: Callable[[], str]) -> None:
+    """Append a section; when its data is missing or bad, a one-line note takes its place."""
+    try:
+        body = build()
+    except (TokvecError, OSError) as e:
+        body = f"<p class=note>not available: {html.escape(str(e))}</p>"
+    parts.append(f"<h2>{html.escape(title)}</h2>\n{body}")
+
+
+def build_report(run: RunData | str | os.PathLike, *, val_text: str | None = None, sample: str | None = None,
+                 prompt: str | None = None, max_new_tokens: int = 200, attention_text: str | None = None,
+                 top: int = 300, seed: int = 0, title: str | None = None) -> str:
+    """The report page as one HTML string (write it with :func:`write_report`).
+
+    val_text: text to measure the tokenizer on (tokens per character); default: the run's val split
+    when the run records where it is (``extra["val_text"]``). sample: text to show as the generated
+    sample; default: ``generate`` ``max_new_tokens`` tokens from ``prompt`` with ``seed``.
+    attention_text: what the attention plot reads (default: the prompt, else the start of val_text).
+    """
+    data = open_run(run) if not isinstance(run, RunData) else run
+    val_text = val_text if val_text is not None else data.extra.get("val_text")
+    model, tok, config = data.model, data.tokenizer, data.config
+    name = title or (f"tokvec run {data.path}" if data.path else "tokvec run")
+    parts = [f"<h1>{html.escape(name)}</h1>",
+             f"<p>generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} by tokvec "
+             f"{html.escape(_version())}; step {html.escape(str(config.get('step', '?')))}</p>"]
+
+    _section(parts, "Configuration", lambda: _table(
+        [(k, v) for k, v in flatten(config) if k not in ("format", "version")], ["setting", "value"]))
+    _section(parts, "Model", lambda: _table(_model_rows(model)))
+    _section(parts, "Tokenizer", lambda: _tokenizer_section(tok, val_text))
+    _section(parts, "Final losses", lambda: _loss_section(data.metrics))
+    _section(parts, "Generated sample", lambda: _sample_section(model, tok, sample, prompt, max_new_tokens, seed))
+
+    figures: list[str] = []
+    _section(figures, "Training curves", lambda: _figure(plot_loss(_need(data.metrics, "metrics.jsonl")),
+                                                        "train and validation loss by step"))
+    table = _embedding_table(model)
+    _section(figures, "Token embeddings", lambda: _figure(
+        plot_embeddings(table, token_strings(tok), ids=_top_ids(tok, top)),
+        f"2-D PCA of the first {top} non-special rows of the ({table.shape[0]}, {table.shape[1]}) table"))
+    _section(figures, "Positional encoding", lambda: _positional_section(model))
+    text = attention_text or prompt or (val_text or "")[:48] or None
+    _section(figures, "Attention", lambda: _attention_section(model, tok, text))
+    parts += figures
+    body = "\n".join(parts)
+    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(name)}</title>"
+            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def write_report(page: str, path: str | os.PathLike) -> Path:
+    """Write the page atomically as UTF-8; returns the path."""
+    path = Path(path)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    return path
+
+
+def _version() -> str:
+    from .. import __version__
+    return __version__
+
+
+def _need(value, what: str):
+    if not value:
+        raise FormatError(f"the run has no {what} yet")
+    return value
+
+
+def _embedding_table(model):
+    embed = getattr(model, "embed", None)
+    token = getattr(embed, "token", None)
+    return token.weight.detach() if token is not None else model.get_input_embeddings().weight.detach()
+
+
+def _top_ids(tok, top: int) -> list[int]:
+    specials = {getattr(tok, a, None) for a in ("pad_id", "unk_id", "bos_id", "eos_id")}
+    return [i for i in range(tok.vocab_size) if i not in specials][:top]
+
+
+def _model_rows(model) -> list[tuple[str, Any]]:
+    table = _embedding_table(model)
+    n = parameter_count(model)
+    rows = [("parameters", n), ("embedding table (vocab_size, d_model)", str(tuple(table.shape))),
+            ("embedding table share of parameters", f"{100 * table.numel() / n:.1f}%")]
+    cfg = getattr(model, "config", None)
+    for key in ("n_layers", "n_heads", "d_model", "context_length", "positional"):
+        if cfg is not None and hasattr(cfg, key):
+            rows.append((key, getattr(cfg, key)))
+    return rows
+
+
+def _tokenizer_section(tok, val_text: str | None) -> str:
+    stats = tokenizer_stats(tok, val_text)
+    rows = [("kind", stats["kind"]), ("vocab_size", stats["vocab_size"])]
+    if "tokens" in stats:
+        rows += [("validation text: characters", stats["characters"]), ("validation text: tokens", stats["tokens"]),
+                 ("tokens per character", round(stats["tokens_per_char"], 4))]
+        note = ""
+    else:
+        note = "<p class=note>no validation text given: tokens per character not measured</p>"
+    return _table(rows) + note
+
+
+def _loss_section(metrics) -> str:
+    last = final_losses(_need(metrics, "metrics.jsonl"))
+    rows = [(split, r["step"], float(r["loss"]), float(math.exp(min(r["loss"], 50))))
+            for split, r in sorted(last.items(), key=lambda kv: kv[0] != "train")]
+    return _table(rows, ["split", "step", "loss", "perplexity"])
+
+
+def _sample_section(model, tok, sample, prompt, max_new_tokens, seed) -> str:
+    if sample is None:
+        sample = generate_sample(model, tok, prompt or "", max_new_tokens=max_new_tokens, seed=seed)
+    shown = f"<p>prompt: <code>{html.escape(prompt)}</code></p>" if prompt else ""
+    return f"{shown}<pre>{html.escape(sample)}</pre>"
+
+
+def generate_sample(model, tok, prompt: str, *, max_new_tokens: int = 200, seed: int = 0) -> str:
+    """Sample text from the model with the library's own generator (seeded, so the report is stable)."""
+    import torch
+
+    ids = tok.encode(prompt) if prompt else [tok.bos_id if tok.bos_id is not None else 0]
+    torch.manual_seed(seed)
+    out = model.generate(torch.tensor([ids], dtype=torch.long), max_new_tokens=max_new_tokens)
+    out = out[0] if hasattr(out, "dim") and out.dim() == 2 else out
+    return tok.decode([int(i) for i in out])
+
+
+def _positional_section(model) -> str:
+    cfg = model.config
+    embed_pos = model.embed.positional
+    if embed_pos.acts_on == "input":
+        n = min(int(getattr(cfg, "context_length", 200)), 512)
+        return (_figure(plot_pe(embed_pos, d_model=cfg.d_model, max_len=n), "position vectors added to the input")
+                + _figure(plot_pe_similarity(embed_pos, n_positions=min(n, 128), d_model=cfg.d_model,
+                                             n_heads=cfg.n_heads), "PE(i)·PE(j)"))
+    scheme = model.blocks[0].attn.positional
+    n = min(int(getattr(cfg, "context_length", 64)), 128)
+    return _figure(plot_pe_similarity(scheme, n_positions=max(n, 2), d_model=cfg.d_model, n_heads=cfg.n_heads),
+                   f"what {scheme.name} alone adds to the attention score, by query/key position")
+
+
+def _attention_section(model, tok, text: str | None) -> str:
+    if not text:
+        raise FormatError("no text to read: pass attention_text, a prompt or a validation text")
+    n = n_layers = len(model.blocks)
+    out = []
+    for layer in sorted({0, n_layers - 1}):
+        weights, pieces = attention_maps(model, tok, text, layer=layer)
+        out.append(_figure(plot_attention(weights, pieces, layer=layer), f"layer {layer} of {n}"))
+    return "".join(out)
