@@ -194,7 +194,8 @@ def plot_pe_cmd(
 
     if run is not None:
         data = _open_run(run, "plot pe")
-        fig = plot_pe(data.model.embed.positional, d_model=data.model.embed.d_model, max_len=max_len)
+        fig = plot_pe(data.model.embed.positional, d_model=data.model.embed.d_model,
+                      max_len=min(max_len, data.model.config.context_length))
     else:
         fig = plot_pe(positional, d_model=d_model, max_len=max_len)
     _save_plot(fig, out_path)
@@ -215,9 +216,7 @@ def plot_pe_similarity_cmd(
 
     if run is not None:
         model = _open_run(run, "plot pe-similarity").model
-        scheme = model.embed.positional if model.embed.positional.acts_on == "input" \
-            else model.blocks[0].attn.positional
-        fig = plot_pe_similarity(scheme, n_positions=n_positions, d_model=model.config.d_model,
+        fig = plot_pe_similarity(model.embed.positional, n_positions=n_positions, d_model=model.config.d_model,
                                  n_heads=model.config.n_heads, method=method)
     else:
         fig = plot_pe_similarity(positional, n_positions=n_positions, d_model=d_model, n_heads=heads, method=method)

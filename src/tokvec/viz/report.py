@@ -77,7 +77,7 @@ def open_run(path: str | os.PathLike) -> RunData:
 # -- numbers ------------------------------------------------------------------------------------
 def parameter_count(model) -> int:
     """Trainable and frozen parameters, each shared tensor (a tied embedding/LM head) counted once."""
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters())  # parameters() yields a shared tensor once
 
 
 def tokenizer_stats(tokenizer, text: str | None) -> dict[str, Any]:
@@ -253,28 +253,30 @@ def _sample_section(model, tok, sample, prompt, max_new_tokens, seed) -> str:
 
 
 def generate_sample(model, tok, prompt: str, *, max_new_tokens: int = 200, seed: int = 0) -> str:
-    """Sample text from the model with the library's own generator (seeded, so the report is stable)."""
+    """``prompt`` plus text sampled from the model by its own ``generate`` (seeded: the report is stable).
+
+    Without a prompt, generation starts from ``<bos>`` (or id 0); the text stops at ``<eos>``.
+    """
     import torch
 
     ids = tok.encode(prompt) if prompt else [tok.bos_id if tok.bos_id is not None else 0]
-    torch.manual_seed(seed)
-    out = model.generate(torch.tensor([ids], dtype=torch.long), max_new_tokens=max_new_tokens)
-    out = out[0] if hasattr(out, "dim") and out.dim() == 2 else out
-    return tok.decode([int(i) for i in out])
+    out = model.generate(torch.tensor([ids], dtype=torch.long), max_new_tokens, seed=seed, eos_id=tok.eos_id)
+    new = [int(i) for i in out[0, len(ids):]]
+    if tok.eos_id is not None and tok.eos_id in new:
+        new = new[: new.index(tok.eos_id)]
+    return prompt + tok.decode(new)
 
 
 def _positional_section(model) -> str:
     cfg = model.config
-    embed_pos = model.embed.positional
-    if embed_pos.acts_on == "input":
-        n = min(int(getattr(cfg, "context_length", 200)), 512)
-        return (_figure(plot_pe(embed_pos, d_model=cfg.d_model, max_len=n), "position vectors added to the input")
-                + _figure(plot_pe_similarity(embed_pos, n_positions=min(n, 128), d_model=cfg.d_model,
-                                             n_heads=cfg.n_heads), "PE(i)·PE(j)"))
-    scheme = model.blocks[0].attn.positional
-    n = min(int(getattr(cfg, "context_length", 64)), 128)
-    return _figure(plot_pe_similarity(scheme, n_positions=max(n, 2), d_model=cfg.d_model, n_heads=cfg.n_heads),
-                   f"what {scheme.name} alone adds to the attention score, by query/key position")
+    scheme = model.embed.positional  # the model's one positional module (shared with its attention layers)
+    n = min(int(cfg.context_length), 128)
+    similarity = plot_pe_similarity(scheme, n_positions=max(n, 2), d_model=cfg.d_model, n_heads=cfg.n_heads)
+    if scheme.acts_on == "input":
+        return (_figure(plot_pe(scheme, d_model=cfg.d_model, max_len=min(int(cfg.context_length), 512)),
+                        "position vectors added to the input")
+                + _figure(similarity, "PE(i)·PE(j): how alike the position vectors of two positions are"))
+    return _figure(similarity, f"what {scheme.name} alone adds to the attention score, by query/key position")
 
 
 def _attention_section(model, tok, text: str | None) -> str:
