@@ -18,6 +18,7 @@ from .vocab import Vocabulary
 # --- BPE issue exports ---
 
 # --- language-model issue exports ---
+from .model import GPT, ModelConfig, SequenceClassifier  # noqa: E402
 
 # --- viz issue exports ---
 

@@ -1,0 +1,108 @@
+"""One pre-norm Transformer block, the feed-forward network and the norm factory.
+
+    x ──norm──attention──(+)──norm──feed-forward──(+)──▶
+    └──────────────────────┘  └───────────────────────┘   residual stream
+
+Shape legend: b = batch, s = seq, d = d_model, f = hidden (feed-forward) width.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..positional import PositionalEncoding
+from .attention import CausalSelfAttention, KVCache
+from .config import ModelConfig
+
+NORM_EPS = 1e-5  # GPT-2's LayerNorm epsilon; also fine for RMSNorm at float32
+
+
+def register_alias_hooks(module: nn.Module) -> None:
+    """Save each shared tensor once: ``state_dict()`` drops the aliases, ``load_state_dict`` refills them.
+
+    A GPT shares tensors on purpose: the LM head's weight IS the token table (tying), and every
+    attention layer holds the one positional module. PyTorch lists each alias under its own key;
+    safetensors refuses to save aliased tensors, and a checkpoint should not store one table
+    twice. The first name in ``named_parameters`` order (``embed.token.embedding.weight``,
+    ``embed.positional.*``) is the one kept.
+    """
+
+    def aliases(m: nn.Module) -> list[tuple[str, str]]:
+        first: dict[int, str] = {}
+        pairs = []
+        named = list(m.named_parameters(remove_duplicate=False)) + list(m.named_buffers(remove_duplicate=False))
+        for name, tensor in named:
+            if id(tensor) in first:
+                pairs.append((name, first[id(tensor)]))
+            else:
+                first[id(tensor)] = name
+        return pairs
+
+    def drop(m: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+        for alias, _ in aliases(m):
+            state_dict.pop(prefix + alias, None)
+
+    def refill(m: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+        for alias, canonical in aliases(m):
+            if prefix + alias not in state_dict and prefix + canonical in state_dict:
+                state_dict[prefix + alias] = state_dict[prefix + canonical]
+
+    module.register_state_dict_post_hook(drop)
+    module.register_load_state_dict_pre_hook(refill)
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    """LayerNorm (with bias when config.bias) or RMSNorm (never a bias) over d_model."""
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.d_model, eps=NORM_EPS)
+    return nn.LayerNorm(config.d_model, eps=NORM_EPS, bias=config.bias)
+
+
+class MLP(nn.Module):
+    """The position-wise feed-forward network. x: (b, s, d) -> (b, s, d).
+
+    gelu:   proj(gelu(fc(x)))                   fc: d -> f
+    swiglu: proj(silu(gate(x)) * up(x))         fc: d -> 2f (gate and up in one matmul)
+    ``proj`` writes into the residual stream, so it gets the scaled GPT-2 init (see GPT).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.activation = config.activation
+        hidden = config.hidden_dim
+        width = 2 * hidden if self.activation == "swiglu" else hidden
+        self.fc = nn.Linear(config.d_model, width, bias=config.bias)
+        self.proj = nn.Linear(hidden, config.d_model, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc(x)  # (b, s, f) or (b, s, 2f)
+        if self.activation == "swiglu":
+            gate, up = h.chunk(2, dim=-1)  # (b, s, f) each
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h)  # exact erf GELU, as nanoGPT (GPT-2 used the tanh approximation)
+        return self.dropout(self.proj(h))
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then + mlp(norm(x)). x: (b, s, d) -> (b, s, d)."""
+
+    def __init__(self, config: ModelConfig, positional: PositionalEncoding, layer_index: int) -> None:
+        super().__init__()
+        self.norm1 = make_norm(config)
+        self.attn = CausalSelfAttention(config.d_model, config.n_heads, positional=positional,
+                                        dropout=config.dropout, bias=config.bias, layer_index=layer_index)
+        self.norm2 = make_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, *, cache: KVCache | None = None, need_weights: bool = False
+                ) -> Tensor | tuple[Tensor, Tensor]:
+        """x: (b, s, d) -> (b, s, d); with ``need_weights`` also the attention weights (b, h, s, t)."""
+        if need_weights:
+            a, weights = self.attn(self.norm1(x), cache=cache, need_weights=True)
+            x = x + a
+            return x + self.mlp(self.norm2(x)), weights
+        x = x + self.attn(self.norm1(x), cache=cache)
+        return x + self.mlp(self.norm2(x))

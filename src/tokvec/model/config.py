@@ -1,0 +1,158 @@
+"""The size and shape of a language model, in one dataclass, plus named presets.
+
+    >>> cfg = ModelConfig.preset("tiny", vocab_size=65)
+    >>> cfg.d_model, cfg.n_layers, cfg.hidden_dim
+    (128, 4, 512)
+
+Presets (``vocab_size`` comes from the tokenizer, except for gpt2-124m which fixes GPT-2's):
+
+    | preset    | context | d_model | layers | heads | d_ff | dropout | params (vocab 65) |
+    | --------- | ------- | ------- | ------ | ----- | ---- | ------- | ----------------- |
+    | tiny      |      64 |     128 |      4 |     4 |  512 |     0.0 | 0.80 M            |
+    | small     |     256 |     384 |      6 |     6 | 1536 |     0.1 | 10.7 M            |
+    | gpt2-124m |    1024 |     768 |     12 |    12 | 3072 |     0.0 | 124.4 M (V 50257) |
+
+``tiny`` is nanoGPT's CPU configuration for character-level Shakespeare (about three minutes for
+2000 steps on a laptop CPU); ``small`` is nanoGPT's ``shakespeare_char`` GPU model; ``gpt2-124m``
+is GPT-2 small (Radford et al. 2019), parameter for parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..errors import TokvecValueError
+
+NORMS = ("layernorm", "rmsnorm")
+ACTIVATIONS = ("gelu", "swiglu")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # nanoGPT's CPU config for char-level Shakespeare: trains in minutes on 2 cores
+    "tiny": dict(context_length=64, d_model=128, n_layers=4, n_heads=4, dropout=0.0),
+    # nanoGPT's shakespeare_char model (~10 M parameters): an hour-scale CPU run
+    "small": dict(context_length=256, d_model=384, n_layers=6, n_heads=6, dropout=0.1),
+    # GPT-2 small, same shapes as Hugging Face's "gpt2" (124 M parameters with tied embeddings)
+    "gpt2-124m": dict(vocab_size=50257, context_length=1024, d_model=768, n_layers=12, n_heads=12, dropout=0.0),
+}
+
+
+def swiglu_hidden(d_model: int) -> int:
+    """SwiGLU hidden width: 8/3 * d_model (same parameter count as a 4*d_model GELU MLP, since SwiGLU has
+    three matrices instead of two; Shazeer 2020), rounded up to a multiple of 64 (whole AVX-512 /
+    cache-line blocks for the matmuls). ``swiglu_hidden(384) == 1024``, ``swiglu_hidden(32) == 128``."""
+    return 64 * math.ceil(8 * d_model / 3 / 64)
+
+
+@dataclass
+class ModelConfig:
+    """Everything that fixes the shape of a :class:`~tokvec.model.GPT` (not how it is trained).
+
+    ``validate()`` runs on construction and lists every problem at once.
+    """
+
+    vocab_size: int  # no default: it is the tokenizer's, and a mismatch is the most common bug
+    context_length: int = 256  # tokens the model sees at once; 256 is enough for paragraphs of characters
+    d_model: int = 384  # width of every token vector: nanoGPT's shakespeare_char size, trains on a CPU
+    n_layers: int = 6  # depth; 6 x 384 (~10 M params) is the largest that trains in an hour on a CPU
+    n_heads: int = 6  # head_dim = 64, the size used from GPT-2 to Llama
+    d_ff: int | None = None  # feed-forward width; None -> 4*d_model (gelu) or swiglu_hidden(d_model)
+    dropout: float = 0.0  # off: small corpora overfit late and dropout halves CPU throughput gains
+    positional: str = "learned"  # GPT-2's choice; any name in tokvec.positional.available()
+    positional_options: dict[str, Any] = field(default_factory=dict)  # passed to the scheme (base=, layout=)
+    norm: str = "layernorm"  # GPT-2's; "rmsnorm" as in Llama (no mean subtraction, no bias)
+    activation: str = "gelu"  # GPT-2's; "swiglu" as in Llama (gated, three matrices)
+    bias: bool = True  # GPT-2 has biases in linears and norms; False is slightly faster and as good
+    tie_embeddings: bool = True  # LM head reuses the token table (Press & Wolf 2017): fewer params, better
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def hidden_dim(self) -> int:
+        """The feed-forward width actually used (d_ff resolved)."""
+        if self.d_ff is not None:
+            return self.d_ff
+        return 4 * self.d_model if self.activation == "gelu" else swiglu_hidden(self.d_model)
+
+    def validate(self) -> "ModelConfig":
+        """Check every field; raise one TokvecValueError listing all problems by field name."""
+        from ..positional import available
+
+        problems: list[str] = []
+
+        def positive(name: str) -> bool:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+                return False
+            return True
+
+        for name in ("vocab_size", "context_length", "d_model", "n_layers"):
+            positive(name)
+        if positive("n_heads") and isinstance(self.d_model, int) and self.d_model > 0 and self.d_model % self.n_heads:
+            problems.append(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model}) "
+                            f"(try n_heads={_divisor_near(self.d_model, self.n_heads)})")
+        if self.d_ff is not None:
+            positive("d_ff")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        schemes = available()
+        if self.positional not in schemes:
+            problems.append(f"positional {self.positional!r} is not a known scheme (choose one of {', '.join(schemes)})")
+        if not isinstance(self.positional_options, Mapping):
+            problems.append(f"positional_options must be a dict of scheme options, "
+                            f"got {type(self.positional_options).__name__}")
+        if self.norm not in NORMS:
+            problems.append(f"norm {self.norm!r} is not one of ({', '.join(NORMS)})")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation {self.activation!r} is not one of ({', '.join(ACTIVATIONS)})")
+        for name in ("bias", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if problems:
+            raise TokvecValueError(f"invalid model config ({len(problems)} problem{'s' * (len(problems) > 1)}): "
+                                   + "; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields (d_ff stays None when it was None)."""
+        data = dataclasses.asdict(self)
+        data["positional_options"] = dict(self.positional_options)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error that names them."""
+        if not isinstance(data, Mapping):
+            raise TokvecValueError(f"a model config must be a mapping of fields, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(k for k in data if k not in names)
+        if unknown:
+            raise TokvecValueError(f"unknown model config field{'s' * (len(unknown) > 1)} "
+                                   f"{', '.join(map(repr, unknown))}; known fields: {', '.join(names)}")
+        if "vocab_size" not in data:
+            raise TokvecValueError("model config lacks vocab_size (the tokenizer's vocab_size)")
+        return cls(**dict(data))
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
+        """A named size from :data:`PRESETS`, with any field overridden: ``preset("tiny", vocab_size=65)``."""
+        if name not in PRESETS:
+            raise TokvecValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+        fields = {**PRESETS[name], **overrides}
+        if "vocab_size" not in fields:
+            raise TokvecValueError(f"preset {name!r} needs vocab_size: pass the tokenizer's, "
+                                   f"ModelConfig.preset({name!r}, vocab_size=tokenizer.vocab_size)")
+        return cls.from_dict(fields)
+
+
+def _divisor_near(n: int, k: int) -> int:
+    """The divisor of n closest to k (ties to the smaller), for a helpful n_heads suggestion."""
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))

@@ -1,0 +1,208 @@
+"""A decoder-only Transformer language model (GPT-2 shaped, positional scheme by name).
+
+    ids (b, s) ──InputEmbedding──▶ (b, s, d) ──N × Block──▶ norm ──lm_head──▶ logits (b, s, V)
+
+    >>> model = GPT(ModelConfig(vocab_size=65, d_model=32, n_layers=2, n_heads=2, context_length=16))
+    >>> logits, loss = model(torch.zeros(3, 10, dtype=torch.long))
+    >>> logits.shape, loss
+    (torch.Size([3, 10, 65]), None)
+
+Length limits by positional scheme (``forward`` and ``generate``):
+
+- ``learned``: a table of ``context_length`` rows; a longer input (cached tokens included) is an
+  error naming both numbers. ``generate`` slides a window over longer prompts and outputs.
+- ``sinusoidal``, ``none`` and attention-level schemes (``rope``, ``alibi``, ...): ``forward``
+  accepts any length (the scheme extrapolates, with the quality loss that implies past the trained
+  length); ``generate`` still slides a ``context_length`` window so the model only ever sees the
+  lengths it was trained on. See :mod:`tokvec.generate`.
+
+Shape legend: b = batch, s = new tokens, t = cached + new tokens, d = d_model, V = vocab_size,
+h = heads, L = n_layers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..embedding import InputEmbedding
+from ..errors import TokvecTypeError, TokvecValueError
+from .attention import KVCache
+from .block import Block, make_norm, register_alias_hooks
+from .config import ModelConfig
+
+IGNORE_INDEX = -100  # targets equal to this add nothing to the loss (F.cross_entropy's default)
+LENGTH_LIMITED = ("learned",)  # schemes that have no vector for positions >= context_length
+
+
+class GPT(nn.Module):
+    """The language model: ``logits, loss = model(ids, targets)``; ``model.generate(ids, 100)``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TokvecTypeError(f"GPT takes a ModelConfig, got {type(config).__name__}; "
+                                  f"build one with ModelConfig(vocab_size=...) or ModelConfig.preset('tiny', ...)")
+        self.config = config.validate()
+        self.embed = InputEmbedding(config.vocab_size, config.d_model, positional=config.positional,
+                                    max_len=config.context_length, dropout=config.dropout, n_heads=config.n_heads,
+                                    positional_options=dict(config.positional_options))
+        # one positional module shared by the input stage and every attention layer
+        self.blocks = nn.ModuleList(Block(config, self.embed.positional, i) for i in range(config.n_layers))
+        self.norm = make_norm(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self._init_weights()
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.token.weight  # (V, d): one table reads and writes tokens
+        register_alias_hooks(self)  # state_dict() holds each shared tensor once (safetensors-ready)
+
+    def _init_weights(self) -> None:
+        """GPT-2: every linear N(0, 0.02), biases 0; the two projections per block that write into
+        the residual stream N(0, 0.02/sqrt(2L)), so the stream's variance does not grow with depth.
+        Token (and learned position) tables are N(0, 0.02) from their own constructors."""
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                std = residual_std if name.endswith(("attn.proj", "mlp.proj")) else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    # -- forward --------------------------------------------------------------------------------
+    def hidden(self, ids: Tensor, *, cache: KVCache | None = None) -> Tensor:
+        """The final-norm hidden states. ids: (b, s) -> (b, s, d). With ``cache`` the ids are the
+        new tokens and take positions ``cache.length ..``; their keys/values are appended to it."""
+        x = self._embed(ids, cache)
+        for block in self.blocks:
+            x = block(x, cache=cache)
+        return self.norm(x)
+
+    def forward(self, ids: Tensor, targets: Tensor | None = None, *, cache: KVCache | None = None
+                ) -> tuple[Tensor, Tensor | None]:
+        """ids: (b, s) -> (logits (b, s, V), loss).
+
+        targets: (b, s) next-token ids, ``-100`` where no loss is wanted; loss is the mean cross
+        entropy over the other positions (a scalar), or None without targets.
+        cache: a :meth:`new_cache` to append to (generation); ids are then the new tokens only.
+        """
+        logits = self.lm_head(self.hidden(ids, cache=cache))  # (b, s, V)
+        if targets is None:
+            return logits, None
+        self._check_targets(targets, ids)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_weights(self, ids: Tensor) -> list[Tensor]:
+        """Every layer's attention pattern. ids: (b, s) -> [(b, h, s, s)] * L (rows sum to 1).
+
+        Taken from the model's own attention modules (the same code path as forward, written out).
+        Call ``model.eval()`` first when dropout > 0, or the weights are the dropped-out ones' source.
+        """
+        x = self._embed(ids, None)
+        weights = []
+        for block in self.blocks:
+            x, w = block(x, need_weights=True)
+            weights.append(w)
+        return weights
+
+    def _embed(self, ids: Tensor, cache: KVCache | None) -> Tensor:
+        """ids: (b, s) -> (b, s, d) with positions offset by the cache length."""
+        if isinstance(ids, Tensor) and ids.dim() == 2:
+            offset = cache.length if cache is not None else 0
+            self._check_length(ids.shape[1], offset)
+            if offset:
+                positions = torch.arange(offset, offset + ids.shape[1], device=ids.device)
+                return self.embed(ids, positions=positions)
+        return self.embed(ids)  # InputEmbedding names a bad type, rank or id
+
+    def _check_length(self, s: int, offset: int) -> None:
+        limit = self.config.context_length
+        if self.config.positional in LENGTH_LIMITED and offset + s > limit:
+            cached = f" after {offset} cached tokens" if offset else ""
+            raise TokvecValueError(
+                f"sequence of {s} tokens{cached} is longer than context_length {limit} "
+                f"(the {self.config.positional!r} positional table has {limit} rows); "
+                f"crop the input to the last {limit} tokens, or use model.generate which slides a window"
+            )
+
+    def _check_targets(self, targets: Tensor, ids: Tensor) -> None:
+        if not isinstance(targets, Tensor) or targets.is_floating_point() or targets.dtype == torch.bool:
+            raise TokvecTypeError(f"targets must be an integer tensor of token ids, got "
+                                  f"{getattr(targets, 'dtype', type(targets).__name__)}")
+        if targets.shape != ids.shape:
+            raise TokvecValueError(f"targets must have the shape of ids {tuple(ids.shape)}, "
+                                   f"got {tuple(targets.shape)}")
+        valid = targets[targets != IGNORE_INDEX]
+        if valid.numel():
+            lo, hi = torch.aminmax(valid)
+            if int(lo) < 0 or int(hi) >= self.config.vocab_size:
+                bad = int(lo) if int(lo) < 0 else int(hi)
+                raise TokvecValueError(f"target id {bad} is out of range for vocab_size {self.config.vocab_size}; "
+                                       f"targets must be in [0, {self.config.vocab_size - 1}] or {IGNORE_INDEX}")
+
+    # -- accounting -----------------------------------------------------------------------------
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Number of parameters (a tied table counted once).
+
+        ``non_embedding=True`` leaves out tables that are only looked up, never multiplied: the
+        position table (learned) and the token table when it is NOT tied to the LM head. A tied
+        table stays in: it is the head's matmul weight (nanoGPT counts it the same way). This is
+        the N of :meth:`flops_per_token`.
+        """
+        params = {id(p): p for p in self.parameters()}
+        if non_embedding:
+            lookups = list(self.embed.positional.parameters())
+            if not self.config.tie_embeddings:
+                lookups.append(self.embed.token.weight)
+            for p in lookups:
+                params.pop(id(p), None)
+        return sum(p.numel() for p in params.values())
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token (forward + backward) at ``seq_len`` (default context_length):
+
+            6·N + 12·L·d·T        (Kaplan et al. 2020 §2.1; PaLM, Chowdhery et al. 2022, App. B)
+
+        N = num_parameters(non_embedding=True): each weight does one multiply-add (2 FLOPs) per
+        token forward and two backward. 12·L·d·T: the attention scores q·k and the weighted sum
+        over v, 2·2·d·T per layer forward, times 3 for forward + backward. Inference is a third.
+        """
+        t = self.config.context_length if seq_len is None else seq_len
+        c = self.config
+        return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layers * c.d_model * t
+
+    def new_cache(self) -> KVCache:
+        """An empty KV cache for incremental decoding: one (k, v) pair per layer, filled by forward."""
+        return KVCache(self.config.n_layers)
+
+    # -- generation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, ids: Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, repetition_penalty: float = 1.0, eos_id: int | None = None,
+                 stop: list[str] | str | None = None, tokenizer: Any = None, seed: int | None = None,
+                 use_cache: bool = True) -> Tensor:
+        """Continue ``ids``: (b, s) or (s,) -> the same rank with up to ``max_new_tokens`` ids appended.
+
+        See :func:`tokvec.generate.generate` for every option (``stop`` strings need ``tokenizer``).
+        """
+        from ..generate import generate
+
+        return generate(self, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        repetition_penalty=repetition_penalty, eos_id=eos_id, stop=stop, tokenizer=tokenizer,
+                        seed=seed, use_cache=use_cache)
+
+    @classmethod
+    def from_run(cls, path: str | os.PathLike) -> "GPT":
+        """The trained model of a run directory written by ``tokvec train`` (weights + config)."""
+        from ..checkpoint import load_run
+
+        return load_run(path)[0]
+
+    def extra_repr(self) -> str:
+        return f"parameters={self.num_parameters():,}"
