@@ -16,11 +16,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from tokvec import CharTokenizer, InputEmbedding
 from tokvec.errors import FormatError, TokvecValueError, UnknownTokenError
-from tokvec.model.attention import CausalSelfAttention
 from tokvec.positional import PositionalEncoding, build, sinusoidal_table
 from tokvec.viz import (display_token, find_cjk_font, neighbors, pca_2d, plot_attention, plot_embeddings,
                         plot_loss, plot_pe, plot_pe_similarity, positional_scores, read_metrics, save_figure,
@@ -35,78 +33,13 @@ CJK_FONT = find_cjk_font()
 needs_cjk_font = pytest.mark.skipif(not CJK_FONT.found, reason="no CJK font installed (apt-get install fonts-noto-cjk)")
 
 
-# -- test-local positional schemes written from their papers' formulas ---------------------------------
-class ToyRotary(PositionalEncoding):
-    """RoPE (Su et al. 2021, eq. 34): pairs (x_2i, x_2i+1) rotated by angle pos * base^(-2i/hd)."""
+def tiny_gpt(vocab_size, *, positional="sinusoidal", n_layers=2, n_heads=2, d_model=16, context_length=32):
+    from tokvec.model.config import ModelConfig
+    from tokvec.model.gpt import GPT
 
-    name, acts_on, rotates = "toy-rope", "attention", True
-
-    def __init__(self, head_dim: int, base: float = 10000.0):
-        super().__init__()
-        self.head_dim = head_dim
-        self.theta = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-
-    def rotate(self, q, k, positions):
-        angle = positions.double().unsqueeze(-1) * self.theta  # (s, hd/2)
-        cos, sin = angle.cos().float(), angle.sin().float()
-
-        def turn(x):
-            a, b = x[..., 0::2], x[..., 1::2]
-            return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
-
-        return turn(q), turn(k)
-
-
-class ToyBias(PositionalEncoding):
-    """ALiBi-like (Press et al. 2022): bias -slope_h * (i - j), slopes 1/2, 1/4 for two heads."""
-
-    name, acts_on = "toy-bias", "attention"
-
-    def __init__(self):
-        super().__init__()
-        self.slopes = torch.tensor([0.5, 0.25])
-
-    def score_bias(self, q_len, k_len, offset=0):
-        i = torch.arange(offset, offset + q_len).unsqueeze(1)
-        j = torch.arange(k_len).unsqueeze(0)
-        return -self.slopes.view(-1, 1, 1) * (i - j).float()  # (h, q, k)
-
-
-# -- a tiny model with the language-model interface (embed, blocks[i].attn, attention_weights, generate) ---
-class TinyBlock(nn.Module):
-    def __init__(self, d, h, positional, index):
-        super().__init__()
-        self.attn = CausalSelfAttention(d, h, positional=positional, layer_index=index)
-
-    def forward(self, x, need_weights=False):
-        y, w = self.attn(x, need_weights=True)
-        return x + y, w
-
-
-class TinyLM(nn.Module):
-    def __init__(self, vocab_size, d_model=16, n_heads=2, n_layers=2, context_length=32, positional="sinusoidal"):
-        super().__init__()
-        self.config = types.SimpleNamespace(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads,
-                                            n_layers=n_layers, context_length=context_length, positional=positional)
-        self.embed = InputEmbedding(vocab_size, d_model, positional=positional, max_len=context_length, n_heads=n_heads)
-        attn_pos = build(positional, d_model=d_model, n_heads=n_heads, head_dim=d_model // n_heads, max_len=context_length)
-        self.blocks = nn.ModuleList(TinyBlock(d_model, n_heads, attn_pos, i) for i in range(n_layers))
-
-    def attention_weights(self, ids):
-        x, out = self.embed(ids), []
-        for block in self.blocks:
-            x, w = block(x)
-            out.append(w)
-        return out
-
-    def generate(self, ids, max_new_tokens, *, seed=None, eos_id=None):  # greedy: seed and eos do not matter
-        for _ in range(max_new_tokens):
-            x = self.embed(ids[:, -self.config.context_length:])
-            for block in self.blocks:
-                x, _ = block(x)
-            logits = x[:, -1] @ self.embed.token.weight.T
-            ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
-        return ids
+    torch.manual_seed(0)
+    return GPT(ModelConfig(vocab_size=vocab_size, context_length=context_length, d_model=d_model,
+                           n_layers=n_layers, n_heads=n_heads, positional=positional)).eval()
 
 
 @pytest.fixture
@@ -181,8 +114,8 @@ def test_plot_pe_of_a_learned_table_and_refusal_for_attention_schemes():
     np.testing.assert_array_equal(np.asarray(fig.axes[0].images[0].get_array()), learned.weight.detach().numpy())
     with pytest.raises(TokvecValueError, match=r"scheme 'none' acts on 'none'.*plot_pe_similarity"):
         plot_pe("none")
-    with pytest.raises(TokvecValueError, match=r"toy-bias.*no table to draw"):
-        plot_pe(ToyBias())
+    with pytest.raises(TokvecValueError, match=r"'rope' acts on 'attention'.*no table to draw"):
+        plot_pe("rope", d_model=16)
 
 
 def test_sinusoidal_similarity_is_sum_of_cosines_of_the_distance():
@@ -200,37 +133,60 @@ def test_sinusoidal_similarity_is_sum_of_cosines_of_the_distance():
     assert right.get_xlabel().startswith("distance i − j")
 
 
-def test_rotary_similarity_is_the_roformer_decay_and_depends_only_on_distance():
+def test_rope_similarity_is_the_roformer_decay_and_depends_only_on_distance():
     hd = 8
-    result = positional_scores(ToyRotary(hd), n_positions=10, d_model=hd, n_heads=1)
-    assert result.method == "rotary" and result.label == "q_i·k_j/√hd"
-    theta = 10000.0 ** (-np.arange(0, hd, 2) / hd)
+    result = positional_scores("rope", n_positions=10, d_model=16, n_heads=2)
+    assert result.method == "rotary" and result.label == "q_i·k_j/√hd" and result.scores.shape == (1, 10, 10)
+    theta = 10000.0 ** (-np.arange(0, hd, 2) / hd)  # Su et al. 2021, eq. 15
     for i in range(10):
         for j in range(10):
             if j > i:
                 assert np.isnan(result.scores[0, i, j])  # causal: never looked at
-            else:  # ones vector: q_m·k_n = sum over pairs of 2 cos((m-n) theta)
+            else:  # all-ones vector: q_m·k_n = sum over pairs of 2 cos((m-n) theta)
                 assert result.scores[0, i, j] == pytest.approx(2 * np.cos((i - j) * theta).sum() / math.sqrt(hd),
                                                                abs=1e-5)
 
 
-def test_bias_scheme_similarity_keeps_heads_and_matches_the_attention_layer():
-    direct = positional_scores(ToyBias(), n_positions=6, d_model=8, n_heads=2)
-    assert direct.method == "bias" and direct.scores.shape == (2, 6, 6)
-    assert direct.scores[0, 5, 1] == pytest.approx(-0.5 * 4) and direct.scores[1, 5, 1] == pytest.approx(-0.25 * 4)
-    measured = positional_scores(ToyBias(), n_positions=6, d_model=8, n_heads=2, method="attention")
-    assert measured.method == "attention"
-    np.testing.assert_allclose(measured.scores, direct.scores, atol=1e-5)
-    distances, profile = direct.by_distance()
-    np.testing.assert_allclose(profile[0], -0.5 * distances)
-    fig = plot_pe_similarity(ToyBias(), n_positions=6, d_model=8, n_heads=2)
-    assert [line.get_label() for line in fig.axes[1].lines] == ["head 0", "head 1"]
+def test_alibi_similarity_keeps_each_heads_slope():
+    result = positional_scores("alibi", n_positions=6, d_model=16, n_heads=4)
+    assert result.method == "bias" and result.scores.shape == (4, 6, 6)
+    slopes = 2.0 ** (-8 / 4 * np.arange(1, 5))  # Press et al. 2022: 2^-2, 2^-4, 2^-6, 2^-8 for 4 heads
+    distances, profile = result.by_distance()
+    np.testing.assert_allclose(profile, -slopes[:, None] * distances[None, :], atol=1e-6)
+    fig = plot_pe_similarity("alibi", n_positions=6, d_model=16, n_heads=4)
+    assert [line.get_label() for line in fig.axes[1].lines] == ["head 0", "head 1", "head 2", "head 3"]
+    assert fig.axes[0].get_title() == "alibi: bias(i,j) (head 0)"
+
+
+@pytest.mark.parametrize("name", ["rope", "alibi", "relative", "t5", "xl"])
+def test_similarity_from_the_hooks_equals_what_the_attention_layer_does(name):
+    # the same constant input through a real CausalSelfAttention: log w(i,j) - log w(i,i) must equal
+    # score(i,j) - score(i,i) computed from the scheme's hooks (rotate, score_bias, score_term)
+    torch.manual_seed(0)
+    scheme = build(name, d_model=16, n_heads=2, head_dim=8, max_len=12)
+    with torch.no_grad():  # learned parts start at zero in some schemes: make them matter
+        for p in scheme.parameters():
+            p.normal_(0, 0.5)
+    direct = positional_scores(scheme, n_positions=12, d_model=16, n_heads=2)
+    measured = positional_scores(scheme, n_positions=12, d_model=16, n_heads=2, method="attention")
+    assert direct.method != "attention" and measured.method == "attention"
+    d = np.broadcast_to(direct.scores, (2, 12, 12))
+    expected = d - np.diagonal(d, axis1=1, axis2=2)[:, :, None]
+    np.testing.assert_allclose(np.broadcast_to(measured.scores, (2, 12, 12)), expected, atol=1e-4)
+
+
+def test_every_registered_scheme_has_a_similarity_plot():
+    from tokvec.positional import available
+
+    for name in available():
+        fig = plot_pe_similarity(name, n_positions=8, d_model=16, n_heads=2)
+        assert fig.tokvec_info["scheme"] == name and np.isfinite(np.nanmax(fig.tokvec_info["scores"]))
 
 
 def test_similarity_of_nope_and_bad_arguments():
     result = positional_scores("none", n_positions=4, d_model=8, n_heads=2)
     assert result.method == "none" and np.nansum(np.abs(result.scores)) == 0
-    with pytest.raises(TokvecValueError, match="unknown method 'fast'; choose one of auto, direct, attention"):
+    with pytest.raises(TokvecValueError, match="unknown method 'fast'; choose one of auto, attention"):
         positional_scores("sinusoidal", method="fast")
     with pytest.raises(TokvecValueError, match="n_positions must be an integer >= 2, got 1"):
         positional_scores("sinusoidal", n_positions=1)
@@ -367,7 +323,7 @@ def test_trace_with_an_attention_level_scheme_and_bad_text(tok):
 # -- attention ------------------------------------------------------------------------------------------
 def test_attention_maps_come_from_the_model_and_plot_per_head(tok):
     torch.manual_seed(0)
-    model = TinyLM(tok.vocab_size)
+    model = tiny_gpt(tok.vocab_size)
     weights, pieces = attention_maps(model, tok, "你好好嗎嗎", layer=1)
     assert weights.shape == (2, 5, 5) and pieces == ["你", "好", "好", "嗎", "嗎"]
     ids = torch.tensor([tok.encode("你好好嗎嗎")])
@@ -385,7 +341,7 @@ def test_attention_maps_come_from_the_model_and_plot_per_head(tok):
 
 
 def test_attention_layer_out_of_range_names_the_number_of_layers(tok):
-    model = TinyLM(tok.vocab_size, n_layers=2)
+    model = tiny_gpt(tok.vocab_size, n_layers=2)
     with pytest.raises(TokvecValueError, match=r"layer 2 is out of range: this model has 2 layers, numbered 0..1"):
         attention_maps(model, tok, "你好", layer=2)
     with pytest.raises(TokvecValueError, match="layer -1 is out of range"):
@@ -414,8 +370,7 @@ def test_save_figure_png_svg_and_bad_extension(tmp_path):
 
 # -- report -----------------------------------------------------------------------------------------------
 def fake_run(tok, tmp_path, positional="sinusoidal"):
-    torch.manual_seed(0)
-    model = TinyLM(tok.vocab_size, positional=positional).eval()
+    model = tiny_gpt(tok.vocab_size, positional=positional)
     config = {"format": "tokvec.run", "version": 1,
               "model": {"vocab_size": tok.vocab_size, "d_model": 16, "n_layers": 2, "n_heads": 2,
                         "context_length": 32, "positional": positional},
@@ -432,8 +387,8 @@ def test_report_holds_config_counts_stats_losses_sample_and_inline_plots(tok, tm
     assert f"<td>parameters</td><td class=num>{n_params:,}</td>" in page
     assert f"<td>tokens per character</td><td class=num>{round(len(tok.encode(val)) / len(val), 4):.4g}</td>" in page
     assert "<td>train</td><td class=num>20</td><td class=num>2</td>" in page  # final train loss 2.0 at step 20
-    with torch.no_grad():
-        sample = "你好" + tok.decode(run.model.generate(torch.tensor([tok.encode("你好")]), 5)[0, 2:].tolist())
+    new = run.model.generate(torch.tensor([tok.encode("你好")]), 5, seed=0, eos_id=tok.eos_id)[0, 2:].tolist()
+    sample = "你好" + tok.decode(new[: new.index(tok.eos_id)] if tok.eos_id in new else new)
     assert f"<pre>{html.escape(sample)}</pre>" in page
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 6  # loss, embeddings, PE, PE similarity, attention layers 0 and 1

@@ -207,7 +207,7 @@ def plot_pe_similarity_cmd(
     n_positions: int = typer.Option(64, "--n-positions", help="Positions compared."),
     d_model: int = typer.Option(64, "--d-model"),
     heads: int = typer.Option(4, "--heads", help="Attention heads (bias schemes differ per head)."),
-    method: str = typer.Option("auto", "--method", help="auto, direct, or attention (measure a real layer)."),
+    method: str = typer.Option("auto", "--method", help="auto (the scheme's own hooks) or attention (measure a real attention layer)."),
     run: Optional[Path] = typer.Option(None, "--run", help="Use this run's scheme and sizes."),
     out_path: Path = typer.Option(Path("pe-similarity.png"), "--out", "-o"),
 ) -> None:

@@ -19,7 +19,8 @@ import torch
 from ..errors import FormatError, TokvecValueError, UnknownTokenError
 from ..positional import PositionalEncoding, build
 
-METHODS = ("auto", "direct", "attention")
+METHODS = ("auto", "attention")
+_KINDS = {"q_i·k_j/√hd": "rotary", "bias(i,j)": "bias", "term(q_i,k_j)": "term"}
 
 
 # -- positional encodings ---------------------------------------------------------------------
@@ -53,9 +54,10 @@ class PositionalScores:
 
     scores: (h, n, n) — ``scores[head, i, j]`` for query position i, key position j (h = 1 when all
     heads share it). For attention-level schemes j > i is NaN (a causal model never looks there).
-    method: ``"dot"`` PE(i)·PE(j) (additive schemes), ``"rotary"`` rotated q·k/√hd of one fixed vector,
-    ``"bias"`` the score bias, ``"rotary+bias"``, ``"attention"`` log attention weight relative to
-    the diagonal from a real attention layer on constant input, ``"none"`` all zero.
+    method: ``"dot"`` PE(i)·PE(j) (additive schemes); for attention-level schemes the parts present,
+    joined by "+": ``"rotary"`` rotated q·k/√hd of one fixed vector, ``"bias"`` the score bias,
+    ``"term"`` the q/k-dependent score term (Shaw, Transformer-XL); ``"attention"`` log attention
+    weight relative to the diagonal from a real attention layer on constant input; ``"none"`` zero.
     """
 
     name: str
@@ -76,8 +78,9 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
 
     Additive schemes: PE(i)·PE(j) (n, n). Attention-level schemes, through the interface the attention
     layer itself calls: ``rotate`` applied to a fixed vector (``vector``: (hd,), default all ones, as
-    in the RoFormer decay plot) gives q_i·k_j/√hd; ``score_bias(n, n)`` (h, n, n) is added. A scheme that
-    acts in attention through neither hook (or ``method="attention"``) is measured on a real
+    in the RoFormer decay plot) gives q_i·k_j/√hd; ``score_bias(n, n)`` (h, n, n) and
+    ``score_term(q, k)`` of that same vector are added. A scheme that acts in attention through none
+    of these hooks (or ``method="attention"``) is measured on a real
     :class:`~tokvec.model.attention.CausalSelfAttention` fed constant input: log w_ij - log w_ii.
     """
     if method not in METHODS:
@@ -98,28 +101,40 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
         if scheme.acts_on == "none":
             return PositionalScores(scheme.name, "none", np.where(causal, 0.0, np.nan)[None],
                                     "no positional signal (NoPE)")
+        heads = getattr(scheme, "n_heads", None) or n_heads
         head_dim = getattr(scheme, "head_dim", None) or d_model // n_heads
-        bias = scheme.score_bias(n, n, 0)
-        if method == "attention" or (not scheme.rotates and bias is None):
-            scores, kind, label = _attention_scores(scheme, n, d_model, n_heads), "attention", "log w(i,j) - log w(i,i)"
-        else:
-            scores, parts = torch.zeros(1, n, n, dtype=torch.float64), []
-            if scheme.rotates:
-                v = torch.ones(head_dim) if vector is None else torch.as_tensor(vector, dtype=torch.float32)
-                if v.shape != (head_dim,):
-                    raise TokvecValueError(f"vector must have shape ({head_dim},) = (head_dim,), got {tuple(v.shape)}")
-                x = v.expand(1, 1, n, head_dim).contiguous()  # (b=1, h=1, n, hd)
-                q, k = scheme.rotate(x.clone(), x.clone(), torch.arange(n))
-                scores = scores + (q[0] @ k[0].transpose(-2, -1)).double() / math.sqrt(head_dim)
-                parts.append("q_i·k_j/√hd")
-            if bias is not None:
-                scores = scores + bias.detach().double()
-                parts.append("bias(i,j)")
-            kind = "rotary+bias" if len(parts) == 2 else ("rotary" if scheme.rotates else "bias")
-            scores, label = scores.numpy(), " + ".join(parts)
-        if np.allclose(scores, scores[:1], equal_nan=True):
-            scores = scores[:1]  # every head the same: keep one
-        return PositionalScores(scheme.name, kind, np.where(causal, scores, np.nan), label)
+        if method == "attention":
+            return _masked(scheme.name, "attention", _attention_scores(scheme, n, d_model, n_heads).numpy(),
+                           "log w(i,j) - log w(i,i)", causal)
+        v = torch.ones(head_dim) if vector is None else torch.as_tensor(vector, dtype=torch.float32)
+        if v.shape != (head_dim,):
+            raise TokvecValueError(f"vector must have shape ({head_dim},) = (head_dim,), got {tuple(v.shape)}")
+        x = v.expand(1, heads, n, head_dim).contiguous()  # (b=1, h, n, hd): the same content everywhere
+        q, k = scheme.rotate(x.clone(), x.clone(), torch.arange(n)) if scheme.rotates else (x, x)
+        scores, parts = torch.zeros(heads, n, n, dtype=torch.float64), []
+        if scheme.rotates:
+            scores = scores + (q[0] @ k[0].transpose(-2, -1)).double() / math.sqrt(head_dim)
+            parts.append("q_i·k_j/√hd")
+        bias = scheme.score_bias(n, n, 0)  # (h, n, n) or None
+        if bias is not None:
+            scores = scores + bias.detach().double()
+            parts.append("bias(i,j)")
+        term = scheme.score_term(q, k, 0)  # (1, h, n, n) or None: Shaw, Transformer-XL
+        if term is not None:
+            scores = scores + term[0].detach().double()
+            parts.append("term(q_i,k_j)")
+        if not parts:  # acts in attention through none of the hooks measured here
+            return _masked(scheme.name, "attention", _attention_scores(scheme, n, d_model, n_heads).numpy(),
+                           "log w(i,j) - log w(i,i)", causal)
+        kind = "+".join(_KINDS[p] for p in parts)
+        scores, label = scores.numpy(), " + ".join(parts)
+        return _masked(scheme.name, kind, scores, label, causal)
+
+
+def _masked(name: str, kind: str, scores: np.ndarray, label: str, causal: np.ndarray) -> PositionalScores:
+    if np.allclose(scores, scores[:1]):
+        scores = scores[:1]  # every head the same: keep one
+    return PositionalScores(name, kind, np.where(causal, scores, np.nan), label)
 
 
 def _attention_scores(scheme: PositionalEncoding, n: int, d_model: int, n_heads: int) -> torch.Tensor:
