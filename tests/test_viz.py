@@ -403,7 +403,8 @@ def test_report_notes_missing_parts_instead_of_failing(tok, tmp_path):
     run.metrics = None
     page = build_report(run, sample="given sample")
     assert page.count("not available: the run has no metrics.jsonl yet") == 2  # losses and curves
-    assert "no validation text given: tokens per character not measured" in page
+    assert ("tokens per character not measured: not available: the run&#x27;s config.json records no "
+            "validation split") in page
     assert "not available: no text to read" in page and "<pre>given sample</pre>" in page
     assert "what none alone adds to the attention score" in page
 
@@ -411,10 +412,13 @@ def test_report_notes_missing_parts_instead_of_failing(tok, tmp_path):
 def test_check_run_dir_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no run directory at .*missing; train one with `tokvec train"):
         check_run_dir(tmp_path / "missing")
-    with pytest.raises(FormatError, match="is not a tokvec run directory: it has no config.json"):
+    with pytest.raises(FormatError, match=r"holds no checkpoint \(no config.json\); train one with `tokvec train"):
         check_run_dir(tmp_path)
     (tmp_path / "config.json").write_text('{"format": "other"}', encoding="utf-8")
-    with pytest.raises(FormatError, match="has format 'other'; expected 'tokvec.run'"):
+    with pytest.raises(FormatError, match=r"is not a tokvec run config \(format 'other', expected 'tokvec.run'\)"):
+        check_run_dir(tmp_path)
+    (tmp_path / "config.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(FormatError, match=r"format 'list'"):
         check_run_dir(tmp_path)
 
 

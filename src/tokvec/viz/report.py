@@ -48,14 +48,19 @@ def check_run_dir(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"no run directory at {path}; train one with `tokvec train --out {path}`")
     if not path.is_dir():
         raise FormatError(f"{path} is a file, not a run directory; pass the directory `tokvec train --out` wrote")
+    try:
+        from ..checkpoint import read_run_config
+    except ImportError:  # pragma: no cover - only before the training code is installed
+        read_run_config = None
+    if read_run_config is not None:
+        return read_run_config(path)
     config_path = path / "config.json"
     if not config_path.is_file():
-        raise FormatError(f"{path} is not a tokvec run directory: it has no config.json "
-                          f"(a run directory holds config.json, model.safetensors, tokenizer.json, metrics.jsonl)")
+        raise FormatError(f"{path} holds no checkpoint (no config.json); train one with `tokvec train --out {path}`")
     config = read_json(config_path)
     if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise FormatError(f"{config_path} has format {found!r}; expected {RUN_FORMAT!r} written by tokvec train")
+        raise FormatError(f"{config_path} is not a tokvec run config (format {found!r}, expected {RUN_FORMAT!r})")
     return config
 
 
@@ -65,13 +70,33 @@ def open_run(path: str | os.PathLike) -> RunData:
     check_run_dir(path)
     try:
         from ..checkpoint import load_run
-    except ImportError:  # pragma: no cover - only before the language model is installed
+    except ImportError:  # pragma: no cover - only before the training code is installed
         raise TokvecError("this tokvec cannot load runs: tokvec.checkpoint is missing") from None
     model, tokenizer, config = load_run(path)
     model.eval()
     metrics_path = path / "metrics.jsonl"
     metrics = read_metrics(metrics_path) if metrics_path.is_file() and metrics_path.stat().st_size else None
     return RunData(model=model, tokenizer=tokenizer, config=config, metrics=metrics, path=path)
+
+
+def run_val_text(config: Mapping, tokenizer) -> str:
+    """The text of a run's validation split, rebuilt from its corpus and the split in config.json.
+
+    Training splits token ids by position and records ``data.val_start`` / ``data.val_tokens``; the
+    corpus is re-read and re-encoded, checked to be the same length as when trained, and the val
+    block decoded. Raises FileNotFoundError when the corpus moved, FormatError when it changed.
+    """
+    train, data = config.get("train", {}), config.get("data", {})
+    if "val_start" not in data or "val_tokens" not in data:
+        raise FormatError("the run's config.json records no validation split (data.val_start, data.val_tokens); "
+                          "pass the validation text yourself (--val-text)")
+    from ..data.corpus import read_corpus
+    ids = tokenizer.encode(read_corpus(train.get("corpus"), train.get("encoding", "utf-8")))
+    if data.get("tokens") not in (None, len(ids)):
+        raise FormatError(f"the corpus {train.get('corpus') or '(standard library)'} is {len(ids)} tokens now but "
+                          f"was {data['tokens']} when trained; pass the validation text yourself (--val-text)")
+    start = int(data["val_start"])
+    return tokenizer.decode(ids[start: start + int(data["val_tokens"])])
 
 
 # -- numbers ------------------------------------------------------------------------------------
@@ -148,13 +173,20 @@ def build_report(run: RunData | str | os.PathLike, *, val_text: str | None = Non
                  top: int = 300, seed: int = 0, title: str | None = None) -> str:
     """The report page as one HTML string (write it with :func:`write_report`).
 
-    val_text: text to measure the tokenizer on (tokens per character); default: the run's val split
-    when the run records where it is (``extra["val_text"]``). sample: text to show as the generated
+    val_text: text to measure the tokenizer on (tokens per character); default: the run's validation
+    split (:func:`run_val_text`), or ``run.extra["val_text"]``. sample: text to show as the generated
     sample; default: ``generate`` ``max_new_tokens`` tokens from ``prompt`` with ``seed``.
     attention_text: what the attention plot reads (default: the prompt, else the start of val_text).
     """
     data = open_run(run) if not isinstance(run, RunData) else run
-    val_text = val_text if val_text is not None else data.extra.get("val_text")
+    val_source = "given"
+    if val_text is None and data.extra.get("val_text") is not None:
+        val_text = data.extra["val_text"]
+    elif val_text is None and data.path is not None:
+        try:
+            val_text, val_source = run_val_text(data.config, data.tokenizer), "the run's validation split"
+        except (TokvecError, OSError) as e:
+            val_source = f"not available: {e}"
     model, tok, config = data.model, data.tokenizer, data.config
     name = title or (f"tokvec run {data.path}" if data.path else "tokvec run")
     parts = [f"<h1>{html.escape(name)}</h1>",
@@ -164,7 +196,7 @@ def build_report(run: RunData | str | os.PathLike, *, val_text: str | None = Non
     _section(parts, "Configuration", lambda: _table(
         [(k, v) for k, v in flatten(config) if k not in ("format", "version")], ["setting", "value"]))
     _section(parts, "Model", lambda: _table(_model_rows(model)))
-    _section(parts, "Tokenizer", lambda: _tokenizer_section(tok, val_text))
+    _section(parts, "Tokenizer", lambda: _tokenizer_section(tok, val_text, val_source))
     _section(parts, "Final losses", lambda: _loss_section(data.metrics))
     _section(parts, "Generated sample", lambda: _sample_section(model, tok, sample, prompt, max_new_tokens, seed))
 
@@ -226,15 +258,17 @@ def _model_rows(model) -> list[tuple[str, Any]]:
     return rows
 
 
-def _tokenizer_section(tok, val_text: str | None) -> str:
+def _tokenizer_section(tok, val_text: str | None, source: str) -> str:
     stats = tokenizer_stats(tok, val_text)
     rows = [("kind", stats["kind"]), ("vocab_size", stats["vocab_size"])]
     if "tokens" in stats:
-        rows += [("validation text: characters", stats["characters"]), ("validation text: tokens", stats["tokens"]),
+        rows += [("validation text", source), ("validation text: characters", stats["characters"]),
+                 ("validation text: tokens", stats["tokens"]),
                  ("tokens per character", round(stats["tokens_per_char"], 4))]
         note = ""
     else:
-        note = "<p class=note>no validation text given: tokens per character not measured</p>"
+        why = source if source.startswith("not available") else "no validation text given"
+        note = f"<p class=note>tokens per character not measured: {html.escape(why)}</p>"
     return _table(rows) + note
 
 
