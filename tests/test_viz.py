@@ -484,3 +484,69 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "neighbors needs a trained run: pass --run DIR" in capsys.readouterr().err
     assert cli("plot", "loss") == 2
     assert "plot loss needs --run DIR or --metrics FILE" in capsys.readouterr().err
+
+
+# -- a real run, trained here -------------------------------------------------------------------------------
+POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    train = pytest.importorskip("tokvec.train", reason="the training code (tokvec.train) is not installed")
+    root = tmp_path_factory.mktemp("trained")
+    corpus = root / "poem.txt"
+    corpus.write_text(POEM * 40, encoding="utf-8")
+    config = train.TrainConfig(corpus=str(corpus), tokenizer="char", d_model=16, n_layers=2, n_heads=2,
+                               context_length=16, max_steps=40, eval_interval=20, eval_batches=2, batch_size=8,
+                               seed=0, out=str(root / "run"))
+    train.train(config)
+    return root / "run"
+
+
+def test_open_run_loads_the_trained_model(trained_run):
+    from tokvec.viz.report import open_run
+
+    run = open_run(trained_run)
+    assert run.model.config.n_layers == 2 and not run.model.training
+    val = [r for r in run.metrics if r["split"] == "val"]
+    assert [r["step"] for r in val][-1] == 40 and val[-1]["loss"] < val[0]["loss"]  # it learned something
+    weights, pieces = attention_maps(run.model, run.tokenizer, "床前明月光", layer=1)
+    assert weights.shape == (2, 5, 5) and pieces == list("床前明月光")
+
+
+def test_cli_run_commands_on_a_trained_run(trained_run, tmp_path, capsys):
+    run = str(trained_run)
+    for args, name in ((["plot", "embeddings", "--top", "30"], "emb.png"),
+                       (["plot", "attention", "--text", "床前明月光", "--layer", "1"], "att.png"),
+                       (["plot", "loss"], "loss.png"), (["plot", "pe"], "pe.png"),
+                       (["plot", "pe-similarity", "--n-positions", "16"], "sim.svg")):
+        assert cli(*args, "--run", run, "--out", str(tmp_path / name)) == 0, args
+        assert (tmp_path / name).stat().st_size > 5_000
+    printed = capsys.readouterr().out
+    assert printed.count(CJK_FONT.describe()) == 5
+
+    assert cli("neighbors", "明", "--run", run, "-k", "3") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"nearest to '明' in {run}:" and len(lines) == 5  # title, header, 3 rows
+
+    assert cli("trace", "明月", "--run", run) == 0
+    assert "4. token vectors  shape (1, 2, 16)" in capsys.readouterr().out
+
+    assert cli("report", "--run", run, "--out", str(tmp_path / "report.html"), "--max-new-tokens", "20") == 0
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<td>validation text</td><td>the run&#x27;s validation split</td>" in page
+    assert "<td>tokens per character</td><td class=num>1</td>" in page  # a char tokenizer: one per character
+    assert page.count("data:image/png;base64,") == 6 and "not available" not in page
+
+
+def test_cli_run_errors(trained_run, tmp_path, capsys):
+    run = str(trained_run)
+    assert cli("plot", "attention", "--run", run, "--text", "明月", "--layer", "2") == 2
+    assert capsys.readouterr().err.strip() == (
+        "tokvec: error: layer 2 is out of range: this model has 2 layers, numbered 0..1")
+    assert cli("neighbors", "王", "--run", run) == 2
+    assert "tokvec: error: token '王' is not in the vocabulary" in capsys.readouterr().err
+    assert cli("neighbors", "明月", "--run", run) == 2
+    assert "it is 2 tokens here ('明', '月')" in capsys.readouterr().err
+    assert cli("plot", "embeddings", "--run", str(tmp_path / "nope")) == 2
+    assert capsys.readouterr().err.startswith(f"tokvec: error: no run directory at {tmp_path / 'nope'}")

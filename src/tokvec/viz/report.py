@@ -208,7 +208,7 @@ def build_report(run: RunData | str | os.PathLike, *, val_text: str | None = Non
         plot_embeddings(table, token_strings(tok), ids=_top_ids(tok, top)),
         f"2-D PCA of the first {top} non-special rows of the ({table.shape[0]}, {table.shape[1]}) table"))
     _section(figures, "Positional encoding", lambda: _positional_section(model))
-    text = attention_text or prompt or (val_text or "")[:48] or None
+    text = attention_text or prompt or val_text or None
     _section(figures, "Attention", lambda: _attention_section(model, tok, text))
     parts += figures
     body = "\n".join(parts)
@@ -313,9 +313,18 @@ def _positional_section(model) -> str:
     return _figure(similarity, f"what {scheme.name} alone adds to the attention score, by query/key position")
 
 
+def _fit(tok, text: str, limit: int) -> str:
+    """The longest prefix of ``text`` (cut at characters) that is at most ``limit`` tokens."""
+    while len(text) > 1 and len(tok.encode(text)) > limit:
+        n = len(tok.encode(text))
+        text = text[: max(1, min(len(text) - 1, len(text) * limit // n))]
+    return text
+
+
 def _attention_section(model, tok, text: str | None) -> str:
     if not text:
         raise FormatError("no text to read: pass attention_text, a prompt or a validation text")
+    text = _fit(tok, text.strip() or text, min(int(getattr(model.config, "context_length", 32)), 32))
     n = n_layers = len(model.blocks)
     out = []
     for layer in sorted({0, n_layers - 1}):
