@@ -27,6 +27,7 @@ from .figure import figure_png
 from .plots import plot_attention, plot_embeddings, plot_loss, plot_pe, plot_pe_similarity
 
 RUN_FORMAT = "tokvec.run"
+_NOT_SHOWN = ("format", "version", "rng", "files")  # bookkeeping of the checkpoint, not settings
 
 
 @dataclass
@@ -132,7 +133,7 @@ _CSS = """
 body{font-family:system-ui,"Noto Sans CJK SC","Noto Sans",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#1d1d1f;background:#fff}h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;
 margin-top:1.8em}table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;
-text-align:left;vertical-align:top}th{background:#f4f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
+text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f4f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f7f7f9;border:1px solid #e3e3e8;padding:.8em;white-space:pre-wrap;font-size:.95em}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}.note{color:#8a5a00}.grid{display:flex;flex-wrap:wrap;gap:2em}
 figure{margin:0}figcaption{font-size:.85em;color:#555}
@@ -142,7 +143,7 @@ figure{margin:0}figcaption{font-size:.85em;color:#555}
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
     def cell(v: Any, tag: str = "td") -> str:
         num = isinstance(v, (int, float)) and not isinstance(v, bool)
-        text = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else \
+        text = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10_000 else \
             f"{v:.4g}" if isinstance(v, float) else str(v)
         return f"<{tag}{' class=num' if num and tag == 'td' else ''}>{html.escape(text)}</{tag}>"
 
@@ -194,7 +195,7 @@ def build_report(run: RunData | str | os.PathLike, *, val_text: str | None = Non
              f"{html.escape(_version())}; step {html.escape(str(config.get('step', '?')))}</p>"]
 
     _section(parts, "Configuration", lambda: _table(
-        [(k, v) for k, v in flatten(config) if k not in ("format", "version")], ["setting", "value"]))
+        [(k, _short(v)) for k, v in flatten(config) if k.split(".")[0] not in _NOT_SHOWN], ["setting", "value"]))
     _section(parts, "Model", lambda: _table(_model_rows(model)))
     _section(parts, "Tokenizer", lambda: _tokenizer_section(tok, val_text, val_source))
     _section(parts, "Final losses", lambda: _loss_section(data.metrics))
@@ -222,6 +223,11 @@ def write_report(page: str, path: str | os.PathLike) -> Path:
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(page)
     return path
+
+
+def _short(value: Any, limit: int = 80) -> Any:
+    text = value if isinstance(value, (int, float)) else str(value)
+    return text if not isinstance(text, str) or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _version() -> str:
