@@ -34,8 +34,11 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        first = self.layers[0]
-        return 0 if first is None else first[0].shape[2]
+        # read from the LAST layer: during a forward, layers 0..i-1 already hold the new tokens
+        # when layer i asks for its offset; the last layer is updated last, so it still tells the
+        # length before this forward to every layer (layers[0] gave layers >= 1 the wrong offset)
+        last = self.layers[-1]
+        return 0 if last is None else last[0].shape[2]
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append the new k, v (b, h, s, hd) to layer ``layer``; return the full (b, h, t, hd) pair."""

@@ -8,8 +8,8 @@ Presets (``vocab_size`` comes from the tokenizer, except for gpt2-124m which fix
 
     | preset    | context | d_model | layers | heads | d_ff | dropout | params (vocab 65) |
     | --------- | ------- | ------- | ------ | ----- | ---- | ------- | ----------------- |
-    | tiny      |      64 |     128 |      4 |     4 |  512 |     0.0 | 0.80 M            |
-    | small     |     256 |     384 |      6 |     6 | 1536 |     0.1 | 10.7 M            |
+    | tiny      |      64 |     128 |      4 |     4 |  512 |     0.0 | 0.81 M            |
+    | small     |     256 |     384 |      6 |     6 | 1536 |     0.1 | 10.8 M            |
     | gpt2-124m |    1024 |     768 |     12 |    12 | 3072 |     0.0 | 124.4 M (V 50257) |
 
 ``tiny`` is nanoGPT's CPU configuration for character-level Shakespeare (about three minutes for
