@@ -382,12 +382,11 @@ def plot_embeddings_cmd(
     out_path: Path = typer.Option(Path("embeddings.png"), "--out", "-o"),
 ) -> None:
     """2-D PCA of the learned token embedding table, each point labelled with its token."""
-    from .viz import plot_embeddings, token_strings
-    from .viz.report import _embedding_table, _top_ids
+    from .viz import embedding_table, plot_embeddings, token_strings, top_ids
 
     data = _open_run(run, "plot embeddings")
-    fig = plot_embeddings(_embedding_table(data.model), token_strings(data.tokenizer),
-                          ids=_top_ids(data.tokenizer, top))
+    fig = plot_embeddings(embedding_table(data.model), token_strings(data.tokenizer),
+                          ids=top_ids(data.tokenizer, top))
     _save_plot(fig, out_path)
 
 
@@ -432,12 +431,11 @@ def neighbors(
     k: int = typer.Option(10, "-k", "--k", help="How many neighbours."),
 ) -> None:
     """Nearest tokens to TOKEN by cosine similarity of their embedding rows."""
-    from .viz import display_token, neighbors as nearest, token_strings
-    from .viz.report import _embedding_table
+    from .viz import display_token, embedding_table, neighbors as nearest, token_strings
 
     data = _open_run(run, "neighbors")
     query: str | int = int(token[1:]) if token.startswith("#") and token[1:].isdigit() else token
-    found = nearest(_embedding_table(data.model), token_strings(data.tokenizer), query, k=k)
+    found = nearest(embedding_table(data.model), token_strings(data.tokenizer), query, k=k)
     table = Table(box=None, header_style="bold")
     for col, justify in (("rank", "right"), ("token", "left"), ("id", "right"), ("cosine", "right")):
         table.add_column(col, justify=justify)

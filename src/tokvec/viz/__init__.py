@@ -9,8 +9,8 @@ HTML report of a run. Figures are plain matplotlib Figures drawn by Agg (no disp
     >>> viz.write_report(viz.build_report(run), "report.html")
 """
 
-from .analysis import (Neighbor, PositionalScores, attention_maps, final_losses, neighbors, pca_2d, pe_table,
-                       positional_scores, read_metrics, token_strings)
+from .analysis import (Neighbor, PositionalScores, attention_maps, embedding_table, final_losses, neighbors, pca_2d,
+                       pe_table, positional_scores, read_metrics, token_strings, top_ids)
 from .figure import display_token, figure_png, save_figure
 from .fonts import FontInfo, find_cjk_font, has_cjk
 from .plots import plot_attention, plot_embeddings, plot_loss, plot_pe, plot_pe_similarity
@@ -21,7 +21,7 @@ __all__ = [
     "plot_pe", "plot_pe_similarity", "plot_embeddings", "plot_attention", "plot_loss",
     "save_figure", "figure_png", "display_token",
     "positional_scores", "PositionalScores", "pe_table", "pca_2d", "neighbors", "Neighbor", "token_strings",
-    "read_metrics", "final_losses", "attention_maps",
+    "read_metrics", "final_losses", "attention_maps", "embedding_table", "top_ids",
     "open_run", "RunData", "build_report", "write_report",
     "trace", "Trace", "Stage",
     "find_cjk_font", "FontInfo", "has_cjk",

@@ -181,6 +181,18 @@ def token_strings(tokenizer) -> list[str]:
     return [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
 
 
+def embedding_table(model) -> torch.Tensor:
+    """A model's token embedding table (V, d), detached: ``model.embed.token.weight``."""
+    return model.embed.token.weight.detach()
+
+
+def top_ids(tokenizer, top: int) -> list[int]:
+    """The first ``top`` ids that are not special tokens (pad, unk, bos, eos): in a frequency-ordered
+    vocabulary, the most frequent tokens."""
+    specials = {getattr(tokenizer, a, None) for a in ("pad_id", "unk_id", "bos_id", "eos_id")}
+    return [i for i in range(tokenizer.vocab_size) if i not in specials][:top]
+
+
 @dataclass(frozen=True)
 class Neighbor:
     token: str

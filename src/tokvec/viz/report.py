@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .._io import atomic_open, read_json
 from ..errors import FormatError, TokvecError
-from .analysis import attention_maps, final_losses, read_metrics, token_strings
+from .analysis import attention_maps, embedding_table, final_losses, read_metrics, token_strings, top_ids
 from .figure import figure_png
 from .plots import plot_attention, plot_embeddings, plot_loss, plot_pe, plot_pe_similarity
 
@@ -204,9 +204,9 @@ def build_report(run: RunData | str | os.PathLike, *, val_text: str | None = Non
     figures: list[str] = []
     _section(figures, "Training curves", lambda: _figure(plot_loss(_need(data.metrics, "metrics.jsonl")),
                                                         "train and validation loss by step"))
-    table = _embedding_table(model)
+    table = embedding_table(model)
     _section(figures, "Token embeddings", lambda: _figure(
-        plot_embeddings(table, token_strings(tok), ids=_top_ids(tok, top)),
+        plot_embeddings(table, token_strings(tok), ids=top_ids(tok, top)),
         f"2-D PCA of the first {top} non-special rows of the ({table.shape[0]}, {table.shape[1]}) table"))
     _section(figures, "Positional encoding", lambda: _positional_section(model))
     text = attention_text or prompt or val_text or None
@@ -241,19 +241,8 @@ def _need(value, what: str):
     return value
 
 
-def _embedding_table(model):
-    embed = getattr(model, "embed", None)
-    token = getattr(embed, "token", None)
-    return token.weight.detach() if token is not None else model.get_input_embeddings().weight.detach()
-
-
-def _top_ids(tok, top: int) -> list[int]:
-    specials = {getattr(tok, a, None) for a in ("pad_id", "unk_id", "bos_id", "eos_id")}
-    return [i for i in range(tok.vocab_size) if i not in specials][:top]
-
-
 def _model_rows(model) -> list[tuple[str, Any]]:
-    table = _embedding_table(model)
+    table = embedding_table(model)
     n = parameter_count(model)
     rows = [("parameters", n), ("embedding table (vocab_size, d_model)", str(tuple(table.shape))),
             ("embedding table share of parameters", f"{100 * table.numel() / n:.1f}%")]
