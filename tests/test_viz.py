@@ -78,6 +78,16 @@ def test_font_search_skips_a_cjk_named_font_without_the_glyphs():
         assert fonts_module._search([entry, real]) == CJK_FONT
 
 
+@needs_cjk_font
+def test_a_font_installed_after_matplotlib_cached_its_list_is_found(monkeypatch):
+    from matplotlib import font_manager
+
+    stale = [f for f in font_manager.fontManager.ttflist if "CJK" not in f.name]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
+    assert fonts_module._search(stale) == FontInfo(None, None)
+    assert fonts_module.find_cjk_font.__wrapped__() == CJK_FONT  # rescanned the font directories
+
+
 def test_without_a_cjk_font_the_figure_says_so_instead_of_silent_boxes(monkeypatch):
     monkeypatch.setattr(fonts_module, "find_cjk_font", lambda: FontInfo(None, None))
     fig = plot_embeddings(torch.randn(3, 4), ["王", "好", "a"])

@@ -94,13 +94,7 @@ def find_cjk_font() -> FontInfo:
     known = {os.path.realpath(f.fname) for f in font_manager.fontManager.ttflist}
     on_disk = {os.path.realpath(p) for p in font_manager.findSystemFonts()}
     if on_disk - known:  # stale cache: fonts were installed after matplotlib built it
-        manager = font_manager.FontManager()
-        for path in sorted(on_disk - known):
-            try:
-                manager.addfont(path)
-            except Exception:
-                continue
-        info = _search(manager.ttflist)
+        info = _search(font_manager.FontManager().ttflist)  # a fresh scan of the system font directories
         if info.found:
             font_manager.fontManager.addfont(info.path)
     return info
