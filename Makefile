@@ -46,8 +46,11 @@ system-deps:
 test: setup system-deps
 	$(PY) -m pytest
 
+# Every benchmark, each a side-by-side ratio against a peer measured in the same run. The peers
+# (HF transformers, sentencepiece) come from the `bench` extra. Long: tens of minutes on 2 cores.
 bench: setup
-	$(PY) benchmarks/bench_input_embedding.py
+	$(PIP) install --quiet -e '.[test,bench]'
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

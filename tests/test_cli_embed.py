@@ -67,3 +67,11 @@ def test_gbk_corpus_names_offset_and_encoding_fix(tmp_path):
     assert "is not valid utf-8 at byte offset 0; pass --encoding (e.g. --encoding gb18030" in r.stderr
     r = run("embed", "你好", "--corpus", str(corpus), "--encoding", "gb18030")
     assert r.returncode == 0 and "[4, 5]" in r.stdout
+
+
+def test_embed_with_an_attention_level_scheme_says_nothing_is_added():
+    r = run("embed", "你好", "--positional", "rope", "--heads", "4", "--d-model", "32")
+    assert r.returncode == 0, r.stderr
+    assert "rope (acts on attention: nothing added here)" in r.stdout
+    r = run("embed", "你好", "--positional", "rope", "--heads", "3", "--d-model", "32")
+    assert r.returncode == 2 and "n_heads (3) must divide d_model (32)" in r.stderr

@@ -99,3 +99,14 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
         Vocabulary.build("xyz").save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json"]
+
+
+def test_saved_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        Vocabulary.build("ab").save(tmp_path / "v.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "v.json").stat().st_mode & 0o777 == 0o644

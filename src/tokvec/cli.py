@@ -111,7 +111,9 @@ def embed(
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Train the tokenizer on this file "
                                           "(default: on the text itself)."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of --corpus."),
-    positional: str = typer.Option("sinusoidal", "--positional", help="Positional scheme name."),
+    positional: str = typer.Option("sinusoidal", "--positional", help="Positional scheme name (schemes that act "
+                                   "inside attention, like rope, add nothing at this stage)."),
+    heads: int = typer.Option(4, "--heads", help="Attention heads (sizes the attention-level schemes)."),
     max_len: int = typer.Option(5000, "--max-len", help="Positions precomputed (sinusoidal grows past it)."),
     scale: bool = typer.Option(False, "--scale/--no-scale", help="Multiply token vectors by sqrt(d_model)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the random embedding table."),
@@ -126,10 +128,11 @@ def embed(
     tok = _build_tokenizer(tokenizer, train_texts)
     torch.manual_seed(seed)
     emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, max_len=max_len,
-                         dropout=0.0, scale=scale, padding_idx=tok.pad_id).eval()
+                         dropout=0.0, scale=scale, padding_idx=tok.pad_id, n_heads=heads).eval()
     out.print(f"[bold]tokenizer[/] {type(tok).__name__}  vocab_size={tok.vocab_size}   "
               f"[bold]embedding table[/] (vocab_size, d_model) = ({tok.vocab_size}, {d_model})   "
-              f"[bold]positional[/] {positional}")
+              f"[bold]positional[/] {positional}"
+              + ("" if emb.positional.acts_on == "input" else f" (acts on {emb.positional.acts_on}: nothing added here)"))
     for t in texts:
         pieces = tok.tokens(t)
         ids = tok.encode(t)
