@@ -236,6 +236,10 @@ def test_encode_batch_equals_per_item_encode(tok):
     with pytest.raises(TokvecValueError, match=r"texts\[0\] contains the special token .<pad>. at character 1"):
         tok.encode_batch(with_special)
     assert tok.encode_batch([]) == []
+    with pytest.raises(TokvecTypeError, match=r"texts\[1\] must be str, got int"):
+        tok.encode_batch(["a", 3])
+    with pytest.raises(TokvecTypeError, match=r"texts\[1\] must be str, got list"):
+        tok.encode_batch(["a", ["b"]])
 
 
 # -- saving, .tiktoken, tokenizer.json ----------------------------------------------------------
