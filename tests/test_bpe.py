@@ -344,5 +344,17 @@ def test_hf_bpe_that_is_not_byte_level(tmp_path):
         load_tokenizer(tmp_path / "tokenizer.json")
 
 
+def test_constructor_checks():
+    byte_ranks = {bytes([b]): b for b in range(256)}
+    with pytest.raises(TokvecValueError, match=r"special token '<x>' has id 65, already used by a merge"):
+        BPETokenizer(byte_ranks, special_tokens={"<x>": 65})
+    with pytest.raises(TokvecValueError, match=r"ranks must be distinct ints >= 0 \(got 257 tokens but 256"):
+        BPETokenizer({**byte_ranks, b"ab": 3})
+    gappy = BPETokenizer(byte_ranks, special_tokens={"<x>": 300})
+    assert gappy.vocab_size == 301
+    with pytest.raises(TokenIdError, match=r"token id 299 at position 1 .*minus 44 unassigned"):
+        gappy.decode([1, 299])
+
+
 def test_errors_are_tokvec_errors():
     assert issubclass(TokenIdError, TokvecError) and issubclass(FormatError, TokvecError)

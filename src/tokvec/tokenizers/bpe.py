@@ -53,9 +53,14 @@ class BPETokenizer(Tokenizer):
                                    f"byte-level BPE needs all 256 so that any text can be encoded")
         specials = dict(special_tokens or {})
         taken = set(ranks.values())
+        if len(taken) != len(ranks) or min(taken) < 0:
+            raise TokvecValueError(f"ranks must be distinct ints >= 0 (got {len(ranks)} tokens but {len(taken)} "
+                                   f"distinct ranks, lowest {min(taken)})")
         for tok, i in specials.items():
             if not isinstance(tok, str) or not tok:
                 raise TokvecValueError(f"special tokens must be non-empty strings, got {tok!r}")
+            if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+                raise TokvecValueError(f"special token {tok!r} needs an int id >= 0, got {i!r}")
             if i in taken:
                 raise TokvecValueError(f"special token {tok!r} has id {i}, already used by a merge or another special")
             taken.add(i)
@@ -66,11 +71,10 @@ class BPETokenizer(Tokenizer):
         self._batch_enc = None  # built on first encode_batch
         self._vocab_size = max(taken) + 1
         self._gaps = frozenset(range(self._vocab_size)) - taken if len(taken) < self._vocab_size else frozenset()
-        ids = {t: i for t, i in specials.items()}
-        self.pad_id = ids.get("<pad>")
+        self.pad_id = specials.get("<pad>")
         self.unk_id = None  # byte-level: nothing is unknown
-        self.bos_id = ids.get("<bos>", ids.get("<|startoftext|>"))
-        self.eos_id = ids.get("<eos>", ids.get("<|endoftext|>"))
+        self.bos_id = specials.get("<bos>", specials.get("<|startoftext|>"))
+        self.eos_id = specials.get("<eos>", specials.get("<|endoftext|>"))
 
     # -- training --------------------------------------------------------------------------------
     @classmethod
@@ -340,9 +344,10 @@ class BPETokenizer(Tokenizer):
         path = Path(path)
         known_pattern, known_specials = KNOWN_TIKTOKEN.get(path.name.split(".")[0], ("cl100k", {}))
         ranks = read_tiktoken(path)
-        specials = dict(known_specials if special_tokens is None else special_tokens)
-        specials = {t: i for t, i in specials.items() if i not in set(ranks.values())} if special_tokens is None else specials
-        return cls(ranks, pattern=pattern or known_pattern, special_tokens=specials, name=path.stem)
+        if special_tokens is None:  # tiktoken's specials for that name, unless a rank already holds the id
+            taken = set(ranks.values())
+            special_tokens = {t: i for t, i in known_specials.items() if i not in taken}
+        return cls(ranks, pattern=pattern or known_pattern, special_tokens=special_tokens, name=path.stem)
 
     @classmethod
     def from_hf(cls, path: str | os.PathLike) -> "BPETokenizer":
