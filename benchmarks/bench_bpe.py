@@ -31,7 +31,7 @@ CORPORA = {"english": DATA / "tinyshakespeare.txt", "chinese": DATA / "tang-poem
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def best_of(*fns, repeat: int = 3) -> list[float]:
+def best_of(*fns, repeat: int = 7) -> list[float]:
     """Best time of each function, runs interleaved (a shared machine's load hits all of them alike)."""
     best = [float("inf")] * len(fns)
     for _ in range(repeat):
