@@ -236,6 +236,10 @@ def test_encode_batch_equals_per_item_encode(tok):
     with pytest.raises(TokvecValueError, match=r"texts\[0\] contains the special token .<pad>. at character 1"):
         tok.encode_batch(with_special)
     assert tok.encode_batch([]) == []
+    with pytest.raises(TokvecTypeError, match=r"texts\[1\] must be str, got int"):
+        tok.encode_batch(["a", 3])
+    with pytest.raises(TokvecTypeError, match=r"texts\[1\] must be str, got list"):
+        tok.encode_batch(["a", ["b"]])
 
 
 # -- saving, .tiktoken, tokenizer.json ----------------------------------------------------------
@@ -338,6 +342,18 @@ def test_hf_bpe_that_is_not_byte_level(tmp_path):
     hf.save(str(tmp_path / "tokenizer.json"))
     with pytest.raises(FormatError, match=r"is a BPE tokenizer but not byte-level \(pre_tokenizer 'Metaspace'"):
         load_tokenizer(tmp_path / "tokenizer.json")
+
+
+def test_constructor_checks():
+    byte_ranks = {bytes([b]): b for b in range(256)}
+    with pytest.raises(TokvecValueError, match=r"special token '<x>' has id 65, already used by a merge"):
+        BPETokenizer(byte_ranks, special_tokens={"<x>": 65})
+    with pytest.raises(TokvecValueError, match=r"ranks must be distinct ints >= 0 \(got 257 tokens but 256"):
+        BPETokenizer({**byte_ranks, b"ab": 3})
+    gappy = BPETokenizer(byte_ranks, special_tokens={"<x>": 300})
+    assert gappy.vocab_size == 301
+    with pytest.raises(TokenIdError, match=r"token id 299 at position 1 .*minus 44 unassigned"):
+        gappy.decode([1, 299])
 
 
 def test_errors_are_tokvec_errors():

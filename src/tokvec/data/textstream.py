@@ -75,9 +75,11 @@ def safe_cut(text: str) -> int:
     return best
 
 
-def iter_file_chunks(path: Path, *, encoding: str = "utf-8",
-                     progress: Callable[[int], None] | None = None) -> Iterator[str]:
-    """Chunks of one file's text (about BLOCK_BYTES each); their concatenation is the whole file."""
+def iter_file_chunks(path: Path, *, encoding: str = "utf-8", progress: Callable[[int], None] | None = None,
+                     block_bytes: int | None = None) -> Iterator[str]:
+    """Chunks of one file's text (about ``block_bytes``, default BLOCK_BYTES, each); their
+    concatenation is the whole file."""
+    block_bytes = block_bytes or BLOCK_BYTES
     try:
         decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     except LookupError:
@@ -86,7 +88,7 @@ def iter_file_chunks(path: Path, *, encoding: str = "utf-8",
     offset = 0  # bytes of the file handed to the decoder so far
     with open(path, "rb") as f:
         while True:
-            block = f.read(BLOCK_BYTES)
+            block = f.read(block_bytes)
             final = not block
             pending = len(decoder.getstate()[0])
             try:
@@ -113,9 +115,9 @@ def iter_file_chunks(path: Path, *, encoding: str = "utf-8",
             carry = carry[cut:]
 
 
-def iter_corpus_chunks(files: Sequence[Path], *, encoding: str = "utf-8",
-                       progress: Callable[[int], None] | None = None) -> Iterator[tuple[Path, str]]:
+def iter_corpus_chunks(files: Sequence[Path], *, encoding: str = "utf-8", progress: Callable[[int], None] | None = None,
+                       block_bytes: int | None = None) -> Iterator[tuple[Path, str]]:
     """(file, chunk) for every chunk of every file, in order."""
     for path in files:
-        for chunk in iter_file_chunks(path, encoding=encoding, progress=progress):
+        for chunk in iter_file_chunks(path, encoding=encoding, progress=progress, block_bytes=block_bytes):
             yield path, chunk

@@ -76,11 +76,12 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
     count = 0
     n_bytes = sum(f.stat().st_size for f in files)
 
-    def job(path: Path, text: str):
+    def job(path: Path, text: str, offset: int):
         try:
             return path, encode(text)
-        except TokvecError as e:
-            raise type(e)(f"{path}: {e}") from None
+        except TokvecError as e:  # name the file; "character N" counts from this chunk's start
+            where = f"{path}" if offset == 0 else f"{path} (chunk starting at character {offset})"
+            raise type(e)(f"{where}: {e}") from None
 
     sidecar = sidecar_path(out)
     with atomic_open(out, "wb") as f, ThreadPoolExecutor(threads) as pool:
@@ -105,8 +106,12 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
             f.write(block)
             count += len(ids)
 
+        offset, offset_file = 0, None
         for path, text in iter_corpus_chunks(files, encoding=encoding, progress=progress):
-            pending.append(pool.submit(job, path, text))
+            if path != offset_file:
+                offset, offset_file = 0, path
+            pending.append(pool.submit(job, path, text, offset))
+            offset += len(text)
             drain(2 * threads)
         drain(0)
         if eot_ids and last_file is not None:
