@@ -19,8 +19,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The main job: train the tiny preset on the default corpus (the Python standard library's source)
+# for a short budget, then print a sample. A few minutes on 2 cores; runs/make-run is rebuilt each time.
+RUN_DIR   ?= runs/make-run
+RUN_STEPS ?= 300
 run: setup
-	$(VENV)/bin/tokvec embed
+	rm -rf $(RUN_DIR)
+	$(VENV)/bin/tokvec train --preset tiny --tokenizer char --max-steps $(RUN_STEPS) --eval-interval 100 \
+		--out $(RUN_DIR) --sample 400
 
 test: setup
 	$(PY) -m pytest

@@ -19,6 +19,8 @@ from .vocab import Vocabulary
 
 # --- language-model issue exports ---
 from .model import GPT, ModelConfig, SequenceClassifier  # noqa: E402
+from .checkpoint import load_run, save_run  # noqa: E402
+from .train import TrainConfig, TrainResult, TrainingDivergedError, train  # noqa: E402  (tokvec.train(config))
 
 # --- viz issue exports ---
 

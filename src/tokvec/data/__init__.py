@@ -3,3 +3,4 @@
 # --- token files (BPE issue): corpus -> flat .bin of token ids + JSON sidecar ---
 
 # --- batches (language-model issue): random / contiguous context windows, train/val split ---
+from .batches import Split, eval_batches, random_batch, split_by_position  # noqa: E402

@@ -1,0 +1,405 @@
+"""Train a GPT language model on any text: one config in, a run directory out.
+
+    >>> from tokvec.train import TrainConfig, train
+    >>> result = train(TrainConfig(corpus="novel.txt", tokenizer="char", preset="tiny", out="runs/novel"))
+    >>> result.val_loss, result.tokens_per_s
+
+The loop is nanoGPT's: AdamW (fused when the build has it), linear warmup then cosine decay to
+``min_lr``, gradient clipping, gradient accumulation, an eval of train and val loss every
+``eval_interval`` steps (logged to metrics.jsonl), a crash-safe checkpoint every
+``checkpoint_interval`` steps. Batches and dropout are seeded from ``(seed, step)``, so a run is
+deterministic on the CPU and ``resume`` continues the exact loss curve of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .data.batches import SPLITS, batch_generator, eval_batches, random_batch, split_by_position
+from .data.corpus import corpus_ids, read_corpus
+from .errors import TokvecError, TokvecValueError
+
+# Fields that may change when a run is resumed; any other difference is an error.
+RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval", "compile", "bf16",
+             "threads", "out", "resume")
+_MODEL_FLAGS = {"positional": "positional", "d_model": "d_model", "n_layers": "n_layers",
+                "n_heads": "n_heads", "context_length": "context_length", "d_ff": "d_ff", "dropout": "dropout"}
+
+
+class TrainingDivergedError(TokvecValueError):
+    """The loss (or the gradient norm) became NaN or infinite; the last good checkpoint is kept."""
+
+    def __init__(self, message: str, *, step: int, last_checkpoint_step: int | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.last_checkpoint_step = last_checkpoint_step
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. ``None`` model fields take the preset's value."""
+
+    corpus: Optional[str] = None          # file or directory; None: the Python standard library's source
+    encoding: str = "utf-8"
+    tokenizer: str = "char"               # char | word | bpe:N | path of a saved tokenizer
+    preset: str = "tiny"
+    positional: Optional[str] = None
+    d_model: Optional[int] = None
+    n_layers: Optional[int] = None
+    n_heads: Optional[int] = None
+    context_length: Optional[int] = None
+    d_ff: Optional[int] = None
+    dropout: Optional[float] = None
+    model_options: dict = field(default_factory=dict)  # any other ModelConfig field (norm, activation, ...)
+    max_steps: int = 2000
+    batch_size: int = 12
+    grad_accum: int = 1                   # micro-batches per optimizer step
+    lr: float = 1e-3
+    min_lr: Optional[float] = None        # end of the cosine; None: lr / 10 (nanoGPT)
+    warmup_steps: Optional[int] = None    # None: min(100, max_steps // 10)
+    weight_decay: float = 0.1             # on matrices and embeddings only
+    beta1: float = 0.9
+    beta2: float = 0.99                   # nanoGPT's choice for small char models
+    grad_clip: float = 1.0                # 0 disables clipping
+    eval_interval: int = 250
+    eval_batches: int = 20                # batches of contiguous windows per split per eval
+    checkpoint_interval: Optional[int] = None  # None: every eval
+    val_fraction: float = 0.1
+    val_split: str = "seeded"             # seeded: val block placed by the seed; tail: last val_fraction
+    seed: int = 1337
+    compile: bool = False
+    bf16: bool = False
+    threads: Optional[int] = None         # torch intra-op threads during the run; None: torch's default
+    out: str = "runs/tokvec"
+    resume: bool = False                  # continue the checkpoint in ``out``
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TokvecValueError(f"unknown train config keys {unknown}; known: {', '.join(sorted(names))}")
+        return cls(**data)
+
+    @classmethod
+    def for_resume(cls, run_dir: str, **overrides: Any) -> "TrainConfig":
+        """The saved config of ``run_dir`` with ``overrides`` applied (flags given on the command line)."""
+        saved = ckpt.read_run_config(run_dir)
+        return cls.from_dict({**saved["train"], **overrides, "out": str(run_dir), "resume": True})
+
+    def validate(self) -> "TrainConfig":
+        """Collect every problem, then raise once naming each field, its value and the limit."""
+        problems = []
+        for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                problems.append(f"{name} {value!r} must be an integer >= 1")
+        if self.checkpoint_interval is not None and self.checkpoint_interval < 1:
+            problems.append(f"checkpoint_interval {self.checkpoint_interval} must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"lr {self.lr} must be a positive number, e.g. 1e-3")
+        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
+            problems.append(f"min_lr {self.min_lr} must be in [0, lr={self.lr}]")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            problems.append(f"warmup_steps {self.warmup_steps} must be >= 0")
+        if not 0 < self.val_fraction < 1:
+            problems.append(f"val_fraction {self.val_fraction} must be in (0, 1), e.g. 0.1")
+        if self.val_split not in SPLITS:
+            problems.append(f"val_split {self.val_split!r} must be one of {', '.join(SPLITS)}")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads {self.threads} must be >= 1")
+        if self.grad_clip < 0:
+            problems.append(f"grad_clip {self.grad_clip} must be >= 0 (0 disables clipping)")
+        if problems:
+            raise TokvecValueError("bad training config: " + "; ".join(problems))
+        return self
+
+    def model_config(self, vocab_size: int):
+        """The ModelConfig of this run: the preset, then the explicit fields, then ``model_options``."""
+        from .model.config import ModelConfig
+
+        overrides = {k: getattr(self, k) for k in _MODEL_FLAGS if getattr(self, k) is not None}
+        return ModelConfig.preset(self.preset, **{**overrides, **self.model_options, "vocab_size": vocab_size})
+
+    @property
+    def effective_warmup(self) -> int:
+        return min(100, self.max_steps // 10) if self.warmup_steps is None else self.warmup_steps
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based): linear warmup, cosine to min_lr at max_steps."""
+        warmup = self.effective_warmup
+        min_lr = self.lr / 10 if self.min_lr is None else self.min_lr
+        if step < warmup:
+            return self.lr * (step + 1) / (warmup + 1)
+        if step >= self.max_steps:
+            return min_lr
+        ratio = (step - warmup) / max(1, self.max_steps - warmup)
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (self.lr - min_lr)
+
+
+@dataclass
+class TrainResult:
+    """What a run did. ``losses`` are this call's per-step training losses (step start_step + 1 onwards)."""
+
+    run_dir: Path
+    step: int
+    start_step: int
+    train_loss: Optional[float]
+    val_loss: Optional[float]
+    tokens_per_s: float
+    elapsed_s: float
+    losses: list[float]
+    metrics: list[dict]
+    model: torch.nn.Module
+    tokenizer: Any
+    fused_adamw: bool
+
+
+def build_tokenizer(spec: str, text: str):
+    """The tokenizer ``spec`` names, trained on ``text`` when it is a kind (char, word, bpe:N)."""
+    from .tokenizers import CharTokenizer, WordTokenizer, load_tokenizer
+
+    if spec == "char":
+        return CharTokenizer.train([text])
+    if spec == "word":
+        return WordTokenizer.train([text])
+    if spec.startswith("bpe:"):
+        raise TokvecValueError(f"tokenizer {spec!r}: byte-level BPE is not in this build yet; "
+                               f"use char, word or the path of a saved tokenizer file")
+    if Path(spec).is_file():
+        return load_tokenizer(spec)
+    raise TokvecValueError(f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size) "
+                           f"or the path of a saved tokenizer file")
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> tuple[torch.optim.AdamW, bool]:
+    """AdamW with weight decay on 2-D tensors (matrices, embeddings) only; fused when available."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    kwargs = dict(lr=config.lr, betas=(config.beta1, config.beta2))
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs), True
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, **kwargs), False
+
+
+def _ids_digest(ids: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()[:16]
+
+
+def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mapping) -> list[str]:
+    diffs = []
+    for key, value in config.to_dict().items():
+        if key in RESUMABLE or key in _MODEL_FLAGS or key in ("preset", "model_options") or key not in saved["train"]:
+            continue
+        if saved["train"][key] != value:
+            diffs.append(f"{key}: checkpoint {saved['train'][key]!r}, now {value!r}")
+    for key, value in model_config.items():
+        if saved["model"].get(key) != value:
+            diffs.append(f"model {key}: checkpoint {saved['model'].get(key)!r}, now {value!r}")
+    return diffs
+
+
+class _InterruptFlag:
+    """Turns the first Ctrl-C into a flag the loop checks between steps (so the checkpoint holds a
+    whole step); a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._old = None
+
+    def __enter__(self) -> "_InterruptFlag":
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, segments, *, batch_size: int, context: int, max_batches: int,
+             autocast=nullcontext) -> float:
+    """Mean next-token loss over contiguous windows of ``segments`` (token-weighted)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in eval_batches(segments, batch_size=batch_size, context=context, max_batches=max_batches):
+        with autocast():
+            _, loss = model(x, y)
+        total += float(loss) * y.numel()
+        count += y.numel()
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
+    """Train (or resume) the run ``config`` describes; checkpoints and metrics go to ``config.out``.
+
+    ``progress(step, max_steps, info)`` is called after every optimizer step; ``info`` holds
+    ``loss``, ``lr``, ``tokens_per_s`` and, after an eval, ``train_loss`` and ``val_loss``.
+    Ctrl-C finishes the current step, saves a checkpoint, then raises KeyboardInterrupt.
+    """
+    config.validate()
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: TrainConfig, progress) -> TrainResult:
+    from .model.gpt import GPT
+
+    run_dir = Path(config.out)
+    saved = None
+    if config.resume:
+        saved = ckpt.read_run_config(run_dir)
+        tokenizer = ckpt.load_run_tokenizer(run_dir, saved)
+    elif ckpt.has_checkpoint(run_dir):
+        step = ckpt.read_run_config(run_dir)["step"]
+        raise TokvecValueError(f"{run_dir} already holds a checkpoint (step {step}); resume it with "
+                               f"--resume {run_dir}, or pick another --out")
+    text = read_corpus(config.corpus, config.encoding)
+    if saved is None:
+        tokenizer = build_tokenizer(config.tokenizer, text)
+    ids = corpus_ids(tokenizer, text)
+    del text
+    model_cfg = config.model_config(tokenizer.vocab_size)
+    model_dict = model_cfg.to_dict()
+    data_info = {"tokens": int(len(ids)), "sha256": _ids_digest(ids)}
+    if saved is not None:
+        diffs = _resume_differences(saved, config, model_dict)
+        if saved.get("data", {}).get("sha256") not in (None, data_info["sha256"]):
+            diffs.append(f"corpus: checkpoint {saved['data']['tokens']} tokens (sha256 {saved['data']['sha256']}), "
+                         f"now {data_info['tokens']} tokens (sha256 {data_info['sha256']})")
+        if diffs:
+            raise TokvecValueError(f"the checkpoint in {run_dir} does not match the flags: " + "; ".join(diffs)
+                                   + ". Drop those flags to continue as saved, or train a new run")
+    context = model_cfg.context_length
+    split = split_by_position(ids, context=context, val_fraction=config.val_fraction, seed=config.seed,
+                              mode=config.val_split)
+    data_info.update(val_start=split.val_start, val_tokens=int(len(split.val)))
+
+    torch.manual_seed(config.seed)
+    model = GPT(model_cfg)
+    optimizer, fused = make_optimizer(model, config)
+    start_step, elapsed_before, metrics = 0, 0.0, []
+    if saved is not None:
+        ckpt.load_weights(run_dir, model, saved)
+        ckpt.load_optimizer(run_dir, optimizer, saved)
+        start_step = saved["step"]
+        elapsed_before = float(saved.get("elapsed_s", 0.0))
+        metrics = [r for r in ckpt.read_metrics(run_dir) if r.get("step", 0) <= start_step]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.write_metrics(run_dir, metrics)
+    forward = torch.compile(model) if config.compile else model
+    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if config.bf16 else nullcontext)
+
+    ckpt_every = config.checkpoint_interval or config.eval_interval
+    tokens_per_step = config.batch_size * context * config.grad_accum
+    last_ckpt = start_step if saved is not None else None
+    losses: list[float] = []
+    train_loss = val_loss = None
+    train_time, t_start = 0.0, time.perf_counter()
+    tokens_per_s = 0.0
+
+    def save(step: int) -> None:
+        nonlocal last_ckpt
+        ckpt.save_run(run_dir, model=model, tokenizer=tokenizer, model_config=model_dict,
+                      train_config=config.to_dict(), step=step, optimizer=optimizer,
+                      extra={"data": {**data_info, "position": step},
+                             "elapsed_s": elapsed_before + time.perf_counter() - t_start})
+        last_ckpt = step
+
+    model.train()
+    step = start_step
+    with _InterruptFlag() as interrupt:
+        while step < config.max_steps:
+            t0 = time.perf_counter()
+            lr = config.lr_at(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(config.seed * 7_919 + step)  # dropout: a function of (seed, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for micro in range(config.grad_accum):
+                x, y = random_batch(split.train, batch_size=config.batch_size, context=context,
+                                    generator=batch_generator(config.seed, step, micro))
+                with autocast():
+                    _, loss = forward(x, y)
+                (loss / config.grad_accum).backward()
+                loss_sum += float(loss.detach()) / config.grad_accum
+            norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    if config.grad_clip > 0 else torch.tensor(0.0))
+            if not (math.isfinite(loss_sum) and math.isfinite(float(norm))):
+                what = f"loss is {loss_sum}" if not math.isfinite(loss_sum) else f"gradient norm is {float(norm)}"
+                kept = (f"the last good checkpoint (step {last_ckpt}) in {run_dir} is kept" if last_ckpt is not None
+                        else "no checkpoint had been saved yet")
+                raise TrainingDivergedError(
+                    f"{what} at step {step + 1}; training stopped and {kept}. "
+                    f"Lower --lr (now {config.lr:g}) or check the corpus", step=step + 1,
+                    last_checkpoint_step=last_ckpt)
+            optimizer.step()
+            step += 1
+            losses.append(loss_sum)
+            train_time += time.perf_counter() - t0
+            tokens_per_s = tokens_per_step * len(losses) / max(train_time, 1e-9)
+            info: dict[str, Any] = {"loss": loss_sum, "lr": lr, "tokens_per_s": tokens_per_s}
+            if step % config.eval_interval == 0 or step == config.max_steps:
+                kw = dict(batch_size=config.batch_size, context=context, max_batches=config.eval_batches,
+                          autocast=autocast)
+                train_loss = evaluate(forward, split.train, **kw)
+                val_loss = evaluate(forward, (split.val,), **kw)
+                elapsed = elapsed_before + time.perf_counter() - t_start
+                for name, value in (("train", train_loss), ("val", val_loss)):
+                    metrics.append({"step": step, "split": name, "loss": value, "lr": lr,
+                                    "tokens_per_s": tokens_per_s, "elapsed_s": elapsed})
+                ckpt.write_metrics(run_dir, metrics)
+                info.update(train_loss=train_loss, val_loss=val_loss)
+            if step % ckpt_every == 0 or step == config.max_steps:
+                save(step)
+            if progress is not None:
+                try:
+                    progress(step, config.max_steps, info)
+                except KeyboardInterrupt:  # raised by the callback (or Ctrl-C outside the main thread)
+                    interrupt.raised = True
+            if interrupt.raised:
+                if last_ckpt != step:
+                    save(step)
+                raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved in {run_dir}")
+    if last_ckpt != step:
+        save(step)  # max_steps already reached on resume: nothing ran, the checkpoint stands
+    return TrainResult(run_dir=run_dir, step=step, start_step=start_step, train_loss=train_loss,
+                       val_loss=val_loss, tokens_per_s=tokens_per_s,
+                       elapsed_s=elapsed_before + time.perf_counter() - t_start, losses=losses,
+                       metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused)
+
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "build_tokenizer", "evaluate",
+           "make_optimizer"]

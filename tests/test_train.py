@@ -1,0 +1,217 @@
+"""The training loop: learning, determinism, exact resume, crashes, interrupts, divergence, the CLI."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokvec import checkpoint as ckpt
+from tokvec.cli import main
+from tokvec.errors import TokvecValueError
+from tokvec.train import TrainConfig, TrainingDivergedError, build_tokenizer, train
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+SHAKESPEARE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+               "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 12
+
+
+def tiny(tmp_path, corpus_text=SHAKESPEARE, **overrides):
+    """A 1-2 layer, d 32 model on a small file: a step takes milliseconds."""
+    corpus = tmp_path / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_text(corpus_text, encoding="utf-8")
+    fields = dict(corpus=str(corpus), tokenizer="char", d_model=32, n_layers=2, n_heads=2, context_length=16,
+                  batch_size=4, max_steps=12, eval_interval=3, eval_batches=2, lr=3e-3, seed=7, threads=1,
+                  out=str(tmp_path / "run"))
+    return TrainConfig(**{**fields, **overrides})
+
+
+def curve(metrics):
+    """The loss curve of metrics.jsonl, without the timing fields."""
+    return [(m["step"], m["split"], m["loss"], m["lr"]) for m in metrics]
+
+
+def test_tiny_model_learns_repeated_text_to_near_zero_loss(tmp_path):
+    # every character determines the next one: a model that learns drives the loss to ~0
+    result = train(tiny(tmp_path, "abcdefghijklmnopqrstuvwxyz0123456789" * 150, max_steps=60, eval_interval=30,
+                        batch_size=16, lr=1e-2))
+    assert result.losses[0] > 3.0  # ~ln(40): the untrained model guesses
+    assert result.val_loss < 0.05 and result.train_loss < 0.05
+    assert result.step == 60 and result.tokens_per_s > 0
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path):
+    a = train(tiny(tmp_path, max_steps=6, out=str(tmp_path / "a")))
+    b = train(tiny(tmp_path, max_steps=6, out=str(tmp_path / "b")))
+    c = train(tiny(tmp_path, max_steps=6, out=str(tmp_path / "c"), seed=8))
+    assert a.losses == b.losses and a.losses != c.losses
+    for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_metrics_log_and_run_dir(tmp_path):
+    result = train(tiny(tmp_path, max_steps=6))
+    run = tmp_path / "run"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in records] == [(3, "train"), (3, "val"), (6, "train"), (6, "val")]
+    assert set(records[0]) == {"step", "split", "loss", "lr", "tokens_per_s", "elapsed_s"}
+    assert records[-1]["loss"] == pytest.approx(result.val_loss)
+    config = json.loads((run / "config.json").read_text())
+    assert config["step"] == 6 and config["data"]["position"] == 6
+    assert config["model"]["d_model"] == 32 and config["train"]["lr"] == 3e-3
+    # lr: warmup of min(100, 6 // 10) = 0 steps, then cosine from 3e-3 to 3e-4 over 6 steps
+    cfg = tiny(tmp_path, max_steps=6)
+    assert [cfg.lr_at(s) for s in (0, 3, 6)] == pytest.approx([3e-3, 3e-4 + 0.5 * 2.7e-3, 3e-4])
+
+
+def test_resume_gives_the_same_loss_curve_as_an_uninterrupted_run(tmp_path):
+    full = train(tiny(tmp_path, out=str(tmp_path / "full")))
+
+    def stop_at_7(step, total, info):
+        if step == 7:  # not a checkpoint step: Ctrl-C must save step 7 itself
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt, match="interrupted after step 7; checkpoint saved"):
+        train(tiny(tmp_path, out=str(tmp_path / "cut")), progress=stop_at_7)
+    assert ckpt.read_run_config(tmp_path / "cut")["step"] == 7
+    resumed = train(TrainConfig.for_resume(str(tmp_path / "cut")))
+    assert resumed.start_step == 7 and resumed.step == 12
+    assert resumed.losses == full.losses[7:]
+    assert curve(resumed.metrics) == curve(full.metrics)
+    x = torch.arange(16).unsqueeze(0)
+    assert torch.equal(resumed.model(x)[0], full.model(x)[0])
+
+
+def test_keyboard_interrupt_from_callback_saves_then_reraises(tmp_path):
+    def interrupt(step, total, info):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path), progress=interrupt)
+    assert ckpt.read_run_config(tmp_path / "run")["step"] == 2
+    ckpt.load_run(tmp_path / "run")  # complete and readable
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    holder = {}
+
+    def poison(step, total, info):
+        if step == 4:
+            with torch.no_grad():
+                next(holder["model"].parameters()).fill_(float("nan"))
+
+    import tokvec.model.gpt as gpt
+
+    real_init = gpt.GPT.__init__
+
+    def init(self, *a, **k):
+        real_init(self, *a, **k)
+        holder["model"] = self
+
+    gpt.GPT.__init__ = init
+    try:
+        with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 5; training stopped and the last "
+                                                        r"good checkpoint \(step 3\) in .* is kept"):
+            train(tiny(tmp_path), progress=poison)
+    finally:
+        gpt.GPT.__init__ = real_init
+    model, _, config = ckpt.load_run(tmp_path / "run")
+    assert config["step"] == 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(ckpt.CheckpointError, match="holds no checkpoint"):
+        (tmp_path / "empty").mkdir()
+        train(tiny(tmp_path, out=str(tmp_path / "empty"), resume=True))
+    train(tiny(tmp_path, max_steps=3))
+    with pytest.raises(TokvecValueError, match=r"already holds a checkpoint \(step 3\); resume it with --resume"):
+        train(tiny(tmp_path, max_steps=3))
+    config = TrainConfig.for_resume(str(tmp_path / "run"), lr=0.5, n_layers=3, max_steps=6)
+    with pytest.raises(TokvecValueError, match=r"does not match the flags: lr: checkpoint 0.003, now 0.5; "
+                                               r"model n_layers: checkpoint 2, now 3"):
+        train(config)
+    (tmp_path / "corpus.txt").write_text(SHAKESPEARE + "more text", encoding="utf-8")
+    with pytest.raises(TokvecValueError, match=r"corpus: checkpoint \d+ tokens"):
+        train(TrainConfig.for_resume(str(tmp_path / "run"), max_steps=6))
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(TokvecValueError, match=r"corpus is 9 tokens long; context 16 needs at least 34 tokens"):
+        train(tiny(tmp_path, "too short"))
+    with pytest.raises(TokvecValueError, match=r"max_steps 0 must be an integer >= 1; lr -1 must be a positive"):
+        train(tiny(tmp_path, max_steps=0, lr=-1))
+    with pytest.raises(TokvecValueError, match=r"tokenizer 'bpe:512': byte-level BPE is not in this build yet"):
+        build_tokenizer("bpe:512", "text")
+    with pytest.raises(TokvecValueError, match=r"unknown tokenizer 'nope'; use char, word, bpe:N"):
+        build_tokenizer("nope", "text")
+
+
+def test_grad_accumulation_and_bf16_run(tmp_path):
+    result = train(tiny(tmp_path, max_steps=3, grad_accum=2, bf16=True))
+    assert result.step == 3 and all(math.isfinite(v) for v in result.losses)
+    assert result.metrics[-1]["tokens_per_s"] > 0
+
+
+def test_kill_9_mid_training_then_resume_continues_from_last_checkpoint(tmp_path):
+    (tmp_path / "corpus.txt").write_text(SHAKESPEARE, encoding="utf-8")
+    args = ["--corpus", str(tmp_path / "corpus.txt"), "--tokenizer", "char", "--d-model", "32", "--layers", "2",
+            "--heads", "2", "--context", "16", "--batch-size", "4", "--max-steps", "30", "--eval-interval", "2",
+            "--lr", "3e-3", "--seed", "7", "--threads", "1"]
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "tokvec", "train", *args, "--out", str(run)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads((run / "config.json").read_text())["step"] >= 6:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()}"
+    proc.kill()  # SIGKILL: no handler runs, possibly in the middle of a save
+    proc.wait()
+    saved = ckpt.read_run_config(run)["step"]
+    assert saved >= 6 and saved % 2 == 0  # only whole checkpoints
+    ckpt.load_run(run)  # nothing torn
+    resumed = train(TrainConfig.for_resume(str(run)))
+    assert resumed.start_step == saved and resumed.step == 30
+    saved_train = ckpt.read_run_config(run)["train"]
+    full = train(TrainConfig.from_dict({**saved_train, "out": str(tmp_path / "full"), "resume": False}))
+    assert curve(resumed.metrics) == curve(full.metrics)
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in (tmp_path / "full").iterdir())
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    corpus = tmp_path / "small.txt"
+    corpus.write_text(SHAKESPEARE, encoding="utf-8")
+    run = tmp_path / "cli-run"
+    base = ["train", "--corpus", str(corpus), "--tokenizer", "char", "--d-model", "32", "--layers", "1",
+            "--heads", "2", "--context", "16", "--batch-size", "4", "--eval-interval", "3", "--threads", "1"]
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--max-steps", "6", "--out", str(run), "--sample", "20"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "step      3  train" in out and "step      6  train" in out and "--- sample ---" in out
+    assert ckpt.read_run_config(run)["step"] == 6
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--resume", str(run), "--max-steps", "9"])
+    assert e.value.code == 0 and ckpt.read_run_config(run)["step"] == 9
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--resume", str(run), "--lr", "0.1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "tokvec: error: the checkpoint in" in err and "lr: checkpoint 0.001, now 0.1" in err
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--resume", str(tmp_path / "nothing")])
+    assert e.value.code == 2 and "no run directory at" in capsys.readouterr().err
