@@ -288,6 +288,14 @@ def test_cli_generate_streams_the_library_text(fake_run, chars, capsys):
                                                   temperature=0.8)) + "\n"
 
 
+def test_cli_generate_stop_reads_escapes(fake_run, chars, capsys):
+    run, model = fake_run
+    full = "".join(stream(model, chars, "to", 25, temperature=0, stop_at_eos=False))
+    code, out, _ = run_cli(["generate", "--run", str(run), "-p", "to", "-n", "25", "--temperature", "0",
+                            "--stop", full[6:8].replace("\n", "\\n")], capsys)
+    assert code == 0 and out == "to" + full[:full.find(full[6:8])] + "\n"
+
+
 def test_cli_generate_interactive(fake_run, chars, capsys, monkeypatch):
     run, model = fake_run
     code, out, err = run_cli(["generate", "--run", str(run), "--interactive", "-n", "5", "--temperature", "0"],
