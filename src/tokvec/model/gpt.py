@@ -103,7 +103,7 @@ class GPT(nn.Module):
         """Every layer's attention pattern. ids: (b, s) -> [(b, h, s, s)] * L (rows sum to 1).
 
         Taken from the model's own attention modules (the same code path as forward, written out).
-        Call ``model.eval()`` first when dropout > 0, or the weights are the dropped-out ones' source.
+        Call ``model.eval()`` first when dropout > 0: in training mode dropout changes what later layers see.
         """
         x = self._embed(ids, None)
         weights = []
