@@ -61,6 +61,13 @@ def test_config_lists_every_problem_with_field_names():
         assert part in msg
 
 
+def test_config_names_unknown_positional_options():
+    with pytest.raises(TokvecValueError, match=r"positional_options 'bse' not taken by the 'sinusoidal' scheme "
+                                               r"\(its options: base, layout\)"):
+        ModelConfig(vocab_size=5, positional="sinusoidal", positional_options={"bse": 100.0})
+    assert GPT(tiny(positional="sinusoidal", positional_options={"base": 500.0})).embed.positional.base == 500.0
+
+
 def test_config_validate_catches_later_mutation():
     cfg = tiny()
     cfg.n_heads = 5
