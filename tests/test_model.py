@@ -61,6 +61,13 @@ def test_config_lists_every_problem_with_field_names():
         assert part in msg
 
 
+def test_config_names_unknown_positional_options():
+    with pytest.raises(TokvecValueError, match=r"positional_options 'bse' not taken by the 'sinusoidal' scheme "
+                                               r"\(its options: base, layout\)"):
+        ModelConfig(vocab_size=5, positional="sinusoidal", positional_options={"bse": 100.0})
+    assert GPT(tiny(positional="sinusoidal", positional_options={"base": 500.0})).embed.positional.base == 500.0
+
+
 def test_config_validate_catches_later_mutation():
     cfg = tiny()
     cfg.n_heads = 5
@@ -333,3 +340,19 @@ def test_classifier_learns_and_loads_lm_weights():
         opt.step()
     assert float((clf(ids)[0].argmax(-1) == labels).float().mean()) == 1.0
     assert loss.item() < 0.1
+
+
+def test_preallocated_cache_crop_and_growth():
+    """The model's cache writes into buffers: crop then refill, and growth past the capacity, give
+    the same logits as a fresh forward."""
+    torch.manual_seed(0)
+    model = GPT(tiny(positional="rope" if "rope" in available() else "sinusoidal")).eval()
+    ids = torch.randint(0, 11, (2, 30))
+    with torch.no_grad():
+        full = model(ids)[0]
+        cache = model.new_cache()  # capacity 16 = context_length
+        model(ids[:, :10], cache=cache)
+        cache.crop(6)  # undo 4 tokens, then go on past the capacity
+        parts = [model(ids[:, 6:12], cache=cache)[0]] + [model(ids[:, i:i + 1], cache=cache)[0] for i in range(12, 30)]
+    assert cache.length == 30
+    torch.testing.assert_close(torch.cat(parts, dim=1), full[:, 6:], rtol=1e-5, atol=1e-5)

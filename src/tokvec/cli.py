@@ -414,7 +414,8 @@ def generate_cmd(
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus: the most likely tokens holding p of "
                                           "the probability, p in (0, 1]."),
     repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="> 1 discourages repeats (CTRL)."),
-    stop: Optional[list[str]] = typer.Option(None, "--stop", help="End before this text (repeatable)."),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", help="End before this text (repeatable; \\n and "
+                                             "\\t are read as newline and tab)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sampler (same seed, same text)."),
     interactive: bool = typer.Option(False, "--interactive", "-i", help="A prompt loop: type a prompt, watch "
                                      "the text stream; an empty line or Ctrl-D ends it."),
@@ -432,7 +433,8 @@ def generate_cmd(
         raise CLIError(f"no run directory at {run}; train one with: tokvec train --out {run}")
     model, tok, _ = load_run(run)
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                   stop=stop or None, seed=seed, use_cache=cache)
+                   stop=[s.replace("\\n", "\n").replace("\\t", "\t") for s in stop] if stop else None,
+                   seed=seed, use_cache=cache)
 
     def complete(text: str) -> None:
         with warnings.catch_warnings(record=True) as caught:

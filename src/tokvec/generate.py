@@ -146,10 +146,10 @@ def iter_tokens(model: "GPT", ids: Tensor, max_new_tokens: int, *, temperature: 
         generator = torch.Generator(device=ids.device).manual_seed(seed)
     history = ids  # (b, t): everything so far, for the repetition penalty and the window
     cache = None
-    for step in range(max_new_tokens):
+    for _ in range(max_new_tokens):
         if not use_cache:
             logits = model(history[:, -context:])[0][:, -1]  # (b, V)
-        elif cache is None or step == 0:
+        elif cache is None:
             cache = model.new_cache()
             logits = model.lm_head(model.hidden(history[:, -context:], cache=cache)[:, -1])
         elif cache.length + 1 > context:  # full: rebuild from the last `keep` tokens
@@ -216,6 +216,8 @@ def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *, 
         it (padding) until every row is finished, then generation stops.
     stop: strings that finish a row once its new text contains one (the ids include the token that
         completed it; :func:`stream` trims the text instead). Needs ``tokenizer`` to read the text.
+        A finished row is padded with ``eos_id`` when given; without one it keeps sampling until
+        every row is finished, so cut its text at the stop string.
     seed: a private generator, so the same seed gives the same ids whatever else uses torch's RNG.
     """
     check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
