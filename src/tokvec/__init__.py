@@ -16,6 +16,7 @@ from .tokenizers import CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
 from .vocab import Vocabulary
 
 # --- BPE issue exports ---
+from .tokenizers.bpe import BPETokenizer  # noqa: F401  (also add "BPETokenizer" to __all__ when merging)
 
 # --- language-model issue exports ---
 from .model import GPT, ModelConfig, SequenceClassifier  # noqa: E402

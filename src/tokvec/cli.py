@@ -148,6 +148,118 @@ def embed(
 
 
 # --- tokenizer commands (BPE issue): tokenizer train, tokenize, encode ---
+tokenizer_app = typer.Typer(help="Train and inspect tokenizers.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+def _corpus_args(corpus: Optional[list[str]], extra: Optional[list[str]]) -> list[str]:
+    """--corpus values plus bare arguments (a shell-expanded ``--corpus data/*.txt`` gives both)."""
+    items = list(corpus or []) + list(extra or [])
+    if not items:
+        raise CLIError("no corpus given; pass --corpus FILE|DIR|GLOB (more than one allowed)")
+    return items
+
+
+def _load_tokenizer_arg(path: str):
+    from .tokenizers import load_tokenizer
+
+    if not Path(path).is_file():
+        raise CLIError(f"no tokenizer file at {path}; train one with `tokvec tokenizer train ... --out {path}`")
+    return load_tokenizer(path)
+
+
+def _allowed_special(tok, allow: Optional[list[str]]):
+    if not allow:
+        return frozenset()
+    return "all" if "all" in allow else frozenset(allow)
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    files: Optional[list[str]] = typer.Argument(None, help="More corpus files (what a shell glob expands to)."),
+    corpus: Optional[list[str]] = typer.Option(None, "--corpus", "-c", help="Corpus file, directory or glob; repeatable."),
+    vocab_size: int = typer.Option(8192, "--vocab-size", help="Tokens in all: 256 bytes + merges + specials."),
+    pattern: str = typer.Option("cl100k", "--pattern", help="Pre-tokenisation: gpt2, cl100k, o200k or a regex."),
+    special: Optional[list[str]] = typer.Option(None, "--special", help="A special token (ids after the merges); repeatable."),
+    min_frequency: int = typer.Option(2, "--min-frequency", help="Merge only pairs seen at least this often."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus (e.g. gb18030)."),
+    allow_smaller: bool = typer.Option(False, "--allow-smaller", help="Keep a smaller vocabulary if merges run out."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Where to save the tokenizer (JSON; .tiktoken writes ranks only)."),
+) -> None:
+    """Train a byte-level BPE tokenizer on a corpus (streamed; HF tokenizers' trainer as the engine)."""
+    import time
+
+    from .data.textstream import corpus_bytes, expand_corpus
+    from .tokenizers.bpe import BPETokenizer
+
+    paths = expand_corpus(_corpus_args(corpus, files))
+    start = time.perf_counter()
+    with progress_bar(corpus_bytes(paths), "reading + counting") as advance:
+        tok = BPETokenizer.train(paths, vocab_size=vocab_size, pattern=pattern, special_tokens=special or [],
+                                 min_frequency=min_frequency, encoding=encoding, allow_smaller=allow_smaller,
+                                 progress=advance)
+    if out_path.suffix.lower() == ".tiktoken":
+        tok.save_tiktoken(out_path)
+    else:
+        tok.save(out_path)
+    out.print(f"trained BPE vocab_size={tok.vocab_size} ({tok.n_ranks - 256} merges, {len(tok.special_tokens)} "
+              f"specials, pattern {tok.pattern}) on {len(paths)} file(s), {corpus_bytes(paths) / 1e6:.1f} MB in "
+              f"{time.perf_counter() - start:.1f} s -> {out_path}")
+
+
+@app.command()
+def tokenize(
+    text: list[str] = typer.Argument(None, help="Text to tokenize (default: the seed sentences)."),
+    tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="A tokenizer file (tokvec JSON, .tiktoken, tokenizer.json)."),
+    allow_special: Optional[list[str]] = typer.Option(None, "--allow-special", help="Encode this special token "
+                                                      "(or 'all') as its id; repeatable."),
+) -> None:
+    """Show how text splits: pieces (bytes shown readably), ids, and tokens per character."""
+    tok = _load_tokenizer_arg(tokenizer)
+    allowed = _allowed_special(tok, allow_special)
+    for t in text or SEED_SENTENCES:
+        if hasattr(tok, "special_tokens"):
+            ids = tok.encode(t, allowed_special=allowed)
+            pieces = tok.tokens(t, allowed_special=allowed)
+        else:
+            ids, pieces = tok.encode(t), tok.tokens(t)
+        out.print("[bold]text[/]    ", end="")
+        out.print(f"{t!r}   ({len(t)} characters, {len(t.encode('utf-8'))} bytes)", markup=False)
+        out.print("[bold]pieces[/]  ", end="")
+        out.print(repr(pieces), markup=False)
+        out.print(f"[bold]ids[/]     {ids}")
+        out.print(f"[bold]tokens/char[/] {len(ids) / max(len(t), 1):.3f}   ({len(ids)} tokens)")
+        out.print()
+
+
+@app.command()
+def encode(
+    files: Optional[list[str]] = typer.Argument(None, help="More corpus files (what a shell glob expands to)."),
+    tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="A tokenizer file."),
+    corpus: Optional[list[str]] = typer.Option(None, "--corpus", "-c", help="Corpus file, directory or glob; repeatable."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Token file to write (.bin; a .bin.json sidecar goes next to it)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus (e.g. gb18030)."),
+    eot: Optional[str] = typer.Option(None, "--eot", help="Special token appended after each file, e.g. '<|endoftext|>'."),
+    allow_special: Optional[list[str]] = typer.Option(None, "--allow-special", help="Special token (or 'all') "
+                                                      "to encode as its id when the corpus spells it; repeatable."),
+    threads: int = typer.Option(0, "--threads", help="Encoding threads (0: one per CPU)."),
+) -> None:
+    """Stream a corpus into a flat token file (uint16 or uint32 ids) + JSON sidecar, atomically."""
+    import time
+
+    from .data.textstream import corpus_bytes, expand_corpus
+    from .data.tokenfile import write_token_file
+
+    tok = _load_tokenizer_arg(tokenizer)
+    paths = expand_corpus(_corpus_args(corpus, files))
+    start = time.perf_counter()
+    with progress_bar(corpus_bytes(paths), "encoding") as advance:
+        info = write_token_file(tok, paths, out_path, encoding=encoding, eot=eot,
+                                allowed_special=_allowed_special(tok, allow_special), num_threads=threads or None,
+                                progress=advance)
+    secs = time.perf_counter() - start
+    out.print(f"{info['count']} tokens ({info['dtype']}) from {len(paths)} file(s), {info['corpus_bytes'] / 1e6:.1f} MB "
+              f"in {secs:.1f} s ({info['corpus_bytes'] / 1e6 / max(secs, 1e-9):.1f} MB/s) -> {out_path}")
 
 
 # --- positional commands (positional issue): positional compare ---
@@ -238,6 +350,75 @@ def train(
             console.print(piece, end="", markup=False, highlight=False)
         console.print()
 
+
+
+# generate (model/generation half of the LM issue)
+@app.command("generate")
+def generate_cmd(
+    run: Path = typer.Option(..., "--run", help="Run directory written by `tokvec train`."),
+    prompt: str = typer.Option("", "--prompt", "-p", help="Text to continue (default: start from <bos>)."),
+    max_new_tokens: int = typer.Option(200, "--max-new-tokens", "-n", help="Tokens to generate."),
+    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature; 0 = greedy."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus: the most likely tokens holding p of "
+                                          "the probability, p in (0, 1]."),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="> 1 discourages repeats (CTRL)."),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", help="End before this text (repeatable; \\n and "
+                                             "\\t are read as newline and tab)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sampler (same seed, same text)."),
+    interactive: bool = typer.Option(False, "--interactive", "-i", help="A prompt loop: type a prompt, watch "
+                                     "the text stream; an empty line or Ctrl-D ends it."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Use the KV cache (much faster)."),
+) -> None:
+    """Sample text from a trained run; the text streams as it is produced."""
+    import warnings
+
+    from .checkpoint import load_run
+    from .generate import check_options, encode_prompt, stream
+
+    check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                  repetition_penalty=repetition_penalty)  # bad flags fail before the model loads
+    if not run.is_dir():
+        raise CLIError(f"no run directory at {run}; train one with: tokvec train --out {run}")
+    model, tok, _ = load_run(run)
+    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                   stop=[s.replace("\\n", "\n").replace("\\t", "\t") for s in stop] if stop else None,
+                   seed=seed, use_cache=cache)
+
+    def complete(text: str) -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            encode_prompt(tok, text)  # unknown characters: <unk>, with a warning shown once here
+        for w in caught:
+            err.print(f"tokvec: warning: {w.message}", markup=False, soft_wrap=True)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for piece in stream(model, tok, text, max_new_tokens, **options):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+    if not interactive:
+        complete(prompt)
+        return
+    err.print(f"tokvec generate: {run} ({model.num_parameters():,} parameters, context "
+              f"{model.config.context_length} tokens). Type a prompt; an empty line or Ctrl-D ends.",
+              markup=False, soft_wrap=True)
+    while True:
+        try:
+            text = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            sys.stdout.write("\n")
+            return
+        if not text:
+            return
+        try:
+            complete(text)
+        except KeyboardInterrupt:  # stop this answer, keep the loop
+            sys.stdout.write("\n")
 
 
 # --- visualisation commands (viz issue): plot, neighbors, trace, report ---

@@ -146,10 +146,10 @@ def iter_tokens(model: "GPT", ids: Tensor, max_new_tokens: int, *, temperature: 
         generator = torch.Generator(device=ids.device).manual_seed(seed)
     history = ids  # (b, t): everything so far, for the repetition penalty and the window
     cache = None
-    for step in range(max_new_tokens):
+    for _ in range(max_new_tokens):
         if not use_cache:
             logits = model(history[:, -context:])[0][:, -1]  # (b, V)
-        elif cache is None or step == 0:
+        elif cache is None:
             cache = model.new_cache()
             logits = model.lm_head(model.hidden(history[:, -context:], cache=cache)[:, -1])
         elif cache.length + 1 > context:  # full: rebuild from the last `keep` tokens
@@ -185,16 +185,14 @@ def _as_batch(model: "GPT", ids: Any) -> tuple[Tensor, bool]:
         ids = torch.tensor(ids, dtype=torch.long)
     if not isinstance(ids, Tensor):
         raise TokvecTypeError(f"ids must be a tensor (or list) of token ids, got {type(ids).__name__}")
+    from .embedding import check_ids
+
+    check_ids(ids, model.config.vocab_size)  # type, rank, range: before reshaping, so positions read as given
     single = ids.dim() == 1
     if single:
         ids = ids.unsqueeze(0)
-    if ids.dim() != 2:
-        raise TokvecValueError(f"ids must be (seq,) or (batch, seq), got shape {tuple(ids.shape)}")
     if ids.shape[1] == 0:
         raise TokvecValueError("the prompt is empty (0 tokens); give at least one token, e.g. tokenizer.bos_id")
-    from .embedding import check_ids
-
-    check_ids(ids, model.config.vocab_size)
     device = next(model.parameters()).device
     return ids.to(device), single
 
@@ -218,6 +216,8 @@ def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *, 
         it (padding) until every row is finished, then generation stops.
     stop: strings that finish a row once its new text contains one (the ids include the token that
         completed it; :func:`stream` trims the text instead). Needs ``tokenizer`` to read the text.
+        A finished row is padded with ``eos_id`` when given; without one it keeps sampling until
+        every row is finished, so cut its text at the stop string.
     seed: a private generator, so the same seed gives the same ids whatever else uses torch's RNG.
     """
     check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -280,16 +280,18 @@ def encode_prompt(tokenizer: "Tokenizer", prompt: str) -> list[int]:
 
 def stream(model: "GPT", tokenizer: "Tokenizer", prompt: str, max_new_tokens: int, *, temperature: float = 1.0,
            top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
-           eos_id: int | None = None, stop: Sequence[str] | str | None = None, seed: int | None = None,
-           use_cache: bool = True) -> Iterator[str]:
+           eos_id: int | None = None, stop_at_eos: bool = True, stop: Sequence[str] | str | None = None,
+           seed: int | None = None, use_cache: bool = True) -> Iterator[str]:
     """Generate from a text prompt, yielding the new text piece by piece as it is produced.
 
     Decoding goes through ``tokenizer.stream_decoder()`` (a byte-level tokenizer holds back
-    half-made characters). ``eos_id`` defaults to the tokenizer's ``<eos>``; the eos itself is not
-    yielded. ``stop``: generation ends before the first stop string, which is not yielded (text
+    half-made characters). Generation ends at ``eos_id`` (default: the tokenizer's ``<eos>``; the
+    eos itself is not yielded) unless ``stop_at_eos=False``. ``stop``: generation ends before the first stop string, which is not yielded (text
     that might be the start of a stop string is held back until it is clear it is not).
     """
-    if eos_id is None:
+    if not stop_at_eos:
+        eos_id = None
+    elif eos_id is None:
         eos_id = getattr(tokenizer, "eos_id", None)
     check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                   repetition_penalty=repetition_penalty, eos_id=eos_id, vocab_size=model.config.vocab_size)

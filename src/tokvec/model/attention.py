@@ -1,8 +1,10 @@
 """Causal multi-head self-attention with an injected positional scheme and a KV cache.
 
 The positional scheme is handed in ready-made (``positional=rope``); the layer asks it to rotate the
-new q/k (RoPE) and for a score bias (ALiBi, T5), and otherwise stays on
-``F.scaled_dot_product_attention`` (a float bias goes in as ``attn_mask``).
+new q/k (RoPE), for a score bias (ALiBi, T5) and for a q/k-dependent score term (Shaw relative keys,
+Transformer-XL), and otherwise stays on ``F.scaled_dot_product_attention`` (bias and term go in as
+one float ``attn_mask``). Only a scheme that adds to the values (Shaw relative values) makes the
+layer compute the weights explicitly, as ``need_weights=True`` does.
 
 Shape legend: b = batch, s = new tokens, t = cached + new tokens, h = heads, hd = head_dim, d = d_model.
 """
@@ -10,6 +12,7 @@ Shape legend: b = batch, s = new tokens, t = cached + new tokens, h = heads, hd 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +34,11 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        first = self.layers[0]
-        return 0 if first is None else first[0].shape[2]
+        # read from the LAST layer: during a forward, layers 0..i-1 already hold the new tokens
+        # when layer i asks for its offset; the last layer is updated last, so it still tells the
+        # length before this forward to every layer (layers[0] gave layers >= 1 the wrong offset)
+        last = self.layers[-1]
+        return 0 if last is None else last[0].shape[2]
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append the new k, v (b, h, s, hd) to layer ``layer``; return the full (b, h, t, hd) pair."""
@@ -51,6 +57,12 @@ def causal_mask(q_len: int, k_len: int, offset: int, device=None) -> Tensor:
     """Bool mask (q_len, k_len), True where query i (at offset + i) may see key j (j <= offset + i)."""
     q = torch.arange(offset, offset + q_len, device=device).unsqueeze(1)
     return torch.arange(k_len, device=device).unsqueeze(0) <= q
+
+
+@lru_cache(maxsize=32)
+def _future_mask(q_len: int, k_len: int, offset: int, device) -> Tensor:
+    """Bool (q_len, k_len), True where key j is in query i's future; built once per shape (read-only)."""
+    return ~causal_mask(q_len, k_len, offset, device=device)
 
 
 class CausalSelfAttention(nn.Module):
@@ -87,31 +99,41 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)  # (b, h, t, hd)
         t = k.shape[2]
-        bias = pos.score_bias(s, t, offset)  # (h, s, t) or None
+        extra = pos.score_bias(s, t, offset)  # (h, s, t) or None
+        term = pos.score_term(q, k, offset)  # (b, h, s, t) or None
+        if term is not None:
+            extra = term if extra is None else term + extra.to(term.dtype)
         p = self.dropout if self.training else 0.0
-        if need_weights:
-            y, weights = self._explicit(q, k, v, bias, offset, p)
+        if need_weights or pos.adds_values:
+            y, weights = self._explicit(q, k, v, extra, offset, p)
         else:
             weights = None
-            if bias is None and (offset == 0 or s == 1):
+            if extra is None and (offset == 0 or s == 1):
                 # s == 1 with a cache: the one new query may see every key, no mask needed
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=offset == 0 and s > 1)
             else:
-                mask = causal_mask(s, t, offset, device=x.device)
-                if bias is not None:
-                    mask = bias.to(q.dtype).masked_fill(~mask, float("-inf"))
+                future = _future_mask(s, t, offset, x.device)
+                mask = ~future if extra is None else extra.to(q.dtype).masked_fill(future, float("-inf"))
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         y = y.transpose(1, 2).contiguous().view(b, s, d)  # (b, s, d)
         y = self.resid_dropout(self.proj(y))
         return (y, weights) if need_weights else y
 
-    def _explicit(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, offset: int, p: float
+    def _explicit(self, q: Tensor, k: Tensor, v: Tensor, extra: Tensor | None, offset: int, p: float
                   ) -> tuple[Tensor, Tensor]:
-        """The same attention written out, returning the weights (b, h, s, t) for inspection."""
+        """The same attention written out, returning the weights (b, h, s, t) for inspection.
+
+        extra: (h, s, t) or (b, h, s, t) added to the scaled scores. The scheme's value term, if any,
+        sees the weights after dropout, as ``v`` does.
+        """
         s, t = q.shape[2], k.shape[2]
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (b, h, s, t)
-        if bias is not None:
-            scores = scores + bias
-        scores = scores.masked_fill(~causal_mask(s, t, offset, device=q.device), float("-inf"))
+        if extra is not None:
+            scores = scores + extra.to(scores.dtype)
+        scores = scores.masked_fill(_future_mask(s, t, offset, q.device), float("-inf"))
         weights = scores.softmax(dim=-1)
-        return F.dropout(weights, p) @ v, weights
+        dropped = F.dropout(weights, p) if p > 0 else weights
+        y = dropped @ v  # (b, h, s, hd)
+        if self.positional.adds_values:
+            y = y + self.positional.value_term(dropped, offset)
+        return y, weights

@@ -8,8 +8,8 @@ Presets (``vocab_size`` comes from the tokenizer, except for gpt2-124m which fix
 
     | preset    | context | d_model | layers | heads | d_ff | dropout | params (vocab 65) |
     | --------- | ------- | ------- | ------ | ----- | ---- | ------- | ----------------- |
-    | tiny      |      64 |     128 |      4 |     4 |  512 |     0.0 | 0.80 M            |
-    | small     |     256 |     384 |      6 |     6 | 1536 |     0.1 | 10.7 M            |
+    | tiny      |      64 |     128 |      4 |     4 |  512 |     0.0 | 0.81 M            |
+    | small     |     256 |     384 |      6 |     6 | 1536 |     0.1 | 10.8 M            |
     | gpt2-124m |    1024 |     768 |     12 |    12 | 3072 |     0.0 | 124.4 M (V 50257) |
 
 ``tiny`` is nanoGPT's CPU configuration for character-level Shakespeare (about three minutes for
@@ -109,6 +109,8 @@ class ModelConfig:
         if not isinstance(self.positional_options, Mapping):
             problems.append(f"positional_options must be a dict of scheme options, "
                             f"got {type(self.positional_options).__name__}")
+        elif self.positional in schemes and self.positional_options:
+            problems += _option_problems(self.positional, self.positional_options)
         if self.norm not in NORMS:
             problems.append(f"norm {self.norm!r} is not one of ({', '.join(NORMS)})")
         if self.activation not in ACTIVATIONS:
@@ -151,6 +153,22 @@ class ModelConfig:
             raise TokvecValueError(f"preset {name!r} needs vocab_size: pass the tokenizer's, "
                                    f"ModelConfig.preset({name!r}, vocab_size=tokenizer.vocab_size)")
         return cls.from_dict(fields)
+
+
+def _option_problems(scheme: str, options: Mapping[str, Any]) -> list[str]:
+    """Options the scheme's constructor does not take (checked without building it)."""
+    import inspect
+
+    from ..positional import get_class
+
+    params = inspect.signature(get_class(scheme).__init__).parameters
+    context = {"d_model", "n_heads", "head_dim", "max_len"}
+    accepted = {n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD} - context
+    unknown = sorted(k for k in options if k not in accepted)
+    if not unknown:
+        return []
+    return [f"positional_options {', '.join(map(repr, unknown))} not taken by the {scheme!r} scheme "
+            f"(its options: {', '.join(sorted(accepted)) or 'none'})"]
 
 
 def _divisor_near(n: int, k: int) -> int:

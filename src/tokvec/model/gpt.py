@@ -34,6 +34,7 @@ from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
 from .attention import KVCache
 from .block import Block, make_norm, register_alias_hooks
+from .cache import PreallocatedKVCache
 from .config import ModelConfig
 
 IGNORE_INDEX = -100  # targets equal to this add nothing to the loss (F.cross_entropy's default)
@@ -102,7 +103,7 @@ class GPT(nn.Module):
         """Every layer's attention pattern. ids: (b, s) -> [(b, h, s, s)] * L (rows sum to 1).
 
         Taken from the model's own attention modules (the same code path as forward, written out).
-        Call ``model.eval()`` first when dropout > 0, or the weights are the dropped-out ones' source.
+        Call ``model.eval()`` first when dropout > 0: in training mode dropout changes what later layers see.
         """
         x = self._embed(ids, None)
         weights = []
@@ -178,8 +179,12 @@ class GPT(nn.Module):
         return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layers * c.d_model * t
 
     def new_cache(self) -> KVCache:
-        """An empty KV cache for incremental decoding: one (k, v) pair per layer, filled by forward."""
-        return KVCache(self.config.n_layers)
+        """An empty KV cache for incremental decoding: one (k, v) pair per layer, filled by forward.
+
+        Its buffers are sized for context_length positions once (see :mod:`tokvec.model.cache`);
+        use it under ``torch.no_grad()``.
+        """
+        return PreallocatedKVCache(self.config.n_layers, self.config.context_length)
 
     # -- generation -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -5,7 +5,10 @@ Self-attention is blind to order; a positional scheme puts order back in one of 
 - ``acts_on = "input"``: a vector per position is *added* to the token vectors inside
   :class:`~tokvec.InputEmbedding` (sinusoidal, learned absolute). Implement :meth:`pe`.
 - ``acts_on = "attention"``: the attention layer asks the scheme to rotate q and k
-  (:meth:`rotate`, RoPE) and/or for a bias added to the scores (:meth:`score_bias`, ALiBi, T5).
+  (:meth:`rotate`, RoPE) and/or for a bias added to the scores (:meth:`score_bias`, ALiBi, T5),
+  and, for schemes whose score term depends on the queries or keys themselves, for that term
+  (:meth:`score_term`, Shaw relative keys, Transformer-XL) and for a term added to the output
+  (:meth:`value_term`, Shaw relative values; set ``adds_values`` so attention keeps the weights).
 - ``acts_on = "none"``: NoPE; causal masking alone carries order.
 
 Shape legend: b = batch, s = seq, h = heads, d = d_model, hd = head_dim.
@@ -15,7 +18,8 @@ Positions are absolute token indices; with a KV cache they start at the cache le
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
+from collections import OrderedDict
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -72,6 +76,46 @@ class PositionalEncoding(nn.Module):
         ``0 .. k_len-1``: (h, q_len, k_len), or None when the scheme adds none."""
         return None
 
+    def score_term(self, q: Tensor, k: Tensor, offset: int = 0) -> Tensor | None:
+        """A score term that depends on the (rotated) queries and/or the keys, added to q.k/sqrt(hd).
+
+        q: (b, h, s, hd) new queries at positions ``offset .. offset+s-1``; k: (b, h, t, hd) every
+        key, at ``0 .. t-1`` -> (b, h, s, t), already in the units of the scaled scores, or None.
+        Attention still runs on ``F.scaled_dot_product_attention`` with it as a float ``attn_mask``.
+        """
+        return None
+
+    adds_values: bool = False  # True when value_term() adds to the output (attention keeps the weights)
+
+    def value_term(self, weights: Tensor, offset: int = 0) -> Tensor:
+        """A term added to ``weights @ v``. weights: (b, h, s, t) after dropout -> (b, h, s, hd).
+
+        Called only when ``adds_values`` is True; attention then computes the weights explicitly.
+        """
+        raise NotImplementedError(f"the {self.name!r} scheme adds no value term")
+
+    # -- memo of position tensors -------------------------------------------------------------
+    _memo_size: ClassVar[int] = 16
+
+    def _memo(self, key: tuple, make: Callable[[], Tensor]) -> Tensor:
+        """A tensor that is a pure function of ``key``, built once and reused (by every layer that
+        shares this scheme, and by every step of the same length). Least recently used ones go.
+
+        Only for tensors that do not depend on trained parameters: a tensor in an autograd graph
+        must not outlive the backward pass that frees that graph.
+        """
+        memo = self.__dict__.get("_memo_store")
+        if memo is None:
+            memo = self.__dict__["_memo_store"] = OrderedDict()
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = make()
+            if len(memo) > self._memo_size:
+                memo.popitem(last=False)
+        else:
+            memo.move_to_end(key)
+        return hit
+
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_config(cls, **config: Any) -> "PositionalEncoding":
@@ -123,3 +167,33 @@ def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise TokvecValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def check_offset(offset: Any) -> int:
+    """The position of the first new query (the KV-cache length): an int >= 0."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise TokvecValueError(f"positions must be >= 0: got offset {offset!r} for the first query; "
+                               f"the offset is the number of cached tokens")
+    return offset
+
+
+def resolve_heads(scheme: str, d_model: int | None, n_heads: int | None, head_dim: int | None = None
+                  ) -> tuple[int, int]:
+    """(n_heads, head_dim) for a scheme that acts per attention head, from whatever the model gave.
+
+    Refuses a missing head count and heads that do not divide d_model, naming both numbers.
+    """
+    if n_heads is None:
+        raise TokvecValueError(f"positional scheme {scheme!r} acts inside attention and needs n_heads; "
+                               f"pass n_heads= (the attention head count of the model)")
+    check_positive_int("n_heads", n_heads)
+    if d_model is not None:
+        check_positive_int("d_model", d_model)
+        if d_model % n_heads:
+            raise TokvecValueError(f"n_heads ({n_heads}) must divide d_model ({d_model}); "
+                                   f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size")
+        if head_dim is None:
+            head_dim = d_model // n_heads
+    if head_dim is None:
+        raise TokvecValueError(f"positional scheme {scheme!r} needs d_model or head_dim")
+    return n_heads, check_positive_int("head_dim", head_dim)

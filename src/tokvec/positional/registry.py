@@ -13,6 +13,11 @@ SCHEMES: dict[str, str] = {
     "sinusoidal": "sinusoidal:SinusoidalPositionalEncoding",
     "learned": "learned:LearnedPositionalEncoding",
     "none": "none:NoPositionalEncoding",
+    "rope": "rope:RotaryPositionalEncoding",
+    "alibi": "alibi:ALiBiPositionalEncoding",
+    "relative": "relative:ShawRelativePositionalEncoding",
+    "t5": "t5:T5RelativePositionalEncoding",
+    "xl": "xl:TransformerXLPositionalEncoding",
 }
 
 

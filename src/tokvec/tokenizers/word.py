@@ -35,7 +35,9 @@ CJK = (
 )
 WORD_PATTERN = rf"[{CJK}]|[^\W{CJK}]+|\s+|[^\w\s]"
 _WORD_RE = re.compile(WORD_PATTERN)
-_WORDISH = re.compile(rf"[^\W{CJK}]")
+_CJK_CHAR = re.compile(rf"[{CJK}\u3000-\u303f\uff00-\uffef]")  # ideographs, kana, CJK and full-width punctuation
+_NO_SPACE_BEFORE = set(",.!?;:%)]}\u2019\u201d")
+_NO_SPACE_AFTER = set("([{\u2018\u201c")
 
 Segmenter = Callable[[str], Sequence[str]]
 
@@ -45,8 +47,9 @@ class WordTokenizer(VocabTokenizer):
     """Splits on words and punctuation with :data:`WORD_PATTERN` (or a user ``segmenter``).
 
     ``keep_whitespace=True`` (default) keeps whitespace runs as tokens, so decoding is exact.
-    With ``False`` they are dropped and ``decode`` puts one space between two word tokens: the
-    classic word-level vocabulary, smaller but lossy (newlines and double spaces are lost).
+    With ``False`` they are dropped and ``decode`` puts one space between pieces, except before
+    closing punctuation, after opening brackets and next to CJK text: the classic word-level
+    vocabulary, smaller but lossy (newlines, double spaces and "a , b" spacing are not kept).
     """
 
     def __init__(
@@ -99,7 +102,7 @@ class WordTokenizer(VocabTokenizer):
             return "".join(pieces)
         out: list[str] = []
         for piece in pieces:
-            if out and _WORDISH.match(out[-1][-1:]) and _WORDISH.match(piece[:1]):
+            if out and _space_between(out[-1], piece):
                 out.append(" ")
             out.append(piece)
         return "".join(out)
@@ -117,6 +120,15 @@ class WordTokenizer(VocabTokenizer):
             segmenter=segmenter,
             segmenter_name=data.get("segmenter"),
         )
+
+
+def _space_between(left: str, right: str) -> bool:
+    """Whether decode (without kept whitespace) puts a space between two pieces: yes between words,
+    not before closing punctuation, not after opening brackets, never next to CJK text."""
+    a, b = left[-1:], right[:1]
+    if not a or not b or b in _NO_SPACE_BEFORE or a in _NO_SPACE_AFTER:
+        return False
+    return not (_CJK_CHAR.match(a) or _CJK_CHAR.match(b))
 
 
 def _name_of(fn: Callable) -> str:

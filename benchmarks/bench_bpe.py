@@ -1,0 +1,183 @@
+"""Byte-level BPE against its peers, side by side in one run (ratios, not absolute timings).
+
+    python benchmarks/bench_bpe.py [--quick] [--big-mb 200]
+
+1. train time: tokvec (HF BpeTrainer fed by tokvec's streaming reader, cl100k pattern) vs HF
+   tokenizers' BpeTrainer used directly (ByteLevel pre-tokenizer, its own file reader) vs
+   sentencepiece BPE, at vocab 4096 and 32000;
+2. encode MB/s on one long string: tokvec vs tiktoken built from the same ranks (target >= 0.95x)
+   vs HF tokenizers (its own model trained at the same vocab size; target >= 5x);
+3. encode_batch on one-line items: tokvec vs HF encode_batch (target >= 3x), with tiktoken's own
+   encode_batch shown for context;
+4. corpus -> token file: MB/s and peak RSS (child process) on a ~200 MB file made by repeating a
+   corpus in a temp dir (deleted afterwards); target peak RSS < 300 MB.
+Corpora: ../shared/data/tinyshakespeare.txt (English) and tang-poems.txt (classical Chinese).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data"
+CORPORA = {"english": DATA / "tinyshakespeare.txt", "chinese": DATA / "tang-poems.txt"}
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def best_of(*fns, repeat: int = 3) -> list[float]:
+    """Best time of each function, runs interleaved (a shared machine's load hits all of them alike)."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for k, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - start)
+    return best
+
+
+def hf_bytelevel_trainer(vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    return hf, trainer
+
+
+def train_sentencepiece(path: Path, vocab_size: int, tmp: Path) -> float | str:
+    try:
+        import sentencepiece as spm
+    except ImportError:
+        return "not installed (pip install .[bench])"
+    start = time.perf_counter()
+    try:
+        spm.SentencePieceTrainer.train(input=str(path), model_prefix=str(tmp / f"sp{vocab_size}"), model_type="bpe",
+                                       vocab_size=vocab_size, character_coverage=0.9995, byte_fallback=True,
+                                       num_threads=os.cpu_count(), minloglevel=2, max_sentence_length=1 << 16)
+    except RuntimeError as e:
+        return f"failed: ...{' '.join(str(e).split())[-70:]}"
+    return time.perf_counter() - start
+
+
+def bench_train(name: str, path: Path, vocabs: list[int], tmp: Path, results: list) -> dict:
+    from tokvec import BPETokenizer
+
+    toks = {}
+    for vocab in vocabs:
+        start = time.perf_counter()
+        tok = BPETokenizer.train(path, vocab_size=vocab, allow_smaller=True)
+        t_tokvec = time.perf_counter() - start
+        hf, trainer = hf_bytelevel_trainer(vocab)
+        start = time.perf_counter()
+        hf.train([str(path)], trainer=trainer)
+        t_hf = time.perf_counter() - start
+        t_sp = train_sentencepiece(path, vocab, tmp)
+        sp = f"{t_sp:.2f} s ({t_tokvec / t_sp:.2f}x)" if isinstance(t_sp, float) else t_sp
+        results.append((f"train {name} vocab {vocab}", f"tokvec {t_tokvec:.2f} s (got {tok.vocab_size})",
+                        f"HF BpeTrainer {t_hf:.2f} s ({t_tokvec / t_hf:.2f}x)", f"sentencepiece BPE {sp}"))
+        toks[vocab] = (tok, hf)
+    return toks
+
+
+def bench_encode(name: str, text: str, tok, hf, results: list) -> None:
+    import tiktoken
+
+    mb = len(text.encode("utf-8")) / 1e6
+    tt = tiktoken.Encoding(name="same-ranks", pat_str=tok.pat_str, mergeable_ranks=tok.ranks, special_tokens={})
+    assert tok.encode(text) == tt.encode(text)
+    t_tokvec, t_tt, t_hf = best_of(lambda: tok.encode(text), lambda: tt.encode(text), lambda: hf.encode(text))
+    results.append((f"encode {name} ({mb:.1f} MB, one string, vocab {tok.vocab_size})", f"tokvec {mb / t_tokvec:.1f} MB/s",
+                    f"tiktoken {mb / t_tt:.1f} MB/s ({t_tt / t_tokvec:.2f}x)",
+                    f"HF {mb / t_hf:.1f} MB/s ({t_hf / t_tokvec:.2f}x)"))
+    lines = [line for line in text.splitlines() if line.strip()]
+    mb_lines = sum(len(line.encode("utf-8")) for line in lines) / 1e6
+    assert tok.encode_batch(lines[:5000]) == [tok.encode(line) for line in lines[:5000]]
+    t_batch, t_hf_batch = best_of(lambda: tok.encode_batch(lines), lambda: hf.encode_batch(lines))
+    t_tt_batch, = best_of(lambda: tt.encode_batch(lines), repeat=1)
+    results.append((f"encode_batch {name} ({len(lines)} one-line items, {mb_lines:.1f} MB)",
+                    f"tokvec {mb_lines / t_batch:.1f} MB/s",
+                    f"HF encode_batch {mb_lines / t_hf_batch:.1f} MB/s ({t_hf_batch / t_batch:.2f}x)",
+                    f"tiktoken encode_batch {mb_lines / t_tt_batch:.1f} MB/s ({t_tt_batch / t_batch:.2f}x)"))
+
+
+CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from tokvec import load_tokenizer
+from tokvec.data import write_token_file
+tok = load_tokenizer(sys.argv[2])
+start = time.perf_counter()
+info = write_token_file(tok, sys.argv[3], sys.argv[4])
+secs = time.perf_counter() - start
+print(json.dumps({"secs": secs, "count": info["count"], "dtype": info["dtype"],
+                  "rss_mb": [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]}))
+"""
+
+
+def bench_token_file(name: str, path: Path, tok, big_mb: int, tmp: Path, results: list) -> None:
+    text = path.read_bytes()
+    big = tmp / f"{name}-big.txt"
+    with open(big, "wb") as f:
+        for _ in range(max(1, big_mb * 10**6 // len(text))):
+            f.write(text)
+    size_mb = big.stat().st_size / 1e6
+    tok.save(tmp / "tok.json")
+    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "src"), str(tmp / "tok.json"), str(big),
+                          str(tmp / "ids.bin")], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout)
+    base = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                           "import tokvec, tokvec.data, numpy, tiktoken; print([int(l.split()[1]) / 1024 for l in "
+                           "open('/proc/self/status') if l.startswith('VmHWM:')][0])", str(ROOT / "src")],
+                          capture_output=True, text=True, check=True)
+    results.append((f"token file {name} ({size_mb:.0f} MB corpus -> {r['count'] / 1e6:.0f} M {r['dtype']} ids)",
+                    f"{size_mb / r['secs']:.1f} MB/s", f"peak RSS {r['rss_mb']:.0f} MB",
+                    f"(python + imports alone: {float(base.stdout):.0f} MB)"))
+    big.unlink()
+    (tmp / "ids.bin").unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="vocab 4096 only, 50 MB token file")
+    parser.add_argument("--big-mb", type=int, default=200)
+    parser.add_argument("--skip-sentencepiece", action="store_true")
+    args = parser.parse_args()
+    missing = [str(p) for p in CORPORA.values() if not p.is_file()]
+    if missing:
+        print(f"skipping the BPE benchmark: corpus file(s) not found: {', '.join(missing)} "
+              f"(expected next to the repository in ../shared/data)")
+        return
+    vocabs = [4096] if args.quick else [4096, 32000]
+    big_mb = 50 if args.quick else args.big_mb
+    if args.skip_sentencepiece:
+        globals()["train_sentencepiece"] = lambda *a: "skipped"
+    results: list[tuple] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for name, path in CORPORA.items():
+            toks = bench_train(name, path, vocabs, tmp, results)
+            tok, hf = toks[vocabs[-1]]
+            text = path.read_text(encoding="utf-8")
+            bench_encode(name, text, tok, hf, results)
+            bench_token_file(name, path, toks[vocabs[0]][0], big_mb, tmp, results)
+            for row in results[-len(vocabs) - 3:]:
+                print(" | ".join(row), flush=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"\n{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores ({cpu}), "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    print("| measurement | tokvec | peer | peer |\n| --- | --- | --- | --- |")
+    for row in results:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,389 @@
+"""Byte-level BPE: train on any corpus, encode with tiktoken's Rust core, load real vocabularies.
+
+Every string is UTF-8 bytes, and every byte is a token, so nothing is ever unknown and any string
+round-trips. A pre-tokenisation pattern (``gpt2``, ``cl100k``, ``o200k`` or a regex) cuts text into
+pieces; inside a piece, adjacent tokens merge in rank order (lowest rank first)::
+
+    "low lower" --pattern--> ["low", " lower"] --bytes--> [l,o,w] [ ,l,o,w,e,r] --merges--> ids
+
+Ids are ranks: bytes and merged tokens take ``0 .. n_ranks-1``, special tokens come after them.
+
+>>> tok = BPETokenizer.train_from_texts(["low lower lowest " * 50], vocab_size=263)
+>>> tok.tokens(" lowest"), tok.tokens("lower")
+([' lowest'], ['low', 'e', 'r'])
+>>> tok.decode(tok.encode("naïve 我"))
+'naïve 我'
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Collection, Iterable, Literal, Mapping, Sequence
+
+from ..errors import FormatError, TokenIdError, TokvecTypeError, TokvecValueError
+from .base import StreamDecoder, Tokenizer, as_id_list, register_foreign_loader, register_tokenizer
+from .patterns import PATTERNS, resolve_pattern
+
+Special = Literal["all"] | Collection[str]
+# encode_batch joins short texts with this private-use separator, encoded as an extra special token:
+# tiktoken cuts text at special tokens before its regex runs, so nothing merges across two texts.
+# (It has no border -- no prefix equal to a suffix -- so occurrences cannot overlap; a text that
+# contains it is caught by counting.)
+_BATCH_SEP = "\U000f0000tokvec-batch\U000f0001"
+_BATCH_CHARS = 1 << 18  # characters of text per encode_batch chunk
+
+
+@register_tokenizer("bpe")
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE over ``ranks`` (token bytes -> id), a pattern, and special tokens (str -> id)."""
+
+    def __init__(self, ranks: Mapping[bytes, int], *, pattern: str = "cl100k",
+                 special_tokens: Mapping[str, int] | None = None, name: str = "tokvec-bpe") -> None:
+        import tiktoken
+
+        self.pattern, self.pat_str = resolve_pattern(pattern)
+        ranks = dict(ranks)
+        missing = [b for b in range(256) if bytes([b]) not in ranks]
+        if missing:
+            raise TokvecValueError(f"ranks lack {len(missing)} single bytes (e.g. {bytes([missing[0]])!r}); "
+                                   f"byte-level BPE needs all 256 so that any text can be encoded")
+        specials = dict(special_tokens or {})
+        taken = set(ranks.values())
+        for tok, i in specials.items():
+            if not isinstance(tok, str) or not tok:
+                raise TokvecValueError(f"special tokens must be non-empty strings, got {tok!r}")
+            if i in taken:
+                raise TokvecValueError(f"special token {tok!r} has id {i}, already used by a merge or another special")
+            taken.add(i)
+        self._ranks = ranks
+        self.special_tokens = specials
+        self.name = name
+        self._enc = tiktoken.Encoding(name=name, pat_str=self.pat_str, mergeable_ranks=ranks, special_tokens=specials)
+        self._batch_enc = None  # built on first encode_batch
+        self._vocab_size = max(taken) + 1
+        self._gaps = frozenset(range(self._vocab_size)) - taken if len(taken) < self._vocab_size else frozenset()
+        ids = {t: i for t, i in specials.items()}
+        self.pad_id = ids.get("<pad>")
+        self.unk_id = None  # byte-level: nothing is unknown
+        self.bos_id = ids.get("<bos>", ids.get("<|startoftext|>"))
+        self.eos_id = ids.get("<eos>", ids.get("<|endoftext|>"))
+
+    # -- training --------------------------------------------------------------------------------
+    @classmethod
+    def train(cls, files: str | os.PathLike | Iterable[str | os.PathLike], *, vocab_size: int,
+              pattern: str = "cl100k", special_tokens: Sequence[str] = (), min_frequency: int = 2,
+              encoding: str = "utf-8", allow_smaller: bool = False,
+              progress: Callable[[int], None] | None = None) -> "BPETokenizer":
+        """Learn merges from corpus ``files`` (paths, directories, glob patterns), streamed.
+
+        Engine: Hugging Face ``tokenizers``' BpeTrainer (Rust, byte-level), fed chunk by chunk.
+        ``vocab_size`` counts the 256 bytes, the merges and ``special_tokens`` (ids after the merges).
+        ``progress(n)`` is called with the number of corpus bytes read. Deterministic for a given
+        corpus and settings. When the corpus runs out of pairs seen ``min_frequency`` times before
+        ``vocab_size`` is reached, raises (saying how far it got) unless ``allow_smaller=True``.
+        """
+        from ..data.textstream import expand_corpus, iter_corpus_chunks
+        from .bpe_train import train_ranks
+
+        paths = expand_corpus(files)
+        chunks = (chunk for _, chunk in iter_corpus_chunks(paths, encoding=encoding, progress=progress))
+        what = f"the corpus ({', '.join(map(str, paths[:3]))}{', ...' if len(paths) > 3 else ''})"
+        ranks, specials = train_ranks(chunks, vocab_size=vocab_size, pattern=pattern, special_tokens=special_tokens,
+                                      min_frequency=min_frequency, allow_smaller=allow_smaller, what=what)
+        return cls(ranks, pattern=pattern, special_tokens=specials)
+
+    @classmethod
+    def train_from_texts(cls, texts: Iterable[str], *, vocab_size: int, pattern: str = "cl100k",
+                         special_tokens: Sequence[str] = (), min_frequency: int = 2,
+                         allow_smaller: bool = False) -> "BPETokenizer":
+        """As :meth:`train`, on strings in memory (each string is one document)."""
+        from .bpe_train import train_ranks
+
+        if isinstance(texts, str):
+            texts = [texts]
+        ranks, specials = train_ranks(iter(texts), vocab_size=vocab_size, pattern=pattern,
+                                      special_tokens=special_tokens, min_frequency=min_frequency,
+                                      allow_smaller=allow_smaller, what="the training texts")
+        return cls(ranks, pattern=pattern, special_tokens=specials)
+
+    # -- the Tokenizer interface -----------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        """``max id + 1`` (ids that are neither a rank nor a special, if any, are invalid)."""
+        return self._vocab_size
+
+    @property
+    def n_ranks(self) -> int:
+        return len(self._ranks)
+
+    @property
+    def ranks(self) -> dict[bytes, int]:
+        """A copy of token bytes -> rank (= id)."""
+        return dict(self._ranks)
+
+    def _allowed(self, allowed_special: Special, disallowed_special: Special, text: str, where: str) -> frozenset:
+        """Check ``text`` for disallowed special tokens; return the allowed set for tiktoken."""
+        names = set(self.special_tokens)
+        allowed = frozenset(names if allowed_special == "all" else allowed_special)
+        unknown = allowed - names
+        if unknown:
+            raise TokvecValueError(f"allowed_special names {sorted(unknown)!r}, which are not special tokens of this "
+                                   f"tokenizer (it has {sorted(names)!r})")
+        disallowed = names - allowed if disallowed_special == "all" else frozenset(disallowed_special)
+        if disallowed:
+            from tiktoken.core import _special_token_regex
+
+            match = _special_token_regex(frozenset(disallowed)).search(text)
+            if match:
+                tok = match.group()
+                raise TokvecValueError(
+                    f"{where} contains the special token {tok!r} at character {match.start()}; special tokens "
+                    f"are disallowed in ordinary text. Pass allowed_special={{{tok!r}}} (or 'all'; CLI "
+                    f"--allow-special) to encode it as id {self.special_tokens[tok]}, or disallowed_special=() "
+                    f"to encode it as plain text"
+                )
+        return allowed
+
+    def encode(self, text: str, *, allowed_special: Special = frozenset(),
+               disallowed_special: Special = "all") -> list[int]:
+        """Token ids of ``text``. Text that spells a special token raises, unless it is in
+        ``allowed_special`` (then it encodes as the special id) or left out of ``disallowed_special``
+        (then it encodes as ordinary text) -- tiktoken's rules."""
+        if not isinstance(text, str):
+            raise TokvecTypeError(f"text must be str, got {type(text).__name__}")
+        if not self.special_tokens:
+            return self._enc.encode_ordinary(text)
+        allowed = self._allowed(allowed_special, disallowed_special, text, "text")
+        return self._enc.encode(text, allowed_special=allowed, disallowed_special=())
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Ids of ``text`` with special-token spellings encoded as plain text."""
+        if not isinstance(text, str):
+            raise TokvecTypeError(f"text must be str, got {type(text).__name__}")
+        return self._enc.encode_ordinary(text)
+
+    def encode_to_numpy(self, text: str, *, allowed_special: Special = frozenset(),
+                        disallowed_special: Special = "all"):
+        """As :meth:`encode`, as a uint32 numpy array (no Python list in between)."""
+        if not isinstance(text, str):
+            raise TokvecTypeError(f"text must be str, got {type(text).__name__}")
+        allowed = self._allowed(allowed_special, disallowed_special, text, "text") if self.special_tokens else frozenset()
+        return self._enc.encode_to_numpy(text, allowed_special=allowed, disallowed_special=())
+
+    def encode_batch(self, texts: Iterable[str], *, allowed_special: Special = frozenset(),
+                     disallowed_special: Special = "all", num_threads: int | None = None) -> list[list[int]]:
+        """Ids of each text, the same as ``[encode(t) for t in texts]``, fast for many short texts.
+
+        Texts are joined into chunks of ~256k characters with a separator that is a special token
+        of an internal encoding (so no merge crosses two texts), encoded on ``num_threads`` threads
+        (default: CPU count), and the ids are split back at the separators.
+        """
+        import numpy as np
+
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TokvecTypeError(f"texts[{i}] must be str, got {type(t).__name__}")
+        allowed = self._allowed(allowed_special, disallowed_special, "", "text") if self.special_tokens else frozenset()
+        check = bool(self.special_tokens) and (disallowed_special != "all" or allowed != frozenset(self.special_tokens))
+        enc, sep_id = self._batch_encoding()
+        allowed_sep = allowed | {_BATCH_SEP}
+        groups: list[tuple[int, int]] = []  # [start, stop) ranges of texts
+        start, size = 0, 0
+        for i, t in enumerate(texts):
+            size += len(t) + 1
+            if size >= _BATCH_CHARS:
+                groups.append((start, i + 1))
+                start, size = i + 1, 0
+        if start < len(texts):
+            groups.append((start, len(texts)))
+
+        def run(group: tuple[int, int]) -> list[list[int]]:
+            items = texts[group[0]:group[1]]
+            joined = _BATCH_SEP.join(items)
+            if check:  # one search over the chunk; on a hit, find the text and raise its error
+                try:
+                    self._allowed(allowed_special, disallowed_special, joined, "texts")
+                except TokvecValueError:
+                    for i, t in enumerate(items, start=group[0]):
+                        self._allowed(allowed_special, disallowed_special, t, f"texts[{i}]")
+                    raise
+            if joined.count(_BATCH_SEP) != len(items) - 1:  # a text holds the separator itself
+                return [enc.encode(t, allowed_special=allowed, disallowed_special=()) for t in items]
+            arr = enc.encode_to_numpy(joined, allowed_special=allowed_sep, disallowed_special=())
+            cuts = np.flatnonzero(arr == sep_id).tolist()
+            ids = arr.tolist()
+            starts = [0] + [c + 1 for c in cuts]
+            stops = cuts + [len(ids)]
+            return [ids[a:b] for a, b in zip(starts, stops)]
+
+        threads = num_threads or os.cpu_count() or 1
+        if threads == 1 or len(groups) == 1:
+            parts = [run(g) for g in groups]
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                parts = list(pool.map(run, groups))
+        return [ids for part in parts for ids in part]
+
+    def _batch_encoding(self):
+        if self._batch_enc is None:
+            import tiktoken
+
+            sep_id = self._vocab_size
+            enc = tiktoken.Encoding(name=f"{self.name}+batch", pat_str=self.pat_str, mergeable_ranks=self._ranks,
+                                    special_tokens={**self.special_tokens, _BATCH_SEP: sep_id})
+            self._batch_enc = (enc, sep_id)
+        return self._batch_enc
+
+    def _check_ids(self, ids: Any) -> list[int]:
+        ids = as_id_list(ids)
+        if not ids:
+            return ids
+        try:
+            lo, hi = min(ids), max(ids)
+        except TypeError:
+            bad = next(x for x in ids if not isinstance(x, int))
+            raise TokvecTypeError(f"token ids must be integers, got {bad!r} ({type(bad).__name__})") from None
+        bad = None
+        if lo < 0 or hi >= self._vocab_size:
+            bad = next(p for p, i in enumerate(ids) if not 0 <= i < self._vocab_size)
+        elif self._gaps and not self._gaps.isdisjoint(ids):
+            bad = next(p for p, i in enumerate(ids) if i in self._gaps)
+        if bad is not None:
+            raise TokenIdError(f"token id {ids[bad]} at position {bad} is not a token of this tokenizer "
+                               f"(valid ids: 0..{self._vocab_size - 1}"
+                               f"{', minus ' + str(len(self._gaps)) + ' unassigned' if self._gaps else ''}); "
+                               f"were these ids made by another tokenizer?")
+        if any(type(i) is not int for i in ids):
+            bad_item = next(i for i in ids if type(i) is not int)
+            if not hasattr(bad_item, "__index__") or isinstance(bad_item, bool):
+                raise TokvecTypeError(f"token ids must be integers, got {bad_item!r} ({type(bad_item).__name__})")
+            ids = [int(i) for i in ids]
+        return ids
+
+    def decode(self, ids: Sequence[int], *, errors: str = "replace") -> str:
+        """Text of ``ids``; bytes that are not valid UTF-8 (a cut character) become U+FFFD."""
+        return self._enc.decode(self._check_ids(ids), errors=errors)
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        """The exact bytes of ``ids`` (``decode_bytes(encode(s)) == s.encode()``)."""
+        return self._enc.decode_bytes(self._check_ids(ids))
+
+    def token_bytes(self, text: str, **options: Any) -> list[bytes]:
+        """The bytes of each token of ``text``."""
+        return self._enc.decode_tokens_bytes(self.encode(text, **options))
+
+    def tokens(self, text: str, **options: Any) -> list[str]:
+        """Pieces of ``text``, one per token; a token that cuts a character shows its bytes as ``\\xNN``."""
+        return [b.decode("utf-8", "backslashreplace") for b in self.token_bytes(text, **options)]
+
+    def id_to_bytes(self, token_id: int) -> bytes:
+        return self._enc.decode_single_token_bytes(self._check_ids([token_id])[0])
+
+    def stream_decoder(self) -> "BPEStreamDecoder":
+        return BPEStreamDecoder(self)
+
+    # -- saving and loading ----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        from .interop import bytes_to_printable
+
+        by_rank: list[str | None] = [None] * (max(self._ranks.values()) + 1)
+        for token, rank in self._ranks.items():
+            by_rank[rank] = bytes_to_printable(token)
+        return {"pattern": self.pattern if self.pattern != "custom" else self.pat_str,
+                "token_encoding": "gpt2-bytes-to-unicode", "tokens": by_rank,
+                "special_tokens": dict(self.special_tokens)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping, *, source: str = "tokenizer data", **options: Any) -> "BPETokenizer":
+        from .interop import printable_to_bytes
+
+        for field in ("pattern", "tokens", "special_tokens"):
+            if field not in data:
+                raise FormatError(f"{source} lacks the field {field!r} of a bpe tokenizer")
+        if data.get("token_encoding", "gpt2-bytes-to-unicode") != "gpt2-bytes-to-unicode":
+            raise FormatError(f"{source}: unknown token_encoding {data['token_encoding']!r}")
+        ranks = {printable_to_bytes(t, where=f"{source}: token"): r for r, t in enumerate(data["tokens"]) if t is not None}
+        if len(ranks) != sum(t is not None for t in data["tokens"]):
+            raise FormatError(f"{source}: the same token appears twice in 'tokens'")
+        return cls(ranks, pattern=data["pattern"], special_tokens=data["special_tokens"], **options)
+
+    def save_tiktoken(self, path: str | os.PathLike) -> None:
+        """Write the ranks as a ``.tiktoken`` file (``tiktoken.load.load_tiktoken_bpe`` reads it).
+
+        The file holds ranks only: the pattern and special tokens are not part of the format."""
+        from .interop import write_tiktoken
+
+        write_tiktoken(path, self._ranks)
+
+    @classmethod
+    def from_tiktoken(cls, path: str | os.PathLike, *, pattern: str | None = None,
+                      special_tokens: Mapping[str, int] | None = None) -> "BPETokenizer":
+        """Read a ``.tiktoken`` rank file. Pattern and specials default to tiktoken's for the file's
+        name when it is one of tiktoken's encodings (``cl100k_base.tiktoken``), else cl100k / none."""
+        from .interop import KNOWN_TIKTOKEN, read_tiktoken
+
+        path = Path(path)
+        known_pattern, known_specials = KNOWN_TIKTOKEN.get(path.name.split(".")[0], ("cl100k", {}))
+        ranks = read_tiktoken(path)
+        specials = dict(known_specials if special_tokens is None else special_tokens)
+        specials = {t: i for t, i in specials.items() if i not in set(ranks.values())} if special_tokens is None else specials
+        return cls(ranks, pattern=pattern or known_pattern, special_tokens=specials, name=path.stem)
+
+    @classmethod
+    def from_hf(cls, path: str | os.PathLike) -> "BPETokenizer":
+        """Read a Hugging Face byte-level BPE ``tokenizer.json`` (GPT-2 style)."""
+        from .._io import read_json
+        from .interop import is_hf_tokenizer_json, read_hf_bpe
+
+        path = Path(path)
+        data = read_json(path)
+        if not is_hf_tokenizer_json(data):
+            raise FormatError(f"{path} is not a Hugging Face tokenizer.json (no 'model' section)")
+        ranks, pat_str, specials = read_hf_bpe(path, data)
+        return cls(ranks, pattern=pat_str, special_tokens=specials, name=path.stem)
+
+    def __repr__(self) -> str:
+        return (f"BPETokenizer(vocab_size={self.vocab_size}, pattern={self.pattern!r}, "
+                f"special_tokens={list(self.special_tokens)!r})")
+
+
+class BPEStreamDecoder(StreamDecoder):
+    """Incremental decoding: bytes are held back until they form whole UTF-8 characters.
+
+    >>> tok = BPETokenizer.train_from_texts(["ab"], vocab_size=256)
+    >>> d = tok.stream_decoder(); ids = tok.encode("我")     # 3 byte-tokens
+    >>> [d.push(i) for i in ids], d.flush()
+    (['', '', '我'], '')
+    """
+
+    def __init__(self, tokenizer: BPETokenizer) -> None:
+        super().__init__(tokenizer)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, ids: Sequence[int] | int) -> str:
+        return self._utf8.decode(self.tokenizer.decode_bytes([ids] if isinstance(ids, int) else ids))
+
+    def flush(self) -> str:
+        """Text held back at the end (a cut character becomes U+FFFD); the decoder can be reused."""
+        text = self._utf8.decode(b"", final=True)
+        self._utf8.reset()
+        return text
+
+
+def _load_foreign(path: Path, data: Any) -> BPETokenizer | None:
+    from .interop import is_hf_tokenizer_json, looks_like_tiktoken, read_hf_bpe
+
+    if data is None:
+        return BPETokenizer.from_tiktoken(path) if looks_like_tiktoken(path) else None
+    if is_hf_tokenizer_json(data):
+        ranks, pat_str, specials = read_hf_bpe(path, data)
+        return BPETokenizer(ranks, pattern=pat_str, special_tokens=specials, name=path.stem)
+    return None
+
+
+register_foreign_loader(_load_foreign)
+__all__ = ["BPETokenizer", "BPEStreamDecoder", "PATTERNS"]

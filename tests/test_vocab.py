@@ -1,0 +1,101 @@
+import json
+
+import pytest
+
+from tokvec import FormatError, TokenIdError, UnknownTokenError, Vocabulary
+from tokvec.errors import TokvecValueError
+
+
+def test_specials_first_then_frequency_then_first_appearance():
+    # counts: a=5 b=2 r=2 c=1 d=1; b appears before r, c before d
+    v = Vocabulary.build("abracadabra")
+    assert list(v) == ["<pad>", "<unk>", "<bos>", "<eos>", "a", "b", "r", "c", "d"]
+    assert (v.pad_id, v.unk_id, v.bos_id, v.eos_id) == (0, 1, 2, 3)
+    assert v.token_to_id("a") == 4 and v.id_to_token(6) == "r"
+    assert len(v) == 9 and "c" in v and "z" not in v
+
+
+def test_build_is_deterministic_whatever_the_hash_seed():
+    tokens = list("the quick brown fox jumps over the lazy dog")
+    assert list(Vocabulary.build(tokens)) == list(Vocabulary.build(list(tokens)))
+
+
+def test_min_freq_and_max_size():
+    v = Vocabulary.build("aaabbc", min_freq=2)
+    assert list(v)[4:] == ["a", "b"]
+    v = Vocabulary.build("aaabbc", max_size=5)  # 4 specials + the single most frequent token
+    assert list(v)[4:] == ["a"] and len(v) == 5
+
+
+def test_unknown_maps_to_unk_or_raises_without_unk():
+    v = Vocabulary.build("ab")
+    assert v.token_to_id("zzz") == v.unk_id == 1
+    assert v.lookup_ids(["a", "q", "b"]) == [4, 1, 5]
+    strict = Vocabulary.build("ab", specials=["<pad>"], unk_token=None)
+    assert strict.unk_id is None
+    with pytest.raises(UnknownTokenError, match=r"token 'q' is not in the vocabulary \(3 tokens\) and it has no unk"):
+        strict.token_to_id("q")
+
+
+def test_id_out_of_range_names_id_position_and_size():
+    v = Vocabulary.build("ab")
+    with pytest.raises(TokenIdError, match=r"token id 6 is out of range for vocab_size 6; ids must be in \[0, 5\]"):
+        v.id_to_token(6)
+    with pytest.raises(TokenIdError, match=r"token id -1 at position 2 is out of range for vocab_size 6"):
+        v.lookup_tokens([4, 5, -1])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"min_freq": 0}, r"min_freq must be an integer >= 1, got 0"),
+    ({"max_size": 3}, r"max_size 3 is smaller than the 4 special tokens"),
+])
+def test_bad_build_arguments(kwargs, message):
+    with pytest.raises(TokvecValueError, match=message):
+        Vocabulary.build("abc", **kwargs)
+
+
+def test_duplicate_specials_refused():
+    with pytest.raises(TokvecValueError, match="special tokens must be distinct"):
+        Vocabulary(["a"], specials=["<pad>", "<pad>"])
+
+
+def test_save_load_round_trip(tmp_path):
+    v = Vocabulary.build("你好好嗎嗎 hello", min_freq=1)
+    path = tmp_path / "vocab.json"
+    v.save(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["format"] == "tokvec.vocab" and data["version"] == 1
+    assert "你" in data["tokens"]  # stored as readable UTF-8, not \u escapes
+    assert "你" in path.read_text(encoding="utf-8")
+    w = Vocabulary.load(path)
+    assert w == v and list(w) == list(v) and w.unk_token == "<unk>"
+
+
+def test_load_refuses_other_format_and_version(tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"format": "something.else", "version": 1}))
+    with pytest.raises(FormatError, match=r"has format 'something.else', expected 'tokvec.vocab'"):
+        Vocabulary.load(other)
+    future = tmp_path / "future.json"
+    future.write_text(json.dumps({"format": "tokvec.vocab", "version": 99, "tokens": [], "specials": []}))
+    with pytest.raises(FormatError, match=r"version 99; this tokvec reads version 1"):
+        Vocabulary.load(future)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "tokvec.vocab",\n "version": 1,,}')
+    with pytest.raises(FormatError, match=r"broken.json is not valid JSON \(line 2"):
+        Vocabulary.load(broken)
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
+    path = tmp_path / "v.json"
+    Vocabulary.build("ab").save(path)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(json, "dump", boom)
+    with pytest.raises(RuntimeError):
+        Vocabulary.build("xyz").save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json"]
