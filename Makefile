@@ -21,12 +21,13 @@ $(STAMP): pyproject.toml Makefile
 
 # The main job: train the tiny preset on the default corpus (the Python standard library's source)
 # for a short budget, then print a sample. A few minutes on 2 cores; runs/make-run is rebuilt each time.
+# One torch thread: on a shared machine a second thread spin-waits on the other users (10x slower here).
 RUN_DIR   ?= runs/make-run
-RUN_STEPS ?= 300
+RUN_STEPS ?= 500
 run: setup
 	rm -rf $(RUN_DIR)
 	$(VENV)/bin/tokvec train --preset tiny --tokenizer char --max-steps $(RUN_STEPS) --eval-interval 100 \
-		--out $(RUN_DIR) --sample 400
+		--threads 1 --out $(RUN_DIR) --sample 400
 
 # Debian packages some tests use: a CJK font (Chinese plot labels) and Chromium (the HTML report is
 # rendered headless). Installed only when missing, as root, where apt-get exists; otherwise skipped

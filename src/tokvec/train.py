@@ -247,7 +247,9 @@ class _InterruptFlag:
         self._old = None
 
     def __enter__(self) -> "_InterruptFlag":
-        if threading.current_thread() is threading.main_thread():
+        # not from a worker thread (signal() would fail), and not when SIGINT is ignored (nohup, `&`)
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
             self._old = signal.getsignal(signal.SIGINT)
             signal.signal(signal.SIGINT, self._handle)
         return self
