@@ -22,6 +22,7 @@ from .tokenizers import BPETokenizer
 from .model import GPT, ModelConfig, SequenceClassifier  # noqa: E402
 from .checkpoint import load_run, save_run  # noqa: E402
 from .train import TrainConfig, TrainResult, TrainingDivergedError, train  # noqa: E402  (tokvec.train(config))
+from .classify import ClassifyConfig, load_classifier, train_classifier  # noqa: E402
 
 # --- viz issue exports ---
 
@@ -54,5 +55,8 @@ __all__ = [
     "train",
     "load_run",
     "save_run",
+    "ClassifyConfig",
+    "train_classifier",
+    "load_classifier",
     "__version__",
 ]
