@@ -173,7 +173,9 @@ def main() -> None:
             bench_token_file(name, path, toks[vocabs[0]][0], big_mb, tmp, results)
             for row in results[-len(vocabs) - 3:]:
                 print(" | ".join(row), flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    from _machine import cpu_name
+
+    cpu = cpu_name()
     print(f"\n{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores ({cpu}), "
           f"load average {os.getloadavg()[0]:.1f}\n")
     print("| measurement | tokvec | peer | peer |\n| --- | --- | --- | --- |")

@@ -12,7 +12,6 @@ Reported: median time of each, and the ratios tokvec/lookup (target <= 1.15) and
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -21,6 +20,7 @@ from torch import nn
 
 from tokvec import InputEmbedding
 from tokvec.positional import sinusoidal_table
+from _machine import cpu_name  # noqa: E402  (benchmarks/_machine.py)
 
 VOCAB = 50257
 
@@ -54,16 +54,6 @@ def bench(batch: int, seq: int, d: int, repeats: int) -> dict:
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"B": batch, "T": seq, "d": d, **{f"{k}_ms": 1e3 * v for k, v in med.items()},
             "tokvec/lookup": med["tokvec"] / med["lookup"], "tutorial/lookup": med["tutorial"] / med["lookup"]}
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
 
 from tokvec import GPT, ModelConfig
+from _machine import cpu_name  # noqa: E402  (benchmarks/_machine.py)
 
 VOCAB = 65
 SIZES = {"tiny": (128, 4, 4), "small": (384, 6, 6)}  # (d_model, layers, heads) of the presets
@@ -156,16 +156,6 @@ def bench_flops(context: int, batch: int, seq: int, repeats: int) -> list[tuple]
     return [(f"small: forward+backward, batch {batch} x {seq} (GFLOP/s)", f"{achieved / 1e9:,.1f}",
              f"{peak / 1e9:,.1f} (torch.mm {n}x{n})", f"{achieved / peak:.0%}", ">= 75%",
              f"{model.flops_per_token(seq) / 1e6:.1f} MFLOP/token")]
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

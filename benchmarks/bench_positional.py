@@ -15,7 +15,6 @@ are not listed: their cost is one (b, s, d) addition in the embedding.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tokvec.model import CausalSelfAttention  # noqa: E402
 from tokvec.positional import build  # noqa: E402
+from _machine import cpu_name  # noqa: E402  (benchmarks/_machine.py)
 
 # label -> (scheme, options)
 SCHEMES = {
@@ -81,11 +81,11 @@ def main() -> None:
     torch.set_flush_denormal(args.flush_denormal)
     clock = time.process_time if args.threads == 1 else time.perf_counter
     lengths = [int(t) for t in args.lengths.split(",")]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}; "
           f"B={args.batch}, d={args.d_model}, heads={args.heads}, fastest of {args.repeats} fwd+bwd steps, "
           f"{'CPU' if clock is time.process_time else 'wall'} time, flush denormal {args.flush_denormal}")
     results = {t: run(args.batch, t, args.d_model, args.heads, args.repeats, clock) for t in lengths}
-    header = f"| scheme | target | " + " | ".join(f"T={t} ms | T={t} x none" for t in lengths) + " |"
+    header = "| scheme | target | " + " | ".join(f"T={t} ms | T={t} x none" for t in lengths) + " |"
     print(header)
     print("|" + "---|" * (2 + 2 * len(lengths)))
     for label in SCHEMES:

@@ -17,7 +17,6 @@ Needs ../shared/data/tinyshakespeare.txt next to the repository and ``pip instal
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -40,15 +39,9 @@ BATCH = 12
 
 
 def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    from _machine import cpu_name
+
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def mm_peak(seconds: float = 1.0, n: int = 1024) -> float:

@@ -17,12 +17,7 @@ from tokvec.positional import available
 INF = float("-inf")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def model_for(positional="learned", vocab_size=11, context_length=16, seed=0, sharpen=True, **kw) -> GPT:

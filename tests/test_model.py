@@ -18,13 +18,7 @@ from tokvec.model.config import swiglu_hidden
 from tokvec.positional import available
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls on a shared 2-core machine run ~15x faster on one thread than fighting for two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny(**overrides) -> ModelConfig:

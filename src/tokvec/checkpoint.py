@@ -33,7 +33,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ._io import atomic_open, read_json, write_json
-from .errors import FormatError, TokvecValueError
+from .errors import FormatError
 
 FORMAT = "tokvec.run"
 VERSION = 1

@@ -32,7 +32,7 @@ from . import distributed as dist_
 from .data.batches import SPLITS, batch_generator, eval_batches, random_batch, split_by_position
 from .data.corpus import corpus_files, read_corpus
 from .data.tokenfile import load_token_file, write_token_file
-from .errors import TokvecError, TokvecValueError
+from .errors import TokvecValueError
 
 # Fields that may change when a run is resumed; any other difference is an error.
 RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval", "compile", "bf16",

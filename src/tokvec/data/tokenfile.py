@@ -89,7 +89,7 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
         last_file: Path | None = None
 
         def drain(limit: int) -> None:
-            nonlocal count, last_file
+            nonlocal last_file
             while len(pending) > limit:
                 path, ids = pending.popleft().result()
                 if last_file is not None and path != last_file and eot_ids:
