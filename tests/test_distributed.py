@@ -86,10 +86,17 @@ def test_fsdp_trains_like_ddp_and_saves_whole_weights(corpus, runs, tmp_path):
     assert max((single[k] - fsdp[k]).abs().max().item() for k in single) < 1e-4
     model, tok, _ = load_run(tmp_path / "fsdp")
     assert model.generate(torch.tensor(tok.encode("the ")), max_new_tokens=5, seed=0).shape == (9,)
-    again = tokvec("train", "--resume", str(tmp_path / "fsdp"), "--max-steps", "14", "--strategy", "fsdp",
-                   nproc=2)
-    assert again.returncode != 0 and "resuming" in again.stderr and "under --strategy fsdp is not supported yet" \
-        in again.stderr
+    # resume the FSDP checkpoint under FSDP and, from a copy, under DDP: the same continuation
+    import shutil
+
+    shutil.copytree(tmp_path / "fsdp", tmp_path / "as-ddp")
+    for run, strategy in (("fsdp", "fsdp"), ("as-ddp", "ddp")):
+        again = tokvec("train", "--resume", str(tmp_path / run), "--max-steps", "15", "--eval-interval", "3",
+                       "--strategy", strategy, nproc=2)
+        assert again.returncode == 0, again.stderr
+    a, b = read_metrics(tmp_path / "fsdp"), read_metrics(tmp_path / "as-ddp")
+    assert a[-1]["step"] == b[-1]["step"] == 15
+    assert a[-1]["loss"] == pytest.approx(b[-1]["loss"], rel=1e-5)
 
 
 def test_killing_one_rank_fails_the_job_instead_of_hanging(corpus, tmp_path):

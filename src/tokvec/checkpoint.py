@@ -139,13 +139,21 @@ def optimizer_from_bytes(data: bytes, path: Path) -> dict:
     if meta.get("format") != "tokvec.optimizer":
         raise CheckpointError(f"{path} is not a tokvec optimizer state (format {meta.get('format')!r})")
     state: dict[int, dict[str, Any]] = {}
-    for key, t in tensors.items():
+    # sorted: safetensors hands keys back in no fixed order, and processes that load the same file must
+    # walk the state identically (under FSDP each moment is re-sharded by a collective, in this order)
+    for key, t in sorted(tensors.items(), key=lambda kv: _state_key(kv[0])):
         _, pid, name = key.split("/", 2)
         state.setdefault(int(pid), {})[name] = t
     for key, value in json.loads(meta["scalars"]).items():
         pid, name = key.split("/", 1)
         state.setdefault(int(pid), {})[name] = value
+    state = {pid: dict(sorted(st.items())) for pid, st in sorted(state.items())}
     return {"state": state, "param_groups": json.loads(meta["param_groups"])}
+
+
+def _state_key(key: str) -> tuple[int, str]:
+    _, pid, name = key.split("/", 2)  # "state/<param id>/<name>"
+    return int(pid), name
 
 
 # -- RNG state as JSON -------------------------------------------------------------------------

@@ -190,6 +190,26 @@ def full_optimizer_state(optimizer: torch.optim.Optimizer, ctx: DistContext) -> 
     return {"state": state, "param_groups": sd["param_groups"]}
 
 
+def reshard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """After loading whole tensors into an optimizer over FSDP (DTensor) parameters, cut each moment
+    back into its parameter's shard layout. Every rank must call it: each cut is a collective, taken
+    in the order of the parameter groups and of the sorted state names."""
+    try:
+        from torch.distributed.tensor import DTensor, distribute_tensor
+    except ImportError:  # torch < 2.5
+        raise TokvecValueError(f"resuming under --strategy fsdp needs torch >= 2.5 (this is {torch.__version__}); "
+                               f"resume with --strategy ddp") from None
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if not isinstance(p, DTensor):
+                continue
+            st = optimizer.state.get(p, {})
+            for k in sorted(st):
+                v = st[k]
+                if isinstance(v, torch.Tensor) and not isinstance(v, DTensor) and v.shape == p.shape:
+                    st[k] = distribute_tensor(v.to(p.device), p.device_mesh, p.placements)
+
+
 def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     """Element-wise sum of ``values`` over all ranks (one collective for several numbers)."""
     if not ctx.distributed:

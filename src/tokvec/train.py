@@ -372,11 +372,6 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
     model = GPT(model_cfg)
     start_step, elapsed_before, metrics = 0, 0.0, []
     if saved is not None:
-        if ctx.strategy == "fsdp":
-            # known limit: AdamW moments loaded into FSDP2's sharded parameters diverged (NaN within
-            # two steps) in our tests, so rather than resume wrongly we refuse
-            raise TokvecValueError(f"resuming {run_dir} under --strategy fsdp is not supported yet; resume it with "
-                                   f"--strategy ddp or in one process (FSDP checkpoints hold whole tensors)")
         ckpt.load_weights(run_dir, model, saved)  # whole weights, before any sharding
         start_step = saved["step"]
         elapsed_before = float(saved.get("elapsed_s", 0.0))
@@ -386,6 +381,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
     optimizer, fused = make_optimizer(model, config, allow_fused=ctx.strategy != "fsdp")
     if saved is not None:
         ckpt.load_optimizer(run_dir, optimizer, saved)
+        dist_.reshard_optimizer_state(optimizer)  # FSDP: whole moments -> this rank's shards
     if ctx.is_main:
         ckpt.write_metrics(run_dir, metrics)
     forward = torch.compile(wrapped) if config.compile else wrapped
