@@ -105,7 +105,7 @@ def test_corpus_errors(tmp_path):
     with pytest.raises(TokvecValueError, match="holds no files"):
         corpus_files(tmp_path)
     (tmp_path / "gbk.txt").write_bytes("你好".encode("gb18030"))
-    with pytest.raises(TokvecValueError, match=r"gbk.txt is not valid utf-8 at byte offset 0"):
+    with pytest.raises(TokvecValueError, match=r"gbk.txt is not valid utf-8 at byte offset 0; pass --encoding"):
         read_corpus(tmp_path / "gbk.txt")
 
 

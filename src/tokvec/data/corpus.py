@@ -49,8 +49,8 @@ def read_corpus(path: str | os.PathLike | None, encoding: str = "utf-8") -> str:
         try:
             parts.append(data.decode(encoding))
         except UnicodeDecodeError as e:
-            raise TokvecValueError(f"{f} is not valid {encoding} at byte offset {e.start}; pass the right "
-                                   f"encoding (e.g. gb18030 for a GBK Chinese file)") from None
+            raise TokvecValueError(f"{f} is not valid {encoding} at byte offset {e.start}; pass --encoding "
+                                   f"(encoding= in Python), e.g. --encoding gb18030 for a GBK Chinese file") from None
         except LookupError:
             raise TokvecValueError(f"unknown text encoding {encoding!r}; try utf-8, gb18030, latin-1") from None
     return "\n".join(parts)
