@@ -125,3 +125,18 @@ def test_bias_is_built_once_for_every_layer_of_a_step(name):
 def test_heads_must_divide_d_model():
     with pytest.raises(TokvecValueError, match=r"n_heads \(5\) must divide d_model \(32\)"):
         CausalSelfAttention(32, 5, positional=build("none"))
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_query_blocks_give_the_same_outputs_and_weights_as_one_block(name, monkeypatch):
+    att = attention(name)
+    x = torch.randn(2, 11, D)
+    with torch.no_grad():
+        y, w = att(x, need_weights=True)
+        y_fused = att(x)
+        monkeypatch.setattr("tokvec.model.attention.QUERY_BLOCK", 4)  # blocks of 4, 4, 3 queries
+        y_blocks, w_blocks = att(x, need_weights=True)
+        y_blocks_fused = att(x)
+    torch.testing.assert_close(w_blocks, w, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(y_blocks, y, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y_blocks_fused, y_fused, atol=1e-5, rtol=1e-5)

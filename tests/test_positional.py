@@ -91,13 +91,17 @@ def rope(**options) -> RotaryPositionalEncoding:
     return build("rope", head_dim=8, n_heads=1, **options)
 
 
+ROPE_64 = {layout: build("rope", head_dim=64, n_heads=1, layout=layout, max_len=10001)
+           for layout in ("interleaved", "halves")}
+
+
 @settings(max_examples=40, deadline=None)
 @given(m=st.integers(0, 5000), n=st.integers(0, 5000), shift=st.integers(0, 5000),
        layout=st.sampled_from(["interleaved", "halves"]), seed=st.integers(0, 2**16))
 def test_rope_score_depends_only_on_the_offset(m, n, shift, layout, seed):
     g = torch.Generator().manual_seed(seed)
     q, k = torch.randn(2, 64, generator=g).unbind(0)
-    r = build("rope", head_dim=64, n_heads=1, layout=layout)
+    r = ROPE_64[layout]
 
     def score(i: int, j: int) -> float:
         return float(r.apply(q.view(1, 64), torch.tensor([i])) @ r.apply(k.view(1, 64), torch.tensor([j])).T)
@@ -341,3 +345,51 @@ def test_scheme_classes_are_exported():
     assert isinstance(build("t5", n_heads=2), T5RelativePositionalEncoding)
     assert isinstance(build("relative", d_model=8, n_heads=2), ShawRelativePositionalEncoding)
     assert isinstance(build("xl", d_model=8, n_heads=2), TransformerXLPositionalEncoding)
+
+
+# -- length-extrapolation harness -----------------------------------------------------------------
+
+def test_compare_trains_each_scheme_and_scores_every_length(tmp_path):
+    from tokvec.positional.compare import CompareConfig, compare, format_table, plot, write_csv
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 60, encoding="utf-8")
+    config = CompareConfig(corpus=str(corpus), train_len=8, eval_lens=(8, 16), schemes=("learned", "alibi"),
+                           d_model=16, n_layers=1, n_heads=2, max_steps=3, batch_size=4, eval_tokens=64, threads=1)
+    rows = compare(config)
+    assert [(r.scheme, r.eval_len) for r in rows] == [("learned", 8), ("learned", 16), ("alibi", 8), ("alibi", 16)]
+    learned_16 = rows[1]
+    assert math.isnan(learned_16.loss) and "16 tokens is longer than context_length 8" in learned_16.note
+    assert all(math.isfinite(r.loss) and r.perplexity == pytest.approx(math.exp(r.loss)) for r in rows if r is not learned_16)
+    table = format_table(rows)
+    assert table.splitlines()[0] == "| scheme | ppl @ 8 | ppl @ 16 |"
+    assert table.splitlines()[2].startswith("| learned | ") and table.splitlines()[2].endswith(" | n/a |")
+    lines = write_csv(rows, tmp_path / "c.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "scheme,eval_len,loss,perplexity,note" and lines[2].startswith("learned,16,nan,nan,sequence of 16 tokens")
+    assert plot(rows, tmp_path / "c.png", train_len=8).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_bad_input():
+    from tokvec.positional.compare import CompareConfig, parse_lengths, parse_schemes
+
+    assert parse_schemes("all") == tuple(available())
+    assert parse_schemes("rope, alibi") == ("rope", "alibi")
+    with pytest.raises(TokvecValueError, match=r"unknown positional scheme\(s\) \['rotary'\]; known schemes: sinusoidal"):
+        parse_schemes("rope,rotary")
+    with pytest.raises(TokvecValueError, match=r"eval length 'x' in '128,x' is not an integer"):
+        parse_lengths("128,x")
+    with pytest.raises(TokvecValueError, match=r"eval length 0 in '0' must be >= 1"):
+        parse_lengths("0")
+    with pytest.raises(TokvecValueError, match=r"bad comparison config: train_len 0 must be an integer >= 1; "
+                                               r"max_steps -1 must be an integer >= 1"):
+        CompareConfig(train_len=0, max_steps=-1).validate()
+
+
+def test_cli_compare_refuses_an_unknown_scheme_in_one_line(capsys):
+    from tokvec.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["positional", "compare", "--schemes", "rope,rotary", "--max-steps", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tokvec: error: unknown positional scheme(s) ['rotary']") and err.count("\n") == 1

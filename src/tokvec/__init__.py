@@ -16,7 +16,7 @@ from .tokenizers import CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
 from .vocab import Vocabulary
 
 # --- BPE issue exports ---
-from .tokenizers.bpe import BPETokenizer  # noqa: F401  (also add "BPETokenizer" to __all__ when merging)
+from .tokenizers import BPETokenizer
 
 # --- language-model issue exports ---
 from .model import GPT, ModelConfig, SequenceClassifier  # noqa: E402
@@ -35,6 +35,7 @@ __all__ = [
     "Tokenizer",
     "CharTokenizer",
     "WordTokenizer",
+    "BPETokenizer",
     "load_tokenizer",
     "TokenEmbedding",
     "InputEmbedding",
@@ -44,5 +45,14 @@ __all__ = [
     "FormatError",
     "TokenIdError",
     "UnknownTokenError",
+    "GPT",
+    "ModelConfig",
+    "SequenceClassifier",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "train",
+    "load_run",
+    "save_run",
     "__version__",
 ]

@@ -116,9 +116,11 @@ def _write_pending(run_dir: Path, name: str, data: bytes) -> dict[str, Any]:
 
 
 # -- optimizer state without pickle ------------------------------------------------------------
-def optimizer_to_bytes(optimizer: torch.optim.Optimizer) -> bytes:
-    """``optimizer.state_dict()`` as safetensors: tensors as ``state/<param>/<name>``, the rest as JSON."""
-    sd = optimizer.state_dict()
+def optimizer_to_bytes(optimizer: torch.optim.Optimizer | Mapping[str, Any]) -> bytes:
+    """``optimizer.state_dict()`` as safetensors: tensors as ``state/<param>/<name>``, the rest as JSON.
+
+    ``optimizer`` may also be a ready state dict (a sharded run gathers one on every rank first)."""
+    sd = optimizer if isinstance(optimizer, Mapping) else optimizer.state_dict()
     tensors, scalars = {}, {}
     for pid, state in sd["state"].items():
         for key, value in state.items():
@@ -126,7 +128,7 @@ def optimizer_to_bytes(optimizer: torch.optim.Optimizer) -> bytes:
                 tensors[f"state/{pid}/{key}"] = value.detach().contiguous().cpu()
             else:
                 scalars[f"{pid}/{key}"] = value
-    meta = {"format": "tokvec.optimizer", "class": type(optimizer).__name__,
+    meta = {"format": "tokvec.optimizer", "class": "AdamW" if isinstance(optimizer, Mapping) else type(optimizer).__name__,
             "param_groups": json.dumps(sd["param_groups"]), "scalars": json.dumps(scalars)}
     return st_save(tensors, metadata=meta)
 
@@ -158,11 +160,13 @@ def set_rng_state(state: Mapping[str, str]) -> None:
 
 
 # -- public API --------------------------------------------------------------------------------
-def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module, tokenizer, model_config: Mapping,
-             train_config: Mapping, step: int, optimizer: torch.optim.Optimizer | None = None,
+def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str, torch.Tensor], tokenizer,
+             model_config: Mapping,
+             train_config: Mapping, step: int, optimizer: torch.optim.Optimizer | Mapping | None = None,
              extra: Mapping[str, Any] | None = None) -> Path:
     """Write a checkpoint of ``model`` (and ``optimizer``) at ``step`` into ``run_dir``, crash-safely.
 
+    ``model`` is the module, or its full state dict (what a sharded run gathers on rank 0).
     ``extra`` (JSON-serialisable: data position, elapsed time, ...) is stored in config.json.
     Returns the path of config.json.
     """
@@ -172,7 +176,7 @@ def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module, tokenizer, m
     if not tok_path.is_file() or _tokenizer_fingerprint(tok_path) != tokenizer.fingerprint():
         tokenizer.save(tok_path)
 
-    tensors, aliases = _dedupe(model.state_dict())
+    tensors, aliases = _dedupe(model if isinstance(model, Mapping) else model.state_dict())
     weights = st_save(tensors, metadata={"format": "tokvec.model", "step": str(step),
                                          "aliases": json.dumps(aliases)})
     files = {MODEL_FILE: _write_pending(run_dir, MODEL_FILE, weights)}

@@ -5,6 +5,7 @@ Every error a user can cause prints one line (``tokvec: error: ...``) and exits 
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -263,6 +264,39 @@ def encode(
 
 
 # --- positional commands (positional issue): positional compare ---
+positional_app = typer.Typer(help="Positional encodings: compare schemes.", no_args_is_help=True)
+app.add_typer(positional_app, name="positional")
+
+
+@positional_app.command("compare")
+def positional_compare(
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Text file or directory (default: the Python "
+                                          "standard library's source)."),
+    train_len: int = typer.Option(128, "--train-len", help="Context length every model trains at."),
+    eval_lens: str = typer.Option("128,256,512,1024", "--eval-lens", help="Lengths to score, comma separated."),
+    schemes: str = typer.Option("all", "--schemes", help="all, or a comma list such as rope,alibi,t5."),
+    max_steps: int = typer.Option(300, "--max-steps", help="Training steps per scheme."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (torch's default)."),
+    out_dir: Path = typer.Option(Path("runs/positional-compare"), "--out", help="Where the CSV and plot go."),
+) -> None:
+    """Train the same small model once per positional scheme; show perplexity at longer lengths."""
+    from .positional.compare import CompareConfig, compare, format_table, parse_lengths, parse_schemes, plot, write_csv
+
+    if corpus is not None and not corpus.exists():
+        raise CLIError(f"no such file or directory: {corpus}")
+    config = CompareConfig(corpus=None if corpus is None else str(corpus), train_len=train_len,
+                           eval_lens=parse_lengths(eval_lens), schemes=parse_schemes(schemes), max_steps=max_steps,
+                           threads=threads).validate()
+    err.print(f"tokvec positional compare: {len(config.schemes)} schemes, d_model {config.d_model}, "
+              f"{config.n_layers} layers, {config.max_steps} steps each, trained at {config.train_len}", markup=False)
+    with progress_bar(len(config.schemes) * (1 + len(config.eval_lens)), "comparing") as advance:
+        rows = compare(config, progress=lambda message: advance(1, description=message))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = write_csv(rows, out_dir / "compare.csv")
+    png_path = plot(rows, out_dir / "compare.png", train_len=config.train_len)
+    out.print(format_table(rows), markup=False)
+    out.print(f"wrote {csv_path} and {png_path}", markup=False)
+
 
 
 # --- language-model commands (LM issue): train, generate, classify ---
@@ -299,15 +333,23 @@ def train(
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on the CPU."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (torch's default)."),
     sample: int = typer.Option(0, "--sample", help="After training, print this many sampled tokens."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Under torchrun: ddp (default) or fsdp."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Under torchrun: gloo (CPUs) or nccl (GPUs); "
+                                          "auto by default."),
 ) -> None:
-    """Train a GPT language model on a corpus; checkpoints, tokenizer and metrics go to --out."""
-    from .train import TrainConfig, train as run_training
+    """Train a GPT language model on a corpus; checkpoints, tokenizer and metrics go to --out.
+
+    On several processes: torchrun --nproc_per_node=N -m tokvec train ... (only rank 0 prints)."""
+    import os
+
+    from .train import TrainConfig, effective_batch, train as run_training
 
     flags = _train_overrides(corpus=None if corpus is None else str(corpus), encoding=encoding,
                              tokenizer=tokenizer, preset=preset, positional=positional, d_model=d_model,
                              n_layers=layers, n_heads=heads, context_length=context, max_steps=max_steps,
                              eval_interval=eval_interval, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-                             seed=seed, compile=compile_, bf16=bf16, threads=threads)
+                             seed=seed, compile=compile_, bf16=bf16, threads=threads, strategy=strategy,
+                             backend=backend)
     if resume is not None:
         if out_dir is not None and out_dir.resolve() != resume.resolve():
             raise CLIError(f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
@@ -316,9 +358,15 @@ def train(
     else:
         config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out))
     run_dir = Path(config.out)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
+    if rank != 0:  # under torchrun only rank 0 speaks; the others train silently
+        out.quiet = err.quiet = True
     what = f"resuming {run_dir}" if config.resume else f"training into {run_dir}"
     err.print(f"tokvec train: {what} (corpus {config.corpus or 'Python standard library'}, "
               f"tokenizer {config.tokenizer}, preset {config.preset})", markup=False, soft_wrap=True)
+    err.print(f"tokvec train: effective batch {effective_batch(config, world)} windows per step = batch size "
+              f"{config.batch_size} x {world} process(es) x {config.grad_accum} accumulation step(s)",
+              markup=False, soft_wrap=True)
     last = {"step": 0}
     with progress_bar(config.max_steps, "training") as advance:
         def progress(step: int, total: int, info: dict) -> None:
@@ -423,6 +471,197 @@ def generate_cmd(
 
 # --- visualisation commands (viz issue): plot, neighbors, trace, report ---
 
+plot_app = typer.Typer(help="Draw a stage as PNG (or SVG when --out ends in .svg).", no_args_is_help=True)
+app.add_typer(plot_app, name="plot")
+
+
+def _open_run(run: Optional[Path], command: str):
+    from .viz.report import open_run
+
+    if run is None:
+        raise CLIError(f"{command} needs a trained run: pass --run DIR (a directory written by `tokvec train`)")
+    return open_run(run)
+
+
+def _save_plot(fig, out_path: Path) -> None:
+    from .viz import save_figure
+
+    path = save_figure(fig, out_path)
+    out.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    info = fig.tokvec_info
+    if info.get("needs_cjk") and not info.get("font"):
+        err.print(f"tokvec: warning: {info['font_note']}", markup=False, soft_wrap=True)
+    else:
+        out.print(info["font_note"], markup=False, soft_wrap=True)
+
+
+@plot_app.command("pe")
+def plot_pe_cmd(
+    positional: str = typer.Option("sinusoidal", "--positional", help="Additive scheme: sinusoidal, learned."),
+    d_model: int = typer.Option(128, "--d-model", help="Width of each position vector."),
+    max_len: int = typer.Option(200, "--max-len", help="Positions drawn (rows)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Draw this run's own (e.g. learned) position vectors."),
+    out_path: Path = typer.Option(Path("pe.png"), "--out", "-o", help="Output file (.png or .svg)."),
+) -> None:
+    """Heatmap of the position vectors: position × dimension."""
+    from .viz import plot_pe
+
+    if run is not None:
+        data = _open_run(run, "plot pe")
+        fig = plot_pe(data.model.embed.positional, d_model=data.model.embed.d_model,
+                      max_len=min(max_len, data.model.config.context_length))
+    else:
+        fig = plot_pe(positional, d_model=d_model, max_len=max_len)
+    _save_plot(fig, out_path)
+
+
+@plot_app.command("pe-similarity")
+def plot_pe_similarity_cmd(
+    positional: str = typer.Option("sinusoidal", "--positional", help="Any scheme name (rope, alibi, ...)."),
+    n_positions: int = typer.Option(64, "--n-positions", help="Positions compared."),
+    d_model: int = typer.Option(64, "--d-model"),
+    heads: int = typer.Option(4, "--heads", help="Attention heads (bias schemes differ per head)."),
+    method: str = typer.Option("auto", "--method", help="auto (the scheme's own hooks) or attention (measure a real attention layer)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Use this run's scheme and sizes."),
+    out_path: Path = typer.Option(Path("pe-similarity.png"), "--out", "-o"),
+) -> None:
+    """PE(i)·PE(j), or the score a scheme adds to attention, against position and distance."""
+    from .viz import plot_pe_similarity
+
+    if run is not None:
+        model = _open_run(run, "plot pe-similarity").model
+        fig = plot_pe_similarity(model.embed.positional, n_positions=n_positions, d_model=model.config.d_model,
+                                 n_heads=model.config.n_heads, method=method)
+    else:
+        fig = plot_pe_similarity(positional, n_positions=n_positions, d_model=d_model, n_heads=heads, method=method)
+    _save_plot(fig, out_path)
+
+
+@plot_app.command("embeddings")
+def plot_embeddings_cmd(
+    run: Optional[Path] = typer.Option(None, "--run", help="Run directory."),
+    top: int = typer.Option(500, "--top", help="Rows drawn: the first N non-special ids."),
+    out_path: Path = typer.Option(Path("embeddings.png"), "--out", "-o"),
+) -> None:
+    """2-D PCA of the learned token embedding table, each point labelled with its token."""
+    from .viz import embedding_table, plot_embeddings, token_strings, top_ids
+
+    data = _open_run(run, "plot embeddings")
+    fig = plot_embeddings(embedding_table(data.model), token_strings(data.tokenizer),
+                          ids=top_ids(data.tokenizer, top))
+    _save_plot(fig, out_path)
+
+
+@plot_app.command("attention")
+def plot_attention_cmd(
+    run: Optional[Path] = typer.Option(None, "--run", help="Run directory."),
+    text: str = typer.Option(..., "--text", help="Text the model reads."),
+    layer: int = typer.Option(0, "--layer", help="Layer to draw (0-based)."),
+    out_path: Path = typer.Option(Path("attention.png"), "--out", "-o"),
+) -> None:
+    """Attention weights of one layer on a text: heads × (query × key)."""
+    from .viz import plot_attention
+    from .viz.analysis import attention_maps
+
+    data = _open_run(run, "plot attention")
+    weights, pieces = attention_maps(data.model, data.tokenizer, text, layer=layer)
+    _save_plot(plot_attention(weights, pieces, layer=layer), out_path)
+
+
+@plot_app.command("loss")
+def plot_loss_cmd(
+    run: Optional[Path] = typer.Option(None, "--run", help="Run directory (reads its metrics.jsonl)."),
+    metrics: Optional[Path] = typer.Option(None, "--metrics", help="A metrics.jsonl file instead of --run."),
+    out_path: Path = typer.Option(Path("loss.png"), "--out", "-o"),
+) -> None:
+    """Train and validation loss curves from metrics.jsonl."""
+    from .viz import plot_loss
+    from .viz.report import check_run_dir
+
+    if metrics is None:
+        if run is None:
+            raise CLIError("plot loss needs --run DIR or --metrics FILE")
+        check_run_dir(run)
+        metrics = run / "metrics.jsonl"
+    _save_plot(plot_loss(metrics), out_path)
+
+
+@app.command()
+def neighbors(
+    token: str = typer.Argument(..., help="A token of the run's vocabulary (or #ID for a token id)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Run directory."),
+    k: int = typer.Option(10, "-k", "--k", help="How many neighbours."),
+) -> None:
+    """Nearest tokens to TOKEN by cosine similarity of their embedding rows."""
+    from .viz import display_token, embedding_table, neighbors as nearest, token_strings
+
+    data = _open_run(run, "neighbors")
+    query: str | int = int(token[1:]) if token.startswith("#") and token[1:].isdigit() else token
+    found = nearest(embedding_table(data.model), token_strings(data.tokenizer), query, k=k)
+    table = Table(box=None, header_style="bold")
+    for col, justify in (("rank", "right"), ("token", "left"), ("id", "right"), ("cosine", "right")):
+        table.add_column(col, justify=justify)
+    for rank, n in enumerate(found, 1):
+        table.add_row(str(rank), display_token(n.token, 24), str(n.id), f"{n.similarity:+.4f}")
+    out.print(f"nearest to {token!r} in {run}:")
+    out.print(table)
+
+
+@app.command()
+def trace(
+    text: str = typer.Argument("你好好嗎嗎", help="Text to follow through the pipeline."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Use a trained run's tokenizer and embedding."),
+    tokenizer: str = typer.Option("char", "--tokenizer", "-t", help="Without --run: char, word, or a file."),
+    d_model: int = typer.Option(8, "--d-model", help="Without --run: width of each vector."),
+    positional: str = typer.Option("sinusoidal", "--positional", help="Without --run: positional scheme."),
+    seed: int = typer.Option(0, "--seed", help="Without --run: seed of the random table."),
+) -> None:
+    """Follow TEXT: text -> pieces -> ids -> embedding rows -> +PE, with the shape at each stage."""
+    import torch
+
+    from .embedding import InputEmbedding
+    from .viz import trace as run_trace
+
+    if run is not None:
+        data = _open_run(run, "trace")
+        tok, emb = data.tokenizer, data.model.embed
+    else:
+        tok = _build_tokenizer(tokenizer, [text])
+        torch.manual_seed(seed)
+        emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, dropout=0.0)
+    result = run_trace(text, tok, emb)
+    for number, stage in enumerate(result.stages, 1):
+        out.print(f"[bold]{number}. {stage.name}[/]  shape {stage.shape}")
+        out.print(f"   {stage.note}", markup=False, soft_wrap=True)
+        value = stage.value
+        if stage.name in ("text", "pieces"):
+            out.print(f"   {value!r}", markup=False, soft_wrap=True)
+        elif stage.name == "ids":
+            out.print(f"   {value.tolist()}", markup=False, soft_wrap=True)
+        else:
+            out.print(_preview(value[0] if value.dim() == 3 else value))
+
+
+@app.command()
+def report(
+    run: Optional[Path] = typer.Option(None, "--run", help="Run directory."),
+    out_path: Path = typer.Option(Path("report.html"), "--out", "-o", help="Output HTML file."),
+    val_text: Optional[Path] = typer.Option(None, "--val-text", help="Text file for tokenizer stats "
+                                            "(default: the run's own validation text when it records one)."),
+    prompt: str = typer.Option("", "--prompt", help="Prompt of the generated sample."),
+    max_new_tokens: int = typer.Option(200, "--max-new-tokens", help="Length of the generated sample."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
+) -> None:
+    """One self-contained HTML page: config, parameters, tokenizer stats, losses, a sample and the plots."""
+    from .viz.report import build_report, write_report
+
+    data = _open_run(run, "report")
+    text = read_text_file(val_text) if val_text else None
+    page = build_report(data, val_text=text, prompt=prompt or None, max_new_tokens=max_new_tokens, seed=seed)
+    path = write_report(page, out_path)
+    out.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB); open it in a browser")
+
+
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the ``tokvec`` script: run the app, turn tokvec errors into one line + exit 2."""
@@ -432,7 +671,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         message = str(e) or type(e).__name__
         if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
             message = f"{message}: {e.filename}"
-        err.print(f"tokvec: error: {message}", markup=False, soft_wrap=True)
+        err.quiet = False  # a rank silenced under torchrun still reports its own failure
+        rank = f"[rank {os.environ['RANK']}] " if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
+        err.print(f"tokvec: error: {rank}{message}", markup=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("tokvec: interrupted", markup=False)

@@ -33,3 +33,7 @@ class UnknownTokenError(TokvecValueError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message; show it plainly
         return str(self.args[0]) if self.args else ""
+
+
+class DistributedError(TokvecError, RuntimeError):
+    """A process of a distributed job died or stopped answering (a collective failed or timed out)."""

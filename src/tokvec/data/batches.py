@@ -100,16 +100,21 @@ def batch_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
 
 
 def random_batch(segments: Sequence[np.ndarray], *, batch_size: int, context: int,
-                 generator: torch.Generator) -> tuple[Tensor, Tensor]:
+                 generator: torch.Generator, shard: tuple[int, int] = (0, 1)) -> tuple[Tensor, Tensor]:
     """``batch_size`` windows at uniformly random starts across ``segments``.
 
+    ``shard=(rank, world_size)``: the generator draws the *global* batch of ``batch_size x
+    world_size`` starts (the same on every rank) and only rank's slice of it is read, so N processes
+    together see exactly the windows one process with the global batch would.
     Returns x: (b, s) and y: (b, s) int64, y being x shifted by one token.
     """
+    rank, world = shard
     counts = np.array([max(len(s) - context, 0) for s in segments], dtype=np.int64)  # valid starts
     total = int(counts.sum())
     if total == 0:
         raise TokvecValueError(f"no training window of {context + 1} tokens fits; use a smaller context")
-    flat = torch.randint(0, total, (batch_size,), generator=generator).numpy()
+    flat = torch.randint(0, total, (batch_size * world,), generator=generator).numpy()
+    flat = flat[rank * batch_size:(rank + 1) * batch_size]
     bounds = np.cumsum(counts)
     which = np.searchsorted(bounds, flat, side="right")
     offsets = flat - (bounds - counts)[which]
@@ -122,16 +127,21 @@ def random_batch(segments: Sequence[np.ndarray], *, batch_size: int, context: in
 
 
 def eval_batches(segments: Sequence[np.ndarray], *, batch_size: int, context: int,
-                 max_batches: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+                 max_batches: int | None = None, shard: tuple[int, int] = (0, 1)
+                 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Non-overlapping contiguous windows over ``segments``, in order, ``batch_size`` at a time.
 
     With ``max_batches``, an evenly spaced subset of the windows (the same every call) is used, so
     the estimate covers the whole split. Yields x: (b, s), y: (b, s); the last batch may be smaller.
+    ``shard=(rank, world_size)``: this rank's every world_size-th window of the subset that one
+    process with a batch of ``batch_size x world_size`` would use.
     """
     windows = [(k, i) for k, seg in enumerate(segments) for i in range(0, len(seg) - context, context)]
-    if max_batches is not None and len(windows) > max_batches * batch_size:
-        keep = np.linspace(0, len(windows) - 1, max_batches * batch_size).round().astype(int)
+    wanted = None if max_batches is None else max_batches * batch_size * shard[1]  # over all ranks
+    if wanted is not None and len(windows) > wanted:
+        keep = np.linspace(0, len(windows) - 1, wanted).round().astype(int)
         windows = [windows[j] for j in keep]
+    windows = windows[shard[0]::shard[1]]
     for b in range(0, len(windows), batch_size):
         chunk = windows[b:b + batch_size]
         xs, ys = zip(*(_stack(segments[k], [i], context) for k, i in chunk))

@@ -66,6 +66,11 @@ def rope_frequencies(head_dim: int, *, base: float = 10000.0, scaling: str = "no
     return inv_freq, mscale
 
 
+def _pairs_viewable(x: Tensor) -> bool:
+    """True when x's (even, odd) dimension pairs can be viewed as complex numbers without a copy."""
+    return x.stride(-1) == 1 and x.storage_offset() % 2 == 0 and all(s % 2 == 0 for s in x.stride()[:-1])
+
+
 class RotaryPositionalEncoding(PositionalEncoding):
     """Rotates q and k by their absolute positions; nothing is added anywhere. Any length.
 
@@ -105,20 +110,25 @@ class RotaryPositionalEncoding(PositionalEncoding):
                                                  original_max_len=self.original_max_len)
         self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
         self._inv_freq64 = inv_freq
-        cos, sin = self._tables(max_len)
+        cos, sin, cis = self._tables(max_len)
         self.register_buffer("_cos", cos, persistent=False)
         self.register_buffer("_sin", sin, persistent=False)
+        self.register_buffer("_cis", cis, persistent=False)
 
-    def _tables(self, n: int, device=None, dtype=torch.float32) -> tuple[Tensor, Tensor]:
-        """cos and signed sin per position and dimension, laid out like q: two (n, head_dim) tables."""
+    def _tables(self, n: int, device=None, dtype=torch.float32) -> tuple[Tensor, Tensor, Tensor]:
+        """cos and sin per position and dimension laid out like q, two (n, head_dim) tables, and
+        mscale * e^(i m theta) per position and pair, (n, head_dim/2) complex."""
         # float64 angles: m * theta loses digits in float32 once m reaches the tens of thousands
         angles = torch.arange(n, dtype=torch.float64).unsqueeze(1) * self._inv_freq64  # (n, hd/2)
+        cis = torch.polar(torch.full_like(angles, self.mscale), angles)  # (n, hd/2) complex128
         if self.layout == "interleaved":
             angles = angles.repeat_interleave(2, dim=1)  # (n, hd): theta_0 theta_0 theta_1 theta_1 ...
         else:
             angles = torch.cat([angles, angles], dim=1)  # (n, hd): theta_0 .. theta_{hd/2-1} twice
         cos, sin = angles.cos() * self.mscale, angles.sin() * self.mscale
-        return cos.to(device=device, dtype=dtype), sin.to(device=device, dtype=dtype)
+        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        return (cos.to(device=device, dtype=dtype), sin.to(device=device, dtype=dtype),
+                cis.to(device=device, dtype=complex_dtype))
 
     @property
     def max_len(self) -> int:
@@ -127,7 +137,8 @@ class RotaryPositionalEncoding(PositionalEncoding):
 
     def _grow(self, needed: int) -> None:
         if needed > self._cos.shape[0]:
-            self._cos, self._sin = self._tables(max(needed, 2 * self._cos.shape[0]), self._cos.device, self._cos.dtype)
+            self._cos, self._sin, self._cis = self._tables(max(needed, 2 * self._cos.shape[0]), self._cos.device,
+                                                           self._cos.dtype)
 
     def _rotate_pairs(self, x: Tensor) -> Tensor:
         """The partner of every dimension with the sign of the sine: (-x1, x0) per pair. x: (..., hd)."""
@@ -146,6 +157,10 @@ class RotaryPositionalEncoding(PositionalEncoding):
             if lo < 0:
                 raise TokvecValueError(f"positions must be >= 0, got {lo}")
             self._grow(hi + 1)
+        if self.layout == "interleaved" and x.dtype in (torch.float32, torch.float64) and _pairs_viewable(x):
+            # one complex multiply per element pair instead of ~6 real passes (4x faster fwd+bwd on a CPU)
+            cis = self._cis[positions].to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+            return torch.view_as_real(torch.view_as_complex(x.unflatten(-1, (-1, 2))) * cis).flatten(-2)
         cos, sin = self._cos[positions].to(x.dtype), self._sin[positions].to(x.dtype)  # (s, hd)
         return x * cos + self._rotate_pairs(x) * sin
 

@@ -182,20 +182,26 @@ def load_tokenizer(path: str | os.PathLike, **options: Any) -> Tokenizer:
             return tok
     if data is None:
         data = read_json(path)
+    return tokenizer_from_dict(data, source=str(path), **options)
+
+
+def tokenizer_from_dict(data: Any, *, source: str = "tokenizer data", **options: Any) -> Tokenizer:
+    """Rebuild a tokenizer from ``Tokenizer.to_json_dict()`` (what ``save`` writes), checking format,
+    version and kind. ``source`` names where the data came from in error messages."""
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
         raise FormatError(
-            f"{path} is not a tokenizer file tokvec reads (format {found!r}); "
+            f"{source} is not a tokenizer file tokvec reads (format {found!r}); "
             f"expected {FORMAT!r} written by Tokenizer.save()"
         )
     if data.get("version") != VERSION:
         raise FormatError(
-            f"{path} is {FORMAT} version {data.get('version')!r}; this tokvec reads version {VERSION}"
+            f"{source} is {FORMAT} version {data.get('version')!r}; this tokvec reads version {VERSION}"
         )
     kind = data.get("kind")
     if kind not in _KINDS:
-        raise FormatError(f"{path} holds a tokenizer of kind {kind!r}; known kinds: {', '.join(sorted(_KINDS))}")
-    return _KINDS[kind].from_dict(data, source=str(path), **options)
+        raise FormatError(f"{source} holds a tokenizer of kind {kind!r}; known kinds: {', '.join(sorted(_KINDS))}")
+    return _KINDS[kind].from_dict(data, source=source, **options)
 
 
 def normalize(text: str, normalization: str | None) -> str:
