@@ -50,6 +50,7 @@ test: setup system-deps
 bench: setup
 	$(PY) benchmarks/bench_input_embedding.py
 	$(PY) benchmarks/bench_model.py --threads 1
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
