@@ -78,18 +78,6 @@ def read_text_file(path: Path, encoding: str = "utf-8") -> str:
         raise CLIError(f"unknown text encoding {encoding!r}; try utf-8, gb18030, latin-1") from None
 
 
-def _build_tokenizer(kind: str, texts: list[str]):
-    from .tokenizers import CharTokenizer, WordTokenizer, load_tokenizer
-
-    if kind == "char":
-        return CharTokenizer.train(texts)
-    if kind == "word":
-        return WordTokenizer.train(texts)
-    if Path(kind).is_file():
-        return load_tokenizer(kind)
-    raise CLIError(f"unknown tokenizer {kind!r}; use char, word, or the path of a saved tokenizer file")
-
-
 def _preview(x, rows: int = 4, cols: int = 6) -> Table:
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("pos")
@@ -125,7 +113,9 @@ def embed(
 
     texts = text or SEED_SENTENCES
     train_texts = [read_text_file(corpus, encoding)] if corpus else texts
-    tok = _build_tokenizer(tokenizer, train_texts)
+    from .train import build_tokenizer
+
+    tok = build_tokenizer(tokenizer, train_texts)
     torch.manual_seed(seed)
     emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, max_len=max_len,
                          dropout=0.0, scale=scale, padding_idx=tok.pad_id, n_heads=heads).eval()
@@ -685,7 +675,9 @@ def trace(
         data = _open_run(run, "trace")
         tok, emb = data.tokenizer, data.model.embed
     else:
-        tok = _build_tokenizer(tokenizer, [text])
+        from .train import build_tokenizer
+
+        tok = build_tokenizer(tokenizer, [text])
         torch.manual_seed(seed)
         emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, dropout=0.0)
     result = run_trace(text, tok, emb)

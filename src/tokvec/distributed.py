@@ -228,15 +228,6 @@ def all_reduce_max(value: int, ctx: DistContext) -> int:
     return int(t.item())
 
 
-def all_reduce_mean(value: float, ctx: DistContext) -> float:
-    """The mean of ``value`` over all ranks (e.g. an evaluation loss); ``value`` itself when alone."""
-    if not ctx.distributed:
-        return value
-    t = torch.tensor([float(value)], dtype=torch.float64, device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return float(t.item()) / ctx.world_size
-
-
 def broadcast_object(obj, ctx: DistContext):
     """Rank 0's ``obj`` on every rank (a tokenizer spec, a decision to stop)."""
     if not ctx.distributed:

@@ -22,7 +22,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -182,21 +182,23 @@ class TrainResult:
 BPE_SPECIALS = ("<|endoftext|>",)
 
 
-def build_tokenizer(spec: str, text: str | None = None, *, corpus: str | None = None, encoding: str = "utf-8"):
+def build_tokenizer(spec: str, text: str | Sequence[str] | None = None, *, corpus: str | None = None,
+                    encoding: str = "utf-8"):
     """The tokenizer ``spec`` names, trained when it is a kind: ``char`` and ``word`` on ``text``
-    (or the corpus read whole), ``bpe:N`` (byte-level BPE of N ids) streamed from the corpus files
-    (or on ``text`` when given)."""
+    (one string or several; or the corpus read whole), ``bpe:N`` (byte-level BPE of N ids) streamed
+    from the corpus files (or on ``text`` when given)."""
     from .tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, load_tokenizer
 
+    texts = None if text is None else [text] if isinstance(text, str) else list(text)
     if spec in ("char", "word"):
-        text = read_corpus(corpus, encoding) if text is None else text
-        return (CharTokenizer if spec == "char" else WordTokenizer).train([text])
+        texts = [read_corpus(corpus, encoding)] if texts is None else texts
+        return (CharTokenizer if spec == "char" else WordTokenizer).train(texts)
     if spec.startswith("bpe:"):
         size = spec[4:]
         if not size.isdigit():
             raise TokvecValueError(f"tokenizer {spec!r}: write bpe:N with N the vocabulary size, e.g. bpe:8192")
-        if text is not None:
-            return BPETokenizer.train_from_texts([text], vocab_size=int(size), special_tokens=BPE_SPECIALS)
+        if texts is not None:
+            return BPETokenizer.train_from_texts(texts, vocab_size=int(size), special_tokens=BPE_SPECIALS)
         return BPETokenizer.train(corpus_files(corpus), vocab_size=int(size), special_tokens=BPE_SPECIALS,
                                   encoding=encoding)
     if Path(spec).is_file():
@@ -321,18 +323,17 @@ def effective_batch(config: TrainConfig, world_size: int) -> int:
 def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext):
     """Rank 0 builds (or reloads) the tokenizer and encodes the corpus into ``run_dir/tokens.bin``;
     every rank then memory-maps that file and reads only the windows it trains on."""
-    tok_json = None
     if ctx.is_main:
         if saved is not None:
             tokenizer = ckpt.load_run_tokenizer(run_dir, saved)
         else:
             tokenizer = build_tokenizer(config.tokenizer, corpus=config.corpus, encoding=config.encoding)
-        tok_json = tokenizer.to_json_dict()
         write_token_file(tokenizer, corpus_files(config.corpus), run_dir / TOKENS_FILE, encoding=config.encoding)
     if ctx.distributed:
         from .tokenizers.base import tokenizer_from_dict
 
-        tok_json = dist_.broadcast_object(tok_json, ctx)  # also the barrier: tokens.bin is complete
+        # also the barrier: once it arrives, tokens.bin is complete
+        tok_json = dist_.broadcast_object(tokenizer.to_json_dict() if ctx.is_main else None, ctx)
         if not ctx.is_main:
             tokenizer = tokenizer_from_dict(tok_json, source="rank 0's tokenizer")
     return tokenizer, load_token_file(run_dir / TOKENS_FILE, tokenizer=tokenizer)
