@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tokvec.errors import TokvecValueError
-from tokvec.model import CausalSelfAttention, KVCache
+from tokvec.model import CausalSelfAttention, KVCache, banded
 from tokvec.positional import build
 
 SCHEMES = ["none", "rope", "alibi", "relative", "t5", "xl"]
@@ -53,14 +53,45 @@ def test_explicit_weights_path_equals_the_fused_path(name):
     assert torch.all(weights.triu(diagonal=1) == 0)  # causal
 
 
-@pytest.mark.parametrize("name,fused", [("none", True), ("rope", True), ("alibi", True), ("t5", True),
-                                        ("xl", True), ("relative-keys", True), ("relative", False)])
-def test_schemes_stay_on_scaled_dot_product_attention(name, fused):
+@pytest.mark.parametrize("name,path", [("none", "sdpa"), ("rope", "sdpa"), ("xl", "sdpa"), ("alibi", "masked"),
+                                       ("t5", "relative"), ("relative-keys", "relative"), ("relative", "relative")])
+def test_schemes_stay_on_the_fused_kernel(name, path):
+    """No scheme writes the weights out unless asked to: NoPE, RoPE and XL's term go to SDPA, a
+    constant bias to the kernel with causal skipping, the learned distance terms (T5, Shaw keys and
+    values) to model/banded.py's fused path with its banded backward."""
     att = attention("relative", values=False) if name == "relative-keys" else attention(name)
     with mock.patch("tokvec.model.attention.F.scaled_dot_product_attention",
-                    wraps=F.scaled_dot_product_attention) as sdpa, torch.no_grad():
+                    wraps=F.scaled_dot_product_attention) as sdpa, \
+            mock.patch("tokvec.model.attention.banded.masked_attention", wraps=banded.masked_attention) as masked, \
+            mock.patch("tokvec.model.attention.banded.relative_attention",
+                       wraps=banded.relative_attention) as relative, \
+            mock.patch.object(CausalSelfAttention, "_explicit") as explicit:
+        att(torch.randn(1, 6, D)).sum().backward()
+    called = {"sdpa": sdpa.called, "masked": masked.called, "relative": relative.called}
+    assert called == {key: key == path for key in called} and not explicit.called
+
+
+def test_shaw_values_with_dropout_write_the_weights_out():
+    att = CausalSelfAttention(D, H, positional=build("relative", d_model=D, n_heads=H), dropout=0.1).train()
+    with mock.patch.object(CausalSelfAttention, "_explicit", wraps=att._explicit) as explicit:
         att(torch.randn(1, 6, D))
-    assert sdpa.called == fused  # only Shaw relative *values* need the weights written out
+    assert explicit.called  # dropout acts on the weights the value term sees: the fused path has none
+
+
+@pytest.mark.parametrize("name", ["t5", "relative"])
+def test_fused_distance_path_equals_the_explicit_path_with_gradients(name):
+    """Same layer, same input: the banded fused path against the weights written out (need_weights),
+    output and every parameter's gradient, over 300 tokens (T5's far bucket starts at 128 here)."""
+    torch.manual_seed(0)
+    att = CausalSelfAttention(D, H, positional=build(name, d_model=D, n_heads=H)).double()
+    x = torch.randn(2, 300, D, dtype=torch.float64)
+    y = att(x)
+    grads = torch.autograd.grad(y.square().sum(), list(att.parameters()))
+    y_ref = att(x, need_weights=True)[0]
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), list(att.parameters()))
+    torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-9)
+    for (pname, _), g, r in zip(att.named_parameters(), grads, grads_ref):
+        torch.testing.assert_close(g, r, rtol=1e-7, atol=1e-9, msg=pname)
 
 
 def test_shaw_attention_equals_a_direct_loop_implementation():
@@ -104,22 +135,28 @@ def test_scheme_parameters_get_gradients_across_steps_and_shared_layers(name):
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("name", ["alibi", "t5"])
-def test_bias_is_built_once_for_every_layer_of_a_step(name):
-    pos = build(name, n_heads=H)
+def test_alibi_mask_is_built_once_for_every_layer_of_a_step():
+    pos = build("alibi", n_heads=H)
     layers = [CausalSelfAttention(D, H, positional=pos, layer_index=i) for i in range(3)]
-    seen = []
-    original = type(pos).score_bias
-
-    def spy(self, *args):
-        seen.append(original(self, *args))
-        return seen[-1]
-
-    with mock.patch.object(type(pos), "score_bias", spy), torch.no_grad():
+    with mock.patch("tokvec.model.attention.banded.masked_attention", wraps=banded.masked_attention) as fused, \
+            torch.no_grad():
         x = torch.randn(1, 8, D)
         for layer in layers:
             x = layer(x)
-    assert len(seen) == 3 and seen[1] is seen[0] and seen[2] is seen[0]
+    masks = [c.args[3] for c in fused.call_args_list]
+    assert len(masks) == 3 and masks[1] is masks[0] and masks[2] is masks[0]  # not rebuilt per layer
+
+
+def test_alibi_mask_cuts_negligible_biases_and_the_future():
+    pos = build("alibi", n_heads=2)  # slopes 2^-4, 2^-8
+    mask = pos.attention_bias(3, 1100, offset=1097)  # queries at 1097 .. 1099
+    assert mask.shape == (1, 2, 3, 1100)
+    exact = pos.score_bias(3, 1100, offset=1097)
+    # head 0: bias -d/16 falls below -64 past distance 1024; head 1 (-d/256) never does here
+    assert torch.isinf(mask[0, 0, 0, :1097 - 1024]).all() and mask[0, 0, 0, 1097 - 1024] == exact[0, 0, 1097 - 1024]
+    assert torch.equal(mask[0, 1, 0, :1098], exact[1, 0, :1098])
+    assert torch.isinf(mask[0, :, 0, 1098:]).all()  # the future of the first query
+    assert torch.isinf(mask[0, :, 1, 1099:]).all() and not torch.isinf(mask[0, 1, 2]).any()  # last query: no future
 
 
 def test_heads_must_divide_d_model():

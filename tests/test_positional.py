@@ -393,3 +393,27 @@ def test_cli_compare_refuses_an_unknown_scheme_in_one_line(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("tokvec: error: unknown positional scheme(s) ['rotary']") and err.count("\n") == 1
+
+
+# -- distance_scores: the fused path's view of T5 and Shaw ---------------------------------------
+
+@pytest.mark.parametrize("name,options", [("t5", {}), ("t5", {"bidirectional": True}),
+                                          ("t5", {"num_buckets": 8, "max_distance": 20}),
+                                          ("relative", {"max_relative_position": 3})])
+def test_distance_scores_equal_the_score_bias_and_term_at_every_distance(name, options):
+    """Column min(d, W) of distance_scores must be what score_bias / score_term give a key at distance d,
+    for every distance up to 300 (far past W), and at an offset (a KV cache)."""
+    torch.manual_seed(0)
+    scheme = build(name, d_model=16, n_heads=2, **options)
+    q, k = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 300, 8)
+    offset = 295  # queries at 295 .. 299, keys 0 .. 299
+    with torch.no_grad():
+        table = scheme.distance_scores(q).expand(1, 2, 5, -1)  # (1, h, s, W + 1)
+        w = table.shape[-1] - 1
+        full = scheme.score_bias(5, 300, offset) if name == "t5" else scheme.score_term(q, k, offset)[0]
+        full = full.expand(1, 2, 5, 300)
+        dist = (torch.arange(offset, offset + 5).unsqueeze(1) - torch.arange(300)).clamp(min=0)  # (5, 300)
+        got = table.gather(-1, dist.clamp(max=w).expand(1, 2, 5, 300))
+    past = (torch.arange(300) <= torch.arange(offset, offset + 5).unsqueeze(1)).expand(1, 2, 5, 300)
+    torch.testing.assert_close(got[past], full[past])
+    assert w < 300 and (w <= 113 if name == "t5" else w == 3)

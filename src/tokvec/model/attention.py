@@ -3,8 +3,10 @@
 The positional scheme is handed in ready-made (``positional=rope``); the layer asks it to rotate the
 new q/k (RoPE), for a score bias (ALiBi, T5) and for a q/k-dependent score term (Shaw relative keys,
 Transformer-XL), and otherwise stays on ``F.scaled_dot_product_attention`` (bias and term go in as
-one float ``attn_mask``). Only a scheme that adds to the values (Shaw relative values) makes the
-layer compute the weights explicitly, as ``need_weights=True`` does.
+one float ``attn_mask``). A learned term of the distance alone (T5, Shaw keys and values: the
+scheme's ``distance_scores``) goes through :mod:`tokvec.model.banded`, which keeps the fused kernel
+in the backward pass as well. The layer computes the weights explicitly only for ``need_weights=True``
+and, with dropout, for a scheme that adds to the values.
 
 Shape legend: b = batch, s = new tokens, t = cached + new tokens, h = heads, hd = head_dim, d = d_model.
 """
@@ -21,6 +23,7 @@ from torch import Tensor, nn
 from ..errors import TokvecValueError
 from ..positional import PositionalEncoding
 from ..positional.base import check_positive_int
+from . import banded
 
 
 class KVCache:
@@ -70,6 +73,10 @@ def _adds_scores(pos: PositionalEncoding) -> bool:
     return cls.score_bias is not PositionalEncoding.score_bias or cls.score_term is not PositionalEncoding.score_term
 
 
+def _has_score_term(pos: PositionalEncoding) -> bool:
+    return type(pos).score_term is not PositionalEncoding.score_term
+
+
 @lru_cache(maxsize=32)
 def _future_mask(q_len: int, k_len: int, offset: int, device) -> Tensor:
     """Bool (q_len, k_len), True where key j is in query i's future; built once per shape (read-only)."""
@@ -110,8 +117,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)  # (b, h, t, hd)
         p = self.dropout if self.training else 0.0
-        explicit = need_weights or pos.adds_values
-        if not explicit and not _adds_scores(pos):
+        if not need_weights and not pos.adds_values and not _adds_scores(pos):
             # no score term: one fused call; s == 1 with a cache sees every key and needs no mask
             if offset == 0 or s == 1:
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=offset == 0 and s > 1)
@@ -119,11 +125,13 @@ class CausalSelfAttention(nn.Module):
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=~_future_mask(s, k.shape[2], offset, x.device),
                                                    dropout_p=p)
             weights = None
+        elif not need_weights and p == 0.0 and (y := self._fused(q, k, v, offset)) is not None:
+            weights = None  # the fused kernel, the whole sequence in one call
         else:
             # Query blocks, each against only the keys it can see: a score term needs an explicit
             # mask, and a masked kernel cannot skip the future half of the scores the way a causal one
             # does. A block is exactly a chunk of a KV-cache prefill (queries at offset + a).
-            parts = [self._block(q[:, :, a:a + QUERY_BLOCK], k, v, offset + a, p, explicit)
+            parts = [self._block(q[:, :, a:a + QUERY_BLOCK], k, v, offset + a, p, need_weights)
                      for a in range(0, s, QUERY_BLOCK)]
             y = torch.cat([part[0] for part in parts], dim=2) if len(parts) > 1 else parts[0][0]
             weights = None
@@ -134,28 +142,52 @@ class CausalSelfAttention(nn.Module):
         y = self.resid_dropout(self.proj(y))
         return (y, weights) if need_weights else y
 
-    def _block(self, q: Tensor, k: Tensor, v: Tensor, offset: int, p: float, explicit: bool
+    def _fused(self, q: Tensor, k: Tensor, v: Tensor, offset: int) -> Tensor | None:
+        """The fused CPU kernel for a score-adding scheme, with the kernel's own causal skipping of the
+        future half (no query blocks), or None when this scheme or build cannot use it.
+
+        A learned term of the distance alone (T5, Shaw keys and values) goes through
+        :func:`banded.relative_attention`, a constant bias (ALiBi) through :func:`banded.masked_attention`.
+        """
+        if not banded.available(q):
+            return None
+        pos = self.positional
+        table = pos.distance_scores(q)  # (B', h, s', W + 1) or None
+        if table is not None:
+            values = pos.distance_values()
+            return banded.relative_attention(q, k, v, table.to(q.dtype),
+                                             None if values is None else values.to(q.dtype), offset)
+        if pos.adds_values or _has_score_term(pos):
+            return None  # a term of q and k (Transformer-XL): the query blocks below
+        mask = pos.attention_bias(q.shape[2], k.shape[2], offset)  # (1, h, s, t), -inf in the future
+        return None if mask is None else banded.masked_attention(q, k, v, mask.to(q.dtype), offset)
+
+    def _block(self, q: Tensor, k: Tensor, v: Tensor, offset: int, p: float, need_weights: bool
                ) -> tuple[Tensor, Tensor | None]:
         """Queries q: (b, h, s, hd) at ``offset ..``, against the keys they can see among k, v: (b, h, t, hd).
 
-        Returns y: (b, h, s, hd) and, when ``explicit``, the weights (b, h, s, offset + s).
+        Returns y: (b, h, s, hd) and, with ``need_weights`` (or a value term and dropout), the
+        weights (b, h, s, offset + s).
         """
         s = q.shape[2]
         t = offset + s  # the last query sees keys 0 .. offset + s - 1
         k, v = k[:, :, :t], v[:, :, :t]
         pos = self.positional
-        extra = pos.score_bias(s, t, offset)  # (h, s, t) or None
-        term = pos.score_term(q, k, offset)  # (b, h, s, t) or None
-        if term is not None:
-            extra = term if extra is None else term + extra.to(term.dtype)
         future = _future_mask(s, t, offset, q.device)
-        if explicit:
+        if need_weights or pos.adds_values:
+            extra = pos.score_bias(s, t, offset)  # (h, s, t) or None
+            term = pos.score_term(q, k, offset)  # (b, h, s, t) or None
+            if term is not None:
+                extra = term if extra is None else term + extra.to(term.dtype)
             return self._explicit(q, k, v, extra, future, offset, p)
-        mask = ~future if extra is None else extra.to(q.dtype).masked_fill(future, float("-inf"))
-        if mask.dim() == 3:
-            # (1, h, s, t), not (h, s, t): the fused CPU kernel takes a 2-D or 4-D mask only and
-            # silently falls back to the unfused math path (over 2x slower at s=1024) for 3-D
-            mask = mask.unsqueeze(0)
+        bias = pos.attention_bias(s, t, offset)  # (1, h, s, t), future at -inf, or None
+        term = pos.score_term(q, k, offset)  # (b, h, s, t) or None
+        if term is None:
+            # a 4-D (1, h, s, t) mask, not (h, s, t): the fused CPU kernel takes a 2-D or 4-D mask
+            # only and silently falls back to the unfused math path (over 2x slower at s=1024) for 3-D
+            mask = ~future if bias is None else bias.to(q.dtype)
+        else:
+            mask = term.masked_fill(future, float("-inf")) if bias is None else term + bias.to(term.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
 
     def _explicit(self, q: Tensor, k: Tensor, v: Tensor, extra: Tensor | None, future: Tensor, offset: int,

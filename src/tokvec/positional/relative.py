@@ -70,6 +70,23 @@ class ShawRelativePositionalEncoding(PositionalEncoding):
         per_distance = q @ self.key_table.to(q.dtype).t()  # (b, h, s, 2k+1)
         return per_distance.gather(-1, idx.expand(b, h, s, -1)) / math.sqrt(hd)  # (b, h, s, t)
 
+    def _distance_rows(self, device) -> Tensor:
+        """Table rows of distances 0 .. k (key at or before the query): k, k-1, .., 0; memoised."""
+        k = self.max_relative_position
+        return self._memo(("distance_rows", device), lambda: k - torch.arange(k + 1, device=device))
+
+    def distance_scores(self, q: Tensor) -> Tensor:
+        """q: (b, h, s, hd) -> (b, h, s, k + 1): q_i . a^K_-d / sqrt(hd) for d = 0 .. k; distances
+        beyond k share the clipped row, so column k stands for them all."""
+        rows = self._distance_rows(q.device)
+        return q @ self.key_table[rows].to(q.dtype).t() / math.sqrt(q.shape[-1])
+
+    def distance_values(self) -> Tensor | None:
+        """(k + 1, hd): a^V_-d for d = 0 .. k, or None with values=False."""
+        if not self.adds_values:
+            return None
+        return self.value_table[self._distance_rows(self.value_table.device)]
+
     def value_term(self, weights: Tensor, offset: int = 0) -> Tensor:
         """weights: (b, h, s, t) -> sum_j alpha_ij a^V_ij: (b, h, s, hd)."""
         if not self.adds_values:

@@ -94,6 +94,21 @@ class T5RelativePositionalEncoding(PositionalEncoding):
         key = ("bias", q_len, k_len, offset, w.device, w.dtype, w.data_ptr(), w._version)
         return self._memo(key, lambda: w.detach().t()[:, ids])
 
+    def distance_scores(self, q: Tensor) -> Tensor:
+        """(1, h, 1, W + 1): the bias of distances 0 .. W (keys at or before the query), where W is the
+        first distance in the last bucket (113 for the default 32 buckets up to 128): every distance
+        from W on shares that bucket, so column W stands for them all."""
+        w = self.weight
+        ids = self._memo(("distance_buckets", w.device), lambda: self._distance_buckets(w.device))
+        return w[ids].t().unsqueeze(0).unsqueeze(2)  # (1, h, 1, W + 1)
+
+    def _distance_buckets(self, device) -> Tensor:
+        """Bucket ids of distances 0 .. W, W the first distance whose bucket is the one of every farther key."""
+        ids = t5_bucket(-torch.arange(self.max_distance + 1, device=device), bidirectional=self.bidirectional,
+                        num_buckets=self.num_buckets, max_distance=self.max_distance)
+        first_far = int((ids != ids[-1]).nonzero().max()) + 1 if bool((ids != ids[-1]).any()) else 1
+        return ids[:first_far + 1]
+
     def extra_repr(self) -> str:
         return (f"n_heads={self.n_heads}, num_buckets={self.num_buckets}, max_distance={self.max_distance}, "
                 f"bidirectional={self.bidirectional}")
