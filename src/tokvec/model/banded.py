@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import TokvecValueError
@@ -57,14 +58,17 @@ def _mask(table: Tensor, s: int, offset: int) -> Tensor:
         mask.masked_fill_(_distance(0, s, 0, t, offset, table.device) < 0, float("-inf"))
     band = (table[..., :w] - table[..., w:]).flip(-1).expand(bb, h, s, w)  # column W-1-d: distance d
     # row i's band is keys offset + i - W + 1 .. offset + i: a strided view of W per row, for the rows
-    # whose band starts at key 0 or later; the first W - 1 - offset rows get theirs one by one
+    # whose band starts at key 0 or later; the first W - 1 - offset rows (cut at key 0) by a gather
     full = max(0, w - 1 - offset)
     if full < s:
         view = mask.as_strided((bb, h, s - full, w), (h * s * t, s * t, t + 1, 1), full * t + full + offset - w + 1)
         view.copy_(band[:, :, full:])
-    for i in range(min(full, s)):
-        n = offset + i + 1  # keys 0 .. offset + i, the last n of the band
-        mask[:, :, i, :n] = band[:, :, i, w - n:]
+    if full:
+        rows = min(full, s)
+        column = w - 1 - _distance(0, rows, 0, t, offset, table.device)  # (rows, t): key j's band column
+        inside = (column >= 0) & (column < w)
+        picked = band[:, :, :rows].gather(-1, column.clamp(0, w - 1).expand(bb, h, rows, t))
+        mask[:, :, :rows] = torch.where(inside, picked, mask[:, :, :rows])
     return mask
 
 
@@ -161,7 +165,7 @@ def _band_probs(q: Tensor, k: Tensor, shift: Tensor, lse: Tensor, r0: int, r1: i
     # clamped at -80 (P = e^-80 ~ 1.8e-35 where it is smaller): exp of anything below -87 (a denormal
     # or zero result) or of -inf takes 10-70x longer on a CPU than of -80
     p = scores.sub_(lse[:, :, r0:r1].unsqueeze(-1)).clamp_(min=-80.0).exp_()
-    return p if offset + r0 >= w - 1 else p * _band_valid(r0, r1, offset, w, q.device)
+    return p if offset + r0 >= w - 1 else p * _band_valid(r0, r1, offset, w, q.device).to(p.dtype)
 
 
 def _window_probs(q: Tensor, k: Tensor, mask: Tensor, lse: Tensor, r0: int, r1: int, offset: int, w: int,
@@ -182,17 +186,17 @@ def _band_valid(r0: int, r1: int, offset: int, w: int, device) -> Tensor:
 
 def _band(local: Tensor, r0: int, r1: int, offset: int, w: int) -> Tensor:
     """The W keys ending at each query, in key order, of a (b, h, rows, keys) window of queries
-    r0..r1-1 whose keys start at j0 = max(0, offset + r0 - W + 1): (b, h, rows, W), 0 where the key
-    does not exist. A strided view of the window when every key exists (no copy, no gather)."""
-    b, h, rows, keys = local.shape
+    r0..r1-1 whose keys start at j0 = max(0, offset + r0 - W + 1): (b, h, rows, W), a strided view of
+    the window (no gather). Where a query has fewer than W keys, the window is first padded on the
+    left with zeros, which stand for the missing keys."""
     j0 = max(0, offset + r0 - w + 1)
     start = offset + r0 - w + 1 - j0  # window column of row 0's first band key (< 0: missing keys)
-    if start >= 0 and local.is_contiguous():
-        return local.as_strided((b, h, rows, w), (h * rows * keys, rows * keys, keys + 1, 1),
-                                local.storage_offset() + start)
-    col = (torch.arange(rows, device=local.device).unsqueeze(1) + start
-           + torch.arange(w, device=local.device).unsqueeze(0))  # (rows, W)
-    return local.gather(-1, col.clamp(min=0).expand(b, h, rows, w)) * (col >= 0)
+    if start < 0 or not local.is_contiguous():
+        local = F.pad(local, (-start, 0)) if start < 0 else local.contiguous()
+        start = 0
+    b, h, rows, keys = local.shape
+    return local.as_strided((b, h, rows, w), (h * rows * keys, rows * keys, keys + 1, 1),
+                            local.storage_offset() + start)
 
 
 def _has_far(rows: int, offset: int, w: int, device) -> Tensor:
