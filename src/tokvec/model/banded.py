@@ -1,15 +1,17 @@
 """Attention with a learned relative score term that is constant beyond a band of distances.
 
 T5's bucketed bias and Shaw's relative keys (and values) give query i and key j a score term that
-depends on the distance d = i - j only, and is the same for every distance d >= W (T5: W =
-``max_distance``, the last bucket; Shaw: W = k, the clipped embedding). A learned term must be
+depends on the distance d = i - j only, and is the same for every distance d >= W (T5: W = the
+first distance in the last bucket, 113 by default; Shaw: W = k, the clipped embedding). A learned term must be
 differentiated, and ``F.scaled_dot_product_attention`` has no gradient for a float ``attn_mask``: it
 falls back to the unfused math path, twice the time of the fused kernel at s = 1024. This module
 keeps the fused CPU kernel for q, k and v in both directions and gets the term's gradient from the
 band alone:
 
 - Softmax ignores a constant added to a whole row, so the far value f_i is subtracted from the row:
-  the mask holds ``table[d] - f_i`` on the W diagonals of the band, 0 further away, -inf in the future.
+  the mask holds ``table[d] - f_i`` on the W diagonals of the band and 0 further away. At offset 0
+  the kernel runs causal and skips the future half itself (``F.scaled_dot_product_attention`` refuses
+  ``is_causal`` with a mask; the kernel takes both); at an offset (a KV cache) the future is -inf.
 - Every row of dS = dL/dscores sums to zero (dS_ij = P_ij (dP_ij - D_i), D_i = sum_j P_ij dP_ij), so
   the gradient of the far value, the sum of dS over all far keys, is minus the sum over the band.
   Only the band of dS is computed (a window of C queries x C + W - 1 keys at a time), from the
