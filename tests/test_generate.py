@@ -140,7 +140,8 @@ def test_past_the_context_window(scheme):
     model = model_for(scheme, context_length=16)
     prompt = torch.arange(20) % 11
     seen = []
-    hook = model.blocks[0].register_forward_pre_hook(lambda m, args, kw: seen.append(args[0].shape[1]), with_kwargs=True)
+    # on the embedding: the one-token steps (model/decode.py) do not call the blocks as modules
+    hook = model.embed.register_forward_pre_hook(lambda m, args, kw: seen.append(args[0].shape[1]), with_kwargs=True)
     out = generate(model, prompt, 30, temperature=0)
     hook.remove()
     assert out.shape == (50,) and torch.equal(out[:20], prompt)
