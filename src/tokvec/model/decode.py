@@ -69,21 +69,43 @@ class Decoder:
         """ids: (b, 1), the newest token of each row -> logits (b, V) of the token after it.
 
         The token takes position ``cache.length``; its keys and values are appended to ``cache``.
+        The ids are not checked: they are the ones ``generate`` just sampled.
         """
+        # oneDNN off for the step: F.gelu of one row goes through a oneDNN primitive that costs
+        # ~20-60 us a call (6 calls a step); ATen's own kernel takes ~5 us. Restored after each
+        # step, so the caller's code between steps (a stream's consumer) keeps the global setting.
+        onednn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            return self._step(ids, cache)
+        finally:
+            torch.backends.mkldnn.enabled = onednn
+
+    def _step(self, ids: Tensor, cache: KVCache) -> Tensor:
         model = self.model
         b = ids.shape[0]
         offset = cache.length
-        x = model._embed(ids, cache).view(b, -1)  # (b, d), positions offset by the cache length
+        x = self._embed(ids.view(b), offset)  # (b, d)
         pos = model.embed.positional
         positions = torch.arange(offset, offset + 1, device=ids.device) if pos.rotates else None
         for i, block in enumerate(model.blocks):
-            h = block.norm1(x)
+            h = _norm(x, block.norm1)
             if self._fused[i]:
                 x = x.add_(self._attention(h, block.attn, cache, positions))
             else:  # a scheme that adds to the scores: the layer's own path (s = 1 queries, one block)
                 x = x.add_(block.attn(h.unsqueeze(1), cache=cache).view(b, -1))
-            x = x.add_(self._mlp(block.norm2(x), block.mlp))
-        return self.linear(model.norm(x), model.lm_head)  # (b, V)
+            x = x.add_(self._mlp(_norm(x, block.norm2), block.mlp))
+        return self.linear(_norm(x, model.norm), model.lm_head)  # (b, V)
+
+    def _embed(self, ids: Tensor, offset: int) -> Tensor:
+        """What InputEmbedding gives a token at position ``offset``, without its checks. ids: (b,) -> (b, d)."""
+        embed = self.model.embed
+        x = F.embedding(ids, embed.token.weight)  # (b, d), fresh: added to in place below
+        if embed.token.scale != 1.0:
+            x = x.mul_(embed.token.scale)
+        if embed.positional.acts_on == "input":
+            x = x.add_(embed.positional.table(1, offset).to(x.dtype))  # (1, d): a row of the table
+        return x
 
     def _attention(self, x: Tensor, attn: nn.Module, cache: KVCache, positions: Tensor | None) -> Tensor:
         """One query per row. x: (b, d) -> (b, d); appends this token's k, v to layer attn's cache."""
@@ -108,3 +130,10 @@ class Decoder:
         else:
             hidden = F.gelu(hidden)
         return self.linear(hidden, mlp.proj)
+
+
+def _norm(x: Tensor, norm: nn.Module) -> Tensor:
+    """norm(x) for rows x: (b, d); a LayerNorm through F.layer_norm (skips the module call's overhead)."""
+    if type(norm) is nn.LayerNorm:
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    return norm(x)
