@@ -75,6 +75,8 @@ class Decoder:
         # oneDNN off for the step: F.gelu of one row goes through a oneDNN primitive that costs
         # ~20-60 us a call (6 calls a step); ATen's own kernel takes ~5 us. Restored after each
         # step, so the caller's code between steps (a stream's consumer) keeps the global setting.
+        # The setting is process-wide: another thread running meanwhile gets ATen kernels too
+        # (same results to float rounding, only its speed changes).
         onednn = torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = False
         try:
