@@ -12,6 +12,7 @@ from tokvec import GPT, CharTokenizer, ModelConfig
 from tokvec.errors import TokvecTypeError, TokvecValueError
 from tokvec.generate import (_split_at_stop, apply_repetition_penalty, encode_prompt, generate, next_token, stream,
                              top_k_filter, top_p_filter)
+from tokvec.model.cache import PreallocatedKVCache
 from tokvec.positional import available
 
 INF = float("-inf")
@@ -135,14 +136,23 @@ def test_kv_cache_greedy_equals_no_cache(scheme):
 
 
 @pytest.mark.parametrize("scheme", available())
-def test_past_the_context_window(scheme):
+def test_past_the_context_window(scheme, monkeypatch):
     """A prompt longer than the window, and output past it: the model only ever sees <= 16 tokens."""
     model = model_for(scheme, context_length=16)
     prompt = torch.arange(20) % 11
     seen = []
-    hook = model.blocks[0].register_forward_pre_hook(lambda m, args, kw: seen.append(args[0].shape[1]), with_kwargs=True)
+    # the new tokens per forward, as layer 0 appends their keys to the cache (the one-token steps
+    # of model/decode.py do not call the blocks or the embedding as modules, so hooks would not see them)
+    update = PreallocatedKVCache.update
+
+    def spy(self, layer, k, v):
+        if layer == 0:
+            seen.append(k.shape[2])
+        return update(self, layer, k, v)
+
+    monkeypatch.setattr(PreallocatedKVCache, "update", spy)
     out = generate(model, prompt, 30, temperature=0)
-    hook.remove()
+    monkeypatch.undo()
     assert out.shape == (50,) and torch.equal(out[:20], prompt)
     # prefill the last 16 prompt tokens; full: rebuild from the last 8, then one at a time to 16, ...
     assert seen == [16, 8] + [1] * 8 + [8] + [1] * 8 + [8] + [1] * 8 + [8, 1]

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from .errors import TokvecTypeError, TokvecValueError
+from .model.decode import Decoder
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model.gpt import GPT
@@ -145,7 +146,7 @@ def iter_tokens(model: "GPT", ids: Tensor, max_new_tokens: int, *, temperature: 
     if seed is not None:
         generator = torch.Generator(device=ids.device).manual_seed(seed)
     history = ids  # (b, t): everything so far, for the repetition penalty and the window
-    cache = None
+    cache = decoder = None
     for _ in range(max_new_tokens):
         if not use_cache:
             logits = model(history[:, -context:])[0][:, -1]  # (b, V)
@@ -156,7 +157,9 @@ def iter_tokens(model: "GPT", ids: Tensor, max_new_tokens: int, *, temperature: 
             cache = model.new_cache()
             logits = model.lm_head(model.hidden(history[:, -keep:], cache=cache)[:, -1])
         else:
-            logits = model.lm_head(model.hidden(history[:, -1:], cache=cache)[:, -1])
+            if decoder is None:  # built at the first one-token step, freed with this generator
+                decoder = Decoder(model)
+            logits = decoder.step(history[:, -1:], cache)
         logits = apply_repetition_penalty(logits.float(), history, repetition_penalty)
         token = next_token(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         history = torch.cat([history, token.unsqueeze(1)], dim=1)
