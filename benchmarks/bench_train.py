@@ -2,7 +2,9 @@
 
 1. nanoGPT's CPU anchor: character-level tiny Shakespeare, 4 layers, 4 heads, d_model 128, context 64,
    batch 12, 2000 iterations, dropout 0, lr 1e-3 (warmup 100, cosine to 1e-4, beta2 0.99, weight decay
-   0.1, clip 1.0, no biases, val = last 10%) -> nanoGPT reports val loss 1.88. Target: <= 1.88.
+   0.1, clip 1.0, no biases, val = last 10%) -> nanoGPT reports val loss 1.88. Target: <= 1.88. Run
+   on nanoGPT's model exactly (learned positions, LayerNorm, GELU) and, with the same recipe, on the
+   choices it leaves open: rotary positions, then rotary + RMSNorm + SwiGLU.
 2. Training tokens/s of tokvec's GPT against Hugging Face ``transformers``' ``GPT2LMHeadModel`` of the
    same sizes on the same batches with the same optimizer (fused AdamW), interleaved in rounds so both
    see the same machine load. Target: >= 1.2x. Also tokvec with bf16 autocast (does it help here?)
@@ -131,10 +133,20 @@ def nanogpt_estimate(model, ids, iters: int = 20, seed: int = 0) -> float:
     return sum(losses) / len(losses)
 
 
-def anchor(iters: int, bf16: bool, seed: int, ids) -> dict:
+# The anchor's model variants: nanoGPT's exactly, then the choices its recipe leaves open.
+VARIANTS = {
+    "nanogpt": ("learned", {}),  # learned absolute positions, LayerNorm, GELU: nanoGPT's model
+    "rope": ("rope", {}),  # rotary positions instead
+    "llama": ("rope", {"norm": "rmsnorm", "activation": "swiglu"}),  # rotary + RMSNorm + SwiGLU
+}
+
+
+def anchor(iters: int, bf16: bool, seed: int, ids, variant: str = "nanogpt") -> dict:
+    positional, options = VARIANTS[variant]
     with tempfile.TemporaryDirectory() as out:
-        config = TrainConfig(corpus=str(DATA), tokenizer="char", preset="tiny", positional="learned",
-                             **SIZES, model_options={"bias": False}, batch_size=BATCH, max_steps=iters, lr=1e-3,
+        config = TrainConfig(corpus=str(DATA), tokenizer="char", preset="tiny", positional=positional,
+                             **SIZES, model_options={"bias": False, **options}, batch_size=BATCH, max_steps=iters,
+                             lr=1e-3,
                              min_lr=1e-4, warmup_steps=100, beta2=0.99, weight_decay=0.1, grad_clip=1.0,
                              eval_interval=iters, eval_batches=200, val_split="tail", seed=seed, bf16=bf16,
                              out=str(Path(out) / "run"))
@@ -155,6 +167,9 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337], help="anchor seeds (nanoGPT: 1337)")
     parser.add_argument("--anchor-bf16", action="store_true", help="also run the anchor with bf16 autocast")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="anchor models: nanogpt (exactly nanoGPT's), rope (rotary positions), "
+                             "llama (rotary + RMSNorm + SwiGLU); the recipe is the same for all")
     parser.add_argument("--compile", action="store_true", help="add a torch.compile contender")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared 2-core machine a second thread waits "
@@ -192,9 +207,11 @@ def main() -> None:
                   f"{r['flops'] / max(peak, peak_after):.0%} |")
 
     if not args.skip_anchor:
-        runs = [(f"fp32, seed {seed}", anchor(args.iters, False, seed, ids)) for seed in args.seeds]
+        runs = [(f"{variant}, fp32, seed {seed}", anchor(args.iters, False, seed, ids, variant))
+                for variant in args.variants for seed in args.seeds]
         if args.anchor_bf16:
-            runs.append((f"bf16 autocast, seed {args.seeds[0]}", anchor(args.iters, True, args.seeds[0], ids)))
+            runs.append((f"{args.variants[0]}, bf16 autocast, seed {args.seeds[0]}",
+                         anchor(args.iters, True, args.seeds[0], ids, args.variants[0])))
         print(f"\nnanoGPT anchor: char tinyshakespeare, {args.iters} iterations (nanoGPT: val 1.88 at 2000)")
         print("| run | val loss (all 111k val tokens) | nanoGPT-style estimate (20 random batches; 5 draws) "
               "| train loss | target <= 1.88 | tokens/s | wall time |")

@@ -64,7 +64,7 @@ def test_gbk_corpus_names_offset_and_encoding_fix(tmp_path):
     corpus.write_bytes("你好嗎".encode("gb18030"))
     r = run("embed", "你好", "--corpus", str(corpus))
     assert r.returncode == 2
-    assert "is not valid utf-8 at byte offset 0; pass --encoding (e.g. --encoding gb18030" in r.stderr
+    assert "is not valid utf-8 at byte offset 0; pass --encoding (encoding= in Python), e.g. --encoding gb18030" in r.stderr
     r = run("embed", "你好", "--corpus", str(corpus), "--encoding", "gb18030")
     assert r.returncode == 0 and "[4, 5]" in r.stdout
 

@@ -68,14 +68,9 @@ def read_text_file(path: Path, encoding: str = "utf-8") -> str:
     """Read a whole corpus file, turning decode failures into a one-line error naming the offset."""
     if not path.is_file():
         raise CLIError(f"no such file: {path}")
-    data = path.read_bytes()
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as e:
-        raise CLIError(f"{path} is not valid {encoding} at byte offset {e.start}; "
-                       f"pass --encoding (e.g. --encoding gb18030 for a GBK Chinese file)") from None
-    except LookupError:
-        raise CLIError(f"unknown text encoding {encoding!r}; try utf-8, gb18030, latin-1") from None
+    from .data.corpus import read_text  # lazily: keeps `tokvec --help` free of numpy
+
+    return read_text(path, encoding)
 
 
 def _preview(x, rows: int = 4, cols: int = 6) -> Table:

@@ -43,17 +43,19 @@ def corpus_files(path: str | os.PathLike | None) -> list[Path]:
 
 def read_corpus(path: str | os.PathLike | None, encoding: str = "utf-8") -> str:
     """All text of the corpus at ``path`` (see :func:`corpus_files`), files joined by a newline."""
-    parts = []
-    for f in corpus_files(path):
-        data = f.read_bytes()
-        try:
-            parts.append(data.decode(encoding))
-        except UnicodeDecodeError as e:
-            raise TokvecValueError(f"{f} is not valid {encoding} at byte offset {e.start}; pass --encoding "
-                                   f"(encoding= in Python), e.g. --encoding gb18030 for a GBK Chinese file") from None
-        except LookupError:
-            raise TokvecValueError(f"unknown text encoding {encoding!r}; try utf-8, gb18030, latin-1") from None
-    return "\n".join(parts)
+    return "\n".join(read_text(f, encoding) for f in corpus_files(path))
+
+
+def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """The whole text of one file; a decode failure is a one-line error naming the byte offset and the fix."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise TokvecValueError(f"{path} is not valid {encoding} at byte offset {e.start}; pass --encoding "
+                               f"(encoding= in Python), e.g. --encoding gb18030 for a GBK Chinese file") from None
+    except LookupError:
+        raise TokvecValueError(f"unknown text encoding {encoding!r}; try utf-8, gb18030, latin-1") from None
 
 
 def corpus_ids(tokenizer, text: str) -> np.ndarray:
