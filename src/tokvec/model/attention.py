@@ -69,9 +69,10 @@ QUERY_BLOCK = 128
 
 
 # The banded backward (model/banded.py) recomputes a band of W diagonals; it pays off once the keys
-# are a few band widths long. Measured for T5 (W = 113) on a CPU: at 256 keys the math path takes
-# 0.85x of its time, at 512 1.1x, at 1024 1.4x.
-BAND_PAYS_OFF = 4
+# are a few band widths long. Measured for T5 (W = 113) on a CPU, layer time against NoPE's, the two
+# paths interleaved: 256 keys math 1.09x / banded 1.37x, 512: 1.20x / 1.31x, 768: 1.56x / 1.31x,
+# 1024: 1.74x / 1.32x.
+BAND_PAYS_OFF = 5
 
 
 def _adds_scores(pos: PositionalEncoding) -> bool:

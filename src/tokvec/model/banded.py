@@ -125,7 +125,7 @@ class _RelativeAttention(torch.autograd.Function):
             else:
                 p = _window_probs(q, k, mask, lse, r0, r1, offset, w, scale)  # (b, h, rows, keys)
                 p_band = _band(p, r0, r1, offset, w)
-            g_band = _band(dy[:, :, r0:r1] @ v[:, :, j0:j1].transpose(-2, -1), r0, r1, offset, w)  # dy_i . v_j
+            g_band = _band_dots(dy[:, :, r0:r1], v, r0, r1, offset, w)  # dy_i . v_j
             has_far = _has_far(r1 - r0, offset + r0, w, q.device)  # (rows, 1)
             if values is not None:
                 e_rows = e[:, :, r0:r1]  # (b, h, rows, W + 1)
@@ -157,12 +157,23 @@ def _distance(r0: int, r1: int, j0: int, j1: int, offset: int, device) -> Tensor
             - torch.arange(j0, j1, device=device).unsqueeze(0))
 
 
+def _band_dots(rows: Tensor, x: Tensor, r0: int, r1: int, offset: int, w: int) -> Tensor:
+    """rows: (b, h, n, hd) of queries r0..r1-1; x: keys or values (b, h, t, hd) -> (b, h, n, W), column
+    c the dot product with key (offset + i) - (W - 1) + c (0 for a key before the first)."""
+    start = offset + r0 - w + 1  # the first band key of row r0
+    keys = x[:, :, max(start, 0):offset + r1]
+    if start < 0:  # the first rows' bands begin before key 0: zeros stand for the missing keys
+        keys = torch.cat([x.new_zeros(x.shape[0], x.shape[1], -start, x.shape[3]), keys], dim=2)
+    window = rows @ keys.transpose(-2, -1)  # (b, h, n, n + W - 1)
+    b, h, n, width = window.shape
+    return window.as_strided((b, h, n, w), (h * n * width, n * width, width + 1, 1))  # row i: columns i .. i+W-1
+
+
 def _band_probs(q: Tensor, k: Tensor, shift: Tensor, lse: Tensor, r0: int, r1: int, offset: int, w: int,
                 scale: float) -> Tensor:
     """Softmax weights of queries r0..r1-1 for the W keys ending at each: (b, h, rows, W) in key order,
     0 where the key does not exist. From the kernel's log-sum-exp: the full softmax's, not renormalised."""
-    j0 = max(0, offset + r0 - w + 1)
-    scores = _band(q[:, :, r0:r1] @ k[:, :, j0:offset + r1].transpose(-2, -1), r0, r1, offset, w)
+    scores = _band_dots(q[:, :, r0:r1], k, r0, r1, offset, w)
     scores = torch.add(shift if shift.shape[2] == 1 else shift[:, :, r0:r1], scores, alpha=scale)
     # clamped at -80 (P = e^-80 ~ 1.8e-35 where it is smaller): exp of anything below -87 (a denormal
     # or zero result) or of -inf takes 10-70x longer on a CPU than of -80
