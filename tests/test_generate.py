@@ -347,3 +347,21 @@ def test_cli_train_then_generate_end_to_end(tmp_path, capsys, monkeypatch):
     code, out, _ = run_cli(["generate", "--run", str(run), "-i", "-n", "8", "--seed", "1"], capsys,
                            stdin="that\n\n", monkeypatch=monkeypatch)
     assert code == 0 and out.startswith("> that") and out.endswith("\n> ")
+
+
+def test_cli_train_takes_the_llama_block_choices(tmp_path, capsys):
+    """--norm / --activation reach the model (and its saved config); a bad value is one line, exit 2."""
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("to be or not to be, that is the question.\n" * 30, encoding="utf-8")
+    base = ["train", "--corpus", str(corpus), "--d-model", "32", "--layers", "1", "--heads", "2", "--context", "16",
+            "--batch-size", "4", "--max-steps", "2", "--eval-interval", "2", "--threads", "1"]
+    run = tmp_path / "run"
+    code, _, err = run_cli(base + ["--positional", "rope", "--norm", "rmsnorm", "--activation", "swiglu",
+                                   "--out", str(run)], capsys)
+    assert code == 0, err
+    model = GPT.from_run(run)
+    assert (model.config.positional, model.config.norm, model.config.activation) == ("rope", "rmsnorm", "swiglu")
+    code, _, err = run_cli(base + ["--norm", "batchnorm", "--out", str(tmp_path / "bad")], capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and err.count("tokvec: error:") == 1
+    assert last == "tokvec: error: invalid model config (1 problem): norm 'batchnorm' is not one of (layernorm, rmsnorm)"

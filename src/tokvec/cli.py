@@ -308,6 +308,9 @@ def train(
     layers: Optional[int] = typer.Option(None, "--layers", help="Transformer blocks (preset's)."),
     heads: Optional[int] = typer.Option(None, "--heads", help="Attention heads (preset's)."),
     context: Optional[int] = typer.Option(None, "--context", help="Context length in tokens (preset's)."),
+    norm: Optional[str] = typer.Option(None, "--norm", help="layernorm (GPT-2) or rmsnorm (Llama) (preset's)."),
+    activation: Optional[str] = typer.Option(None, "--activation", help="gelu (GPT-2) or swiglu (Llama) "
+                                             "(preset's)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps in all (2000)."),
     eval_interval: Optional[int] = typer.Option(None, "--eval-interval", help="Eval + checkpoint every N steps "
                                                 "(250)."),
@@ -334,7 +337,8 @@ def train(
 
     flags = _train_overrides(corpus=None if corpus is None else str(corpus), encoding=encoding,
                              tokenizer=tokenizer, preset=preset, positional=positional, d_model=d_model,
-                             n_layers=layers, n_heads=heads, context_length=context, max_steps=max_steps,
+                             n_layers=layers, n_heads=heads, context_length=context, norm=norm,
+                             activation=activation, max_steps=max_steps,
                              eval_interval=eval_interval, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                              seed=seed, compile=compile_, bf16=bf16, threads=threads, strategy=strategy,
                              backend=backend)

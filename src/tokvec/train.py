@@ -39,7 +39,8 @@ RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval"
              "threads", "out", "resume", "strategy", "backend", "dist_timeout_s")
 TOKENS_FILE = "tokens.bin"  # the corpus as token ids (+ tokens.bin.json), written by rank 0, memory-mapped
 _MODEL_FLAGS = {"positional": "positional", "d_model": "d_model", "n_layers": "n_layers",
-                "n_heads": "n_heads", "context_length": "context_length", "d_ff": "d_ff", "dropout": "dropout"}
+                "n_heads": "n_heads", "context_length": "context_length", "d_ff": "d_ff", "dropout": "dropout",
+                "norm": "norm", "activation": "activation"}
 
 
 class TrainingDivergedError(TokvecValueError):
@@ -66,6 +67,8 @@ class TrainConfig:
     context_length: Optional[int] = None
     d_ff: Optional[int] = None
     dropout: Optional[float] = None
+    norm: Optional[str] = None            # layernorm | rmsnorm
+    activation: Optional[str] = None      # gelu | swiglu
     model_options: dict = field(default_factory=dict)  # any other ModelConfig field (norm, activation, ...)
     max_steps: int = 2000
     batch_size: int = 12
