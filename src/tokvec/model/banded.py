@@ -108,9 +108,8 @@ class _RelativeAttention(torch.autograd.Function):
         out_for_d = y if values is None else y - values[w]  # D_i = dy_i . (y_i - a_far): see the module doc
         dq, dk, dv = _flash_backward(dy, q, k, v, out_for_d, lse, 0.0, offset == 0, attn_mask=mask, scale=scale)
         per_row = table.shape[2] != 1  # a table row per query (Shaw) or one for all (T5)
-        grad_band = q.new_zeros(table.shape[:2] + (s if per_row else 1, w)) if per_row or table.shape[0] != 1 \
-            else q.new_zeros(1, h, 1, w)  # key order; reduced over what the table broadcasts
-        grad_far = q.new_zeros(grad_band.shape[:3] + (1,))
+        grad_band = q.new_zeros(table.shape[:3] + (w,))  # key order; summed over what the table broadcasts
+        grad_far = q.new_zeros(table.shape[:3] + (1,))
         grad_values = None if values is None else torch.zeros_like(values)
         row_dot = (dy * y).sum(-1, keepdim=True)  # (b, h, s, 1): D_i of the true scores
         shift = (table[..., :w] - table[..., w:]).flip(-1)  # (B', h, s', W): the band's mask values, key order
@@ -141,12 +140,9 @@ class _RelativeAttention(torch.autograd.Function):
                 grad_values[w] += (far_share * dy[:, :, r0:r1]).sum((0, 1, 2))
             ds_band = p_band * (g_band - row_dot[:, :, r0:r1])  # dL/dscores on the band, P_ij (dP_ij - D_i)
             far = -has_far * ds_band.sum(-1, keepdim=True)  # the far keys' sum: minus the band's (rows sum to 0)
-            if per_row:
-                grad_band[:, :, r0:r1] += _reduce_to(ds_band, grad_band[:, :, r0:r1].shape)
-                grad_far[:, :, r0:r1] += _reduce_to(far, grad_far[:, :, r0:r1].shape)
-            else:
-                grad_band += _reduce_to(ds_band, grad_band.shape)
-                grad_far += _reduce_to(far, grad_far.shape)
+            rows = slice(r0, r1) if per_row else slice(None)
+            grad_band[:, :, rows] += _reduce_to(ds_band, grad_band[:, :, rows].shape)
+            grad_far[:, :, rows] += _reduce_to(far, grad_far[:, :, rows].shape)
         grad_table = torch.cat([grad_band.flip(-1), grad_far], dim=-1)
         return dq, dk, dv, grad_table, grad_values, None, None
 
