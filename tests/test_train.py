@@ -14,7 +14,7 @@ import torch
 
 from tokvec import checkpoint as ckpt
 from tokvec.cli import main
-from tokvec.errors import TokvecValueError
+from tokvec.errors import TokvecValueError, TokvecWarning
 from tokvec.train import TrainConfig, TrainingDivergedError, build_tokenizer, train
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -133,17 +133,23 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_resume_errors(tmp_path):
-    with pytest.raises(ckpt.CheckpointError, match="holds no checkpoint"):
+    with pytest.raises(TokvecValueError, match="holds no checkpoint to resume"):
         (tmp_path / "empty").mkdir()
         train(tiny(tmp_path, out=str(tmp_path / "empty"), resume=True))
     train(tiny(tmp_path, max_steps=3))
-    with pytest.raises(TokvecValueError, match=r"already holds a checkpoint \(step 3\); resume it with --resume"):
+    with pytest.raises(TokvecValueError, match=r"already holds a lm run; continue it with --resume, replace it "
+                                               r"with --force"):
         train(tiny(tmp_path, max_steps=3))
     config = TrainConfig.for_resume(str(tmp_path / "run"), lr=0.5, n_layers=3, max_steps=6)
     with pytest.raises(TokvecValueError, match=r"does not match the flags: lr: checkpoint 0.003, now 0.5; "
                                                r"model n_layers: checkpoint 2, now 3"):
         train(config)
+    # the corpus changed: the run resumes on the ids it saved, and says so
     (tmp_path / "corpus.txt").write_text(SHAKESPEARE + "more text", encoding="utf-8")
+    with pytest.warns(TokvecWarning, match=r"corpus .*corpus.txt changed since this run started; resuming on"):
+        assert train(TrainConfig.for_resume(str(tmp_path / "run"), max_steps=4)).step == 4
+    # ... unless those ids are gone too: then the corpus cannot stand in for them
+    (tmp_path / "run" / "tokens.bin").unlink()
     with pytest.raises(TokvecValueError, match=r"corpus: checkpoint \d+ tokens"):
         train(TrainConfig.for_resume(str(tmp_path / "run"), max_steps=6))
 

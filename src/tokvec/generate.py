@@ -160,6 +160,10 @@ def iter_tokens(model: "GPT", ids: Tensor, max_new_tokens: int, *, temperature: 
             if decoder is None:  # built at the first one-token step, freed with this generator
                 decoder = Decoder(model)
             logits = decoder.step(history[:, -1:], cache)
+        if not bool(torch.isfinite(logits).all()):  # multinomial would fail obscurely, argmax silently
+            raise TokvecValueError(f"the model's logits hold NaN or infinite values (generating token "
+                                   f"{history.shape[1] - ids.shape[1] + 1}): its weights are damaged or its "
+                                   f"training diverged; train it again (e.g. with a lower --lr)")
         logits = apply_repetition_penalty(logits.float(), history, repetition_penalty)
         token = next_token(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         history = torch.cat([history, token.unsqueeze(1)], dim=1)
