@@ -48,6 +48,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .tokenizers.base import Tokenizer
 
 
+# The one default temperature of every sampler tokvec offers (generate, stream, GPT.generate, the CLI's
+# generate and train --sample, the report): a little sharper than the model's own distribution.
+DEFAULT_TEMPERATURE = 0.8
+
 # -- options --------------------------------------------------------------------------------------
 def check_options(max_new_tokens: Any, *, temperature: Any = 1.0, top_k: Any = None, top_p: Any = None,
                   repetition_penalty: Any = 1.0, eos_id: Any = None, vocab_size: int | None = None) -> None:
@@ -213,7 +217,8 @@ def _stop_list(stop: Sequence[str] | str | None) -> list[str]:
     return stops
 
 
-def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *, temperature: float = 1.0,
+def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *,
+             temperature: float = DEFAULT_TEMPERATURE,
              top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
              eos_id: int | None = None, stop: Sequence[str] | str | None = None, tokenizer: "Tokenizer | None" = None,
              seed: int | None = None, use_cache: bool = True) -> Tensor:
@@ -285,7 +290,8 @@ def encode_prompt(tokenizer: "Tokenizer", prompt: str) -> list[int]:
     return ids
 
 
-def stream(model: "GPT", tokenizer: "Tokenizer", prompt: str, max_new_tokens: int, *, temperature: float = 1.0,
+def stream(model: "GPT", tokenizer: "Tokenizer", prompt: str, max_new_tokens: int, *,
+           temperature: float = DEFAULT_TEMPERATURE,
            top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
            eos_id: int | None = None, stop_at_eos: bool = True, stop: Sequence[str] | str | None = None,
            seed: int | None = None, use_cache: bool = True) -> Iterator[str]:

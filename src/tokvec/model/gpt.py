@@ -188,7 +188,7 @@ class GPT(nn.Module):
 
     # -- generation -----------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, ids: Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+    def generate(self, ids: Tensor, max_new_tokens: int, *, temperature: float = 0.8, top_k: int | None = None,
                  top_p: float | None = None, repetition_penalty: float = 1.0, eos_id: int | None = None,
                  stop: list[str] | str | None = None, tokenizer: Any = None, seed: int | None = None,
                  use_cache: bool = True) -> Tensor:
