@@ -73,16 +73,28 @@ def read_text_file(path: Path, encoding: str = "utf-8") -> str:
     return read_text(path, encoding)
 
 
+def check_out(out_path: Path, inputs=(), *, run: Optional[Path] = None, flag: str = "--out") -> None:
+    """Refuse an output that is one of the command's inputs (or a file of the run it reads), before any work."""
+    from ._io import check_output
+    from .runlock import run_files
+
+    check_output(out_path, [*inputs, *(run_files(run) if run is not None else [])], flag=flag)
+
+
 def _preview(x, rows: int = 4, cols: int = 6) -> Table:
+    """The first ``rows`` x ``cols`` of a (positions, d_model) matrix; a cut is marked with … and the size."""
+    n_rows, n_cols = x.shape[0], x.shape[-1]
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("pos")
-    for j in range(min(cols, x.shape[-1])):
+    for j in range(min(cols, n_cols)):
         table.add_column(f"d{j}", justify="right")
-    if x.shape[-1] > cols:
-        table.add_column("…")
-    for i in range(min(rows, x.shape[0])):
+    if n_cols > cols:
+        table.add_column(f"… {n_cols - cols} more")
+    for i in range(min(rows, n_rows)):
         cells = [f"{float(v):+.4f}" for v in x[i, :cols]]
-        table.add_row(str(i), *cells, *(["…"] if x.shape[-1] > cols else []))
+        table.add_row(str(i), *cells, *(["…"] if n_cols > cols else []))
+    if n_rows > rows:
+        table.add_row(f"… {n_rows - rows} more", *(["…"] * (min(cols, n_cols) + (n_cols > cols))))
     return table
 
 
@@ -181,7 +193,9 @@ def tokenizer_train(
     from .data.textstream import corpus_bytes, expand_corpus
     from .tokenizers.bpe import BPETokenizer
 
-    paths = expand_corpus(_corpus_args(corpus, files))
+    items = _corpus_args(corpus, files)
+    paths = expand_corpus(items)
+    check_out(out_path, [*paths, *(p for p in items if Path(p).is_dir())])
     start = time.perf_counter()
     with progress_bar(corpus_bytes(paths), "reading + counting") as advance:
         tok = BPETokenizer.train(paths, vocab_size=vocab_size, pattern=pattern, special_tokens=special or [],
@@ -240,7 +254,11 @@ def encode(
     from .data.tokenfile import write_token_file
 
     tok = _load_tokenizer_arg(tokenizer)
-    paths = expand_corpus(_corpus_args(corpus, files))
+    items = _corpus_args(corpus, files)
+    paths = expand_corpus(items)
+    sidecar = out_path.with_name(out_path.name + ".json")
+    for target in (out_path, sidecar):  # a corpus directory would read the token file as text next time
+        check_out(target, [*paths, tokenizer, *(p for p in items if Path(p).is_dir())])
     start = time.perf_counter()
     with progress_bar(corpus_bytes(paths), "encoding") as advance:
         info = write_token_file(tok, paths, out_path, encoding=encoding, eot=eot,
@@ -266,6 +284,7 @@ def positional_compare(
     max_steps: int = typer.Option(300, "--max-steps", help="Training steps per scheme."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (torch's default)."),
     out_dir: Path = typer.Option(Path("runs/positional-compare"), "--out", help="Where the CSV and plot go."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier comparison in --out."),
 ) -> None:
     """Train the same small model once per positional scheme; show perplexity at longer lengths."""
     from .positional.compare import CompareConfig, compare, format_table, parse_lengths, parse_schemes, plot, write_csv
@@ -275,13 +294,18 @@ def positional_compare(
     config = CompareConfig(corpus=None if corpus is None else str(corpus), train_len=train_len,
                            eval_lens=parse_lengths(eval_lens), schemes=parse_schemes(schemes), max_steps=max_steps,
                            threads=threads).validate()
-    err.print(f"tokvec positional compare: {len(config.schemes)} schemes, d_model {config.d_model}, "
-              f"{config.n_layers} layers, {config.max_steps} steps each, trained at {config.train_len}", markup=False)
-    with progress_bar(len(config.schemes) * (1 + len(config.eval_lens)), "comparing") as advance:
-        rows = compare(config, progress=lambda message: advance(1, description=message))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = write_csv(rows, out_dir / "compare.csv")
-    png_path = plot(rows, out_dir / "compare.png", train_len=config.train_len)
+    from .data.corpus import corpus_files
+    from .runlock import RunClaim
+
+    # claimed (checked, locked, proven writable) before a minute of training per scheme
+    with RunClaim(out_dir, "positional-compare", force=force, inputs=corpus_files(config.corpus)):
+        err.print(f"tokvec positional compare: {len(config.schemes)} schemes, d_model {config.d_model}, "
+                  f"{config.n_layers} layers, {config.max_steps} steps each, trained at {config.train_len}",
+                  markup=False)
+        with progress_bar(len(config.schemes) * (1 + len(config.eval_lens)), "comparing") as advance:
+            rows = compare(config, progress=lambda message: advance(1, description=message))
+        png_path = plot(rows, out_dir / "compare.png", train_len=config.train_len)
+        csv_path = write_csv(rows, out_dir / "compare.csv")  # last: the CSV commits the comparison
     out.print(format_table(rows), markup=False)
     out.print(f"wrote {csv_path} and {png_path}", markup=False)
 
@@ -320,6 +344,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of init, split and batches (1337)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (runs/tokvec)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    force: bool = typer.Option(False, "--force", help="Replace the run already in --out (it is discarded)."),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on the CPU."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (torch's default)."),
@@ -346,9 +371,11 @@ def train(
         if out_dir is not None and out_dir.resolve() != resume.resolve():
             raise CLIError(f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
                            f"directory, so drop --out")
+        if force:
+            raise CLIError(f"--resume continues the run in {resume} and --force starts it over; pass only one")
         config = TrainConfig.for_resume(str(resume), **flags)
     else:
-        config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out))
+        config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out), force=force)
     run_dir = Path(config.out)
     world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
     if rank != 0:  # under torchrun only rank 0 speaks; the others train silently
@@ -371,25 +398,56 @@ def train(
                           f"  lr {info['lr']:.2e}  {info['tokens_per_s']:,.0f} tok/s")
 
         try:
-            result = run_training(config, progress=progress)
+            with _warnings_as_lines():
+                result = run_training(config, progress=progress)
         except KeyboardInterrupt:
-            err.print(f"tokvec: interrupted after step {last['step']}; checkpoint saved in {run_dir}; "
-                      f"continue with: tokvec train --resume {run_dir}", markup=False, soft_wrap=True)
+            err.print(f"tokvec: interrupted after step {last['step']}; {_saved_step(run_dir)}", markup=False,
+                      soft_wrap=True)
             raise typer.Exit(130)
     console = out
     params = result.model.num_parameters()
     losses = "" if result.val_loss is None else f"train {result.train_loss:.4f}  val {result.val_loss:.4f}  "
     console.print(f"done: step {result.step}  {losses}{result.tokens_per_s:,.0f} tok/s  {params:,} parameters"
                   f"  -> {run_dir}", markup=False, soft_wrap=True)
+    if result.val_loss is not None and result.baselines:
+        unigram, uniform = result.baselines["unigram"], result.baselines["uniform"]
+        console.print(f"val loss {result.val_loss:.3f} nats/token; baselines: {unigram:.3f} (unigram: token "
+                      f"frequencies only), {uniform:.3f} (uniform guess over {result.tokenizer.vocab_size:,} "
+                      f"tokens)", markup=False, soft_wrap=True)
     if sample > 0:
-        from .generate import stream
+        from .generate import DEFAULT_TEMPERATURE, stream
 
-        console.print("--- sample ---", markup=False)
-        for piece in stream(result.model, result.tokenizer, "\n", sample, temperature=0.8, top_k=50,
+        console.print(f"--- sample (temperature {DEFAULT_TEMPERATURE}, top-k 50) ---", markup=False)
+        for piece in stream(result.model, result.tokenizer, "\n", sample, temperature=DEFAULT_TEMPERATURE, top_k=50,
                             seed=config.seed):
             console.print(piece, end="", markup=False, highlight=False)
         console.print()
 
+
+
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Show the library's warnings (a changed corpus, ...) as one ``tokvec: warning:`` line each, as they happen."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *_args, **_kw: err.print(f"tokvec: warning: {message}", markup=False,
+                                                                      soft_wrap=True)
+        yield
+
+
+def _saved_step(run_dir: Path) -> str:
+    """What an interrupted run left, read from disk (a second Ctrl-C may have cut a checkpoint short)."""
+    from .checkpoint import CheckpointError, has_checkpoint, read_run_config
+
+    try:
+        step = read_run_config(run_dir)["step"] if has_checkpoint(run_dir) else None
+    except (CheckpointError, OSError):
+        step = None
+    if step is None:
+        return f"no checkpoint was saved in {run_dir}"
+    return f"the last checkpoint in {run_dir} is step {step}; continue with: tokvec train --resume {run_dir}"
 
 
 # generate (model/generation half of the LM issue)
@@ -398,7 +456,8 @@ def generate_cmd(
     run: Path = typer.Option(..., "--run", help="Run directory written by `tokvec train`."),
     prompt: str = typer.Option("", "--prompt", "-p", help="Text to continue (default: start from <bos>)."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", "-n", help="Tokens to generate."),
-    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature; 0 = greedy."),
+    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature; 0 = greedy (0.8, "
+                                      "tokvec.generate.DEFAULT_TEMPERATURE)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus: the most likely tokens holding p of "
                                           "the probability, p in (0, 1]."),
@@ -485,6 +544,7 @@ def classify_train(
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Rows held out for accuracy."),
     seed: int = typer.Option(1337, "--seed"),
     out_dir: Path = typer.Option(Path("runs/classifier"), "--out"),
+    force: bool = typer.Option(False, "--force", help="Replace the classifier already in --out."),
 ) -> None:
     """Train a sequence classifier on labelled text; prints train/val accuracy."""
     from .classify import ClassifyConfig, train_classifier
@@ -492,7 +552,8 @@ def classify_train(
     config = ClassifyConfig(csv=str(csv_path), text_column=text_column, label_column=label_column, encoding=encoding,
                             tokenizer=tokenizer, positional=positional, d_model=d_model, n_layers=layers,
                             n_heads=heads, context=context, pooling=pooling, max_steps=max_steps,
-                            batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, out=str(out_dir))
+                            batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, out=str(out_dir),
+                            force=force)
     with progress_bar(max_steps, "classifier") as advance:
         result = train_classifier(config, progress=lambda step, total, info: advance(
             1, description=f"loss {info['loss']:.3f}"))
@@ -554,6 +615,7 @@ def plot_pe_cmd(
     """Heatmap of the position vectors: position × dimension."""
     from .viz import plot_pe
 
+    check_out(out_path, run=run)
     if run is not None:
         data = _open_run(run, "plot pe")
         fig = plot_pe(data.model.embed.positional, d_model=data.model.embed.d_model,
@@ -576,6 +638,7 @@ def plot_pe_similarity_cmd(
     """PE(i)·PE(j), or the score a scheme adds to attention, against position and distance."""
     from .viz import plot_pe_similarity
 
+    check_out(out_path, run=run)
     if run is not None:
         model = _open_run(run, "plot pe-similarity").model
         fig = plot_pe_similarity(model.embed.positional, n_positions=n_positions, d_model=model.config.d_model,
@@ -594,6 +657,7 @@ def plot_embeddings_cmd(
     """2-D PCA of the learned token embedding table, each point labelled with its token."""
     from .viz import embedding_table, plot_embeddings, token_strings, top_ids
 
+    check_out(out_path, run=run)
     data = _open_run(run, "plot embeddings")
     fig = plot_embeddings(embedding_table(data.model), token_strings(data.tokenizer),
                           ids=top_ids(data.tokenizer, top))
@@ -611,6 +675,7 @@ def plot_attention_cmd(
     from .viz import plot_attention
     from .viz.analysis import attention_maps
 
+    check_out(out_path, run=run)
     data = _open_run(run, "plot attention")
     weights, pieces = attention_maps(data.model, data.tokenizer, text, layer=layer)
     _save_plot(plot_attention(weights, pieces, layer=layer), out_path)
@@ -631,6 +696,7 @@ def plot_loss_cmd(
             raise CLIError("plot loss needs --run DIR or --metrics FILE")
         check_run_dir(run)
         metrics = run / "metrics.jsonl"
+    check_out(out_path, [metrics], run=run)
     _save_plot(plot_loss(metrics), out_path)
 
 
@@ -705,6 +771,7 @@ def report(
     """One self-contained HTML page: config, parameters, tokenizer stats, losses, a sample and the plots."""
     from .viz.report import build_report, write_report
 
+    check_out(out_path, [val_text] if val_text else [], run=run)
     data = _open_run(run, "report")
     text = read_text_file(val_text) if val_text else None
     page = build_report(data, val_text=text, prompt=prompt or None, max_new_tokens=max_new_tokens, seed=seed)

@@ -260,3 +260,9 @@ def _roll_forward(path: Path) -> None:
 
 
 __all__ = ["RunClaim", "RunLock", "run_kind", "KINDS", "FOREIGN", "MARKER_FILE", "LOCK_FILE"]
+
+
+def run_files(run_dir: str | os.PathLike, kind: str = "lm") -> list[Path]:
+    """The files a run of ``kind`` keeps in ``run_dir`` (what a command reading the run may read),
+    for :func:`tokvec._io.check_output`: an output must never be one of them."""
+    return [Path(run_dir) / name for name in (*KINDS[kind][1], MARKER_FILE)]

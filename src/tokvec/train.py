@@ -184,6 +184,7 @@ class TrainResult:
     model: torch.nn.Module
     tokenizer: Any
     fused_adamw: bool
+    baselines: dict = field(default_factory=dict)  # val loss of trivial predictors: "unigram", "uniform"
 
 
 BPE_SPECIALS = ("<|endoftext|>",)
@@ -380,6 +381,18 @@ def _claimed(config: TrainConfig, files: list[Path] | None, ctx: dist_.DistConte
         claim.__exit__(type(e), e, e.__traceback__)
         raise
     claim.__exit__(None, None, None)
+
+
+def loss_baselines(split, vocab_size: int) -> dict[str, float]:
+    """What a model that learned nothing about order scores on the val split, in nats per token (the
+    unit of the loss): ``unigram`` predicts every token by its frequency in the train split (add-one
+    smoothed; the cross-entropy -mean log p(val token)), ``uniform`` guesses any id, ln(vocab_size)."""
+    counts = np.ones(vocab_size, dtype=np.float64)
+    for segment in split.train:
+        counts += np.bincount(np.asarray(segment, dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    logp = np.log(counts / counts.sum())
+    val = np.asarray(split.val, dtype=np.int64)
+    return {"unigram": float(-logp[val].mean()) if len(val) else math.nan, "uniform": math.log(vocab_size)}
 
 
 def _first_nonfinite(model: torch.nn.Module) -> str | None:
@@ -597,7 +610,8 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     return TrainResult(run_dir=run_dir, step=step, start_step=start_step, train_loss=train_loss,
                        val_loss=val_loss, tokens_per_s=tokens_per_s,
                        elapsed_s=elapsed_before + time.perf_counter() - t_start, losses=losses,
-                       metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused)
+                       metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused,
+                       baselines=loss_baselines(split, tokenizer.vocab_size))
 
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "build_tokenizer", "evaluate",
