@@ -176,11 +176,12 @@ class RunClaim:
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{self.flag} {path} is a file, not a directory; pick a directory for the run")
         check_output(path, self.inputs, flag=self.flag, out_is_dir=True)
+        self._check(discard=False)  # refuse before touching anything (not even a lock file)
         self.created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
         try:
             self._lock = RunLock(path).acquire()
-            self._check()
+            self._check(discard=True)  # again under the lock: another writer may have won the race
             clean_temp_files(path)
             if self.kind in ("lm", "imported"):
                 _roll_forward(path)
@@ -190,7 +191,7 @@ class RunClaim:
             raise
         return self
 
-    def _check(self) -> None:
+    def _check(self, discard: bool) -> None:
         path, kind = self.path, self.kind
         found = run_kind(path)
         if found == FOREIGN and not self.force:
@@ -207,7 +208,7 @@ class RunClaim:
         if self.committed and not self.force:
             raise RunDirError(f"{self.flag} {path} already holds a {kind} run; continue it with --resume, replace "
                               f"it with --force, or pick another {self.flag}")
-        if self.committed:  # --force: the old run goes first (its commit file first), so old and new never mix
+        if self.committed and discard:  # --force: the old run goes first (its commit file first), so old and new never mix
             commit, owned = KINDS[kind]
             for name in (commit, *owned):
                 try:
