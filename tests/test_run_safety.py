@@ -172,6 +172,7 @@ def test_a_failed_run_leaves_no_directory_it_created(tmp_path):
     assert (tmp_path / "kept").is_dir()  # not ours to remove
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [
     ["train", "--corpus", "{missing}", "--out", "{out}"],
     ["train", "--corpus", "{short}", "--out", "{out}", "--max-steps", "2"],
@@ -190,6 +191,7 @@ def test_failed_commands_leave_no_empty_run_directory(tmp_path, capsys, argv):
     assert not (tmp_path / "runs" / "x").exists()
 
 
+@pytest.mark.slow
 def test_cli_kind_and_overwrite_checks(lm_run, tmp_path, capsys):
     run = copy_run(lm_run, tmp_path / "run")
     before = {p.name: digest(p) for p in run.iterdir() if p.is_file()}
@@ -226,6 +228,7 @@ with RunClaim(sys.argv[1], "lm", resume=True):
 """
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_with_the_holders_pid_and_a_killed_holder_never_blocks(lm_run, tmp_path):
     run = copy_run(lm_run, tmp_path / "run")
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
@@ -248,6 +251,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_a_killed_holder_nev
     assert ckpt.read_run_config(run)["step"] == 6
 
 
+@pytest.mark.slow
 def test_two_trainings_at_once_one_is_refused(tmp_path):
     (tmp_path / "corpus.txt").write_text(TEXT * 8, encoding="utf-8")
     argv = ["train", "--corpus", tmp_path / "corpus.txt", *SMALL, "--max-steps", "40", "--eval-interval", "5",
@@ -266,6 +270,7 @@ def test_two_trainings_at_once_one_is_refused(tmp_path):
 
 
 # -- never a garbage checkpoint --------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_diverging_run_commits_no_nan_checkpoint(tmp_path, capsys):
     (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
     code, _, err = cli(capsys, "train", "--corpus", tmp_path / "corpus.txt", *SMALL, "--lr", "1e12",
@@ -337,6 +342,7 @@ def test_an_interrupt_reports_the_step_on_disk_not_a_guess(lm_run, tmp_path, cap
 
 
 # -- paths: absolute, resumable from anywhere, the run never reads itself ----------------------------
+@pytest.mark.slow
 def test_resume_from_another_directory_and_after_the_corpus_moved(tmp_path):
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
     home.mkdir()
@@ -357,6 +363,7 @@ def test_resume_from_another_directory_and_after_the_corpus_moved(tmp_path):
     assert ckpt.read_run_config(home / "run")["step"] == 6
 
 
+@pytest.mark.slow
 def test_a_run_inside_its_corpus_directory_never_reads_itself(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
@@ -475,6 +482,7 @@ def test_report_writes_through_a_fifo_and_keeps_a_symlink(lm_run, tmp_path, caps
 
 
 # -- report: reads what training read, and only inside the run ----------------------------------------
+@pytest.mark.slow
 def test_report_on_a_multi_file_corpus_keeps_tokens_per_character_and_attention(tmp_path, capsys):
     data = tmp_path / "corpus"
     data.mkdir()

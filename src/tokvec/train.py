@@ -323,7 +323,12 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
         with dist_.collective_errors(ctx, config.dist_timeout_s):
             files = _corpus_list(config)
             with _claimed(config, files, ctx):
-                return _train(config, progress, ctx, files)
+                result = _train(config, progress, ctx, files)
+            # every rank is past its last collective (and rank 0 has closed the run) before any rank
+            # tears its connections down: a peer that leaves first while the other still waits on the
+            # group aborted that process (SIGABRT) now and then, after its checkpoint was written
+            dist_.barrier(ctx)
+            return result
     finally:
         torch.set_num_threads(threads)
         dist_.shutdown(ctx)
