@@ -6,10 +6,9 @@ import random
 import pytest
 import torch
 
-from tokvec.classify import ClassifyConfig, load_classifier, pad_batch, read_labelled_csv, train_classifier
-from tokvec.errors import FormatError, TokvecValueError
-
 from test_cli_embed import run as run_cli
+from tokvec.errors import FormatError, TokvecValueError
+from tokvec.runs.classify import ClassifyConfig, load_classifier, pad_batch, read_labelled_csv, train_classifier
 
 
 def write_csv(path, rows, header=("text", "label")):

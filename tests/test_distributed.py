@@ -5,15 +5,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tokvec import distributed as D
-from tokvec.checkpoint import load_run, read_metrics
 from tokvec.errors import DistributedError, TokvecValueError
+from tokvec.runs import distributed as D
+from tokvec.runs.checkpoint import load_run, read_metrics
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
 

@@ -8,10 +8,18 @@ import math
 import pytest
 import torch
 
-from tokvec import GPT, CharTokenizer, ModelConfig
+from tokvec import GPT, CharTokenizer, ModelConfig, load_model
 from tokvec.errors import TokvecTypeError, TokvecValueError
-from tokvec.generate import (_split_at_stop, apply_repetition_penalty, encode_prompt, generate, next_token, stream,
-                             top_k_filter, top_p_filter)
+from tokvec.generate import (
+    _split_at_stop,
+    apply_repetition_penalty,
+    encode_prompt,
+    generate,
+    next_token,
+    stream,
+    top_k_filter,
+    top_p_filter,
+)
 from tokvec.model.cache import PreallocatedKVCache
 from tokvec.positional import available
 
@@ -252,13 +260,8 @@ def test_bad_prompts(chars):
 @pytest.fixture
 def fake_run(tmp_path, monkeypatch, chars):
     """A run directory whose loading is stubbed: the CLI's own logic, without a training run."""
-    import sys
-    import types
-
     model = model_for(vocab_size=chars.vocab_size, context_length=32)
-    fake = types.ModuleType("tokvec.checkpoint")
-    fake.load_run = lambda path: (model, chars, {})
-    monkeypatch.setitem(sys.modules, "tokvec.checkpoint", fake)
+    monkeypatch.setattr("tokvec.runs.checkpoint.load_run", lambda path: (model, chars, {}))
     (tmp_path / "run").mkdir()
     return tmp_path / "run", model
 
@@ -327,8 +330,7 @@ def test_cli_generate_bad_input(fake_run, capsys):
 
 def test_cli_train_then_generate_end_to_end(tmp_path, capsys, monkeypatch):
     """`tokvec train` on a small file, then `tokvec generate` on its run directory (real checkpoint)."""
-    pytest.importorskip("tokvec.checkpoint", reason="tokvec train/checkpoint are not merged into this tree yet")
-    from tokvec.checkpoint import load_run
+    from tokvec.runs.checkpoint import load_run
 
     corpus = tmp_path / "small.txt"
     corpus.write_text("to be or not to be, that is the question.\n" * 30, encoding="utf-8")
@@ -343,7 +345,7 @@ def test_cli_train_then_generate_end_to_end(tmp_path, capsys, monkeypatch):
     expected = "".join(stream(model, tok, "to be or not", 30, temperature=0))
     assert code == 0 and out == "to be or not" + expected + "\n"
     assert "that is the question" in expected  # 60 steps learn the line (near enough)
-    assert GPT.from_run(run).num_parameters() == model.num_parameters()
+    assert load_model(run).num_parameters() == model.num_parameters()
     code, out, _ = run_cli(["generate", "--run", str(run), "-i", "-n", "8", "--seed", "1"], capsys,
                            stdin="that\n\n", monkeypatch=monkeypatch)
     assert code == 0 and out.startswith("> that") and out.endswith("\n> ")
@@ -359,7 +361,7 @@ def test_cli_train_takes_the_llama_block_choices(tmp_path, capsys):
     code, _, err = run_cli(base + ["--positional", "rope", "--norm", "rmsnorm", "--activation", "swiglu",
                                    "--out", str(run)], capsys)
     assert code == 0, err
-    model = GPT.from_run(run)
+    model = load_model(run)
     assert (model.config.positional, model.config.norm, model.config.activation) == ("rope", "rmsnorm", "swiglu")
     code, _, err = run_cli(base + ["--norm", "batchnorm", "--out", str(tmp_path / "bad")], capsys)
     last = err.strip().splitlines()[-1]

@@ -350,7 +350,7 @@ def test_scheme_classes_are_exported():
 # -- length-extrapolation harness -----------------------------------------------------------------
 
 def test_compare_trains_each_scheme_and_scores_every_length(tmp_path):
-    from tokvec.positional.compare import CompareConfig, compare, format_table, plot, write_csv
+    from tokvec.runs.experiments import CompareConfig, compare, format_table, plot, write_csv
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 60, encoding="utf-8")
@@ -370,7 +370,7 @@ def test_compare_trains_each_scheme_and_scores_every_length(tmp_path):
 
 
 def test_compare_bad_input():
-    from tokvec.positional.compare import CompareConfig, parse_lengths, parse_schemes
+    from tokvec.runs.experiments import CompareConfig, parse_lengths, parse_schemes
 
     assert parse_schemes("all") == tuple(available())
     assert parse_schemes("rope, alibi") == ("rope", "alibi")

@@ -8,8 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokvec.errors import TokvecTypeError, TokvecValueError
-from tokvec.positional import (LearnedPositionalEncoding, NoPositionalEncoding, SinusoidalPositionalEncoding, build,
-                               sinusoidal_table)
+from tokvec.positional import (
+    LearnedPositionalEncoding,
+    NoPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    build,
+    sinusoidal_table,
+)
 
 
 def _formula(pos: int, j: int, d: int) -> float:

@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from tokvec import BPETokenizer
+from tokvec import BPETokenizer, textstream
 from tokvec.cli import main
 from tokvec.data import load_token_file, read_token_file_info, token_dtype, write_token_file
-from tokvec.data import textstream
 from tokvec.errors import FormatError, TokvecValueError
 
 # Boundary traps for chunking: whitespace before newlines ("foo  \nbar" splits differently when cut),

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokvec import checkpoint as ckpt
 from tokvec.cli import main
 from tokvec.errors import TokvecValueError
-from tokvec.train import TrainConfig, TrainingDivergedError, build_tokenizer, train
+from tokvec.runs import checkpoint as ckpt
+from tokvec.runs.train import TrainConfig, TrainingDivergedError, train
+from tokvec.tokenizers import build_tokenizer
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SHAKESPEARE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"

@@ -19,14 +19,28 @@ import torch
 
 from tokvec import CharTokenizer, InputEmbedding
 from tokvec.errors import FormatError, TokvecValueError, UnknownTokenError
-from tokvec.positional import PositionalEncoding, build, sinusoidal_table
-from tokvec.viz import (display_token, find_cjk_font, neighbors, pca_2d, plot_attention, plot_embeddings,
-                        plot_loss, plot_pe, plot_pe_similarity, positional_scores, read_metrics, save_figure,
-                        token_strings, trace)
+from tokvec.positional import build, sinusoidal_table
+from tokvec.runs.rundir import RunData, check_run_dir
+from tokvec.viz import (
+    display_token,
+    find_cjk_font,
+    neighbors,
+    pca_2d,
+    plot_attention,
+    plot_embeddings,
+    plot_loss,
+    plot_pe,
+    plot_pe_similarity,
+    positional_scores,
+    read_metrics,
+    save_figure,
+    token_strings,
+    trace,
+)
 from tokvec.viz import fonts as fonts_module
 from tokvec.viz.analysis import attention_maps
 from tokvec.viz.fonts import FontInfo
-from tokvec.viz.report import RunData, build_report, check_run_dir, tokenizer_stats, write_report
+from tokvec.viz.report import build_report, tokenizer_stats, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CJK_FONT = find_cjk_font()
@@ -502,7 +516,7 @@ POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    train = pytest.importorskip("tokvec.train", reason="the training code (tokvec.train) is not installed")
+    from tokvec.runs import train
     root = tmp_path_factory.mktemp("trained")
     corpus = root / "poem.txt"
     corpus.write_text(POEM * 40, encoding="utf-8")
