@@ -4,7 +4,8 @@
 
 Both sides are fresh interpreters started the same way (the venv's python); they alternate, round
 after round, so load on a shared machine falls on both. Reported: the median wall time of each, the
-ratio (target: --help <= 3x a bare interpreter) and `tokvec --version` for reference. `--help` must
+ratio (target: --help <= 3x a bare interpreter), `tokvec --version`, and importing the CLI
+framework alone (typer + rich), the floor under both. `--help` must
 not import torch, numpy or matplotlib (tests/test_cli_startup.py checks that); this measures what
 the command-line framework (typer, rich) still costs.
 """
@@ -25,6 +26,8 @@ SCRIPT = Path(sys.executable).with_name("tokvec")  # the installed console scrip
 TOKVEC = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tokvec"]
 SIDES = {
     "python -c pass": [sys.executable, "-c", "pass"],
+    # the floor this CLI framework sets: what `--help` costs before tokvec itself runs
+    "python -c 'import typer, rich.console'": [sys.executable, "-c", "import typer, rich.console"],
     "tokvec --help": [*TOKVEC, "--help"],
     "tokvec --version": [*TOKVEC, "--version"],
 }
