@@ -91,6 +91,7 @@ def test_shaw_values_with_dropout_write_the_weights_out():
     assert explicit.called  # dropout acts on the weights the value term sees: the fused path has none
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["t5", "relative"])
 def test_fused_distance_path_equals_the_explicit_path_with_gradients(name):
     """Same layer, same input: the banded fused path against the weights written out (need_weights),

@@ -257,6 +257,7 @@ def test_package_root_exports_lazily_and_train_is_the_function():
         tokvec.no_such_name
 
 
+@pytest.mark.slow
 # -- it learns ---------------------------------------------------------------------------------
 def test_tiny_model_learns_repeated_text():
     """2 layers, d 32: a plain AdamW loop drives the loss on a repeated sentence to ~0, and greedy
@@ -315,6 +316,7 @@ def test_classifier_bad_input():
         clf(ids, padding_mask=torch.tensor([[False] * 4, [True] * 4]))
 
 
+@pytest.mark.slow
 def test_classifier_learns_and_loads_lm_weights():
     torch.manual_seed(0)
     cfg = tiny()

@@ -68,6 +68,7 @@ def no_glyph_warnings(fig, fmt="png"):
     return [str(w.message) for w in caught if "missing from font" in str(w.message)]
 
 
+@pytest.mark.slow
 # -- fonts ----------------------------------------------------------------------------------------------
 @needs_cjk_font
 def test_cjk_font_found_covers_chinese_and_labels_draw_without_missing_glyphs():
@@ -402,6 +403,7 @@ def fake_run(tok, tmp_path, positional="sinusoidal"):
     return RunData(model=model, tokenizer=tok, config=config, metrics=RECORDS, path=tmp_path)
 
 
+@pytest.mark.slow
 def test_report_holds_config_counts_stats_losses_sample_and_inline_plots(tok, tmp_path):
     run = fake_run(tok, tmp_path)
     val = "你好好嗎嗎 hello"
