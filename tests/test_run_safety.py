@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokvec import checkpoint as ckpt
+from tokvec.runs import checkpoint as ckpt
 from tokvec.cli import main
 from tokvec.errors import RunDirError, RunLockedError, TokvecValueError
-from tokvec.runlock import LOCK_FILE, MARKER_FILE, RunClaim, RunLock, run_kind
+from tokvec.runs.lock import LOCK_FILE, MARKER_FILE, RunClaim, RunLock, run_kind
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
         "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 12
@@ -221,7 +221,7 @@ def test_cli_kind_and_overwrite_checks(lm_run, tmp_path, capsys):
 # -- the lock: two real processes ------------------------------------------------------------------
 HOLDER = """
 import sys, time
-from tokvec.runlock import RunClaim
+from tokvec.runs.lock import RunClaim
 with RunClaim(sys.argv[1], "lm", resume=True):
     print("locked", flush=True)
     time.sleep(120)
@@ -531,14 +531,17 @@ def test_previews_mark_what_they_cut(capsys):
 
 
 def test_one_default_temperature():
+    import importlib
     import inspect
 
-    from tokvec import generate as g
+    from tokvec.cli.generate import generate_cmd
     from tokvec.model.gpt import GPT
 
+    g = importlib.import_module("tokvec.generate")
     assert g.DEFAULT_TEMPERATURE == 0.8
     for fn in (g.generate, g.stream, GPT.generate):
         assert inspect.signature(fn).parameters["temperature"].default == g.DEFAULT_TEMPERATURE
+    assert inspect.signature(generate_cmd).parameters["temperature"].default.default == g.DEFAULT_TEMPERATURE
 
 
 def test_bpe_running_out_of_merges_names_a_flag_train_has(tmp_path, capsys):

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 from .._io import atomic_open, check_output, read_json, write_json, write_target
 from ..errors import FormatError, OutputPathError, TokvecError, TokvecValueError
-from .textstream import expand_corpus, iter_corpus_chunks
+from ..textstream import expand_corpus, iter_corpus_chunks
 
 FORMAT = "tokvec.tokens"
 VERSION = 1

@@ -31,8 +31,8 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from ._io import clean_temp_files, read_json, write_json
-from .errors import FormatError, RunDirError, RunLockedError
+from .._io import TEMP_SUFFIX, clean_temp_files, read_json, write_json
+from ..errors import FormatError, RunDirError, RunLockedError
 
 MARKER_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -77,12 +77,18 @@ def run_kind(path: str | os.PathLike) -> str | None:
     for kind in ("classifier", "positional-compare"):
         if (path / KINDS[kind][0]).is_file():
             return kind
-    names = [p.name for p in path.iterdir() if p.name not in _OWN]
-    return FOREIGN if names else None
+    return FOREIGN if _others(path) else None
+
+
+def _others(path: Path) -> list[str]:
+    """Names in ``path`` that no tokvec writer put there (not the lock, the marker, or a temporary
+    file of an atomic write in progress or killed)."""
+    return sorted(p.name for p in path.iterdir()
+                  if p.name not in _OWN and not (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)))
 
 
 def _foreign_names(path: Path, limit: int = 3) -> str:
-    names = sorted(p.name for p in path.iterdir() if p.name not in _OWN)
+    names = _others(path)
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
@@ -170,7 +176,7 @@ class RunClaim:
         return (self.path / KINDS[self.kind][0]).is_file()
 
     def __enter__(self) -> "RunClaim":
-        from ._io import check_output
+        from .._io import check_output
 
         path = self.path
         if path.exists() and not path.is_dir():

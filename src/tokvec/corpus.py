@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import TokvecValueError
+from .errors import TokvecValueError
 
 
 def default_corpus_files() -> list[Path]:
