@@ -198,8 +198,9 @@ def full_loss(model, data: np.ndarray, *, block_size: int, batch_size: int = 64)
     for b in range(0, len(starts), batch_size):
         rows = [data[i:i + block_size + 1].astype(np.int64) for i in starts[b:b + batch_size]]
         t = torch.from_numpy(np.stack(rows))
-        total += float(model(t[:, :-1], t[:, 1:])[1]) * t[:, 1:].numel()
-        count += t[:, 1:].numel()
+        x, y = t[:, :-1].contiguous(), t[:, 1:].contiguous()  # nanoGPT's loss views its targets
+        total += float(model(x, y)[1]) * y.numel()
+        count += y.numel()
     model.train(was)
     return total / count
 
