@@ -245,7 +245,7 @@ def check_schedule(max_iters: int, warmup: int, lr: float, min_lr: float) -> flo
 
 def decay_groups(model) -> tuple[set[str], set[str]]:
     """(tokvec's decayed tensors, the reference's), both as reference names."""
-    from tokvec.train import make_optimizer  # the optimizer tokvec's train builds
+    from tokvec.runs.train import make_optimizer  # the optimizer tokvec's train builds
 
     optimizer, _ = make_optimizer(model, TrainConfig(weight_decay=0.1))
     by_id = {id(p): n for n, p in model.named_parameters()}
