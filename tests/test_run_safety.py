@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokvec.runs import checkpoint as ckpt
-from tokvec.cli import main
 from tokvec.errors import RunDirError, RunLockedError, TokvecValueError
+from tokvec.runs import checkpoint as ckpt
 from tokvec.runs.lock import LOCK_FILE, MARKER_FILE, RunClaim, RunLock, run_kind
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
@@ -29,17 +28,6 @@ TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n
 SMALL = ["--d-model", "16", "--layers", "1", "--heads", "2", "--context", "16", "--batch-size", "4",
          "--threads", "1", "--seed", "7"]
 SCRIPT = Path(sys.executable).with_name("tokvec")
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    """Run ``tokvec ARGS`` in this process: (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def run_script(*args, cwd=None, timeout=240, **kwargs) -> subprocess.CompletedProcess:
@@ -181,40 +169,40 @@ def test_a_failed_run_leaves_no_directory_it_created(tmp_path):
     ["classify", "train", "--csv", "{short}", "--out", "{out}"],
 ], ids=["train-missing-corpus", "train-short-corpus", "train-bpe-too-big", "classify-missing-csv",
         "classify-bad-csv"])
-def test_failed_commands_leave_no_empty_run_directory(tmp_path, capsys, argv):
+def test_failed_commands_leave_no_empty_run_directory(tmp_path, cli, argv):
     (tmp_path / "short.txt").write_text("too short", encoding="utf-8")
     (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
     names = dict(missing=tmp_path / "nope.txt", short=tmp_path / "short.txt", corpus=tmp_path / "corpus.txt",
                  out=tmp_path / "runs" / "x")
-    code, _, err = cli(capsys, *[a.format(**names) for a in argv])
+    code, _, err = cli(*[a.format(**names) for a in argv])
     assert code == 2 and err.strip().splitlines()[-1].startswith("tokvec: error: "), err
     assert not (tmp_path / "runs" / "x").exists()
 
 
 @pytest.mark.slow
-def test_cli_kind_and_overwrite_checks(lm_run, tmp_path, capsys):
+def test_cli_kind_and_overwrite_checks(lm_run, tmp_path, cli):
     run = copy_run(lm_run, tmp_path / "run")
     before = {p.name: digest(p) for p in run.iterdir() if p.is_file()}
     csv = tmp_path / "labels.csv"
     csv.write_text("text,label\ngood film,pos\nbad film,neg\n" * 4, encoding="utf-8")
-    code, _, err = cli(capsys, "classify", "train", "--csv", csv, "--out", run, "--max-steps", "2")
+    code, _, err = cli("classify", "train", "--csv", csv, "--out", run, "--max-steps", "2")
     assert code == 2 and "holds a lm run; writing a classifier run into it would break it" in err
-    code, _, err = cli(capsys, "train", "--corpus", lm_run.parent / "corpus.txt", "--out", run, "--max-steps", "2")
+    code, _, err = cli("train", "--corpus", lm_run.parent / "corpus.txt", "--out", run, "--max-steps", "2")
     assert code == 2 and "already holds a lm run; continue it with --resume, replace it with --force" in err
     assert {p.name: digest(p) for p in run.iterdir() if p.is_file() and p.name != LOCK_FILE} == \
         {k: v for k, v in before.items() if k != LOCK_FILE}
     clf = tmp_path / "clf"
-    code, _, err = cli(capsys, "classify", "train", "--csv", csv, "--out", clf, "--max-steps", "2",
+    code, _, err = cli("classify", "train", "--csv", csv, "--out", clf, "--max-steps", "2",
                        "--d-model", "16", "--layers", "1", "--heads", "2")
     assert code == 0, err
-    code, _, err = cli(capsys, "classify", "train", "--csv", csv, "--out", clf, "--max-steps", "2")
+    code, _, err = cli("classify", "train", "--csv", csv, "--out", clf, "--max-steps", "2")
     assert code == 2 and "already holds a classifier run" in err
-    code, _, err = cli(capsys, "train", "--corpus", lm_run.parent / "corpus.txt", "--out", clf, "--max-steps", "2")
+    code, _, err = cli("train", "--corpus", lm_run.parent / "corpus.txt", "--out", clf, "--max-steps", "2")
     assert code == 2 and "holds a classifier run; writing a lm run" in err
-    code, _, err = cli(capsys, "classify", "train", "--csv", csv, "--out", clf, "--max-steps", "3", "--force",
+    code, _, err = cli("classify", "train", "--csv", csv, "--out", clf, "--max-steps", "3", "--force",
                        "--d-model", "16", "--layers", "1", "--heads", "2")
     assert code == 0, err
-    code, out, err = cli(capsys, "classify", "predict", "--run", clf, "good film")
+    code, out, err = cli("classify", "predict", "--run", clf, "good film")
     assert code == 0 and out.split()[0] in ("pos", "neg")
 
 
@@ -271,16 +259,16 @@ def test_two_trainings_at_once_one_is_refused(tmp_path):
 
 # -- never a garbage checkpoint --------------------------------------------------------------------
 @pytest.mark.slow
-def test_a_diverging_run_commits_no_nan_checkpoint(tmp_path, capsys):
+def test_a_diverging_run_commits_no_nan_checkpoint(tmp_path, cli):
     (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
-    code, _, err = cli(capsys, "train", "--corpus", tmp_path / "corpus.txt", *SMALL, "--lr", "1e12",
+    code, _, err = cli("train", "--corpus", tmp_path / "corpus.txt", *SMALL, "--lr", "1e12",
                        "--eval-interval", "1", "--max-steps", "6", "--out", tmp_path / "run")
     assert code == 2, err
     assert "training stopped" in err and "Lower --lr (now 1e+12)" in err
     if ckpt.has_checkpoint(tmp_path / "run"):  # whatever was committed is finite and samples
         model, tok, _ = ckpt.load_run(tmp_path / "run")
         assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
-        code, out, err = cli(capsys, "generate", "--run", tmp_path / "run", "-n", "5", "--seed", "0")
+        code, out, err = cli("generate", "--run", tmp_path / "run", "-n", "5", "--seed", "0")
         assert code == 0, err
 
 
@@ -323,7 +311,7 @@ def test_an_uncommitted_pending_file_is_removed(lm_run, tmp_path):
     assert digest(run / "optimizer.safetensors") == keep
 
 
-def test_an_interrupt_reports_the_step_on_disk_not_a_guess(lm_run, tmp_path, capsys, monkeypatch):
+def test_an_interrupt_reports_the_step_on_disk_not_a_guess(lm_run, tmp_path, cli, monkeypatch):
     from tokvec import TrainConfig
 
     train_module = sys.modules[TrainConfig.__module__]  # wherever the layout puts it
@@ -334,10 +322,10 @@ def test_an_interrupt_reports_the_step_on_disk_not_a_guess(lm_run, tmp_path, cap
 
     monkeypatch.setattr(train_module, "train", interrupted)
     run = copy_run(lm_run, tmp_path / "run")
-    code, _, err = cli(capsys, "train", "--resume", run)
+    code, _, err = cli("train", "--resume", run)
     assert code == 130
     assert "interrupted after step 5; the last checkpoint in" in err and "is step 4; continue with" in err
-    code, _, err = cli(capsys, "train", "--corpus", lm_run.parent / "corpus.txt", "--out", tmp_path / "new")
+    code, _, err = cli("train", "--corpus", lm_run.parent / "corpus.txt", "--out", tmp_path / "new")
     assert code == 130 and "no checkpoint was saved in" in err and "checkpoint saved" not in err
 
 
@@ -364,19 +352,19 @@ def test_resume_from_another_directory_and_after_the_corpus_moved(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_inside_its_corpus_directory_never_reads_itself(tmp_path, capsys):
+def test_a_run_inside_its_corpus_directory_never_reads_itself(tmp_path, cli):
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.txt").write_text(TEXT, encoding="utf-8")
     (data / "b.txt").write_text(TEXT.upper(), encoding="utf-8")
     argv = ["train", "--corpus", data, *SMALL, "--max-steps", "2", "--eval-interval", "2", "--out", data / "run"]
-    code, _, err = cli(capsys, *argv)
+    code, _, err = cli(*argv)
     assert code == 0, err
     tokens = ckpt.read_run_config(data / "run")["data"]["tokens"]
     assert tokens == 2 * len(TEXT)  # a char model: both files, nothing of the run directory
-    code, _, err = cli(capsys, "train", "--resume", data / "run", "--max-steps", "3")
+    code, _, err = cli("train", "--resume", data / "run", "--max-steps", "3")
     assert code == 0, err
-    code, _, err = cli(capsys, *argv, "--force")  # a fresh start lists the corpus again: still not itself
+    code, _, err = cli(*argv, "--force")  # a fresh start lists the corpus again: still not itself
     assert code == 0, err
     assert ckpt.read_run_config(data / "run")["data"]["tokens"] == tokens
 
@@ -417,7 +405,7 @@ OUTPUT_IS_INPUT = [  # (argv with {placeholders}, the input that must survive, e
 
 @pytest.mark.parametrize("argv, keep, fragment", OUTPUT_IS_INPUT,
                          ids=[f"{i}-{' '.join(a[:2])}" for i, (a, _, _) in enumerate(OUTPUT_IS_INPUT)])
-def test_no_command_overwrites_its_input(lm_run, tmp_path, capsys, argv, keep, fragment):
+def test_no_command_overwrites_its_input(lm_run, tmp_path, cli, argv, keep, fragment):
     from tokvec.tokenizers import CharTokenizer
 
     here = tmp_path / "here"
@@ -442,7 +430,7 @@ def test_no_command_overwrites_its_input(lm_run, tmp_path, capsys, argv, keep, f
                    metrics=run / "metrics.jsonl", runtok=run / "tokenizer.json", weights=run / "model.safetensors",
                    config=run / "config.json", tokens=run / "tokens.bin")[keep]
     before = digest(watched)
-    code, out, err = cli(capsys, *[a.format(**names) for a in argv])
+    code, out, err = cli(*[a.format(**names) for a in argv])
     assert code == 2, out + err
     last = err.strip().splitlines()[-1]
     assert last.startswith("tokvec: error: ") and fragment in last and "Traceback" not in err, err
@@ -450,24 +438,24 @@ def test_no_command_overwrites_its_input(lm_run, tmp_path, capsys, argv, keep, f
     assert digest(watched) == before
 
 
-def test_encode_refuses_a_special_file_it_cannot_put_a_sidecar_beside(tmp_path, capsys):
+def test_encode_refuses_a_special_file_it_cannot_put_a_sidecar_beside(tmp_path, cli):
     from tokvec.tokenizers import CharTokenizer
 
     (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
     CharTokenizer.train([TEXT]).save(tmp_path / "tok.json")
     os.mkfifo(tmp_path / "fifo")
-    code, _, err = cli(capsys, "encode", "--tokenizer", tmp_path / "tok.json", "--corpus", tmp_path / "corpus.txt",
+    code, _, err = cli("encode", "--tokenizer", tmp_path / "tok.json", "--corpus", tmp_path / "corpus.txt",
                        "--out", tmp_path / "fifo")
     assert code == 2 and "is not a regular file" in err and "sidecar fifo.json" in err
     assert (tmp_path / "fifo").is_fifo()
 
 
-def test_report_writes_through_a_fifo_and_keeps_a_symlink(lm_run, tmp_path, capsys):
+def test_report_writes_through_a_fifo_and_keeps_a_symlink(lm_run, tmp_path, cli):
     import threading
 
     (tmp_path / "real.html").write_text("old", encoding="utf-8")
     (tmp_path / "link.html").symlink_to(tmp_path / "real.html")
-    code, _, err = cli(capsys, "report", "--run", lm_run, "--out", tmp_path / "link.html", "--max-new-tokens", "5")
+    code, _, err = cli("report", "--run", lm_run, "--out", tmp_path / "link.html", "--max-new-tokens", "5")
     assert code == 0, err
     assert (tmp_path / "link.html").is_symlink() and "<!DOCTYPE html>" in (tmp_path / "real.html").read_text()
     fifo = tmp_path / "fifo.png"
@@ -475,7 +463,7 @@ def test_report_writes_through_a_fifo_and_keeps_a_symlink(lm_run, tmp_path, caps
     got = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
     reader.start()
-    code, _, err = cli(capsys, "plot", "loss", "--run", lm_run, "--out", fifo)
+    code, _, err = cli("plot", "loss", "--run", lm_run, "--out", fifo)
     reader.join(30)
     assert code == 0, err
     assert got and got[0].startswith(b"\x89PNG") and fifo.is_fifo()
@@ -483,7 +471,7 @@ def test_report_writes_through_a_fifo_and_keeps_a_symlink(lm_run, tmp_path, caps
 
 # -- report: reads what training read, and only inside the run ----------------------------------------
 @pytest.mark.slow
-def test_report_on_a_multi_file_corpus_keeps_tokens_per_character_and_attention(tmp_path, capsys):
+def test_report_on_a_multi_file_corpus_keeps_tokens_per_character_and_attention(tmp_path, cli):
     data = tmp_path / "corpus"
     data.mkdir()
     for i, name in enumerate(("a.py", "b.py", "c.py")):  # files that do not end in a newline
@@ -491,7 +479,7 @@ def test_report_on_a_multi_file_corpus_keeps_tokens_per_character_and_attention(
     r = run_script("train", "--corpus", data, "--tokenizer", "bpe:300", *SMALL, "--max-steps", "2",
                    "--eval-interval", "2", "--out", tmp_path / "run")
     assert r.returncode == 0, r.stderr
-    code, _, err = cli(capsys, "report", "--run", tmp_path / "run", "--out", tmp_path / "r.html",
+    code, _, err = cli("report", "--run", tmp_path / "run", "--out", tmp_path / "r.html",
                        "--max-new-tokens", "5")
     assert code == 0, err
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
@@ -500,7 +488,7 @@ def test_report_on_a_multi_file_corpus_keeps_tokens_per_character_and_attention(
     assert "not available" not in page
 
 
-def test_a_crafted_config_cannot_make_the_report_embed_another_file(lm_run, tmp_path, capsys):
+def test_a_crafted_config_cannot_make_the_report_embed_another_file(lm_run, tmp_path, cli):
     run = copy_run(lm_run, tmp_path / "run")
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0:TOP-SECRET\n" * 50, encoding="utf-8")
@@ -509,7 +497,7 @@ def test_a_crafted_config_cannot_make_the_report_embed_another_file(lm_run, tmp_
     (run / "config.json").write_text(json.dumps(config), encoding="utf-8")
     (run / "tokens.bin").unlink()  # nothing to read inside the run: the report must not look elsewhere
     try:
-        code, _, err = cli(capsys, "report", "--run", run, "--out", tmp_path / "r.html", "--max-new-tokens", "5")
+        code, _, err = cli("report", "--run", run, "--out", tmp_path / "r.html", "--max-new-tokens", "5")
     except Exception:  # pragma: no cover
         raise
     if code == 2:  # a config with a checksum refuses the edit outright: also safe
@@ -521,12 +509,12 @@ def test_a_crafted_config_cannot_make_the_report_embed_another_file(lm_run, tmp_
 
 
 # -- small things a new user meets -------------------------------------------------------------------
-def test_previews_mark_what_they_cut(capsys):
-    code, out, _ = cli(capsys, "embed", "a longer text than four rows", "--d-model", "16")
+def test_previews_mark_what_they_cut(cli):
+    code, out, _ = cli("embed", "a longer text than four rows", "--d-model", "16")
     assert code == 0
     assert "… 10 more" in out  # columns d0..d5 of 16
     assert "… 24 more" in out  # rows 0..3 of 28 characters
-    code, out, _ = cli(capsys, "trace", "abcdefgh", "--d-model", "8")
+    code, out, _ = cli("trace", "abcdefgh", "--d-model", "8")
     assert code == 0 and "… 4 more" in out
 
 
@@ -544,26 +532,26 @@ def test_one_default_temperature():
     assert inspect.signature(generate_cmd).parameters["temperature"].default.default == g.DEFAULT_TEMPERATURE
 
 
-def test_bpe_running_out_of_merges_names_a_flag_train_has(tmp_path, capsys):
+def test_bpe_running_out_of_merges_names_a_flag_train_has(tmp_path, cli):
     (tmp_path / "c.txt").write_text("ab " * 50, encoding="utf-8")
-    code, _, err = cli(capsys, "train", "--corpus", tmp_path / "c.txt", "--tokenizer", "bpe:5000", "--out",
+    code, _, err = cli("train", "--corpus", tmp_path / "c.txt", "--tokenizer", "bpe:5000", "--out",
                        tmp_path / "run", "--max-steps", "1")
     assert code == 2 and "--tokenizer bpe:" in err and "tokvec tokenizer train --allow-smaller" in err
-    code, out, _ = cli(capsys, "train", "--help")
+    code, out, _ = cli("train", "--help")
     assert "--allow-smaller" not in out
 
 
-def test_positional_compare_checks_its_output_before_training(tmp_path, capsys):
+def test_positional_compare_checks_its_output_before_training(tmp_path, cli):
     (tmp_path / "c.txt").write_text(TEXT, encoding="utf-8")
     (tmp_path / "busy").write_text("a file where the directory should go", encoding="utf-8")
     start = time.perf_counter()
-    code, _, err = cli(capsys, "positional", "compare", "--corpus", tmp_path / "c.txt", "--out", tmp_path / "busy",
+    code, _, err = cli("positional", "compare", "--corpus", tmp_path / "c.txt", "--out", tmp_path / "busy",
                        "--schemes", "rope", "--max-steps", "50")
     assert code == 2 and "is a file, not a directory" in err
     assert time.perf_counter() - start < 20  # refused up front, no scheme trained
     ro = tmp_path / "ro"
     ro.mkdir()
     (ro / "compare.csv").write_text("old", encoding="utf-8")
-    code, _, err = cli(capsys, "positional", "compare", "--corpus", tmp_path / "c.txt", "--out", ro,
+    code, _, err = cli("positional", "compare", "--corpus", tmp_path / "c.txt", "--out", ro,
                        "--schemes", "rope", "--max-steps", "50")
     assert code == 2 and "already holds a positional-compare run" in err and "--force" in err

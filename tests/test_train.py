@@ -215,7 +215,8 @@ def test_cli_end_to_end(tmp_path, cli):
             "--heads", "2", "--context", "16", "--batch-size", "4", "--eval-interval", "3", "--threads", "1"]
     code, out, _ = cli(*base, "--max-steps", "6", "--out", run, "--sample", "20")
     assert code == 0
-    assert "step      3  train" in out and "step      6  train" in out and "--- sample ---" in out
+    assert "step      3  train" in out and "step      6  train" in out and "--- sample (temperature 0.8" in out
+    assert "val loss " in out and "(uniform guess over " in out  # the loss next to a baseline
     assert ckpt.read_run_config(run)["step"] == 6
     assert cli("train", "--resume", run, "--max-steps", "9").code == 0 and ckpt.read_run_config(run)["step"] == 9
     code, _, err = cli("train", "--resume", run, "--lr", "0.1")
