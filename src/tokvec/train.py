@@ -204,9 +204,12 @@ def build_tokenizer(spec: str, text: str | Sequence[str] | None = None, *, corpu
             return BPETokenizer.train_from_texts(texts, vocab_size=int(size), special_tokens=BPE_SPECIALS)
         return BPETokenizer.train(corpus_files(corpus), vocab_size=int(size), special_tokens=BPE_SPECIALS,
                                   encoding=encoding)
-    if Path(spec).is_file():
+    from .tokenizers.tiktoken_names import ENCODING_NAMES
+
+    if Path(spec).is_file() or spec in ENCODING_NAMES:
         return load_tokenizer(spec)
-    raise TokvecValueError(f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size) "
+    raise TokvecValueError(f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size), "
+                           f"one of tiktoken's encodings ({', '.join(ENCODING_NAMES)}) "
                            f"or the path of a saved tokenizer file")
 
 

@@ -104,6 +104,13 @@ class Tokenizer(ABC):
     def vocab_size(self) -> int:
         """Number of ids; valid ids are ``0 .. vocab_size - 1``."""
 
+    @property
+    def text_vocab_size(self) -> int:
+        """Ids of plain text (special tokens disallowed) are below this: the rows an embedding table
+        needs when it only ever sees plain text. Default ``vocab_size``; byte-level BPE: its ranks
+        (cl100k_base: 100256, its specials sit at 100257..100276)."""
+        return self.vocab_size
+
     @abstractmethod
     def to_dict(self) -> dict:
         """Everything needed to rebuild this tokenizer, JSON-serialisable (without format/version/kind)."""
@@ -165,14 +172,20 @@ class StreamDecoder:
 
 
 def load_tokenizer(path: str | os.PathLike, **options: Any) -> Tokenizer:
-    """Read any tokenizer file tokvec knows: its own JSON, and formats registered by other modules.
+    """Read any tokenizer file tokvec knows: its own JSON, and formats registered by other modules;
+    or one of tiktoken's encodings by name (``"cl100k_base"``, from tiktoken's cache, never downloaded).
 
     ``options`` go to the tokenizer's ``from_dict`` (e.g. ``segmenter=`` for a WordTokenizer saved
     with a custom segmenter).
     """
+    from .tiktoken_names import ENCODING_NAMES, load_encoding
+
+    if isinstance(path, str) and path in ENCODING_NAMES and not Path(path).is_file():
+        return load_encoding(path)  # tiktoken's encoding by name, from tiktoken's cache
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer file at {path}")
+        raise FileNotFoundError(f"no tokenizer file at {path} (tiktoken's encodings load by name: "
+                                f"{', '.join(ENCODING_NAMES)})")
     data: Any = None
     if path.suffix.lower() == ".json":
         data = read_json(path)

@@ -127,6 +127,11 @@ class BPETokenizer(Tokenizer):
         return len(self._ranks)
 
     @property
+    def text_vocab_size(self) -> int:
+        """``max rank + 1``: plain text encodes to ranks only (specials are disallowed in it)."""
+        return max(self._ranks.values()) + 1
+
+    @property
     def ranks(self) -> dict[bytes, int]:
         """A copy of token bytes -> rank (= id)."""
         return dict(self._ranks)
@@ -344,11 +349,13 @@ class BPETokenizer(Tokenizer):
     def from_tiktoken(cls, path: str | os.PathLike, *, pattern: str | None = None,
                       special_tokens: Mapping[str, int] | None = None) -> "BPETokenizer":
         """Read a ``.tiktoken`` rank file. Pattern and specials default to tiktoken's for the file's
-        name when it is one of tiktoken's encodings (``cl100k_base.tiktoken``), else cl100k / none."""
-        from .interop import KNOWN_TIKTOKEN, read_tiktoken
+        name when it is one of tiktoken's encodings (``cl100k_base.tiktoken``: read from tiktoken's
+        registry), else cl100k / none."""
+        from .interop import read_tiktoken
+        from .tiktoken_names import specials_for_file
 
         path = Path(path)
-        known_pattern, known_specials = KNOWN_TIKTOKEN.get(path.name.split(".")[0], ("cl100k", {}))
+        known_pattern, known_specials = specials_for_file(path) or ("cl100k", {})
         ranks = read_tiktoken(path)
         if special_tokens is None:  # tiktoken's specials for that name, unless a rank already holds the id
             taken = set(ranks.values())
