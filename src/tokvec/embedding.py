@@ -70,7 +70,8 @@ class ContextFit:
         if n > c:
             return f"{n} tokens cropped to the first {c} (positions {c}..{n - 1} dropped)"
         what = f"id {self.pad_id} ({pad_name})" if pad_name else f"id {self.pad_id} (no <pad> token: masked)"
-        return (f"{n} tokens padded with {c - n} x {what} at positions {n}..{c - 1}; "
+        where = f"position {n}" if c - n == 1 else f"positions {n}..{c - 1}"
+        return (f"{n} tokens padded with {c - n} x {what} at {where}; "
                 f"padding mask True there, so those output rows are zero")
 
 
