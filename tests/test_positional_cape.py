@@ -164,3 +164,26 @@ def test_under_torch_compile_draws_stay_random_and_eval_stays_sinusoidal():
     assert not torch.allclose(a, b)  # the draw is not baked into the graph as a constant
     cape.eval(), sin.eval()
     torch.testing.assert_close(compiled(ids), sin(ids), rtol=0, atol=0)
+
+
+def test_a_resumed_cape_run_draws_what_the_uninterrupted_run_drew(tmp_path):
+    """The draws come from torch's CPU generator, whose state a checkpoint saves: resume is exact."""
+    from tokvec.train import TrainConfig, train
+
+    (tmp_path / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+
+    def config(out):
+        return TrainConfig(corpus=str(tmp_path / "corpus.txt"), tokenizer="char", positional="cape", d_model=32,
+                           n_layers=1, n_heads=2, context_length=16, batch_size=4, max_steps=8, eval_interval=4,
+                           eval_batches=1, lr=3e-3, seed=7, threads=1, out=str(tmp_path / out))
+
+    full = train(config("full"))
+
+    def stop_after_5(step, total, info):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config("cut"), progress=stop_after_5)
+    resumed = train(TrainConfig.for_resume(str(tmp_path / "cut")))
+    assert resumed.start_step == 5 and resumed.losses == full.losses[5:]
