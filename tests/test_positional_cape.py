@@ -168,7 +168,7 @@ def test_under_torch_compile_draws_stay_random_and_eval_stays_sinusoidal():
 
 def test_a_resumed_cape_run_draws_what_the_uninterrupted_run_drew(tmp_path):
     """The draws come from torch's CPU generator, whose state a checkpoint saves: resume is exact."""
-    from tokvec.train import TrainConfig, train
+    from tokvec.runs.train import TrainConfig, train
 
     (tmp_path / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
 

@@ -170,7 +170,8 @@ def test_embed_cl100k_by_name_pads_to_the_context(small_cl100k, capsys):
     assert n < 16
     assert f"(vocab_size, d_model) = ({small.n_ranks}, 64): {small.n_ranks * 64:,} parameters" in out
     assert n > 3 and f"{repr(small.tokens(SENTENCE))}" in out and f"{ids}   ({n} tokens)" in out
-    assert f"{n} tokens padded with {16 - n} x id 0 (no <pad> token: masked) at positions {n}..15" in out
+    where = f"position {n}" if n == 15 else f"positions {n}..15"
+    assert f"{n} tokens padded with {16 - n} x id 0 (no <pad> token: masked) at {where}" in out
     assert f"{ids + [0] * (16 - n)}" in out
     assert "(batch_size, seq_length, d_model) = (1, 16, 64)" in out
 

@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Literal, Mapping, Sequence
 
 from ..errors import FormatError, TokenIdError, TokvecTypeError, TokvecValueError
-from .base import StreamDecoder, Tokenizer, as_id_list, register_foreign_loader, register_tokenizer
+from .base import (
+    StreamDecoder,
+    Tokenizer,
+    as_id_list,
+    register_foreign_loader,
+    register_named_tokenizer,
+    register_tokenizer,
+)
 from .patterns import PATTERNS, resolve_pattern
+from .tiktoken_names import ENCODING_NAMES
 
 Special = Literal["all"] | Collection[str]
 # encode_batch joins short texts with this private-use separator, encoded as an extra special token:
@@ -90,7 +98,7 @@ class BPETokenizer(Tokenizer):
         corpus and settings. When the corpus runs out of pairs seen ``min_frequency`` times before
         ``vocab_size`` is reached, raises (saying how far it got) unless ``allow_smaller=True``.
         """
-        from ..data.textstream import expand_corpus, iter_corpus_chunks
+        from ..textstream import expand_corpus, iter_corpus_chunks
         from .bpe_train import train_ranks
 
         paths = expand_corpus(files)
@@ -363,6 +371,15 @@ class BPETokenizer(Tokenizer):
         return cls(ranks, pattern=pattern or known_pattern, special_tokens=special_tokens, name=path.stem)
 
     @classmethod
+    def from_tiktoken_name(cls, name: str) -> "BPETokenizer":
+        """tiktoken's encoding ``name`` (``"cl100k_base"``, ...) from tiktoken's cache, never downloaded;
+        see :mod:`tokvec.tokenizers.tiktoken_names`. ``load_tokenizer(name)`` calls this."""
+        from .tiktoken_names import load_encoding
+
+        spec = load_encoding(name)
+        return cls(spec["mergeable_ranks"], pattern=spec["pat_str"], special_tokens=spec["special_tokens"], name=name)
+
+    @classmethod
     def from_hf(cls, path: str | os.PathLike) -> "BPETokenizer":
         """Read a Hugging Face byte-level BPE ``tokenizer.json`` (GPT-2 style)."""
         from .._io import read_json
@@ -415,4 +432,6 @@ def _load_foreign(path: Path, data: Any) -> BPETokenizer | None:
 
 
 register_foreign_loader(_load_foreign)
+for _name in ENCODING_NAMES:
+    register_named_tokenizer(_name, lambda name=_name: BPETokenizer.from_tiktoken_name(name))
 __all__ = ["BPETokenizer", "BPEStreamDecoder", "PATTERNS"]

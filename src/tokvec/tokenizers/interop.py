@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from .._io import atomic_open
 from ..errors import FormatError
 
+
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character map (HF ``ByteLevel``): ``0x20`` (space) -> ``"Ġ"``.
 

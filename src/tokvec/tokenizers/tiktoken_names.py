@@ -119,13 +119,12 @@ def _missing(entry: RegistryEntry, cache: Path | None, absent: list[BlobFile]) -
                             f"fetch {what}, then " + ", or ".join(ways))
 
 
-def load_encoding(name: str):
-    """The :class:`~tokvec.tokenizers.BPETokenizer` of tiktoken's encoding ``name``, from tiktoken's cache.
+def load_encoding(name: str) -> dict[str, Any]:
+    """tiktoken's constructor output for ``name`` (``mergeable_ranks``, ``pat_str``, ``special_tokens``),
+    its ranks read by tiktoken's loader from tiktoken's cache; ``BPETokenizer.from_tiktoken_name`` wraps it.
 
     Raises (one line: what to download, from where, where to put it) when the file is not cached.
     """
-    from .bpe import BPETokenizer
-
     entry = registry_entry(name)
     cache = tiktoken_cache_dir()
     absent = [f for f in entry.files if cache is None or not (cache / f.cache_name).is_file()]
@@ -137,9 +136,7 @@ def load_encoding(name: str):
         if f.sha256 is not None and digest != f.sha256:
             raise FormatError(f"{path} is in tiktoken's cache for {f.url} but its sha256 is {digest[:12]}..., not "
                               f"{f.sha256[:12]}...: a partial or different file; delete it and download it again")
-    spec = _constructor(name)()  # tiktoken's loader: reads the verified cached files
-    return BPETokenizer(spec["mergeable_ranks"], pattern=spec["pat_str"], special_tokens=spec["special_tokens"],
-                        name=name)
+    return _constructor(name)()  # tiktoken's loader: reads the verified cached files
 
 
 def specials_for_file(path: Path) -> tuple[str, dict[str, int]] | None:
