@@ -268,11 +268,17 @@ def test_generate_streams_what_the_library_streams(served):
     assert events[-1] == ("done", None) and all(kind == "piece" for kind, _ in events[:-1])
     want = list(stream(src.model, src.tokenizer, "床前", 12, temperature=0.9, top_k=20, seed=3))
     assert [value for _, value in events[:-1]] == want and len(want) >= 1
+    body.update(stop_at_eos=False, max_new_tokens=40)
+    events = sse(served.post("/api/generate", json=body).text)
+    want = list(stream(src.model, src.tokenizer, "床前", 40, temperature=0.9, top_k=20, seed=3, stop_at_eos=False))
+    assert [value for _, value in events[:-1]] == want and len(want) == 40  # a piece per token, no early end
 
 
 def test_generate_refuses_bad_options_before_streaming(served):
     r = post(served, "/api/generate", run="learned", text="明", max_new_tokens=MAX_NEW_TOKENS + 1)
     assert r.status_code == 400 and str(MAX_NEW_TOKENS) in r.json()["error"]
+    r = post(served, "/api/generate", run="learned", text="明", stop_at_eos="no")
+    assert r.status_code == 400 and "stop_at_eos" in r.json()["error"]
     r = post(served, "/api/generate", run="learned", text="明", seed="x")
     assert r.status_code == 400 and "seed" in r.json()["error"]
     r = post(served, "/api/generate", run="bpe", text="明")
@@ -386,3 +392,61 @@ def test_views_work_without_a_server_on_an_opened_run(served):
     run = open_run(served.root / "learned")
     view = views.tokens_view(run.tokenizer, "明月", context_length=run.model.config.context_length)
     assert [t["id"] for t in view["tokens"]] == run.tokenizer.encode("明月")
+
+
+# -- the command -----------------------------------------------------------------------------
+def cli(*args):
+    from tokvec.cli import main  # follows the CLI wherever it lives
+
+    try:
+        main(list(args))
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def test_cli_without_the_serve_extra_says_what_to_install(served, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn -> ImportError
+    assert cli("serve", "--run", str(served.root / "learned")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tokvec: error:") and "uvicorn" in err and "pip install 'tokvec[serve]'" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_cli_bad_arguments_are_one_line_errors(served, capsys):
+    assert cli("serve") == 2
+    assert "--run DIR" in capsys.readouterr().err
+    assert cli("serve", "--run", str(served.root / "missing")) == 2
+    assert "no run directory at" in capsys.readouterr().err
+    assert cli("serve", "--run", str(served.root / "learned"), "--port", "70000") == 2
+    assert "--port 70000" in capsys.readouterr().err
+
+
+def test_cli_warns_off_loopback_and_refuses_a_busy_port(served, monkeypatch, capsys):
+    import socket
+
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.setdefault("sockets", sockets))
+    assert cli("serve", "--run", str(served.root / "learned"), "--host", "0.0.0.0", "--port", "0") == 0
+    captured = capsys.readouterr()
+    assert "tokvec: warning: listening on 0.0.0.0" in captured.err and "--host 127.0.0.1" in captured.err
+    assert len(seen["sockets"]) == 1  # the socket the command bound (so a busy port fails before uvicorn)
+    assert captured.out.startswith("tokvec serve: http://0.0.0.0:") and captured.out.rstrip().endswith("stopped")
+
+    assert cli("serve", "--run", str(served.root / "learned"), "--port", "0") == 0
+    assert "warning" not in capsys.readouterr().err  # 127.0.0.1 by default: no warning
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        port = busy.getsockname()[1]
+        assert cli("serve", "--run", str(served.root / "learned"), "--port", str(port)) == 2
+        err = capsys.readouterr().err
+        assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+    finally:
+        busy.close()

@@ -210,6 +210,9 @@ class Explorer:
                 raise TokvecValueError(f"max_new_tokens {n} is over this server's limit of {MAX_NEW_TOKENS}; "
                                        f"ask for fewer and generate again to go on")
             options = dict(temperature=data.get("temperature", 1.0), top_k=data.get("top_k"), top_p=data.get("top_p"))
+            stop_at_eos = data.get("stop_at_eos", True)
+            if not isinstance(stop_at_eos, bool):
+                raise TokvecValueError(f"stop_at_eos must be true or false, got {stop_at_eos!r}")
             seed = data.get("seed")
             if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
                 raise TokvecValueError(f"seed must be an integer or null, got {seed!r}")
@@ -234,7 +237,8 @@ class Explorer:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # unknown prompt pieces become <unk>; the tokens view shows them
-                    for piece in stream(src.model, src.tokenizer, text, n, seed=seed, **options):
+                    for piece in stream(src.model, src.tokenizer, text, n, seed=seed, stop_at_eos=stop_at_eos,
+                                        **options):
                         if cancel.is_set():
                             break
                         put(("piece", piece))

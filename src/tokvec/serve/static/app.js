@@ -217,7 +217,7 @@ function drawAttention() {
     spans[j].classList.toggle("sel", j === q);
     spans[j].dataset.hover = `key ${j} ${JSON.stringify(pieces[j])}\nweight ${w.toFixed(4)} from query ${q}`;
   }
-  const best = Array.from(row, (w, j) => [w, j]).sort((a, b) => b[0] - a[0]).slice(0, 3);
+  const best = Array.from(row.subarray(0, q + 1), (w, j) => [w, j]).sort((a, b) => b[0] - a[0]).slice(0, 3);  // causal: keys 0..q
   $("attn-looks").textContent = `query ${q} ${JSON.stringify(pieces[q])} (layer ${$("layer").value}, head ${h}) looks most at: `
     + best.map(([w, j]) => `${JSON.stringify(pieces[j])} @${j} ${(100 * w).toFixed(1)}%`).join(", ");
 }
@@ -269,6 +269,7 @@ async function generate() {
     const res = await fetch("/api/generate", {
       method: "POST", headers: { "content-type": "application/json" }, signal: ctrl.signal,
       body: JSON.stringify({ run: state.run.id, text: box.value, max_new_tokens: Number($("max-new").value) || 200,
+        stop_at_eos: $("stop-at-eos").checked,
         ...samplerOptions() }),
     });
     if (!res.ok) throw new Error((await res.json()).error || `HTTP ${res.status}`);
