@@ -450,3 +450,13 @@ def test_cli_warns_off_loopback_and_refuses_a_busy_port(served, monkeypatch, cap
         assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
     finally:
         busy.close()
+
+
+def test_attention_weights_of_the_first_layers_only_are_the_same_patterns():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=20, context_length=16, d_model=16, n_layers=3, n_heads=2)).eval()
+    ids = torch.randint(0, 20, (2, 9))
+    full, first = model.attention_weights(ids), model.attention_weights(ids, layers=2)
+    assert len(full) == 3 and len(first) == 2
+    for a, b in zip(first, full):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
