@@ -28,6 +28,7 @@ CORPUS = ("ROMEO: But soft, what light through yonder window breaks? It is the e
           "床前明月光，疑是地上霜。举头望明月，低头思故乡。你好好嗎嗎\n") * 30
 CHINESE = "床前明月光，你好"
 ENGLISH = "But soft, what light"
+BPE_NAME = "<img src=x onerror=window.__pwned=3>.json"
 HOSTILE = "</textarea><script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">"
 
 
@@ -39,8 +40,9 @@ def trained(tmp_path_factory):
                                 context_length=32, max_steps=30, eval_interval=15, eval_batches=1, batch_size=8,
                                 seed=0, out=str(root / "poems"))
     tokvec.train(config)
-    bpe = tokvec.BPETokenizer.train_from_texts([CORPUS], vocab_size=320, allow_smaller=True)
-    bpe.save(root / "bpe.json")
+    # split on whitespace only, so markup from the corpus merges into tokens such as "<script>"
+    bpe = tokvec.BPETokenizer.train_from_texts([CORPUS], vocab_size=400, pattern=r" ?\S+|\s+", allow_smaller=True)
+    bpe.save(root / BPE_NAME)  # a hostile file name too: the page shows it as text
     return root
 
 
@@ -78,7 +80,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(trained):
-    s = Server("--run", str(trained / "poems"), "--tokenizer", str(trained / "bpe.json"))
+    s = Server("--run", str(trained / "poems"), "--tokenizer", str(trained / BPE_NAME))
     yield s
     s.stop()
 
@@ -126,7 +128,7 @@ def test_tokens_of_chinese_and_english_are_the_tokenizers(page, trained):
     from tokvec.viz import open_run
 
     tok = open_run(trained / "poems").tokenizer
-    bpe = load_tokenizer(trained / "bpe.json")
+    bpe = load_tokenizer(trained / BPE_NAME)
     for text in (CHINESE, ENGLISH):
         type_and_wait(page, text)
         shown = shown_tokens(page)
@@ -144,9 +146,17 @@ def test_tokens_of_chinese_and_english_are_the_tokenizers(page, trained):
 
 
 def test_hostile_text_is_shown_not_run(page, trained):
+    from tokvec import load_tokenizer
+
     type_and_wait(page, HOSTILE)
     shown = shown_tokens(page)
     assert "".join(p for p, _, _ in shown) == HOSTILE
+    bpe = load_tokenizer(trained / BPE_NAME)
+    page.wait_for_function(f"document.querySelectorAll('#pieces-b .tok').length === {len(bpe.encode(HOSTILE))}")
+    pieces = [p for p, _, _ in shown_tokens(page, "#pieces-b")]
+    assert pieces == bpe.tokens(HOSTILE) and "<script>" in pieces  # a token learned from the corpus, as text
+    assert page.text_content("#pieces-b .tok >> nth=2") == "<script>"
+    assert BPE_NAME in page.text_content("#token-stats-b") and BPE_NAME in page.text_content("#compare")
     page.wait_for_function("document.querySelectorAll('#attn-tokens .tok').length > 0")
     page.wait_for_timeout(500)
     assert page.evaluate("window.__pwned") is None

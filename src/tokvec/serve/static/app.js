@@ -132,6 +132,7 @@ async function refreshTokens(text) {
   } catch (err) { quiet(err); }
   const other = state.runs.find((r) => r.id === state.compare);
   $("compare-block").hidden = !other;
+  $("tokens-panel").classList.toggle("wide", Boolean(other));  // the two splits side by side
   if (other) {
     try {
       const view = await api("tokens-b", "/api/tokens", { run: other.id, text });
