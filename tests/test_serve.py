@@ -460,3 +460,21 @@ def test_attention_weights_of_the_first_layers_only_are_the_same_patterns():
     assert len(full) == 3 and len(first) == 2
     for a, b in zip(first, full):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_on_loopback_only_this_machines_names_are_answered(served):
+    sources = list(served.sources.values())
+    with TestClient(create_app(sources, allowed_hosts=["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:8000") as c:
+        assert c.get("/api/runs").status_code == 200
+        assert c.get("/api/runs", headers={"host": "localhost:8000"}).status_code == 200
+        assert c.get("/api/runs", headers={"host": "rebound.example.com"}).status_code == 400
+
+
+def test_a_bug_is_a_500_with_a_one_line_message(served, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(views, "tokens_view", broken)
+    with TestClient(create_app(list(served.sources.values())), raise_server_exceptions=False) as c:
+        r = c.post("/api/tokens", json={"run": "learned", "text": "x"})
+    assert r.status_code == 500 and r.json()["error"].startswith("internal error (RuntimeError: boom)")

@@ -713,6 +713,9 @@ def report(
 
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @app.command()
 def serve(
     run: Optional[list[Path]] = typer.Option(None, "--run", help="Run directory to explore; repeatable."),
@@ -745,7 +748,9 @@ def serve(
         if threads < 1:
             raise CLIError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    application = create_app(load_sources(run or [], tokenizer or []))
+    loopback = host in LOOPBACK
+    # on loopback, answer only to this machine's own names (no DNS rebinding from a web page)
+    application = create_app(load_sources(run or [], tokenizer or []), allowed_hosts=LOOPBACK if loopback else None)
     try:
         info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(info[0], socket.SOCK_STREAM)
@@ -755,7 +760,7 @@ def serve(
         raise CLIError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port "
                        f"(0 takes any free one)") from None
     bound = sock.getsockname()[1]
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not loopback:
         err.print(f"tokvec: warning: listening on {host}: anyone who can reach this machine can use the explorer "
                   f"(there is no login); use --host 127.0.0.1 to keep it to this machine", markup=False, soft_wrap=True)
     shown = f"[{host}]" if ":" in host else host

@@ -22,6 +22,8 @@ from typing import Any, Callable, Sequence
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -83,7 +85,8 @@ class _Headers:
 class Explorer:
     """The sources and the live generations; its ``app`` is the ASGI application."""
 
-    def __init__(self, sources: Sequence[Source], *, max_body: int = MAX_BODY) -> None:
+    def __init__(self, sources: Sequence[Source], *, max_body: int = MAX_BODY,
+                 allowed_hosts: Sequence[str] | None = None) -> None:
         if not sources:
             raise TokvecValueError("nothing to serve: give at least one run (--run DIR) or tokenizer file (--tokenizer FILE)")
         self.sources = {s.id: s for s in sources}
@@ -102,8 +105,10 @@ class Explorer:
             Route("/api/generate", self.generate, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
-        handlers = {HTTPException: self._http_error, _Refused: self._refused}
-        self.app = _Headers(Starlette(routes=routes, exception_handlers=handlers, lifespan=self.lifespan))
+        handlers = {HTTPException: self._http_error, _Refused: self._refused, Exception: self._crash}
+        middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))] if allowed_hosts else []
+        self.app = _Headers(Starlette(routes=routes, middleware=middleware, exception_handlers=handlers,
+                                      lifespan=self.lifespan))
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
@@ -112,6 +117,10 @@ class Explorer:
 
     async def _refused(self, request: Request, exc: _Refused) -> Response:
         return _error(exc.status, str(exc))
+
+    async def _crash(self, request: Request, exc: Exception) -> Response:
+        # a bug, not bad input: the page shows it in one line instead of a bare "Internal Server Error"
+        return _error(500, f"internal error ({type(exc).__name__}: {exc}); please report it")
 
     def source(self, run_id: Any, *, model: bool = False) -> Source:
         if not isinstance(run_id, str) or run_id not in self.sources:
@@ -276,6 +285,11 @@ class Explorer:
                 cancel.set()
 
 
-def create_app(sources: Sequence[Source], *, max_body: int = MAX_BODY):
-    """The ASGI app serving ``sources`` (from :func:`tokvec.serve.load_sources`)."""
-    return Explorer(sources, max_body=max_body).app
+def create_app(sources: Sequence[Source], *, max_body: int = MAX_BODY, allowed_hosts: Sequence[str] | None = None):
+    """The ASGI app serving ``sources`` (from :func:`tokvec.serve.load_sources`).
+
+    ``allowed_hosts``: answer only requests whose Host header is one of these (``tokvec serve`` on
+    127.0.0.1 allows its own names only, so a web page that re-points a domain at 127.0.0.1 - DNS
+    rebinding - cannot read the explorer); None answers any.
+    """
+    return Explorer(sources, max_body=max_body, allowed_hosts=allowed_hosts).app

@@ -119,7 +119,8 @@ def frequency_rank(tokenizer, token_id: int) -> int | None:
     return None
 
 
-def _token_bytes(tokenizer, text: str, pieces: list[str], ids: list[int]) -> list[bytes]:
+def _token_bytes(tokenizer, text: str, pieces: list[str]) -> list[bytes]:
+    """Each token's bytes: byte-level BPE knows them (a token may cut a character); else the piece's UTF-8."""
     if hasattr(tokenizer, "token_bytes"):
         return tokenizer.token_bytes(text)
     return [p.encode("utf-8") for p in pieces]
@@ -137,7 +138,7 @@ def tokens_view(tokenizer, text: str, *, context_length: int | None = None) -> d
     pieces = list(tokenizer.tokens(text))
     if len(pieces) != len(ids):  # a tokenizer whose pieces are not 1:1 with ids: label by id
         pieces = [tokenizer.decode([i]) for i in ids]
-    raw = _token_bytes(tokenizer, text, pieces, ids)
+    raw = _token_bytes(tokenizer, text, pieces)
     specials = {getattr(tokenizer, a, None) for a in ("pad_id", "unk_id", "bos_id", "eos_id")} - {None}
     specials |= set(getattr(tokenizer, "special_tokens", {}).values())
     shown = min(len(ids), MAX_SHOWN_TOKENS)
