@@ -385,6 +385,11 @@ function refreshAll() {
   const hasModel = state.run.kind === "run";
   if (hasModel) refreshNext(text);
   if (hasModel && text) { refreshVectors(text); refreshAttention(text); }
+  if (!text) {  // nothing typed: no stale pictures of an older text
+    for (const id of ["stages", "attn-tokens", "attn-looks"]) $(id).replaceChildren();
+    for (const id of ["vec-token", "vec-pos", "vec-sum", "attn"]) $(id).width = 0;
+    state.attn = null;
+  }
 }
 
 function selectRun() {
