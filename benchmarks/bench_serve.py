@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import tokvec
-from tokvec import CharTokenizer, GPT, ModelConfig
+from tokvec import GPT, CharTokenizer, ModelConfig
 from tokvec.viz import attention_maps, trace
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -18,7 +18,7 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx (the tes
 from starlette.testclient import TestClient  # noqa: E402
 
 import tokvec  # noqa: E402
-from tokvec import BPETokenizer, CharTokenizer, GPT, ModelConfig  # noqa: E402
+from tokvec import GPT, BPETokenizer, CharTokenizer, ModelConfig  # noqa: E402
 from tokvec.generate import sampling_probs, stream  # noqa: E402
 from tokvec.serve import load_sources, views  # noqa: E402
 from tokvec.serve.app import MAX_NEW_TOKENS, create_app  # noqa: E402
@@ -395,59 +395,45 @@ def test_views_work_without_a_server_on_an_opened_run(served):
 
 
 # -- the command -----------------------------------------------------------------------------
-def cli(*args):
-    from tokvec.cli import main  # follows the CLI wherever it lives
-
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return e.code
-    return 0
-
-
-def test_cli_without_the_serve_extra_says_what_to_install(served, monkeypatch, capsys):
+def test_cli_without_the_serve_extra_says_what_to_install(served, monkeypatch, cli):
     import sys
 
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn -> ImportError
-    assert cli("serve", "--run", str(served.root / "learned")) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("tokvec: error:") and "uvicorn" in err and "pip install 'tokvec[serve]'" in err
-    assert len(err.splitlines()) == 1
+    code, _, err = cli("serve", "--run", served.root / "learned")
+    assert code == 2 and err.startswith("tokvec: error:") and len(err.strip().splitlines()) == 1
+    assert "uvicorn" in err and "pip install 'tokvec[serve]'" in err
 
 
-def test_cli_bad_arguments_are_one_line_errors(served, capsys):
-    assert cli("serve") == 2
-    assert "--run DIR" in capsys.readouterr().err
-    assert cli("serve", "--run", str(served.root / "missing")) == 2
-    assert "no run directory at" in capsys.readouterr().err
-    assert cli("serve", "--run", str(served.root / "learned"), "--port", "70000") == 2
-    assert "--port 70000" in capsys.readouterr().err
+def test_cli_bad_arguments_are_one_line_errors(served, cli):
+    assert "--run DIR" in cli("serve").err
+    result = cli("serve", "--run", served.root / "missing")
+    assert result.code == 2 and "no run directory at" in result.err
+    result = cli("serve", "--run", served.root / "learned", "--port", "70000")
+    assert result.code == 2 and "--port 70000" in result.err
 
 
-def test_cli_warns_off_loopback_and_refuses_a_busy_port(served, monkeypatch, capsys):
+def test_cli_warns_off_loopback_and_refuses_a_busy_port(served, monkeypatch, cli):
     import socket
 
     import uvicorn
 
     seen = {}
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.setdefault("sockets", sockets))
-    assert cli("serve", "--run", str(served.root / "learned"), "--host", "0.0.0.0", "--port", "0") == 0
-    captured = capsys.readouterr()
-    assert "tokvec: warning: listening on 0.0.0.0" in captured.err and "--host 127.0.0.1" in captured.err
+    code, out, err = cli("serve", "--run", served.root / "learned", "--host", "0.0.0.0", "--port", "0")
+    assert code == 0 and "tokvec: warning: listening on 0.0.0.0" in err and "--host 127.0.0.1" in err
     assert len(seen["sockets"]) == 1  # the socket the command bound (so a busy port fails before uvicorn)
-    assert captured.out.startswith("tokvec serve: http://0.0.0.0:") and captured.out.rstrip().endswith("stopped")
+    assert out.startswith("tokvec serve: http://0.0.0.0:") and out.rstrip().endswith("stopped")
 
-    assert cli("serve", "--run", str(served.root / "learned"), "--port", "0") == 0
-    assert "warning" not in capsys.readouterr().err  # 127.0.0.1 by default: no warning
+    code, _, err = cli("serve", "--run", served.root / "learned", "--port", "0")
+    assert code == 0 and "warning" not in err  # 127.0.0.1 by default: no warning
 
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     try:
         port = busy.getsockname()[1]
-        assert cli("serve", "--run", str(served.root / "learned"), "--port", str(port)) == 2
-        err = capsys.readouterr().err
-        assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+        code, _, err = cli("serve", "--run", served.root / "learned", "--port", port)
+        assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
     finally:
         busy.close()
 

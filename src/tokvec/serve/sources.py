@@ -1,7 +1,7 @@
 """What the explorer serves: the runs and tokenizer files named on the command line, each under an id.
 
 The page addresses a source by its id only; paths stay on the server. A run is loaded through
-:func:`tokvec.viz.open_run` (the loader every run command uses), a tokenizer file through
+:func:`tokvec.runs.rundir.open_run` (the loader every run command uses), a tokenizer file through
 :func:`tokvec.load_tokenizer`.
 """
 
@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import TokvecError
+from ..runs.rundir import RunData, open_run
 from ..tokenizers import load_tokenizer
-from ..viz import open_run, token_strings
-from ..viz.report import RunData, run_val_text
+from ..viz import token_strings
+from ..viz.report import run_val_text
 
 
 @dataclass
