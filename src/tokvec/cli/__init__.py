@@ -87,22 +87,29 @@ def check_out(out_path: Path, inputs=(), *, run: Optional[Path] = None, flag: st
     check_output(out_path, [*inputs, *(run_files(run) if run is not None else [])], flag=flag)
 
 
-def _preview(x, rows: int = 4, cols: int = 6):
-    """The first ``rows`` x ``cols`` of a (positions, d_model) matrix; a cut is marked with … and the size."""
+def _preview(x, rows: int = 4, cols: int = 6, also: tuple[int, ...] = ()):
+    """The first ``rows`` rows of x: (seq, d), and the rows ``also`` (e.g. where the padding starts); every
+    cut (rows or columns) is marked with … and how many were left out."""
     from rich.table import Table
 
     n_rows, n_cols = x.shape[0], x.shape[-1]
+    more_cols = ["…"] if n_cols > cols else []
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("pos")
     for j in range(min(cols, n_cols)):
         table.add_column(f"d{j}", justify="right")
     if n_cols > cols:
         table.add_column(f"… {n_cols - cols} more")
-    for i in range(min(rows, n_rows)):
+    shown = sorted(set(range(min(rows, n_rows))) | {i for i in also if 0 <= i < n_rows})
+    previous = -1
+    for i in shown:
+        if i > previous + 1:
+            table.add_row(f"… {i - previous - 1} more")
         cells = [f"{float(v):+.4f}" for v in x[i, :cols]]
-        table.add_row(str(i), *cells, *(["…"] if n_cols > cols else []))
-    if n_rows > rows:
-        table.add_row(f"… {n_rows - rows} more", *(["…"] * (min(cols, n_cols) + (n_cols > cols))))
+        table.add_row(str(i), *cells, *more_cols)
+        previous = i
+    if n_rows > previous + 1:
+        table.add_row(f"… {n_rows - previous - 1} more")
     return table
 
 
@@ -133,5 +140,5 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 # The command groups register themselves on `app`; imported in the order `tokvec --help` lists them.
 # isort: off
-from . import embed, tokenizer, positional, train, generate, classify, plot, explore, report  # noqa: E402,F401
+from . import embed, tokenizer, positional, train, generate, classify, plot, explore, report, serve  # noqa: E402,F401
 # isort: on
