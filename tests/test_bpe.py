@@ -96,7 +96,7 @@ def test_train_vocab_specials_after_merges_and_deterministic(tok):
 def test_ids_match_reference_bpe_and_hf_trainer(pattern):
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
-    tok = BPETokenizer.train_from_texts([CORPUS], vocab_size=420, pattern=pattern)
+    tok = BPETokenizer.train_from_texts([CORPUS], vocab_size=420, pattern=pattern, engine="hf")
     ranks = tok.ranks
     hf = Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.Sequence([
