@@ -199,3 +199,30 @@ def test_token_embedding_from_word_vectors(tmp_path):
     loaded = read_word_vectors(path)  # a loaded file works too (no second read)
     emb64, _ = TokenEmbedding.from_word_vectors(loaded, vocab=tok, dtype=torch.float64)
     assert emb64.weight.dtype == torch.float64
+
+
+def test_train_init_embeddings(tmp_path):
+    from tokvec.model.gpt import GPT
+    from tokvec.train import TrainConfig, init_token_embeddings, train
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the king and the queen speak . the man and the woman listen .\n" * 40, encoding="utf-8")
+    vecs = {w: [float(i), 1.0, -1.0, 0.5] for i, w in enumerate(["the", "king", "queen", "man", "absent"])}
+    path = write_glove(tmp_path / "v4.txt", vecs)
+    config = TrainConfig(corpus=str(corpus), tokenizer="word", d_model=4, n_layers=1, n_heads=2, context_length=8,
+                         batch_size=2, max_steps=2, eval_interval=2, eval_batches=1, threads=1,
+                         out=str(tmp_path / "run"), init_embeddings=str(path))
+    result = train(config)
+    cov = result.embedding_coverage
+    assert (cov.found, cov.total) == (4, result.tokenizer.vocab_size - 4)  # the, king, queen, man of 12 words
+    # the copy itself, on a fresh model: rows of found words are the file's vectors
+    model = GPT(config.model_config(result.tokenizer.vocab_size))
+    init_token_embeddings(model, result.tokenizer, str(path))
+    vocab = result.tokenizer.vocab
+    assert model.embed.token.weight[vocab.token_to_id("queen")].tolist() == [2.0, 1.0, -1.0, 0.5]
+    assert model.embed.token.weight.requires_grad
+    with pytest.raises(TokvecValueError, match=r"v4.txt holds 4-dimensional vectors but the model's d_model is 8; "
+                                               r"pass --d-model 4"):
+        train(TrainConfig(**{**config.to_dict(), "d_model": 8, "out": str(tmp_path / "run8")}))
+    with pytest.raises(TokvecValueError, match=r"needs a word \(or char\) tokenizer.*BPETokenizer"):
+        train(TrainConfig(**{**config.to_dict(), "tokenizer": "bpe:280", "out": str(tmp_path / "bpe")}))

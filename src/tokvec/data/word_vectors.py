@@ -134,6 +134,22 @@ def read_word_vectors(path: str | os.PathLike, *, format: str = "auto", words_on
     return WordVectors(words, table, str(path), fmt)
 
 
+def vector_dim(path: str | os.PathLike, *, format: str = "auto") -> int:
+    """The dimension of a word-vector file's vectors, from its first line (cheap: nothing else is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TokvecValueError(f"no word-vector file at {path}")
+    fmt = detect_format(path) if format == "auto" else format
+    with open(path, "rb") as f:
+        first = f.readline()
+    if fmt == "glove":
+        if len(first.split()) < 2:
+            raise FormatError(f"{path}, line 1: expected a word then its numbers, got "
+                              f"{first[:80].decode('utf-8', 'replace')!r}")
+        return len(first.split()) - 1
+    return _header(first, path)[1]
+
+
 def detect_format(path: Path) -> str:
     """``glove`` (no header), ``word2vec`` (header, text) or ``word2vec-binary`` from the file's start."""
     with open(path, "rb") as f:
