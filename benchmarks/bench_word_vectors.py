@@ -30,7 +30,7 @@ sys.path.insert(0, sys.argv[1])
 side, path, fmt, load = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
 if side == "tokvec":
     import torch, numpy
-    from tokvec.data.word_vectors import read_word_vectors
+    from tokvec.tokenizers.word_vectors import read_word_vectors
 else:
     from gensim.models import KeyedVectors
 start = time.perf_counter()

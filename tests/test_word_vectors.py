@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tokvec import WordTokenizer
-from tokvec.data import word_vectors as wv_module
-from tokvec.data.word_vectors import detect_format, read_word_vectors
+from tokvec.tokenizers import word_vectors as wv_module
+from tokvec.tokenizers.word_vectors import detect_format, read_word_vectors
 from tokvec.embedding import TokenEmbedding
 from tokvec.errors import FormatError, TokvecTypeError, TokvecValueError, UnknownTokenError
 

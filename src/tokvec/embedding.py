@@ -20,7 +20,7 @@ from .positional import PositionalEncoding, build
 from .positional.base import check_positive_int
 
 if TYPE_CHECKING:
-    from .data.word_vectors import WordVectors
+    from .tokenizers.word_vectors import WordVectors
 
 INITS = ("normal", "uniform", "xavier")
 OOV_POLICIES = ("random", "zero", "error")
@@ -162,8 +162,8 @@ class TokenEmbedding(nn.Module):
                           device: torch.device | str | None = None) -> "tuple[TokenEmbedding, Coverage]":
         """A (len(vocab), d) table whose row i is the pretrained vector of token i; and the coverage.
 
-        vectors: a GloVe / word2vec / fastText file (see :func:`tokvec.data.read_word_vectors`) or
-            a loaded :class:`~tokvec.data.word_vectors.WordVectors`.
+        vectors: a GloVe / word2vec / fastText file (see :func:`tokvec.tokenizers.word_vectors.read_word_vectors`) or
+            a loaded :class:`~tokvec.tokenizers.word_vectors.WordVectors`.
         vocab: a word or char tokenizer, a :class:`~tokvec.Vocabulary`, or token strings in id order.
         oov: rows of tokens the file lacks: ``"random"`` N(0, std of the file's numbers) from
             ``seed``; ``"zero"``; ``"error"`` (raise, naming the missing tokens).
@@ -173,7 +173,7 @@ class TokenEmbedding(nn.Module):
         ``lowercase_fallback``: a token missing as is takes the vector of its lower-case form
         (GloVe's files are lower-cased).
         """
-        from .data.word_vectors import WordVectors, read_word_vectors
+        from .tokenizers.word_vectors import WordVectors, read_word_vectors
 
         if oov not in OOV_POLICIES:
             raise TokvecValueError(f"unknown oov policy {oov!r}; choose one of {', '.join(OOV_POLICIES)}")

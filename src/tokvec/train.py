@@ -323,7 +323,7 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
 def init_token_embeddings(model, tokenizer, path: str, *, seed: int = 0):
     """Copy pretrained word vectors into ``model``'s token table (rows the file lacks: random, with
     the file's spread); return the :class:`~tokvec.embedding.Coverage`. The table stays trainable."""
-    from .data.word_vectors import vector_dim
+    from .tokenizers.word_vectors import vector_dim
     from .embedding import TokenEmbedding
 
     table = model.embed.token.weight  # (V, d)

@@ -6,5 +6,3 @@ from .tokenfile import load_token_file, read_token_file_info, token_dtype, write
 # --- batches (language-model issue): random / contiguous context windows, train/val split ---
 from .batches import Split, eval_batches, random_batch, split_by_position  # noqa: E402
 
-# --- pretrained word vectors (issue 14): GloVe, word2vec text/binary, fastText .vec ---
-from .word_vectors import WordVectors, read_word_vectors  # noqa: E402

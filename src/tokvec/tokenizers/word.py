@@ -109,7 +109,7 @@ class WordTokenizer(VocabTokenizer):
         ``keep_whitespace=False`` by default: vector files hold no whitespace tokens. ``limit`` keeps
         the first ``limit`` words. Pair it with :meth:`TokenEmbedding.from_word_vectors` for the rows.
         """
-        from ..data.word_vectors import read_word_vectors
+        from .word_vectors import read_word_vectors
 
         words = read_word_vectors(path, format=format, words_only=True, limit=limit).words
         vocab = Vocabulary(words, specials=specials)
