@@ -226,3 +226,10 @@ def test_train_init_embeddings(tmp_path):
         train(TrainConfig(**{**config.to_dict(), "d_model": 8, "out": str(tmp_path / "run8")}))
     with pytest.raises(TokvecValueError, match=r"needs a word \(or char\) tokenizer.*BPETokenizer"):
         train(TrainConfig(**{**config.to_dict(), "tokenizer": "bpe:280", "out": str(tmp_path / "bpe")}))
+
+
+def test_progress_reports_every_byte(vector_file):
+    path, _ = vector_file
+    seen = []
+    read_word_vectors(path, progress=seen.append)
+    assert sum(seen) == path.stat().st_size

@@ -174,8 +174,10 @@ def tokenizer_train(
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus (e.g. gb18030)."),
     allow_smaller: bool = typer.Option(False, "--allow-smaller", help="Keep a smaller vocabulary if merges run out."),
     out_path: Path = typer.Option(..., "--out", "-o", help="Where to save the tokenizer (JSON; .tiktoken writes ranks only)."),
+    engine: str = typer.Option("auto", "--engine", help="auto (rustbpe, HF when min_frequency needs it), rustbpe "
+                               "or hf (Hugging Face tokenizers' BpeTrainer)."),
 ) -> None:
-    """Train a byte-level BPE tokenizer on a corpus (streamed; HF tokenizers' trainer as the engine)."""
+    """Train a byte-level BPE tokenizer on a corpus (streamed; rustbpe or HF tokenizers' trainer)."""
     import time
 
     from .data.textstream import corpus_bytes, expand_corpus
@@ -183,16 +185,23 @@ def tokenizer_train(
 
     paths = expand_corpus(_corpus_args(corpus, files))
     start = time.perf_counter()
-    with progress_bar(corpus_bytes(paths), "reading + counting") as advance:
+    with progress_bar(corpus_bytes(paths), "reading + counting") as advance, \
+            progress_bar(None, "merging") as advance_merges:
+        done = {"merges": 0}
+
+        def on_merges(merges: int, total: int) -> None:
+            advance_merges(merges - done["merges"], total=total)
+            done["merges"] = merges
+
         tok = BPETokenizer.train(paths, vocab_size=vocab_size, pattern=pattern, special_tokens=special or [],
                                  min_frequency=min_frequency, encoding=encoding, allow_smaller=allow_smaller,
-                                 progress=advance)
+                                 progress=advance, engine=engine, on_merges=on_merges)
     if out_path.suffix.lower() == ".tiktoken":
         tok.save_tiktoken(out_path)
     else:
         tok.save(out_path)
     out.print(f"trained BPE vocab_size={tok.vocab_size} ({tok.n_ranks - 256} merges, {len(tok.special_tokens)} "
-              f"specials, pattern {tok.pattern}) on {len(paths)} file(s), {corpus_bytes(paths) / 1e6:.1f} MB in "
+              f"specials, pattern {tok.pattern}, engine {tok.trained_by}) on {len(paths)} file(s), {corpus_bytes(paths) / 1e6:.1f} MB in "
               f"{time.perf_counter() - start:.1f} s -> {out_path}")
 
 
@@ -327,6 +336,9 @@ def train(
     strategy: Optional[str] = typer.Option(None, "--strategy", help="Under torchrun: ddp (default) or fsdp."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Under torchrun: gloo (CPUs) or nccl (GPUs); "
                                           "auto by default."),
+    init_embeddings: Optional[Path] = typer.Option(None, "--init-embeddings", help="GloVe / word2vec / fastText "
+                                                   "file: the token table starts from its vectors (--tokenizer "
+                                                   "word; --d-model must match)."),
 ) -> None:
     """Train a GPT language model on a corpus; checkpoints, tokenizer and metrics go to --out.
 
@@ -341,7 +353,7 @@ def train(
                              activation=activation, max_steps=max_steps,
                              eval_interval=eval_interval, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                              seed=seed, compile=compile_, bf16=bf16, threads=threads, strategy=strategy,
-                             backend=backend)
+                             backend=backend, init_embeddings=None if init_embeddings is None else str(init_embeddings))
     if resume is not None:
         if out_dir is not None and out_dir.resolve() != resume.resolve():
             raise CLIError(f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
@@ -377,6 +389,9 @@ def train(
                       f"continue with: tokvec train --resume {run_dir}", markup=False, soft_wrap=True)
             raise typer.Exit(130)
     console = out
+    if result.embedding_coverage is not None:
+        console.print(f"token table initialised from word vectors: {result.embedding_coverage}", markup=False,
+                      soft_wrap=True)
     params = result.model.num_parameters()
     losses = "" if result.val_loss is None else f"train {result.train_loss:.4f}  val {result.val_loss:.4f}  "
     console.print(f"done: step {result.step}  {losses}{result.tokens_per_s:,.0f} tok/s  {params:,} parameters"
@@ -636,11 +651,20 @@ def plot_loss_cmd(
 
 @app.command()
 def neighbors(
-    token: str = typer.Argument(..., help="A token of the run's vocabulary (or #ID for a token id)."),
+    token: str = typer.Argument(..., help="A token of the run's vocabulary (or #ID for a token id), or a word of "
+                                "--vectors."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run directory."),
+    vectors: Optional[Path] = typer.Option(None, "--vectors", help="A GloVe / word2vec / fastText file instead "
+                                           "of a run."),
     k: int = typer.Option(10, "-k", "--k", help="How many neighbours."),
 ) -> None:
-    """Nearest tokens to TOKEN by cosine similarity of their embedding rows."""
+    """Nearest tokens to TOKEN by cosine similarity of their embedding rows (or of pretrained word vectors)."""
+    if vectors is not None:
+        if run is not None:
+            raise CLIError("pass --run or --vectors, not both")
+        wv = _load_vectors(vectors)
+        _print_words(f"nearest to {token!r} in {vectors}:", wv.neighbors(token, k=k))
+        return
     from .viz import display_token, embedding_table, neighbors as nearest, token_strings
 
     data = _open_run(run, "neighbors")
@@ -652,6 +676,40 @@ def neighbors(
     for rank, n in enumerate(found, 1):
         table.add_row(str(rank), display_token(n.token, 24), str(n.id), f"{n.similarity:+.4f}")
     out.print(f"nearest to {token!r} in {run}:")
+    out.print(table)
+
+
+@app.command()
+def analogy(
+    a: str = typer.Argument(..., help="e.g. king"),
+    b: str = typer.Argument(..., help="e.g. man"),
+    c: str = typer.Argument(..., help="e.g. woman"),
+    vectors: Path = typer.Option(..., "--vectors", help="A GloVe / word2vec / fastText file."),
+    k: int = typer.Option(5, "-k", "--k", help="How many answers."),
+) -> None:
+    """Words nearest to A - B + C (king man woman -> queen: B is to A as C is to ?)."""
+    wv = _load_vectors(vectors)
+    _print_words(f"{a} - {b} + {c} in {vectors} ({b} is to {a} as {c} is to ?):", wv.analogy(a, b, c, k=k))
+
+
+def _load_vectors(path: Path):
+    from .tokenizers.word_vectors import read_word_vectors
+
+    if not path.is_file():
+        raise CLIError(f"no word-vector file at {path}")
+    with progress_bar(path.stat().st_size, "reading vectors") as advance:
+        wv = read_word_vectors(path, progress=advance)
+    err.print(f"{len(wv):,} words x {wv.dim} dimensions ({wv.format}) from {path}", markup=False, soft_wrap=True)
+    return wv
+
+
+def _print_words(title: str, found: list) -> None:
+    table = Table(box=None, header_style="bold")
+    for col, justify in (("rank", "right"), ("word", "left"), ("cosine", "right")):
+        table.add_column(col, justify=justify)
+    for rank, (word, cos) in enumerate(found, 1):
+        table.add_row(str(rank), word, f"{cos:+.4f}")
+    out.print(title, markup=False)
     out.print(table)
 
 

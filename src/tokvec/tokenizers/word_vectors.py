@@ -27,6 +27,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -110,12 +111,13 @@ class WordVectors:
 
 
 def read_word_vectors(path: str | os.PathLike, *, format: str = "auto", words_only: bool = False,
-                      limit: int | None = None) -> WordVectors:
+                      limit: int | None = None, progress: Callable[[int], None] | None = None) -> WordVectors:
     """Read a GloVe / word2vec / fastText file into one float32 (n, d) tensor.
 
     ``format``: ``"auto"`` (detected) or one of :data:`FORMATS`. ``limit``: read the first ``limit``
     words only (files list frequent words first). ``words_only``: skip the numbers (a (n, 0) tensor;
-    for building a tokenizer, much faster). Raises :class:`~tokvec.errors.FormatError` naming the
+    for building a tokenizer, much faster). ``progress(n)`` is called as ``n`` more bytes are read
+    (the file's size in all). Raises :class:`~tokvec.errors.FormatError` naming the
     file, the line and what was expected.
     """
     path = Path(path)
@@ -127,9 +129,10 @@ def read_word_vectors(path: str | os.PathLike, *, format: str = "auto", words_on
     if fmt not in FORMATS:
         raise TokvecValueError(f"unknown word-vector format {format!r}; choose auto or one of {', '.join(FORMATS)}")
     if fmt == "word2vec-binary":
-        words, table = _read_binary(path, words_only=words_only, limit=limit)
+        words, table = _read_binary(path, words_only=words_only, limit=limit, progress=progress)
     else:
-        words, table = _read_text(path, header=fmt == "word2vec", words_only=words_only, limit=limit)
+        words, table = _read_text(path, header=fmt == "word2vec", words_only=words_only, limit=limit,
+                                  progress=progress)
     _check_unique(words, path, first_line=2 if fmt != "glove" else 1, binary=fmt == "word2vec-binary")
     return WordVectors(words, table, str(path), fmt)
 
@@ -201,7 +204,8 @@ def _blocks(f, first_offset: int):
         line += block.count(b"\n", 0, cut)
 
 
-def _read_text(path: Path, *, header: bool, words_only: bool, limit: int | None) -> tuple[list[str], Tensor]:
+def _read_text(path: Path, *, header: bool, words_only: bool, limit: int | None,
+               progress: Callable[[int], None] | None) -> tuple[list[str], Tensor]:
     with open(path, "rb") as f:
         first = f.readline()
         if header:
@@ -219,7 +223,11 @@ def _read_text(path: Path, *, header: bool, words_only: bool, limit: int | None)
         out = table.numpy()
         words: list[str] = []
         ended_at = 0  # line of the first blank line: only blank lines may follow it
+        if progress is not None:
+            progress(start)
         for block, before in _blocks(f, start):
+            if progress is not None:
+                progress(len(block))
             lines = block.split(b"\n")
             if lines and not lines[-1].strip():
                 lines.pop()
@@ -310,7 +318,8 @@ def _parse_numbers(lines: list[bytes], out: np.ndarray, d: int, path: Path, firs
                           f"number, got {out[row, col]}")
 
 
-def _read_binary(path: Path, *, words_only: bool, limit: int | None) -> tuple[list[str], Tensor]:
+def _read_binary(path: Path, *, words_only: bool, limit: int | None,
+                 progress: Callable[[int], None] | None) -> tuple[list[str], Tensor]:
     size = path.stat().st_size
     with open(path, "rb") as f:
         first = f.readline()
@@ -323,12 +332,17 @@ def _read_binary(path: Path, *, words_only: bool, limit: int | None) -> tuple[li
         table = torch.empty((rows, 0 if words_only else d), dtype=torch.float32)
         out = table.numpy()
         words: list[str] = []
+        if progress is not None:
+            progress(len(first))
         buf = b""
         pos = 0
         offset = len(first)  # file offset of buf[0]
         for i in range(rows):
             if len(buf) - pos < record + 1024:  # refill: a word + its record must be in the buffer
-                buf = buf[pos:] + f.read(BLOCK_BYTES)
+                more = f.read(BLOCK_BYTES)
+                if progress is not None:
+                    progress(len(more))
+                buf = buf[pos:] + more
                 offset += pos
                 pos = 0
             while pos < len(buf) and buf[pos] == 10:  # the newline that may end the previous record
