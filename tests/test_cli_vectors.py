@@ -76,7 +76,7 @@ def test_tokenizer_train_engine(capsys, tmp_path):
                              "--engine", engine, "--out", tmp_path / f"{engine}.json")
         assert code == 0, err
         flat = " ".join(out.split())  # rich wraps long lines
-        assert f"engine {engine}" in flat and "vocab_size=270" in flat
+        assert f") by {engine} on 1 file(s)" in flat and "vocab_size=270" in flat
     code, out, err = run(capsys, "tokenizer", "train", "--corpus", corpus, "--vocab-size", "270", "--engine", "fast",
                          "--out", tmp_path / "x.json")
     assert code == 2 and "unknown BPE training engine 'fast'" in err

@@ -201,7 +201,7 @@ def tokenizer_train(
     else:
         tok.save(out_path)
     out.print(f"trained BPE vocab_size={tok.vocab_size} ({tok.n_ranks - 256} merges, {len(tok.special_tokens)} "
-              f"specials, pattern {tok.pattern}, engine {tok.trained_by}) on {len(paths)} file(s), {corpus_bytes(paths) / 1e6:.1f} MB in "
+              f"specials, pattern {tok.pattern}) by {tok.trained_by} on {len(paths)} file(s), {corpus_bytes(paths) / 1e6:.1f} MB in "
               f"{time.perf_counter() - start:.1f} s -> {out_path}")
 
 
