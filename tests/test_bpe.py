@@ -158,11 +158,13 @@ def test_non_utf8_corpus_names_file_offset_and_fix(tmp_path):
     assert tok.vocab_size == 300
 
 
+@pytest.mark.slow
 # -- encoding and decoding ---------------------------------------------------------------------
 @settings(max_examples=150, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",))))
 def test_round_trip_any_unicode(tok, s):
-    ids = tok.encode(s)
+    # special-token spellings as plain text: hypothesis also draws string constants from the source ('<pad>')
+    ids = tok.encode(s, disallowed_special=())
     assert tok.decode(ids) == s
     assert tok.decode_bytes(ids) == s.encode("utf-8")
 

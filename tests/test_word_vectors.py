@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from tokvec import WordTokenizer
-from tokvec.tokenizers import word_vectors as wv_module
-from tokvec.tokenizers.word_vectors import detect_format, read_word_vectors
 from tokvec.embedding import TokenEmbedding
 from tokvec.errors import FormatError, TokvecTypeError, TokvecValueError, UnknownTokenError
+from tokvec.tokenizers import word_vectors as wv_module
+from tokvec.tokenizers.word_vectors import detect_format, read_word_vectors
 
 # Hand-computable vectors: |king| = |queen| = 5, the others are unit vectors.
 VECS = {"king": [3.0, 4.0, 0.0], "queen": [3.0, 0.0, 4.0], "man": [0.0, 1.0, 0.0], "woman": [0.0, 0.0, 1.0],
@@ -203,7 +203,7 @@ def test_token_embedding_from_word_vectors(tmp_path):
 
 def test_train_init_embeddings(tmp_path):
     from tokvec.model.gpt import GPT
-    from tokvec.train import TrainConfig, init_token_embeddings, train
+    from tokvec.runs.train import TrainConfig, init_token_embeddings, train
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the king and the queen speak . the man and the woman listen .\n" * 40, encoding="utf-8")

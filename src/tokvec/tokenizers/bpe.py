@@ -97,7 +97,7 @@ class BPETokenizer(Tokenizer):
         When the corpus runs out of pairs before ``vocab_size`` is reached, raises (saying how far
         it got) unless ``allow_smaller=True``.
         """
-        from ..data.textstream import expand_corpus, iter_corpus_chunks
+        from ..textstream import expand_corpus, iter_corpus_chunks
         from .bpe_train import check_engine, train_ranks
 
         check_engine(engine)

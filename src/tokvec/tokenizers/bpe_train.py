@@ -30,7 +30,6 @@ from ..errors import TokvecTypeError, TokvecValueError
 from .interop import printable_to_bytes
 from .patterns import for_oniguruma, resolve_pattern
 
-
 ENGINES = ("auto", "rustbpe", "hf")
 MergeProgress = Callable[[int, int], None]  # (merges done, merges asked for)
 TextSource = Callable[[], Iterator[str]]  # a fresh iterator over the training texts on each call
