@@ -253,9 +253,10 @@ def test_from_run_delegates_to_checkpoint_load_run(monkeypatch):
     model = GPT(tiny())
     seen = []
     fake = types.ModuleType("tokvec.checkpoint")
-    fake.load_run = lambda path: (seen.append(path), (model, None, {}))[1]
+    fake.load_run = lambda path, device: (seen.append((path, device)), (model, None, {}))[1]
     monkeypatch.setitem(sys.modules, "tokvec.checkpoint", fake)
-    assert GPT.from_run("runs/x") is model and seen == ["runs/x"]
+    assert GPT.from_run("runs/x") is model and seen == [("runs/x", "cpu")]
+    assert GPT.from_run("runs/y", device="auto") is model and seen[-1] == ("runs/y", "auto")
 
 
 # -- it learns ---------------------------------------------------------------------------------

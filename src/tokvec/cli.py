@@ -364,7 +364,10 @@ def train(
         def progress(step: int, total: int, info: dict) -> None:
             if last["step"] == 0 and step > 1:
                 advance(step - 1)  # a resumed run starts part-way
-            advance(1, description=f"loss {info['loss']:.3f}  {info['tokens_per_s']:,.0f} tok/s")
+            if "loss" in info:  # read back every log_interval steps only (a device sync)
+                advance(1, description=f"loss {info['loss']:.3f}  {info['tokens_per_s']:,.0f} tok/s")
+            else:
+                advance(1)
             last["step"] = step
             if "val_loss" in info:
                 out.print(f"step {step:>6}  train {info['train_loss']:.4f}  val {info['val_loss']:.4f}"

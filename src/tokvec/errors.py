@@ -37,3 +37,7 @@ class UnknownTokenError(TokvecValueError, KeyError):
 
 class DistributedError(TokvecError, RuntimeError):
     """A process of a distributed job died or stopped answering (a collective failed or timed out)."""
+
+
+class DeviceError(TokvecValueError):
+    """A device (or a precision on a device) that this machine cannot provide."""
