@@ -401,7 +401,9 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
         elapsed_before = float(saved.get("elapsed_s", 0.0))
         metrics = [r for r in ckpt.read_metrics(run_dir) if r.get("step", 0) <= start_step]
     precision = resolve_precision(config.precision_spec, ctx.device)
-    model.to(ctx.device, dtype=precision.param_dtype)  # bf16-pure: the weights themselves in bfloat16
+    model.to(ctx.device)
+    if precision.param_dtype == torch.bfloat16:
+        model.bfloat16()  # bf16-pure: the weights themselves (floating tensors only, never rope's complex table)
     model.grad_checkpoint = config.grad_checkpoint
     wrapped = dist_.wrap_model(model, ctx)
     optimizer, fused = make_optimizer(model, config, allow_fused=ctx.strategy != "fsdp")

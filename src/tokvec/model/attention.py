@@ -121,7 +121,7 @@ class CausalSelfAttention(nn.Module):
         v = v.view(b, s, self.n_heads, self.head_dim).transpose(1, 2)  # (b, h, s, hd)
         pos = self.positional
         if pos.rotates:
-            q, k = pos.rotate(q, k, torch.arange(offset, offset + s, device=x.device))
+            q, k = pos.rotate(q, k, torch.arange(offset, offset + s, device=x.device), end=offset + s)
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)  # (b, h, t, hd)
         p = self.dropout if self.training else 0.0
