@@ -147,7 +147,9 @@ class CausalSelfAttention(nn.Module):
                 t = k.shape[2]
                 weights = torch.cat([F.pad(w, (0, t - w.shape[-1])) for _, w in parts], dim=2)  # (b, h, s, t)
         y = y.transpose(1, 2).contiguous().view(b, s, d)  # (b, s, d)
-        y = self.resid_dropout(self.proj(y))
+        y = self.proj(y)
+        if self.training and self.resid_dropout.p > 0:  # no call at p = 0: a module call per layer per step
+            y = self.resid_dropout(y)
         return (y, weights) if need_weights else y
 
     def _fused(self, q: Tensor, k: Tensor, v: Tensor, offset: int) -> Tensor | None:
