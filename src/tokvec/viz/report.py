@@ -65,15 +65,15 @@ def check_run_dir(path: str | os.PathLike) -> dict:
     return config
 
 
-def open_run(path: str | os.PathLike) -> RunData:
-    """Load a run directory: model (eval mode), tokenizer, config and metrics (None when absent)."""
+def open_run(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> RunData:
+    """Load a run directory: model (eval mode, on ``device``), tokenizer, config and metrics (None when absent)."""
     path = Path(path)
     check_run_dir(path)
     try:
         from ..checkpoint import load_run
     except ImportError:  # pragma: no cover - only before the training code is installed
         raise TokvecError("this tokvec cannot load runs: tokvec.checkpoint is missing") from None
-    model, tokenizer, config = load_run(path)
+    model, tokenizer, config = load_run(path, device=device)
     model.eval()
     metrics_path = path / "metrics.jsonl"
     metrics = read_metrics(metrics_path) if metrics_path.is_file() and metrics_path.stat().st_size else None
