@@ -16,15 +16,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tokvec import checkpoint as ckpt
 from tokvec.data import load_token_file, write_token_file
-from tokvec.device import (Inventory, Precision, cpu_flags, describe_environment, resolve_device, resolve_precision,
-                           to_device)
+from tokvec.device import (
+    Inventory,
+    Precision,
+    cpu_flags,
+    describe_environment,
+    resolve_device,
+    resolve_precision,
+    to_device,
+)
 from tokvec.errors import DeviceError, FormatError, TokvecValueError
-from tokvec.model import GPT, CausalSelfAttention, ModelConfig, banded, decode
+from tokvec.model import GPT, CausalSelfAttention, ModelConfig
+from tokvec.model.fast import banded, decode
 from tokvec.positional import build
+from tokvec.runs import checkpoint as ckpt
+from tokvec.runs.train import TrainConfig, train
 from tokvec.tokenizers import CharTokenizer
-from tokvec.train import TrainConfig, train
 
 CPU_ONLY = Inventory(cuda=0, mps=False, system="Linux")
 TWO_GPUS = Inventory(cuda=2, mps=False, system="Linux", cuda_bf16=(True, False))
@@ -323,3 +331,49 @@ def test_compile_trains_the_same_loss_as_eager(tmp_path):
     compiled = train(tiny(tmp_path / "compiled", max_steps=4, eval_interval=4, compile=True))
     assert compiled.losses == pytest.approx(eager.losses, abs=1e-4)
     assert compiled.val_loss == pytest.approx(eager.val_loss, abs=1e-4)
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_cli_env_reports_devices_flags_and_auto_choices(cli):
+    code, out, _ = cli("env")
+    assert code == 0
+    rows = dict(line.split(None, 1) if not line.startswith("auto") else (line[:14].strip(), line[14:].strip())
+                for line in out.strip().splitlines())
+    assert rows["torch"].startswith(torch.__version__) and rows["devices"] == "cpu"
+    assert rows["auto device"] == "cpu (no CUDA or MPS device found)"
+    assert rows["auto precision"].startswith("fp32 (")
+    code, out, _ = cli("env", "--json")
+    env = json.loads(out)
+    assert code == 0 and env["auto_device"] == "cpu" and env["torch"] == torch.__version__
+    assert set(env["cpu_flags"]) <= {"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+                                     "amx_fp16"}
+
+
+def test_cli_device_errors_are_one_line(cli):
+    code, _, err = cli("embed", "你好", "--device", "cuda")
+    assert code == 2 and err.strip().splitlines() == [
+        "tokvec: error: --device cuda asks for CUDA, but this machine has no CUDA device (or this PyTorch build "
+        "has no CUDA support); available: cpu; use --device auto"]
+    code, _, err = cli("embed", "你好", "--device", "mps")
+    assert code == 2 and "--device mps is not available on this Linux machine" in err and len(err.splitlines()) == 1
+    code, _, err = cli("train", "--precision", "fp16")
+    assert code == 2 and "--precision fp16 needs a CUDA device" in err and "use --precision bf16 or fp32" in err
+
+
+def test_cli_commands_take_a_device_and_say_what_auto_chose(cli, tmp_path):
+    (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
+    run = tmp_path / "run"
+    code, out, err = cli("train", "--corpus", tmp_path / "corpus.txt", "--d-model", "32", "--layers", "1",
+                         "--heads", "2", "--context", "16", "--batch-size", "4", "--max-steps", "4",
+                         "--eval-interval", "2", "--threads", "1", "--precision", "bf16", "--grad-checkpoint",
+                         "--out", run)
+    assert code == 0, err
+    assert "tokvec train: device cpu (auto: no CUDA or MPS device found)" in err and "done: step 4" in out
+    assert json.loads((run / "config.json").read_text())["train"]["precision"] == "bf16"
+    code, out, err = cli("generate", "--run", run, "--prompt", "First", "-n", "5", "--seed", "1", "--device", "cpu")
+    assert code == 0 and out.startswith("First") and "auto" not in err
+    code, out, err = cli("trace", "Speak", "--run", run)
+    assert code == 0 and "tokvec trace: device cpu (auto:" in err and "input vectors" in out
+    code, _, err = cli("plot", "attention", "--run", run, "--text", "Speak", "--out", tmp_path / "a.png",
+                       "--device", "cpu")
+    assert code == 0 and (tmp_path / "a.png").stat().st_size > 0

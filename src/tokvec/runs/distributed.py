@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .device import resolve_device
-from .errors import DistributedError, TokvecError, TokvecValueError
+from ..device import resolve_device
+from ..errors import DistributedError, TokvecError, TokvecValueError
 
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
 BACKENDS = ("auto", "gloo", "nccl")
