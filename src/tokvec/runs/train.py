@@ -404,7 +404,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
         """Read back the pending steps' losses and norms (one sync); stop at the first non-finite one."""
         if not pending:
             return
-        values = torch.stack([torch.stack([loss, norm]) for _, loss, norm in pending]).tolist()
+        values = torch.stack([torch.stack([loss.double(), norm.double()]) for _, loss, norm in pending]).tolist()
         steps = [s for s, _, _ in pending]
         pending.clear()
         if ctx.distributed:  # every rank judges the same mean losses: all stop together or none
@@ -450,7 +450,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
                 group["lr"] = lr
             torch.manual_seed(config.seed * 7_919 + step)  # dropout: a function of (seed, step)
             optimizer.zero_grad(set_to_none=True)
-            loss_sum = torch.zeros((), device=ctx.device)
+            loss_sum: Tensor | float = 0.0
             for micro in range(config.grad_accum):
                 x, y = random_batch(split.train, batch_size=config.batch_size, context=context,
                                     generator=batch_generator(config.seed, step, micro),
@@ -464,7 +464,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
                 with sync:
                     scaled = loss / config.grad_accum
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                loss_sum += loss.detach().float() / config.grad_accum
+                loss_sum = loss_sum + loss.detach() / config.grad_accum  # in the loss's own dtype
             if scaler is not None:
                 scaler.unscale_(optimizer)  # clip the true gradients
             norm = (torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
@@ -477,7 +477,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
             else:
                 optimizer.step()
             step += 1
-            pending.append((step, loss_sum, norm.detach().float()))
+            pending.append((step, loss_sum, norm.detach()))
             evaluating = step % config.eval_interval == 0 or step == config.max_steps
             info: dict[str, Any] = {"lr": lr}
             if step % config.log_interval == 0 or evaluating or step % ckpt_every == 0:
