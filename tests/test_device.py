@@ -377,3 +377,19 @@ def test_cli_commands_take_a_device_and_say_what_auto_chose(cli, tmp_path):
     code, _, err = cli("plot", "attention", "--run", run, "--text", "Speak", "--out", tmp_path / "a.png",
                        "--device", "cpu")
     assert code == 0 and (tmp_path / "a.png").stat().st_size > 0
+
+
+def test_the_fp16_loop_scales_the_loss_and_unscales_before_clipping(tmp_path, monkeypatch):
+    """fp16 is refused on a CPU, but the loop's gradient-scaler branch is device-agnostic: run it on the
+    CPU (CPU autocast has float16 and torch.amp.GradScaler("cpu") exists) by handing the loop fp16."""
+    import tokvec.runs.train as train_module
+
+    monkeypatch.setattr(train_module, "resolve_precision",
+                        lambda spec, device: Precision("fp16", torch.float16, torch.float32))
+    made = []
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device: made.append(real(device)) or made[-1])
+    result = train(tiny(tmp_path, max_steps=4, eval_interval=4))
+    assert len(made) == 1 and made[0].get_scale() > 1.0  # the loss was scaled (65536, halved on overflow)
+    assert len(result.losses) == 4 and all(math.isfinite(v) for v in result.losses)
+    assert next(result.model.parameters()).dtype == torch.float32  # fp32 master weights
