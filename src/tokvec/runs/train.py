@@ -339,6 +339,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
     from ..model.gpt import GPT
 
     run_dir = Path(config.out)
+    precision = resolve_precision(config.precision_spec, ctx.device)  # fp16 on a CPU fails before any work
     saved = None
     if config.resume:
         saved = ckpt.read_run_config(run_dir)
@@ -373,7 +374,6 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
         start_step = saved["step"]
         elapsed_before = float(saved.get("elapsed_s", 0.0))
         metrics = [r for r in ckpt.read_metrics(run_dir) if r.get("step", 0) <= start_step]
-    precision = resolve_precision(config.precision_spec, ctx.device)
     model.to(ctx.device)
     if precision.param_dtype == torch.bfloat16:
         model.bfloat16()  # bf16-pure: the weights themselves (floating tensors only, never rope's complex table)
