@@ -97,16 +97,25 @@ def _preview(x, rows: int = 4, cols: int = 6):
 DEVICE_HELP = "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; `tokvec env` lists them."
 
 
-def resolve_device_flag(spec: str, command: str):
+def resolve_device_flag(spec: str, command: str, *, announce: bool = True):
     """The torch.device ``--device`` names (a one-line error naming the devices there are); for ``auto``,
-    a note on stderr saying what it chose and why."""
-    from ..device import Inventory, auto_reason, resolve_device
+    a note on stderr saying what it chose and why (``announce=False``: the caller calls
+    :func:`announce_device` once its own checks have passed, so an error stays the only line)."""
+    from ..device import resolve_device
 
-    inventory = Inventory.probe()
-    device = resolve_device(spec, inventory=inventory)
-    if spec.strip().lower() == "auto":
-        err.print(f"tokvec {command}: device {device} (auto: {auto_reason(device, inventory)})", markup=False)
+    device = resolve_device(spec)
+    if announce:
+        announce_device(spec, device, command)
     return device
+
+
+def announce_device(spec: str, device, command: str) -> None:
+    """For ``--device auto``: one stderr line saying which device it chose and why."""
+    from ..device import Inventory, auto_reason
+
+    if spec.strip().lower() == "auto":
+        err.print(f"tokvec {command}: device {device} (auto: {auto_reason(device, Inventory.probe())})",
+                  markup=False)
 
 
 def _open_run(run: Optional[Path], command: str, device: str = "cpu"):
@@ -114,7 +123,10 @@ def _open_run(run: Optional[Path], command: str, device: str = "cpu"):
 
     if run is None:
         raise CLIError(f"{command} needs a trained run: pass --run DIR (a directory written by `tokvec train`)")
-    return open_run(run, device=resolve_device_flag(device, command))
+    where = resolve_device_flag(device, command, announce=False)
+    data = open_run(run, device=where)
+    announce_device(device, where, command)
+    return data
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import DEVICE_HELP, app, out, progress_bar, resolve_device_flag
+from . import DEVICE_HELP, announce_device, app, out, progress_bar, resolve_device_flag
 
 classify_app = typer.Typer(help="Sequence classification on the same embeddings and blocks (CSV of text,label).",
                            no_args_is_help=True)
@@ -60,7 +60,9 @@ def classify_predict(
     """Print the predicted label and its probability for each text."""
     from ..runs.classify import load_classifier
 
-    clf = load_classifier(run, device=resolve_device_flag(device, "classify predict"))
+    where = resolve_device_flag(device, "classify predict", announce=False)
+    clf = load_classifier(run, device=where)
+    announce_device(device, where, "classify predict")
     probs = clf.probabilities(texts)
     for text, p in zip(texts, probs):
         i = int(p.argmax())

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import DEVICE_HELP, SEED_SENTENCES, _preview, app, out, read_text_file, resolve_device_flag
+from . import DEVICE_HELP, SEED_SENTENCES, _preview, announce_device, app, out, read_text_file, resolve_device_flag
 
 
 @app.command()
@@ -36,10 +36,11 @@ def embed(
     from ..tokenizers import build_tokenizer
 
     tok = build_tokenizer(tokenizer, train_texts)
-    where = resolve_device_flag(device, "embed")
+    where = resolve_device_flag(device, "embed", announce=False)
     torch.manual_seed(seed)  # the table is drawn on the CPU: the same vectors on every device
     emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, max_len=max_len,
                          dropout=0.0, scale=scale, padding_idx=tok.pad_id, n_heads=heads).eval().to(where)
+    announce_device(device, where, "embed")
     out.print(f"[bold]tokenizer[/] {type(tok).__name__}  vocab_size={tok.vocab_size}   "
               f"[bold]embedding table[/] (vocab_size, d_model) = ({tok.vocab_size}, {d_model})   "
               f"[bold]positional[/] {positional}"

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from . import DEVICE_HELP, CLIError, app, err, resolve_device_flag
+from . import DEVICE_HELP, CLIError, announce_device, app, err, resolve_device_flag
 
 
 @app.command("generate")
@@ -39,7 +39,9 @@ def generate_cmd(
                   repetition_penalty=repetition_penalty)  # bad flags fail before the model loads
     if not run.is_dir():
         raise CLIError(f"no run directory at {run}; train one with: tokvec train --out {run}")
-    model, tok, _ = load_run(run, device=resolve_device_flag(device, "generate"))
+    where = resolve_device_flag(device, "generate", announce=False)
+    model, tok, _ = load_run(run, device=where)
+    announce_device(device, where, "generate")
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
                    stop=[s.replace("\\n", "\n").replace("\\t", "\t") for s in stop] if stop else None,
                    seed=seed, use_cache=cache)
