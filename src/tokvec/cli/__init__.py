@@ -110,9 +110,12 @@ def resolve_device_flag(spec: str, command: str, *, announce: bool = True):
 
 
 def announce_device(spec: str, device, command: str) -> None:
-    """For ``--device auto``: one stderr line saying which device it chose and why."""
+    """For ``--device auto``: one stderr line saying which device it chose and why. ``device``: a
+    torch.device, or a module whose parameters say it."""
     from ..device import Inventory, auto_reason
 
+    if hasattr(device, "parameters"):
+        device = next(device.parameters()).device
     if spec.strip().lower() == "auto":
         err.print(f"tokvec {command}: device {device} (auto: {auto_reason(device, Inventory.probe())})",
                   markup=False)
@@ -123,10 +126,8 @@ def _open_run(run: Optional[Path], command: str, device: str = "cpu"):
 
     if run is None:
         raise CLIError(f"{command} needs a trained run: pass --run DIR (a directory written by `tokvec train`)")
-    where = resolve_device_flag(device, command, announce=False)
-    data = open_run(run, device=where)
-    announce_device(device, where, command)
-    return data
+    # the auto-device note is the command's to print once it has succeeded (an error stays one line)
+    return open_run(run, device=resolve_device_flag(device, command, announce=False))
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from . import DEVICE_HELP, _open_run, _preview, app, out, resolve_device_flag
+from . import DEVICE_HELP, _open_run, _preview, announce_device, app, out, resolve_device_flag
 
 
 @app.command()
@@ -58,7 +58,7 @@ def trace(
         tok = build_tokenizer(tokenizer, [text])
         torch.manual_seed(seed)
         emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, dropout=0.0)
-        emb.to(resolve_device_flag(device, "trace"))
+        emb.to(resolve_device_flag(device, "trace", announce=False))
     result = run_trace(text, tok, emb)
     for number, stage in enumerate(result.stages, 1):
         out.print(f"[bold]{number}. {stage.name}[/]  shape {stage.shape}")
@@ -70,3 +70,4 @@ def trace(
             out.print(f"   {value.tolist()}", markup=False, soft_wrap=True)
         else:
             out.print(_preview(value[0] if value.dim() == 3 else value))
+    announce_device(device, emb, "trace")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import DEVICE_HELP, CLIError, _open_run, app, err, out
+from . import DEVICE_HELP, CLIError, _open_run, announce_device, app, err, out
 
 plot_app = typer.Typer(help="Draw a stage as PNG (or SVG when --out ends in .svg).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
@@ -97,6 +97,7 @@ def plot_attention_cmd(
     data = _open_run(run, "plot attention", device)
     weights, pieces = attention_maps(data.model, data.tokenizer, text, layer=layer)
     _save_plot(plot_attention(weights, pieces, layer=layer), out_path)
+    announce_device(device, data.model, "plot attention")
 
 
 @plot_app.command("loss")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import DEVICE_HELP, _open_run, app, out, read_text_file
+from . import DEVICE_HELP, _open_run, announce_device, app, out, read_text_file
 
 
 @app.command()
@@ -29,3 +29,4 @@ def report(
     page = build_report(data, val_text=text, prompt=prompt or None, max_new_tokens=max_new_tokens, seed=seed)
     path = write_report(page, out_path)
     out.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB); open it in a browser")
+    announce_device(device, data.model, "report")
