@@ -279,7 +279,7 @@ def attention_maps(model, tokenizer, text: str, *, layer: int = 0) -> tuple[torc
     try:
         with torch.no_grad():
             device = model.embed.token.weight.device if hasattr(model, "embed") else None
-            weights = model.attention_weights(torch.tensor([ids], dtype=torch.long, device=device))
+            weights = model.attention_weights(torch.tensor([ids], dtype=torch.long, device=device), layers=layer + 1)
     finally:
         model.train(was_training)
     return weights[layer][0].detach().cpu(), pieces
