@@ -261,7 +261,7 @@ def test_bad_prompts(chars):
 def fake_run(tmp_path, monkeypatch, chars):
     """A run directory whose loading is stubbed: the CLI's own logic, without a training run."""
     model = model_for(vocab_size=chars.vocab_size, context_length=32)
-    monkeypatch.setattr("tokvec.runs.checkpoint.load_run", lambda path: (model, chars, {}))
+    monkeypatch.setattr("tokvec.runs.checkpoint.load_run", lambda path, device="cpu": (model.to(device), chars, {}))
     (tmp_path / "run").mkdir()
     return tmp_path / "run", model
 

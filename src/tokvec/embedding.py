@@ -48,10 +48,13 @@ class Coverage:
         return text
 
 
-def check_ids(ids: Tensor, vocab_size: int) -> Tensor:
+def check_ids(ids: Tensor, vocab_size: int, *, check_range: bool = True) -> Tensor:
     """Refuse ids a lookup would choke on, naming the first bad one. ids: (s,) or (b, s) integer.
 
     Checked before the lookup: on a GPU the raw failure is an opaque device-side assert.
+    ``check_range=False`` checks type and rank only: the range check reads a reduction back to
+    the host (a device sync per call on a GPU), so callers whose ids were validated in bulk (batches
+    of a token file checked when it was opened) skip it.
     """
     if not isinstance(ids, Tensor):
         raise TokvecTypeError(f"ids must be a torch.Tensor of token ids, got {type(ids).__name__}; "
@@ -62,7 +65,7 @@ def check_ids(ids: Tensor, vocab_size: int) -> Tensor:
         raise TokvecValueError(
             f"ids must be (seq,) or (batch, seq), got a {ids.dim()}-D tensor of shape {tuple(ids.shape)}"
         )
-    if ids.numel():
+    if check_range and ids.numel():
         lo, hi = torch.aminmax(ids)
         if int(lo) < 0 or int(hi) >= vocab_size:
             bad = ((ids < 0) | (ids >= vocab_size)).nonzero()[0].tolist()
@@ -163,9 +166,12 @@ class TokenEmbedding(nn.Module):
     def padding_idx(self) -> int | None:
         return self.embedding.padding_idx
 
-    def forward(self, ids: Tensor) -> Tensor:
-        """ids: (b, s) or (s,) integer -> (b, s, d) or (s, d)."""
-        x = self.embedding(check_ids(ids, self.vocab_size))
+    def forward(self, ids: Tensor, *, checked: bool = False) -> Tensor:
+        """ids: (b, s) or (s,) integer -> (b, s, d) or (s, d).
+
+        checked: the ids are known to be in [0, vocab_size) (see :func:`check_ids`); skip the range check.
+        """
+        x = self.embedding(check_ids(ids, self.vocab_size, check_range=not checked))
         if self.scale != 1.0:
             x = x.mul_(self.scale)  # in place: x is the lookup's own fresh output
         return x
@@ -316,17 +322,19 @@ class InputEmbedding(nn.Module):
     def vocab_size(self) -> int:
         return self.token.vocab_size
 
-    def forward(self, ids: Tensor, *, positions: Tensor | None = None, padding_mask: Tensor | None = None) -> Tensor:
+    def forward(self, ids: Tensor, *, positions: Tensor | None = None, padding_mask: Tensor | None = None,
+                checked: bool = False) -> Tensor:
         """ids: (b, s) -> (b, s, d).
 
         positions: (s,) or (b, s) absolute positions; default 0..s-1. With a KV cache pass
             ``torch.arange(cache_len, cache_len + s)`` so new tokens get their true positions.
         padding_mask: (b, s) bool, True at padding; those output rows are zeroed.
+        checked: the ids are known to be in range (a validated token file); no per-call range check.
         """
         if isinstance(ids, Tensor) and ids.dim() == 1:
             raise TokvecValueError(f"ids must be (batch, seq); got 1-D shape {tuple(ids.shape)}: "
                                    f"add a batch dimension with ids.unsqueeze(0)")
-        x = self.token(ids)  # (b, s, d), a fresh tensor we may write into
+        x = self.token(ids, checked=checked)  # (b, s, d), a fresh tensor we may write into
         if self.positional.acts_on == "input":
             x = self.positional.add_(x, positions)
         if padding_mask is not None:

@@ -58,3 +58,7 @@ class RunLockedError(TokvecError, RuntimeError):
 
 class TokvecWarning(UserWarning):
     """Something the user should know that does not stop the work (the CLI prints it as one line)."""
+
+
+class DeviceError(TokvecValueError):
+    """A device (or a precision on a device) that this machine cannot provide."""

@@ -113,12 +113,40 @@ def _preview(x, rows: int = 4, cols: int = 6, also: tuple[int, ...] = ()):
     return table
 
 
-def _open_run(run: Optional[Path], command: str):
+DEVICE_HELP = "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; `tokvec env` lists them."
+
+
+def resolve_device_flag(spec: str, command: str, *, announce: bool = True):
+    """The torch.device ``--device`` names (a one-line error naming the devices there are); for ``auto``,
+    a note on stderr saying what it chose and why (``announce=False``: the caller calls
+    :func:`announce_device` once its own checks have passed, so an error stays the only line)."""
+    from ..device import resolve_device
+
+    device = resolve_device(spec)
+    if announce:
+        announce_device(spec, device, command)
+    return device
+
+
+def announce_device(spec: str, device, command: str) -> None:
+    """For ``--device auto``: one stderr line saying which device it chose and why. ``device``: a
+    torch.device, or a module whose parameters say it."""
+    from ..device import Inventory, auto_reason
+
+    if hasattr(device, "parameters"):
+        device = next(device.parameters()).device
+    if spec.strip().lower() == "auto":
+        err.print(f"tokvec {command}: device {device} (auto: {auto_reason(device, Inventory.probe())})",
+                  markup=False)
+
+
+def _open_run(run: Optional[Path], command: str, device: str = "cpu"):
     from ..runs.rundir import open_run
 
     if run is None:
         raise CLIError(f"{command} needs a trained run: pass --run DIR (a directory written by `tokvec train`)")
-    return open_run(run)
+    # the auto-device note is the command's to print once it has succeeded (an error stays one line)
+    return open_run(run, device=resolve_device_flag(device, command, announce=False))
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -140,5 +168,5 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 # The command groups register themselves on `app`; imported in the order `tokvec --help` lists them.
 # isort: off
-from . import embed, tokenizer, positional, train, generate, classify, plot, explore, vectors, report, serve  # noqa: E402,F401
+from . import embed, tokenizer, positional, train, generate, classify, plot, explore, vectors, report, serve, env  # noqa: E402,F401
 # isort: on

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import app, out, progress_bar
+from . import DEVICE_HELP, announce_device, app, out, progress_bar, resolve_device_flag
 
 classify_app = typer.Typer(help="Sequence classification on the same embeddings and blocks (CSV of text,label).",
                            no_args_is_help=True)
@@ -33,6 +33,7 @@ def classify_train(
     seed: int = typer.Option(1337, "--seed"),
     out_dir: Path = typer.Option(Path("runs/classifier"), "--out"),
     force: bool = typer.Option(False, "--force", help="Replace the classifier already in --out."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Train a sequence classifier on labelled text; prints train/val accuracy."""
     from ..runs.classify import ClassifyConfig, train_classifier
@@ -41,7 +42,8 @@ def classify_train(
                             tokenizer=tokenizer, positional=positional, d_model=d_model, n_layers=layers,
                             n_heads=heads, context=context, pooling=pooling, max_steps=max_steps,
                             batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, out=str(out_dir),
-                            force=force)
+                            force=force,
+                            device=str(resolve_device_flag(device, "classify train")))
     with progress_bar(max_steps, "classifier") as advance:
         result = train_classifier(config, progress=lambda step, total, info: advance(
             1, description=f"loss {info['loss']:.3f}"))
@@ -55,11 +57,14 @@ def classify_train(
 def classify_predict(
     texts: list[str] = typer.Argument(..., help="Texts to classify."),
     run: Path = typer.Option(..., "--run", help="A run written by tokvec classify train."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Print the predicted label and its probability for each text."""
     from ..runs.classify import load_classifier
 
-    clf = load_classifier(run)
+    where = resolve_device_flag(device, "classify predict", announce=False)
+    clf = load_classifier(run, device=where)
+    announce_device(device, where, "classify predict")
     probs = clf.probabilities(texts)
     for text, p in zip(texts, probs):
         i = int(p.argmax())

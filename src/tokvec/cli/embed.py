@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import SEED_SENTENCES, _preview, app, out, read_text_file
+from . import DEVICE_HELP, SEED_SENTENCES, _preview, announce_device, app, out, read_text_file, resolve_device_flag
 
 
 @app.command()
@@ -27,6 +27,7 @@ def embed(
     max_len: int = typer.Option(5000, "--max-len", help="Positions precomputed (sinusoidal grows past it)."),
     scale: bool = typer.Option(False, "--scale/--no-scale", help="Multiply token vectors by sqrt(d_model)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the random embedding table."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Show text -> pieces -> ids -> (batch_size, seq_length, d_model) vectors, stage by stage."""
     import torch
@@ -40,9 +41,11 @@ def embed(
     tok = build_tokenizer(tokenizer, train_texts)
     rows = tok.text_vocab_size  # plain text never encodes to a special token: the table needs no row for them
     pad_id = tok.pad_id if tok.pad_id is not None and tok.pad_id < rows else None
-    torch.manual_seed(seed)
+    where = resolve_device_flag(device, "embed", announce=False)
+    torch.manual_seed(seed)  # the table is drawn on the CPU: the same vectors on every device
     emb = InputEmbedding(vocab_size=rows, d_model=d_model, positional=positional, max_len=max_len,
-                         dropout=0.0, scale=scale, padding_idx=pad_id, n_heads=heads).eval()
+                         dropout=0.0, scale=scale, padding_idx=pad_id, n_heads=heads).eval().to(where)
+    announce_device(device, where, "embed")
     out.print(f"[bold]tokenizer[/] {type(tok).__name__}  vocab_size={tok.vocab_size}   "
               f"[bold]embedding table[/] (vocab_size, d_model) = ({rows}, {d_model}): "
               f"{rows * d_model:,} parameters"
@@ -67,10 +70,10 @@ def embed(
             out.print(f"[bold]context[/] {context}: {fitted.describe(pad_name=None if pad_id is None else '<pad>')}",
                       soft_wrap=True)
             out.print(f"[bold]ids[/]     {ids}", soft_wrap=True)
-        batch = torch.tensor([ids], dtype=torch.long)
+        batch = torch.tensor([ids], dtype=torch.long, device=where)
         with torch.no_grad():
             tokvecs = emb.token(batch)
-            x = emb(batch, padding_mask=padding)
+            x = emb(batch, padding_mask=None if padding is None else padding.to(where)).cpu()
         out.print(f"[bold]stages[/]  ids (batch_size, seq_length) = {tuple(batch.shape)}"
                   f"  ->  token vectors {tuple(tokvecs.shape)}"
                   f"  ->  + positional, dropout: (batch_size, seq_length, d_model) = {tuple(x.shape)}", soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from . import CLIError, _open_run, _preview, app, out
+from . import DEVICE_HELP, CLIError, _open_run, _preview, announce_device, app, out, resolve_device_flag
 
 
 @app.command()
@@ -52,6 +52,7 @@ def trace(
     d_model: int = typer.Option(8, "--d-model", help="Without --run: width of each vector."),
     positional: str = typer.Option("sinusoidal", "--positional", help="Without --run: positional scheme."),
     seed: int = typer.Option(0, "--seed", help="Without --run: seed of the random table."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Follow TEXT: text -> pieces -> ids -> embedding rows -> +PE, with the shape at each stage."""
     import torch
@@ -60,7 +61,7 @@ def trace(
     from ..viz import trace as run_trace
 
     if run is not None:
-        data = _open_run(run, "trace")
+        data = _open_run(run, "trace", device)
         tok, emb = data.tokenizer, data.model.embed
     else:
         from ..tokenizers import build_tokenizer
@@ -68,6 +69,7 @@ def trace(
         tok = build_tokenizer(tokenizer, [text])
         torch.manual_seed(seed)
         emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, dropout=0.0)
+        emb.to(resolve_device_flag(device, "trace", announce=False))
     result = run_trace(text, tok, emb)
     for number, stage in enumerate(result.stages, 1):
         out.print(f"[bold]{number}. {stage.name}[/]  shape {stage.shape}")
@@ -79,3 +81,4 @@ def trace(
             out.print(f"   {value.tolist()}", markup=False, soft_wrap=True)
         else:
             out.print(_preview(value[0] if value.dim() == 3 else value))
+    announce_device(device, emb, "trace")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from . import CLIError, app, err
+from . import DEVICE_HELP, CLIError, announce_device, app, err, resolve_device_flag
 
 
 @app.command("generate")
@@ -28,6 +28,7 @@ def generate_cmd(
     interactive: bool = typer.Option(False, "--interactive", "-i", help="A prompt loop: type a prompt, watch "
                                      "the text stream; an empty line or Ctrl-D ends it."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Use the KV cache (much faster)."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Sample text from a trained run; the text streams as it is produced."""
     import warnings
@@ -39,7 +40,9 @@ def generate_cmd(
                   repetition_penalty=repetition_penalty)  # bad flags fail before the model loads
     if not run.is_dir():
         raise CLIError(f"no run directory at {run}; train one with: tokvec train --out {run}")
-    model, tok, _ = load_run(run)
+    where = resolve_device_flag(device, "generate", announce=False)
+    model, tok, _ = load_run(run, device=where)
+    announce_device(device, where, "generate")
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
                    stop=[s.replace("\\n", "\n").replace("\\t", "\t") for s in stop] if stop else None,
                    seed=seed, use_cache=cache)

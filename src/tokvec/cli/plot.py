@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import CLIError, _open_run, app, check_out, err, out
+from . import DEVICE_HELP, CLIError, _open_run, announce_device, app, check_out, err, out
 
 plot_app = typer.Typer(help="Draw a stage as PNG (or SVG when --out ends in .svg).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
@@ -91,15 +91,17 @@ def plot_attention_cmd(
     text: str = typer.Option(..., "--text", help="Text the model reads."),
     layer: int = typer.Option(0, "--layer", help="Layer to draw (0-based)."),
     out_path: Path = typer.Option(Path("attention.png"), "--out", "-o"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Attention weights of one layer on a text: heads × (query × key)."""
     from ..viz import plot_attention
     from ..viz.analysis import attention_maps
 
     check_out(out_path, run=run)
-    data = _open_run(run, "plot attention")
+    data = _open_run(run, "plot attention", device)
     weights, pieces = attention_maps(data.model, data.tokenizer, text, layer=layer)
     _save_plot(plot_attention(weights, pieces, layer=layer), out_path)
+    announce_device(device, data.model, "plot attention")
 
 
 @plot_app.command("loss")

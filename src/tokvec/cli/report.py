@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import _open_run, app, check_out, out, read_text_file
+from . import DEVICE_HELP, _open_run, announce_device, app, check_out, out, read_text_file
 
 
 @app.command()
@@ -19,13 +19,15 @@ def report(
     prompt: str = typer.Option("", "--prompt", help="Prompt of the generated sample."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", help="Length of the generated sample."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """One self-contained HTML page: config, parameters, tokenizer stats, losses, a sample and the plots."""
     from ..viz.report import build_report, write_report
 
     check_out(out_path, [val_text] if val_text else [], run=run)
-    data = _open_run(run, "report")
+    data = _open_run(run, "report", device)
     text = read_text_file(val_text) if val_text else None
     page = build_report(data, val_text=text, prompt=prompt or None, max_new_tokens=max_new_tokens, seed=seed)
     path = write_report(page, out_path)
     out.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB); open it in a browser")
+    announce_device(device, data.model, "report")

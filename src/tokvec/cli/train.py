@@ -9,7 +9,7 @@ from typing import Iterator, Optional
 
 import typer
 
-from . import CLIError, app, err, out, progress_bar
+from . import DEVICE_HELP, CLIError, app, err, out, progress_bar, resolve_device_flag
 
 
 # train (training half of the LM issue)
@@ -45,7 +45,15 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     force: bool = typer.Option(False, "--force", help="Replace the run already in --out (it is discarded)."),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on the CPU."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="The old spelling of --precision bf16."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " (auto)"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, bf16, fp16 (CUDA) or bf16-pure "
+                                            "(auto: bf16 on GPUs that have it, else fp32; see `tokvec env`)."),
+    grad_checkpoint: Optional[bool] = typer.Option(None, "--grad-checkpoint/--no-grad-checkpoint",
+                                                   help="Recompute activations in backward: less memory, ~1/3 "
+                                                   "more compute."),
+    log_interval: Optional[int] = typer.Option(None, "--log-interval", help="Read the loss back every N steps "
+                                               "(10); each read waits for the device."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (torch's default)."),
     sample: int = typer.Option(0, "--sample", help="After training, print this many sampled tokens."),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="Under torchrun: ddp (default) or fsdp."),
@@ -68,7 +76,8 @@ def train(
                              activation=activation, max_steps=max_steps,
                              eval_interval=eval_interval, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                              seed=seed, compile=compile_, bf16=bf16, threads=threads, strategy=strategy,
-                             backend=backend,
+                             backend=backend, device=device, precision=precision, grad_checkpoint=grad_checkpoint,
+                             log_interval=log_interval,
                              init_embeddings=None if init_embeddings is None else str(init_embeddings))
     if resume is not None:
         if out_dir is not None and out_dir.resolve() != resume.resolve():
@@ -83,6 +92,14 @@ def train(
     world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
     if rank != 0:  # under torchrun only rank 0 speaks; the others train silently
         out.quiet = err.quiet = True
+    if world == 1:  # under torchrun each rank takes its LOCAL_RANK GPU (or the CPU under gloo)
+        from ..device import resolve_precision
+
+        config.validate()
+        where = resolve_device_flag(config.device, "train")
+        chosen = resolve_precision(config.precision_spec, where)
+        if config.precision_spec == "auto":
+            err.print(f"tokvec train: precision {chosen.name} (auto: {chosen.reason})", markup=False, soft_wrap=True)
     what = f"resuming {run_dir}" if config.resume else f"training into {run_dir}"
     err.print(f"tokvec train: {what} (corpus {config.corpus or 'Python standard library'}, "
               f"tokenizer {config.tokenizer}, preset {config.preset})", markup=False, soft_wrap=True)
@@ -94,7 +111,10 @@ def train(
         def progress(step: int, total: int, info: dict) -> None:
             if last["step"] == 0 and step > 1:
                 advance(step - 1)  # a resumed run starts part-way
-            advance(1, description=f"loss {info['loss']:.3f}  {info['tokens_per_s']:,.0f} tok/s")
+            if "loss" in info:  # read back every log_interval steps only (a device sync)
+                advance(1, description=f"loss {info['loss']:.3f}  {info['tokens_per_s']:,.0f} tok/s")
+            else:
+                advance(1)
             last["step"] = step
             if "val_loss" in info:
                 out.print(f"step {step:>6}  train {info['train_loss']:.4f}  val {info['val_loss']:.4f}"

@@ -163,6 +163,10 @@ def load_token_file(path: str | os.PathLike, *, tokenizer: Any = None, verify: b
 
     ``tokenizer``: refuse a file made by a different tokenizer (fingerprints differ).
     ``verify``: also check the content hash (reads the whole file).
+
+    Every id is checked once here, vectorised, to be below the vocabulary size (the tokenizer's, else
+    the sidecar's): a model fed windows of the returned array may skip its per-batch range check
+    (``model(x, y, checked=True)``), which on a GPU is a device sync per step.
     """
     import numpy as np
 
@@ -182,4 +186,24 @@ def load_token_file(path: str | os.PathLike, *, tokenizer: Any = None, verify: b
             digest.update(ids[start:start + step].tobytes())
         if digest.hexdigest() != info.get("blake2b"):
             raise FormatError(f"{path}: content hash differs from its sidecar; the file changed after it was written")
+    vocab_size = tokenizer.vocab_size if tokenizer is not None else info.get("vocab_size")
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
+        raise FormatError(f"{sidecar_path(path)}: vocab_size {vocab_size!r} is not a positive integer; "
+                          f"re-run `tokvec encode` to rewrite the sidecar")
+    _check_range(ids, vocab_size, path)
     return ids
+
+
+def _check_range(ids, vocab_size: int, path: Path, block: int = 1 << 24) -> None:
+    """Refuse a token file holding an id >= vocab_size (the ids are unsigned: none is below 0).
+    One vectorised max per block of 16M ids: memory stays bounded for any file size."""
+    import numpy as np
+
+    for start in range(0, len(ids), block):
+        chunk = ids[start:start + block]
+        hi = int(chunk.max())
+        if hi >= vocab_size:
+            first = int(np.argmax(chunk >= vocab_size))
+            raise FormatError(f"{path}: token id {int(chunk[first])} at index {start + first} is out of range for "
+                              f"vocab_size {vocab_size}; ids must be in [0, {vocab_size - 1}]: the file was "
+                              f"made by another tokenizer or is damaged; re-run `tokvec encode`")

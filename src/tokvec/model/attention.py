@@ -112,7 +112,7 @@ class CausalSelfAttention(nn.Module):
         v = v.view(b, s, self.n_heads, self.head_dim).transpose(1, 2)  # (b, h, s, hd)
         pos = self.positional
         if pos.rotates:
-            q, k = pos.rotate(q, k, torch.arange(offset, offset + s, device=x.device))
+            q, k = pos.rotate(q, k, torch.arange(offset, offset + s, device=x.device), end=offset + s)
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)  # (b, h, t, hd)
         p = self.dropout if self.training else 0.0
@@ -138,7 +138,9 @@ class CausalSelfAttention(nn.Module):
                 t = k.shape[2]
                 weights = torch.cat([F.pad(w, (0, t - w.shape[-1])) for _, w in parts], dim=2)  # (b, h, s, t)
         y = y.transpose(1, 2).contiguous().view(b, s, d)  # (b, s, d)
-        y = self.resid_dropout(self.proj(y))
+        y = self.proj(y)
+        if self.training and self.resid_dropout.p > 0:  # no call at p = 0: a module call per layer per step
+            y = self.resid_dropout(y)
         return (y, weights) if need_weights else y
 
     def _fused(self, q: Tensor, k: Tensor, v: Tensor, offset: int) -> Tensor | None:

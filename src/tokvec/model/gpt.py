@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
@@ -61,6 +62,9 @@ class GPT(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.token.weight  # (V, d): one table reads and writes tokens
         register_alias_hooks(self)  # state_dict() holds each shared tensor once (safetensors-ready)
+        # activation checkpointing (training only): each block's activations are recomputed in the
+        # backward pass instead of kept, trading ~1/3 more compute for memory; set by the trainer
+        self.grad_checkpoint = False
 
     def _init_weights(self) -> None:
         """GPT-2: every linear N(0, 0.02), biases 0; the two projections per block that write into
@@ -75,26 +79,32 @@ class GPT(nn.Module):
                     nn.init.zeros_(module.bias)
 
     # -- forward --------------------------------------------------------------------------------
-    def hidden(self, ids: Tensor, *, cache: KVCache | None = None) -> Tensor:
+    def hidden(self, ids: Tensor, *, cache: KVCache | None = None, checked: bool = False) -> Tensor:
         """The final-norm hidden states. ids: (b, s) -> (b, s, d). With ``cache`` the ids are the
-        new tokens and take positions ``cache.length ..``; their keys/values are appended to it."""
-        x = self._embed(ids, cache)
+        new tokens and take positions ``cache.length ..``; their keys/values are appended to it.
+        ``checked``: see :meth:`forward`."""
+        x = self._embed(ids, cache, checked)
+        recompute = self.grad_checkpoint and self.training and cache is None and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x, cache=cache)
+            # the non-reentrant variant restores the RNG state, so dropout masks match on recompute
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x, cache=cache)
         return self.norm(x)
 
-    def forward(self, ids: Tensor, targets: Tensor | None = None, *, cache: KVCache | None = None
-                ) -> tuple[Tensor, Tensor | None]:
+    def forward(self, ids: Tensor, targets: Tensor | None = None, *, cache: KVCache | None = None,
+                checked: bool = False) -> tuple[Tensor, Tensor | None]:
         """ids: (b, s) -> (logits (b, s, V), loss).
 
         targets: (b, s) next-token ids, ``-100`` where no loss is wanted; loss is the mean cross
         entropy over the other positions (a scalar), or None without targets.
         cache: a :meth:`new_cache` to append to (generation); ids are then the new tokens only.
+        checked: ids and targets are known to be in [0, vocab_size) (batches of a token file that was
+            validated when it was opened): skip the range checks, whose reductions are read back to
+            the host (a device sync per call on a GPU). Types and shapes are still checked.
         """
-        logits = self.lm_head(self.hidden(ids, cache=cache))  # (b, s, V)
+        logits = self.lm_head(self.hidden(ids, cache=cache, checked=checked))  # (b, s, V)
         if targets is None:
             return logits, None
-        self._check_targets(targets, ids)
+        self._check_targets(targets, ids, check_range=not checked)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
         return logits, loss
 
@@ -113,15 +123,15 @@ class GPT(nn.Module):
             weights.append(w)
         return weights
 
-    def _embed(self, ids: Tensor, cache: KVCache | None) -> Tensor:
+    def _embed(self, ids: Tensor, cache: KVCache | None, checked: bool = False) -> Tensor:
         """ids: (b, s) -> (b, s, d) with positions offset by the cache length."""
         if isinstance(ids, Tensor) and ids.dim() == 2:
             offset = cache.length if cache is not None else 0
             self._check_length(ids.shape[1], offset)
             if offset:
                 positions = torch.arange(offset, offset + ids.shape[1], device=ids.device)
-                return self.embed(ids, positions=positions)
-        return self.embed(ids)  # InputEmbedding names a bad type, rank or id
+                return self.embed(ids, positions=positions, checked=checked)
+        return self.embed(ids, checked=checked)  # InputEmbedding names a bad type, rank or id
 
     def _check_length(self, s: int, offset: int) -> None:
         limit = self.config.context_length
@@ -133,13 +143,15 @@ class GPT(nn.Module):
                 f"crop the input to the last {limit} tokens, or use model.generate which slides a window"
             )
 
-    def _check_targets(self, targets: Tensor, ids: Tensor) -> None:
+    def _check_targets(self, targets: Tensor, ids: Tensor, *, check_range: bool = True) -> None:
         if not isinstance(targets, Tensor) or targets.is_floating_point() or targets.dtype == torch.bool:
             raise TokvecTypeError(f"targets must be an integer tensor of token ids, got "
                                   f"{getattr(targets, 'dtype', type(targets).__name__)}")
         if targets.shape != ids.shape:
             raise TokvecValueError(f"targets must have the shape of ids {tuple(ids.shape)}, "
                                    f"got {tuple(targets.shape)}")
+        if not check_range:
+            return
         valid = targets[targets != IGNORE_INDEX]
         if valid.numel():
             lo, hi = torch.aminmax(valid)

@@ -65,10 +65,12 @@ class PositionalEncoding(nn.Module):
     # -- attention schemes --------------------------------------------------------------------
     rotates: ClassVar[bool] = False  # True when rotate() changes q and k (lets attention skip the call)
 
-    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    def rotate(self, q: Tensor, k: Tensor, positions: Tensor, *, end: int | None = None) -> tuple[Tensor, Tensor]:
         """Rotate the new queries and keys by their absolute positions (before k enters the cache).
 
         q, k: (b, h, s, hd); positions: (s,) int64 -> (q, k) of the same shapes. Default: unchanged.
+        end: the caller's promise that every position is in [0, end) (the attention layer knows it
+        as offset + s), so the scheme need not read the positions back from the device to check.
         """
         return q, k
 

@@ -148,11 +148,15 @@ class RotaryPositionalEncoding(PositionalEncoding):
         x0, x1 = x.chunk(2, dim=-1)
         return torch.cat((-x1, x0), dim=-1)
 
-    def apply(self, x: Tensor, positions: Tensor) -> Tensor:
-        """Rotate x by its positions. x: (b, h, s, hd) (or any (..., s, hd)); positions: (s,) int >= 0."""
+    def apply(self, x: Tensor, positions: Tensor, *, end: int | None = None) -> Tensor:
+        """Rotate x by its positions. x: (b, h, s, hd) (or any (..., s, hd)); positions: (s,) int >= 0.
+
+        end: positions are known to lie in [0, end): no min/max read back (a device sync on a GPU)."""
         if x.shape[-1] != self.head_dim:
             raise TokvecValueError(f"rope was built for head_dim {self.head_dim}, got vectors of size {x.shape[-1]}")
-        if positions.numel():
+        if end is not None:
+            self._grow(end)
+        elif positions.numel():
             lo, hi = int(positions.min()), int(positions.max())
             if lo < 0:
                 raise TokvecValueError(f"positions must be >= 0, got {lo}")
@@ -164,9 +168,9 @@ class RotaryPositionalEncoding(PositionalEncoding):
         cos, sin = self._cos[positions].to(x.dtype), self._sin[positions].to(x.dtype)  # (s, hd)
         return x * cos + self._rotate_pairs(x) * sin
 
-    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """q, k: (b, h, s, hd); positions: (s,) -> rotated (q, k), same shapes."""
-        return self.apply(q, positions), self.apply(k, positions)
+    def rotate(self, q: Tensor, k: Tensor, positions: Tensor, *, end: int | None = None) -> tuple[Tensor, Tensor]:
+        """q, k: (b, h, s, hd); positions: (s,) -> rotated (q, k), same shapes (``end``: see the base class)."""
+        return self.apply(q, positions, end=end), self.apply(k, positions, end=end)
 
     def extra_repr(self) -> str:
         scaling = f", scaling={self.scaling!r}, factor={self.factor:g}" if self.scaling != "none" else ""

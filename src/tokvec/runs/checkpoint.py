@@ -286,23 +286,28 @@ def load_run_tokenizer(run_dir: str | os.PathLike, config: Mapping | None = None
     return tok
 
 
-def load_run(run_dir: str | os.PathLike):
-    """``(model, tokenizer, config_dict)`` of a run directory; the model is in eval mode on the CPU."""
+def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu"):
+    """``(model, tokenizer, config_dict)`` of a run directory; the model is in eval mode on ``device``
+    (``"cpu"``, ``"cuda:1"``, ``"auto"``, ...). Weights are read on the CPU and then moved
+    (``map_location`` semantics): a run saved on any device loads on any other."""
+    from ..device import resolve_device
     from ..model.config import ModelConfig
     from ..model.gpt import GPT
 
+    target = resolve_device(device)  # a bad device fails before the weights are read
     config = read_run_config(run_dir)
     model = GPT(ModelConfig.from_dict(config["model"]))
     load_weights(run_dir, model, config)
-    return model.eval(), load_run_tokenizer(run_dir, config), config
+    return model.to(target).eval(), load_run_tokenizer(run_dir, config), config
 
 
-def load_model(run_dir: str | os.PathLike):
-    """The trained model of a run directory written by ``tokvec train`` (weights + config), in eval mode.
+def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu"):
+    """The trained model of a run directory written by ``tokvec train`` (weights + config), in eval mode
+    on ``device`` (``"cpu"``, ``"cuda:0"``, ``"auto"``, ...: :func:`tokvec.device.resolve_device`).
 
     (What ``GPT.from_run`` did: loading a run is a job of this layer, which the model does not import.)
     """
-    return load_run(run_dir)[0]
+    return load_run(run_dir, device=device)[0]
 
 
 # -- metrics log -------------------------------------------------------------------------------

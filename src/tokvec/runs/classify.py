@@ -28,6 +28,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .._io import atomic_open, read_json, write_json
+from ..device import resolve_device, to_device
 from ..errors import FormatError, TokvecValueError
 from .lock import RunClaim
 
@@ -59,6 +60,7 @@ class ClassifyConfig:
     seed: int = 1337
     out: str = "runs/classifier"
     force: bool = False                   # replace a classifier already in ``out`` instead of refusing
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps (tokvec.device.resolve_device)
 
 
 @dataclass
@@ -111,12 +113,16 @@ class Classifier:
         """Right-padded ids (b, s) and their padding mask (b, s), True at padding."""
         return pad_batch([self.tokenizer.encode(t)[: self.context] for t in texts], self.tokenizer.pad_id or 0)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     @torch.no_grad()
     def probabilities(self, texts: Sequence[str]) -> torch.Tensor:
-        """(len(texts), n_classes) class probabilities."""
+        """(len(texts), n_classes) class probabilities, on the CPU."""
         ids, mask = self.batch(texts)
-        logits, _ = self.model(ids, padding_mask=mask)
-        return logits.softmax(-1)
+        logits, _ = self.model(to_device(ids, self.device), padding_mask=to_device(mask, self.device))
+        return logits.softmax(-1).cpu()
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         return [self.labels[i] for i in self.probabilities(texts).argmax(-1).tolist()]
@@ -178,11 +184,12 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, context_length=config.context, d_model=config.d_model,
                             n_layers=config.n_layers, n_heads=config.n_heads, positional=config.positional,
                             dropout=config.dropout)
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model = SequenceClassifier(model_cfg, len(labels), pooling=config.pooling)
+    model = SequenceClassifier(model_cfg, len(labels), pooling=config.pooling).to(device)
     clf = Classifier(model, tokenizer, labels, config.context)
     rows = [tokenizer.encode(t)[: config.context] for t in train_texts]
-    ys = torch.tensor([y_all[i] for i in train_idx])
+    ys = torch.tensor([y_all[i] for i in train_idx], device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(config.seed)
     losses = []
@@ -190,6 +197,7 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
     for step in range(1, config.max_steps + 1):
         pick = torch.randint(0, len(rows), (min(config.batch_size, len(rows)),), generator=gen).tolist()
         ids, mask = pad_batch([rows[i] for i in pick], tokenizer.pad_id or 0)
+        ids, mask = to_device(ids, device), to_device(mask, device)
         lr = config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / config.max_steps))
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -202,12 +210,12 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
         if progress is not None:
             progress(step, config.max_steps, {"loss": losses[-1]})
     model.eval()
-    train_acc = _accuracy(clf, train_texts, ys.tolist())
+    train_acc = _accuracy(clf, train_texts, ys.tolist())  # (ys.tolist(): one read-back, after training)
     val_acc = _accuracy(clf, [texts[i] for i in val_idx], [y_all[i] for i in val_idx]) if val_idx else None
     run_dir = Path(config.out)
     tokenizer.save(run_dir / TOKENIZER_FILE)  # classifier.json, written last, commits the run
     with atomic_open(run_dir / WEIGHTS_FILE, "wb") as f:
-        f.write(st_save({k: v.contiguous() for k, v in model.state_dict().items()}))
+        f.write(st_save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}))
     write_json(run_dir / CONFIG_FILE, {
         "format": FORMAT, "version": VERSION, "model": model_cfg.to_dict(), "pooling": config.pooling,
         "labels": labels, "train": dataclasses.asdict(config), "n_train": len(train_idx), "n_val": len(val_idx),
@@ -216,8 +224,8 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
                           losses=losses, classifier=clf)
 
 
-def load_classifier(run_dir: str | os.PathLike) -> Classifier:
-    """The classifier saved by :func:`train_classifier` in ``run_dir`` (no unpickling)."""
+def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Classifier:
+    """The classifier saved by :func:`train_classifier` in ``run_dir`` (no unpickling), on ``device``."""
     from ..model import ModelConfig, SequenceClassifier
     from ..tokenizers import load_tokenizer
 
@@ -234,6 +242,7 @@ def load_classifier(run_dir: str | os.PathLike) -> Classifier:
     except Exception as e:  # safetensors raises its own error types on a damaged file
         raise FormatError(f"{run_dir / WEIGHTS_FILE} cannot be read ({e}); the run is damaged") from None
     model.load_state_dict(state)
+    model.to(resolve_device(device))
     return Classifier(model, load_tokenizer(run_dir / TOKENIZER_FILE), meta["labels"], meta["model"]["context_length"])
 
 

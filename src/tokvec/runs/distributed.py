@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..device import resolve_device
 from ..errors import DistributedError, TokvecError, TokvecValueError
 
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
@@ -87,11 +88,15 @@ def _env_int(name: str, default: int) -> int:
                                f"launch with torchrun, which sets it") from None
 
 
-def init_distributed(strategy: str = "auto", backend: str = "auto", *, timeout_s: float = 120.0) -> DistContext:
+def init_distributed(strategy: str = "auto", backend: str = "auto", *, timeout_s: float = 120.0,
+                     device: str | torch.device = "auto") -> DistContext:
     """Join the process group torchrun describes in the environment (or run alone when it does not).
 
     strategy: ``auto`` (ddp when WORLD_SIZE > 1, else none), ``ddp``, ``fsdp``, ``none``.
     backend: ``auto`` (nccl when CUDA is available, gloo on CPUs), ``gloo``, ``nccl``.
+    device: a single process trains on this device (:func:`tokvec.device.resolve_device`: ``auto``
+    is the first GPU, else the CPU). Under torchrun each rank takes GPU ``LOCAL_RANK`` when the
+    backend is nccl, and the CPU under gloo; ``--device cpu`` there means gloo.
     timeout_s: how long a collective may wait for a missing peer before the job fails with an error
     (instead of hanging forever when one rank dies).
     """
@@ -109,9 +114,10 @@ def init_distributed(strategy: str = "auto", backend: str = "auto", *, timeout_s
         if strategy in ("ddp", "fsdp"):
             raise TokvecValueError(f"--strategy {strategy} needs several processes, but WORLD_SIZE is 1; "
                                    f"launch with torchrun --nproc_per_node=N -m tokvec train ...")
-        return DistContext()
+        return DistContext(device=resolve_device(device))
     strategy = "ddp" if strategy in ("auto", "none") else strategy
-    cuda = torch.cuda.is_available()
+    wanted = resolve_device(device)  # a device this machine lacks fails here, on every rank
+    cuda = torch.cuda.is_available() and wanted.type != "cpu"
     if backend == "auto":
         backend = "nccl" if cuda else "gloo"
     if backend == "nccl" and not cuda:

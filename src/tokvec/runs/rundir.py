@@ -10,10 +10,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError
 from .checkpoint import load_run, read_run_config
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 @dataclass
@@ -38,11 +41,11 @@ def check_run_dir(path: str | os.PathLike) -> dict:
     return read_run_config(path)
 
 
-def open_run(path: str | os.PathLike) -> RunData:
-    """Load a run directory: model (eval mode), tokenizer, config and metrics (None when absent)."""
+def open_run(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> RunData:
+    """Load a run directory: model (eval mode, on ``device``), tokenizer, config and metrics (None when absent)."""
     path = Path(path)
     check_run_dir(path)
-    model, tokenizer, config = load_run(path)
+    model, tokenizer, config = load_run(path, device=device)
     model.eval()
     metrics_path = path / "metrics.jsonl"
     metrics = read_metrics(metrics_path) if metrics_path.is_file() and metrics_path.stat().st_size else None

@@ -28,10 +28,12 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from ..corpus import corpus_files, corpus_fingerprint
 from ..data.batches import SPLITS, batch_generator, eval_batches, random_batch, split_by_position
 from ..data.tokenfile import load_token_file, write_token_file
+from ..device import PRECISIONS, resolve_precision, to_device
 from ..errors import FormatError, RunDirError, TokvecError, TokvecValueError, TokvecWarning
 from ..tokenizers import build_tokenizer
 from . import checkpoint as ckpt
@@ -40,7 +42,8 @@ from .lock import RunClaim
 
 # Fields that may change when a run is resumed; any other difference is an error.
 RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval", "compile", "bf16",
-             "threads", "out", "resume", "force", "strategy", "backend", "dist_timeout_s")
+             "threads", "out", "resume", "force", "strategy", "backend", "dist_timeout_s", "device", "precision",
+             "grad_checkpoint", "log_interval")
 TOKENS_FILE = "tokens.bin"  # the corpus as token ids (+ tokens.bin.json), written by rank 0, memory-mapped
 _MODEL_FLAGS = {"positional": "positional", "d_model": "d_model", "n_layers": "n_layers",
                 "n_heads": "n_heads", "context_length": "context_length", "d_ff": "d_ff", "dropout": "dropout",
@@ -85,13 +88,17 @@ class TrainConfig:
     beta2: float = 0.99                   # nanoGPT's choice for small char models
     grad_clip: float = 1.0                # 0 disables clipping
     eval_interval: int = 250
+    log_interval: int = 10                # the loss is read back (a device sync) every N steps and at evals
     eval_batches: int = 20                # batches of contiguous windows per split per eval
     checkpoint_interval: Optional[int] = None  # None: every eval
     val_fraction: float = 0.1
     val_split: str = "seeded"             # seeded: val block placed by the seed; tail: last val_fraction
     seed: int = 1337
     compile: bool = False
-    bf16: bool = False
+    bf16: bool = False                    # the old spelling of precision="bf16"
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps (tokvec.device.resolve_device)
+    precision: str = "auto"               # auto | fp32 | bf16 | fp16 | bf16-pure (tokvec.device.resolve_precision)
+    grad_checkpoint: bool = False         # recompute each block's activations in backward (less memory)
     threads: Optional[int] = None         # torch intra-op threads during the run; None: torch's default
     out: str = "runs/tokvec"
     resume: bool = False                  # continue the checkpoint in ``out``
@@ -123,7 +130,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Collect every problem, then raise once naming each field, its value and the limit."""
         problems = []
-        for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches"):
+        for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches", "log_interval"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 problems.append(f"{name} {value!r} must be an integer >= 1")
@@ -143,6 +150,10 @@ class TrainConfig:
             problems.append(f"threads {self.threads} must be >= 1")
         if self.grad_clip < 0:
             problems.append(f"grad_clip {self.grad_clip} must be >= 0 (0 disables clipping)")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
+        elif self.bf16 and self.precision not in ("auto", "bf16"):
+            problems.append(f"bf16=True (--bf16) contradicts precision {self.precision!r}; drop --bf16")
         if problems:
             raise TokvecValueError("bad training config: " + "; ".join(problems))
         return self
@@ -153,6 +164,11 @@ class TrainConfig:
 
         overrides = {k: getattr(self, k) for k in _MODEL_FLAGS if getattr(self, k) is not None}
         return ModelConfig.preset(self.preset, **{**overrides, **self.model_options, "vocab_size": vocab_size})
+
+    @property
+    def precision_spec(self) -> str:
+        """``precision``, with the old ``bf16=True`` read as ``"bf16"``."""
+        return "bf16" if self.bf16 and self.precision == "auto" else self.precision
 
     @property
     def effective_warmup(self) -> int:
@@ -254,20 +270,23 @@ class _InterruptFlag:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, segments, *, batch_size: int, context: int, max_batches: int,
-             autocast=nullcontext, ctx: dist_.DistContext = dist_.DistContext()) -> float:
+             autocast=nullcontext, ctx: dist_.DistContext = dist_.DistContext(), checked: bool = False) -> float:
     """Mean next-token loss over contiguous windows of ``segments`` (token-weighted).
+
+    ``checked``: the segments' ids were range-checked already (a token file as loaded), so the
+    model skips its per-batch check.
 
     Under several processes each rank scores its share of the same windows and the sums are added
     up, so the result is the mean over all of them, equal on every rank."""
     was_training = model.training
     model.eval()
-    total, count, batches = 0.0, 0, 0
+    total, count, batches = torch.zeros((), dtype=torch.float64, device=ctx.device), 0, 0
     x = torch.zeros(1, context, dtype=torch.long)
     for x, y in eval_batches(segments, batch_size=batch_size, context=context, max_batches=max_batches,
                              shard=(ctx.rank, ctx.world_size)):
         with autocast():
-            _, loss = model(x.to(ctx.device), y.to(ctx.device))
-        total += float(loss) * y.numel()
+            _, loss = model(to_device(x, ctx.device), to_device(y, ctx.device), checked=checked)
+        total += loss.detach().double() * y.numel()  # summed on the device: one read-back at the end
         count += y.numel()
         batches += 1
     if ctx.strategy == "fsdp":  # every FSDP forward is collective: a rank with fewer windows runs idle ones
@@ -275,7 +294,7 @@ def evaluate(model: torch.nn.Module, segments, *, batch_size: int, context: int,
             with autocast():
                 model(x[:1].to(ctx.device))
     model.train(was_training)
-    total, count = dist_.all_reduce_sum([total, count], ctx)
+    total, count = dist_.all_reduce_sum([float(total), count], ctx)
     return total / max(count, 1)
 
 
@@ -293,7 +312,8 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    ctx = dist_.init_distributed(config.strategy, config.backend, timeout_s=config.dist_timeout_s)
+    ctx = dist_.init_distributed(config.strategy, config.backend, timeout_s=config.dist_timeout_s,
+                                 device=config.device)
     try:
         with dist_.collective_errors(ctx, config.dist_timeout_s):
             files = _corpus_list(config)
@@ -469,6 +489,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     from ..model.gpt import GPT
 
     run_dir = Path(config.out)
+    precision = resolve_precision(config.precision_spec, ctx.device)  # fp16 on a CPU fails before any work
     saved = ckpt.read_run_config(run_dir) if config.resume else None
     tokenizer, ids = _prepare_data(config, run_dir, saved, ctx, files)
     model_cfg = config.model_config(tokenizer.vocab_size)
@@ -503,6 +524,9 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
         elapsed_before = float(saved.get("elapsed_s", 0.0))
         metrics = [r for r in ckpt.read_metrics(run_dir) if r.get("step", 0) <= start_step]
     model.to(ctx.device)
+    if precision.param_dtype == torch.bfloat16:
+        model.bfloat16()  # bf16-pure: the weights themselves (floating tensors only, never rope's complex table)
+    model.grad_checkpoint = config.grad_checkpoint
     wrapped = dist_.wrap_model(model, ctx)
     optimizer, fused = make_optimizer(model, config, allow_fused=ctx.strategy != "fsdp")
     if saved is not None:
@@ -511,7 +535,9 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     if ctx.is_main:
         ckpt.write_metrics(run_dir, metrics)
     forward = torch.compile(wrapped) if config.compile else wrapped
-    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if config.bf16 else nullcontext)
+    autocast = lambda: precision.autocast(ctx.device)  # noqa: E731
+    # fp16 gradients underflow without a loss scale; the scaler skips a step whose gradients overflowed
+    scaler = torch.amp.GradScaler(ctx.device.type) if precision.scaled else None
 
     ckpt_every = config.checkpoint_interval or config.eval_interval
     tokens_per_step = effective_batch(config, ctx.world_size) * context
@@ -520,6 +546,26 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     train_loss = val_loss = None
     train_time, t_start = 0.0, time.perf_counter()
     tokens_per_s = 0.0
+    # per-step loss and gradient norm stay on the device until a log step reads them back in one go
+    pending: list[tuple[int, Tensor, Tensor]] = []
+
+    def drain() -> None:
+        """Read back the pending steps' losses and norms (one sync); stop at the first non-finite one."""
+        if not pending:
+            return
+        values = torch.stack([torch.stack([loss.double(), norm.double()]) for _, loss, norm in pending]).tolist()
+        steps = [s for s, _, _ in pending]
+        pending.clear()
+        if ctx.distributed:  # every rank judges the same mean losses: all stop together or none
+            summed = dist_.all_reduce_sum([loss for loss, _ in values], ctx)
+            values = [(loss / ctx.world_size, norm) for loss, (_, norm) in zip(summed, values)]
+        for done, (loss_value, norm_value) in zip(steps, values):
+            # under fp16 an infinite norm is the scaler's business (it skipped that step), not divergence
+            bad_norm = not math.isfinite(norm_value) and scaler is None
+            if not math.isfinite(loss_value) or bad_norm:
+                what = f"loss is {loss_value}" if not math.isfinite(loss_value) else f"gradient norm is {norm_value}"
+                raise diverged(what, done)
+            losses.append(loss_value)
 
     def diverged(what: str, step: int) -> TrainingDivergedError:
         kept = (f"the last good checkpoint (step {last_ckpt}) in {run_dir} is kept" if last_ckpt is not None
@@ -529,6 +575,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
 
     def save(step: int) -> None:
         nonlocal last_ckpt
+        drain()  # never checkpoint weights that a non-finite step has touched
         bad = _first_nonfinite(model)  # a checkpoint of garbage would pass for the last good one
         if ctx.distributed:
             bad = bad if dist_.all_reduce_sum([float(bad is not None)], ctx)[0] == 0 else (bad or "another rank's shard")
@@ -536,6 +583,9 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
             raise diverged(f"weight {bad} is not finite (NaN or infinite)", step)
         # under FSDP gathering the shards is collective: every rank takes part, rank 0 writes
         weights = dist_.full_state_dict(wrapped, ctx) if ctx.strategy == "fsdp" else model
+        if precision.param_dtype != torch.float32:  # a run's weights are saved as float32, whatever it trains in
+            weights = {k: v.float() if v.is_floating_point() else v
+                       for k, v in (weights if isinstance(weights, Mapping) else model.state_dict()).items()}
         opt_state = dist_.full_optimizer_state(optimizer, ctx) if ctx.strategy == "fsdp" else optimizer
         if ctx.is_main:
             ckpt.save_run(run_dir, model=weights, tokenizer=tokenizer, model_config=model_dict,
@@ -555,7 +605,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
                 group["lr"] = lr
             torch.manual_seed(config.seed * 7_919 + step)  # dropout: a function of (seed, step)
             optimizer.zero_grad(set_to_none=True)
-            loss_sum = 0.0
+            loss_sum: Tensor | float = 0.0
             for micro in range(config.grad_accum):
                 x, y = random_batch(split.train, batch_size=config.batch_size, context=context,
                                     generator=batch_generator(config.seed, step, micro),
@@ -564,27 +614,36 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
                 sync = nullcontext() if micro == config.grad_accum - 1 or not hasattr(wrapped, "no_sync") \
                     else wrapped.no_sync()
                 with sync, autocast():
-                    _, loss = forward(x.to(ctx.device), y.to(ctx.device))
+                    # the token file was range-checked when it was loaded: no per-batch check (a sync)
+                    _, loss = forward(to_device(x, ctx.device), to_device(y, ctx.device), checked=True)
                 with sync:
-                    (loss / config.grad_accum).backward()
-                loss_sum += float(loss.detach()) / config.grad_accum
+                    scaled = loss / config.grad_accum
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                loss_sum = loss_sum + loss.detach() / config.grad_accum  # in the loss's own dtype
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients
             norm = (torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
-                    if config.grad_clip > 0 else torch.tensor(0.0))
-            if ctx.distributed:  # every rank judges the same mean loss: all stop together or none
-                loss_sum = dist_.all_reduce_sum([loss_sum], ctx)[0] / ctx.world_size
-            norm = float(norm.full_tensor()) if hasattr(norm, "full_tensor") else float(norm)
-            if not (math.isfinite(loss_sum) and math.isfinite(norm)):
-                what = f"loss is {loss_sum}" if not math.isfinite(loss_sum) else f"gradient norm is {norm}"
-                raise diverged(what, step + 1)
-            optimizer.step()
+                    if config.grad_clip > 0 else torch.zeros((), device=ctx.device))
+            if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
+                norm = norm.full_tensor()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             step += 1
-            losses.append(loss_sum)
+            pending.append((step, loss_sum, norm.detach()))
+            evaluating = step % config.eval_interval == 0 or step == config.max_steps
+            info: dict[str, Any] = {"lr": lr}
+            if step % config.log_interval == 0 or evaluating or step % ckpt_every == 0:
+                drain()
+                info["loss"] = losses[-1]
             train_time += time.perf_counter() - t0
-            tokens_per_s = tokens_per_step * len(losses) / max(train_time, 1e-9)
-            info: dict[str, Any] = {"loss": loss_sum, "lr": lr, "tokens_per_s": tokens_per_s}
-            if step % config.eval_interval == 0 or step == config.max_steps:
+            tokens_per_s = tokens_per_step * (step - start_step) / max(train_time, 1e-9)
+            info["tokens_per_s"] = tokens_per_s
+            if evaluating:
                 kw = dict(batch_size=config.batch_size, context=context, max_batches=config.eval_batches,
-                          autocast=autocast, ctx=ctx)
+                          autocast=autocast, ctx=ctx, checked=True)
                 scorer = model if ctx.distributed else forward  # DDP's wrapper would sync for nothing
                 train_loss = evaluate(scorer, split.train, **kw)
                 val_loss = evaluate(scorer, (split.val,), **kw)
@@ -604,14 +663,15 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
                     progress(step, config.max_steps, info)
                 except KeyboardInterrupt:  # raised by the callback (or Ctrl-C outside the main thread)
                     interrupt.raised = True
-            if ctx.distributed:  # one rank's Ctrl-C stops them all at the same step, after a checkpoint
+            if ctx.distributed and "loss" in info:  # one rank's Ctrl-C stops them all at the same step
                 interrupt.raised = dist_.all_reduce_sum([float(interrupt.raised)], ctx)[0] > 0
-            if interrupt.raised:
+            if interrupt.raised and (not ctx.distributed or "loss" in info):
                 if last_ckpt != step:
                     save(step)
                 raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved in {run_dir}")
     if last_ckpt != step:
         save(step)  # max_steps already reached on resume: nothing ran, the checkpoint stands
+    drain()
     return TrainResult(run_dir=run_dir, step=step, start_step=start_step, train_loss=train_loss,
                        val_loss=val_loss, tokens_per_s=tokens_per_s,
                        elapsed_s=elapsed_before + time.perf_counter() - t_start, losses=losses,

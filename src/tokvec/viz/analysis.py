@@ -180,7 +180,7 @@ def token_strings(tokenizer) -> list[str]:
 
 def embedding_table(model) -> torch.Tensor:
     """A model's token embedding table (V, d), detached: ``model.embed.token.weight``."""
-    return model.embed.token.weight.detach()
+    return model.embed.token.weight.detach().cpu()
 
 
 def top_ids(tokenizer, top: int) -> list[int]:
@@ -278,7 +278,8 @@ def attention_maps(model, tokenizer, text: str, *, layer: int = 0) -> tuple[torc
     model.eval()
     try:
         with torch.no_grad():
-            weights = model.attention_weights(torch.tensor([ids], dtype=torch.long), layers=layer + 1)
+            device = model.embed.token.weight.device if hasattr(model, "embed") else None
+            weights = model.attention_weights(torch.tensor([ids], dtype=torch.long, device=device), layers=layer + 1)
     finally:
         model.train(was_training)
-    return weights[layer][0].detach(), pieces
+    return weights[layer][0].detach().cpu(), pieces

@@ -55,17 +55,19 @@ def trace(text: str, tokenizer, embedding) -> Trace:
         raise TokvecValueError("text is empty: give at least one character to trace")
     pieces = tokenizer.tokens(text)
     ids = tokenizer.encode(text)
-    batch = torch.tensor([ids], dtype=torch.long)  # (b=1, s)
+    device = embedding.token.weight.device  # the embedding's device; the stages are kept as CPU copies
+    batch = torch.tensor([ids], dtype=torch.long, device=device)  # (b=1, s)
     d, v = embedding.d_model, embedding.vocab_size
     positional = embedding.positional
     was_training = embedding.training
     embedding.eval()
     try:
         with torch.no_grad():
-            token_vectors = embedding.token(batch)  # (1, s, d)
-            out = embedding(batch)  # (1, s, d)
+            token_vectors = embedding.token(batch).cpu()  # (1, s, d)
+            out = embedding(batch).cpu()  # (1, s, d)
     finally:
         embedding.train(was_training)
+    batch = batch.cpu()
     stages = [
         Stage("text", (len(text),), f"{len(text)} characters", text),
         Stage("pieces", (len(pieces),), f"{type(tokenizer).__name__} splits the text into {len(pieces)} pieces",
@@ -78,7 +80,7 @@ def trace(text: str, tokenizer, embedding) -> Trace:
     ]
     if positional.acts_on == "input":
         with torch.no_grad():
-            pe = positional.table(len(ids)).detach().clone()  # (s, d)
+            pe = positional.table(len(ids)).detach().cpu().clone()  # (s, d)
         stages.append(Stage("position vectors", tuple(pe.shape),
                             f"(seq_length, d_model): {positional.name} vectors of positions 0..{len(ids) - 1}, "
                             f"the same for every sequence of the batch", pe))

@@ -42,10 +42,18 @@ _flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", 
 _flash_backward = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
 
 
+def cpu_kernel(device_type: str, dtype: torch.dtype) -> bool:
+    """The one guard of the private CPU kernel: True only for CPU tensors of float32/64 on a torch build
+    that has both its forward and backward ops. Everything else (CUDA, MPS, bf16, a build without
+    the op) takes the layer's public ``F.scaled_dot_product_attention`` path, which on CUDA runs a
+    float mask through its own fused kernels."""
+    return (_flash is not None and _flash_backward is not None and device_type == "cpu"
+            and dtype in (torch.float32, torch.float64))
+
+
 def available(q: Tensor) -> bool:
-    """Whether this build and these tensors can use the fused path (CPU, float32/64, kernel present)."""
-    return _flash is not None and _flash_backward is not None and q.device.type == "cpu" and \
-        q.dtype in (torch.float32, torch.float64)
+    """Whether ``q`` (and the k, v beside it) can use the fused CPU path: :func:`cpu_kernel` of its device."""
+    return cpu_kernel(q.device.type, q.dtype)
 
 
 def _mask(table: Tensor, s: int, offset: int) -> Tensor:

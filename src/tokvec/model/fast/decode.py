@@ -82,6 +82,10 @@ class Decoder:
         # step, so the caller's code between steps (a stream's consumer) keeps the global setting.
         # The setting is process-wide: another thread running meanwhile gets ATen kernels too
         # (same results to float rounding, only its speed changes).
+        # Only for CPU tensors: oneDNN is a CPU library, elsewhere the switch would only slow the CPU
+        # work of other threads.
+        if not onednn_switch(ids.device.type):
+            return self._step(ids, cache)
         onednn = torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = False
         try:
@@ -124,7 +128,7 @@ class Decoder:
         k = qkv[:, d:2 * d].view(b, h, 1, hd)
         v = qkv[:, 2 * d:].view(b, h, 1, hd)
         if positions is not None:
-            q, k = attn.positional.rotate(q, k, positions)
+            q, k = attn.positional.rotate(q, k, positions, end=cache.length + 1)
         k, v = cache.update(attn.layer_index, k, v)  # (b, h, t, hd)
         y = F.scaled_dot_product_attention(q, k, v)  # (b, h, 1, hd): one query sees every cached key
         return self.linear(y.reshape(b, d), attn.proj)  # with one query, (b, h, 1, hd) -> (b, d) is a view
@@ -138,6 +142,11 @@ class Decoder:
         else:
             hidden = F.gelu(hidden)
         return self.linear(hidden, mlp.proj)
+
+
+def onednn_switch(device_type: str) -> bool:
+    """Whether a decoding step on this device type turns oneDNN off for its duration (CPU only)."""
+    return device_type == "cpu"
 
 
 def _norm(x: Tensor, norm: nn.Module) -> Tensor:
