@@ -24,7 +24,6 @@ from ..errors import TokvecValueError
 from ..positional import PositionalEncoding
 from ..positional.base import check_positive_int
 from .fast import banded
-from .fast.dispatch import _adds_scores, _has_score_term
 
 
 class KVCache:
@@ -116,7 +115,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)  # (b, h, t, hd)
         p = self.dropout if self.training else 0.0
-        if not need_weights and not pos.adds_values and not _adds_scores(pos):
+        if not need_weights and not pos.adds_values and not pos.adds_scores:
             # no score term: one fused call; s == 1 with a cache sees every key and needs no mask
             if offset == 0 or s == 1:
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=offset == 0 and s > 1)
@@ -158,7 +157,7 @@ class CausalSelfAttention(nn.Module):
             values = pos.distance_values()
             return banded.relative_attention(q, k, v, table.to(q.dtype),
                                              None if values is None else values.to(q.dtype), offset)
-        if pos.adds_values or _has_score_term(pos):
+        if pos.adds_values or pos.has_score_term:
             return None  # a term of q and k (Transformer-XL): the query blocks below
         mask = pos.attention_bias(q.shape[2], k.shape[2], offset)  # (1, h, s, t), -inf in the future
         return None if mask is None else banded.masked_attention(q, k, v, mask.to(q.dtype), offset)

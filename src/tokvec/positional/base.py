@@ -36,6 +36,19 @@ class PositionalEncoding(nn.Module):
     name: ClassVar[str] = "abstract"
     acts_on: ClassVar[str] = "none"
 
+    # -- capabilities: each scheme declares what it does (class attributes, set in its own file);
+    # attention and the model choose their paths from these, never from names or overrides. The
+    # defaults fit an additive scheme (sinusoidal-like): nothing in attention, any length.
+    rotates: ClassVar[bool] = False  # True when rotate() changes q and k (lets attention skip the call)
+    has_score_bias: ClassVar[bool] = False  # True when score_bias() returns a tensor (ALiBi, T5)
+    has_score_term: ClassVar[bool] = False  # True when score_term() returns a tensor (Shaw keys, XL)
+    extrapolates: ClassVar[bool] = True  # False when positions past max_len have no vector (learned)
+
+    @property
+    def adds_scores(self) -> bool:
+        """Whether attention must add a score bias or term (otherwise it can stay causal-fused)."""
+        return self.has_score_bias or self.has_score_term
+
     # -- input schemes ------------------------------------------------------------------------
     def pe(self, positions: Tensor) -> Tensor:
         """Position vectors. positions: (s,) or (b, s) int64 -> (s, d) or (b, s, d)."""
@@ -63,8 +76,6 @@ class PositionalEncoding(nn.Module):
         return self.add_(x.clone(), positions)
 
     # -- attention schemes --------------------------------------------------------------------
-    rotates: ClassVar[bool] = False  # True when rotate() changes q and k (lets attention skip the call)
-
     def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Rotate the new queries and keys by their absolute positions (before k enters the cache).
 
