@@ -302,17 +302,37 @@ def load_model(run_dir: str | os.PathLike):
 
 
 # -- metrics log -------------------------------------------------------------------------------
-def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """The records of metrics.jsonl (an unreadable trailing line from an old crash is skipped)."""
-    path = Path(run_dir) / METRICS_FILE
+def read_metrics(path: str | os.PathLike, *, strict: bool = True) -> list[dict]:
+    """Loss records of a ``metrics.jsonl`` (one JSON object a line with step, split, loss); ``path`` is
+    the file or its run directory. A last line cut short by a crash mid-write is always skipped.
+
+    ``strict`` (viewers): a missing file, a bad line, a record without step/split/loss or no record
+    at all raises. ``strict=False`` (resume): a missing file is ``[]`` and unreadable lines are skipped.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
     if not path.is_file():
-        return []
+        if not strict:
+            return []
+        raise FileNotFoundError(f"no metrics file at {path} (a training run writes {METRICS_FILE})")
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                if strict and line.endswith("\n"):
+                    raise FormatError(f"{path} line {number} is not JSON ({e.msg}): {line.strip()[:80]!r}") from None
+                continue  # a torn last line (or, not strict, any unreadable one): ignore it
+            missing = [key for key in ("step", "split", "loss") if not isinstance(record, dict) or key not in record]
+            if missing and strict:
+                raise FormatError(f"{path} line {number} lacks {', '.join(missing)}: {line.strip()[:80]!r}")
+            records.append(record)
+    if strict and not records:
+        raise FormatError(f"{path} holds no loss records yet; train for at least one logged step")
     return records
 
 
