@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import TokvecValueError
 from ..positional import PositionalEncoding
-from ..positional.base import check_positive_int
+from ..positional.base import head_dim_for
 from .fast import banded
 
 
@@ -87,12 +86,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, *, positional: PositionalEncoding, dropout: float = 0.0,
                  bias: bool = True, layer_index: int = 0) -> None:
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("n_heads", n_heads)
-        if d_model % n_heads:
-            raise TokvecValueError(f"n_heads ({n_heads}) must divide d_model ({d_model}); "
-                                   f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size")
-        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, head_dim_for(d_model, n_heads)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = dropout

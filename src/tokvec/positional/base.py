@@ -231,6 +231,18 @@ def check_offset(offset: Any) -> int:
     return offset
 
 
+def head_dim_for(d_model: int, n_heads: int) -> int:
+    """``d_model // n_heads``, refusing heads that do not divide d_model (naming both numbers and a
+    head count that would). The one check of this rule, for config, attention, schemes and plots."""
+    check_positive_int("d_model", d_model)
+    check_positive_int("n_heads", n_heads)
+    if d_model % n_heads:
+        near = min((h for h in range(1, d_model + 1) if d_model % h == 0), key=lambda h: (abs(h - n_heads), h))
+        raise TokvecValueError(f"n_heads ({n_heads}) must divide d_model ({d_model}) (try n_heads={near}); "
+                               f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size")
+    return d_model // n_heads
+
+
 def resolve_heads(scheme: str, d_model: int | None, n_heads: int | None, head_dim: int | None = None
                   ) -> tuple[int, int]:
     """(n_heads, head_dim) for a scheme that acts per attention head, from whatever the model gave.
@@ -242,12 +254,9 @@ def resolve_heads(scheme: str, d_model: int | None, n_heads: int | None, head_di
                                f"pass n_heads= (the attention head count of the model)")
     check_positive_int("n_heads", n_heads)
     if d_model is not None:
-        check_positive_int("d_model", d_model)
-        if d_model % n_heads:
-            raise TokvecValueError(f"n_heads ({n_heads}) must divide d_model ({d_model}); "
-                                   f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size")
+        whole = head_dim_for(d_model, n_heads)
         if head_dim is None:
-            head_dim = d_model // n_heads
+            head_dim = whole
     if head_dim is None:
         raise TokvecValueError(f"positional scheme {scheme!r} needs d_model or head_dim")
     return n_heads, check_positive_int("head_dim", head_dim)
