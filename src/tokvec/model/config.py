@@ -161,13 +161,9 @@ class ModelConfig:
 
 def _option_problems(scheme: str, options: Mapping[str, Any]) -> list[str]:
     """Options the scheme's constructor does not take (checked without building it)."""
-    import inspect
-
     from ..positional import get_class
 
-    params = inspect.signature(get_class(scheme).__init__).parameters
-    context = {"d_model", "n_heads", "head_dim", "max_len"}
-    accepted = {n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD} - context
+    accepted = get_class(scheme).options()
     unknown = sorted(k for k in options if k not in accepted)
     if not unknown:
         return []

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ..errors import TokvecTypeError, TokvecValueError
 
 ACTS_ON = ("input", "attention", "none")
+CONTEXT = frozenset({"d_model", "n_heads", "head_dim", "max_len"})  # model-wide, given to every scheme that takes it
 NEGLIGIBLE_SCORE = 64.0  # a score bias below -64 counts as masked (see PositionalEncoding.attention_bias)
 
 
@@ -172,21 +173,26 @@ class PositionalEncoding(nn.Module):
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
+    def options(cls) -> frozenset[str]:
+        """The scheme's own options: its constructor's parameters beyond the model-wide CONTEXT."""
+        params = inspect.signature(cls.__init__).parameters
+        return frozenset(n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD) - CONTEXT
+
+    @classmethod
     def from_config(cls, **config: Any) -> "PositionalEncoding":
         """Build from the model-wide context (d_model, n_heads, head_dim, max_len) plus scheme options.
 
         Context keys the scheme does not take are ignored; an option it does not take is an error.
         """
-        params = inspect.signature(cls.__init__).parameters
-        context = {"d_model", "n_heads", "head_dim", "max_len"}
-        accepted = {n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
-        unknown = sorted(k for k in config if k not in accepted and k not in context)
+        options = cls.options()
+        unknown = sorted(k for k in config if k not in options and k not in CONTEXT)
         if unknown:
             raise TokvecValueError(
                 f"positional scheme {cls.name!r} takes no option {', '.join(map(repr, unknown))}; "
-                f"its options are {', '.join(sorted(accepted - context)) or '(none)'}"
+                f"its options are {', '.join(sorted(options)) or '(none)'}"
             )
-        return cls(**{k: v for k, v in config.items() if k in accepted})
+        taken = set(inspect.signature(cls.__init__).parameters)
+        return cls(**{k: v for k, v in config.items() if k in taken})
 
     def extra_repr(self) -> str:
         return f"acts_on={self.acts_on!r}"
