@@ -121,6 +121,24 @@ def test_resume_gives_the_same_loss_curve_as_an_uninterrupted_run(tmp_path):
     assert torch.equal(resumed.model(x)[0], full.model(x)[0])
 
 
+def test_resume_with_dropout_is_bit_exact_whatever_the_global_rng(tmp_path):
+    # checkpoints keep no RNG state: dropout and batches are drawn from (seed, step) at every step
+    full = train(tiny(tmp_path, max_steps=5, dropout=0.3, out=str(tmp_path / "full")))
+
+    def stop_at_2(step, total, info):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path, max_steps=5, dropout=0.3, out=str(tmp_path / "cut")), progress=stop_at_2)
+    torch.manual_seed(12345)  # whatever the process did in between
+    torch.rand(7)
+    resumed = train(TrainConfig.for_resume(str(tmp_path / "cut")))
+    assert resumed.start_step == 2 and resumed.losses == full.losses[2:]
+    for (name, p), q in zip(resumed.model.state_dict().items(), full.model.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
 def test_keyboard_interrupt_from_callback_saves_then_reraises(tmp_path):
     def interrupt(step, total, info):
         if step == 2:
