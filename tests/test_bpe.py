@@ -353,6 +353,21 @@ def test_hf_byte_level_tokenizer_json(tmp_path):
     assert tok.encode("a<pad>", allowed_special="all") == hf.encode("a<pad>").ids
 
 
+def test_from_hf_reads_the_same_tokenizer_and_refuses_other_json(tmp_path):
+    from tokenizers import models, pre_tokenizers, trainers
+
+    hf = _hf_train(models.BPE(), trainers.BpeTrainer(
+        vocab_size=300, show_progress=False, special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()), pre_tokenizers.ByteLevel(add_prefix_space=False))
+    hf.save(str(tmp_path / "tokenizer.json"))
+    tok = BPETokenizer.from_hf(tmp_path / "tokenizer.json")
+    assert tok.ranks == load_tokenizer(tmp_path / "tokenizer.json").ranks and tok.eos_id == 0
+    assert tok.encode(TEXTS[0]) == hf.encode(TEXTS[0]).ids
+    (tmp_path / "other.json").write_text('{"vocab": {}}', encoding="utf-8")
+    with pytest.raises(FormatError, match=r"other.json is not a Hugging Face tokenizer.json"):
+        BPETokenizer.from_hf(tmp_path / "other.json")
+
+
 @pytest.mark.parametrize("kind", ["WordPiece", "Unigram"])
 def test_hf_tokenizer_json_of_other_kinds(tmp_path, kind):
     from tokenizers import models, pre_tokenizers, trainers

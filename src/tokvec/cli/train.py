@@ -11,7 +11,6 @@ import typer
 from . import CLIError, app, err, out, progress_bar
 
 
-# train (training half of the LM issue)
 def _train_overrides(**flags) -> dict:
     """The flags the user gave (not None), as TrainConfig fields."""
     return {k: v for k, v in flags.items() if v is not None}
@@ -111,7 +110,3 @@ def train(
                             seed=config.seed):
             console.print(piece, end="", markup=False, highlight=False)
         console.print()
-
-
-
-# generate (model/generation half of the LM issue)
