@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ..runs.launch import launch_env
 from . import CLIError, app, err, out, progress_bar
 
 
@@ -71,7 +71,7 @@ def train(
     else:
         config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out))
     run_dir = Path(config.out)
-    world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
+    world, rank, _ = launch_env()
     if rank != 0:  # under torchrun only rank 0 speaks; the others train silently
         out.quiet = err.quiet = True
     what = f"resuming {run_dir}" if config.resume else f"training into {run_dir}"
