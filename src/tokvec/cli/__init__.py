@@ -136,5 +136,5 @@ def _rank_prefix() -> str:
 
 # The command groups register themselves on `app`; imported in the order `tokvec --help` lists them.
 # isort: off
-from . import embed, tokenizer, positional, train, generate, classify, plot, explore, report, serve  # noqa: E402,F401
+from . import embed, tokenizer, positional, train, generate, classify, plot, explore, vectors, report, serve  # noqa: E402,F401
 # isort: on
