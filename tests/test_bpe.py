@@ -120,7 +120,7 @@ SENNRICH_HF_MERGES = [b"es", b"est", b"lo", b"low", b"ew", b"new", b" low", b" n
 
 
 def test_first_merges_of_a_known_corpus_are_hfs_in_hfs_order():
-    tok = BPETokenizer.train_from_texts([SENNRICH], vocab_size=266, pattern="gpt2", min_frequency=0)
+    tok = BPETokenizer.train_from_texts([SENNRICH], vocab_size=266, pattern="gpt2", min_frequency=0, engine="hf")
     by_rank = sorted(tok.ranks.items(), key=lambda kv: kv[1])
     assert [t for t, _ in by_rank[256:]] == SENNRICH_HF_MERGES  # merge k has rank 256 + k
 
@@ -130,7 +130,7 @@ def test_ids_on_text_outside_the_corpus_equal_hfs_encoder_of_the_same_model():
     # (256 + merge order); single bytes are tokvec's byte values. Texts never seen in training.
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
-    tok = BPETokenizer.train_from_texts([SENNRICH], vocab_size=266, pattern="gpt2", min_frequency=0)
+    tok = BPETokenizer.train_from_texts([SENNRICH], vocab_size=266, pattern="gpt2", min_frequency=0, engine="hf")
     hf = Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(for_oniguruma(PATTERNS["gpt2"])), behavior="isolated"),
