@@ -190,3 +190,16 @@ def test_cli_reads_the_launch_environment_once_and_reports_it_in_one_line(tmp_pa
     monkeypatch.setenv("RANK", "1")
     code, _, err = cli("train", "--resume", tmp_path / "nowhere")
     assert code == 2 and err.startswith("tokvec: error: [rank 1] ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(3))
+def test_fsdp_shuts_down_cleanly_every_time(corpus, tmp_path, attempt):
+    """Issue 11 item 17: one of nine 2-rank FSDP runs aborted (SIGABRT) at exit after writing its
+    checkpoint. A teardown race shows up only now and then, so the run is repeated."""
+    r = tokvec("train", "--corpus", str(corpus), *MODEL, "--max-steps", "2", "--eval-interval", "2",
+               "--batch-size", "4", "--strategy", "fsdp", "--out", str(tmp_path / "run"), nproc=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for sign in ("SIGABRT", "terminate called", "Signal 6", "exitcode  : -6"):
+        assert sign not in r.stderr
+    assert load_run(tmp_path / "run")[2]["step"] == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokvec.errors import TokvecValueError
+from tokvec.errors import TokvecValueError, TokvecWarning
 from tokvec.runs import checkpoint as ckpt
 from tokvec.runs.train import TrainConfig, TrainingDivergedError, train
 from tokvec.tokenizers import build_tokenizer
@@ -179,17 +179,23 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_resume_errors(tmp_path):
-    with pytest.raises(ckpt.CheckpointError, match="holds no checkpoint"):
+    with pytest.raises(TokvecValueError, match="holds no checkpoint to resume"):
         (tmp_path / "empty").mkdir()
         train(tiny(tmp_path, out=str(tmp_path / "empty"), resume=True))
     train(tiny(tmp_path, max_steps=3))
-    with pytest.raises(TokvecValueError, match=r"already holds a checkpoint \(step 3\); resume it with --resume"):
+    with pytest.raises(TokvecValueError, match=r"already holds a lm run; continue it with --resume, replace it "
+                                               r"with --force"):
         train(tiny(tmp_path, max_steps=3))
     config = TrainConfig.for_resume(str(tmp_path / "run"), lr=0.5, n_layers=3, max_steps=6)
     with pytest.raises(TokvecValueError, match=r"does not match the flags: lr: checkpoint 0.003, now 0.5; "
                                                r"model n_layers: checkpoint 2, now 3"):
         train(config)
+    # the corpus changed: the run resumes on the ids it saved, and says so
     (tmp_path / "corpus.txt").write_text(SHAKESPEARE + "more text", encoding="utf-8")
+    with pytest.warns(TokvecWarning, match=r"corpus .*corpus.txt changed since this run started; resuming on"):
+        assert train(TrainConfig.for_resume(str(tmp_path / "run"), max_steps=4)).step == 4
+    # ... unless those ids are gone too: then the corpus cannot stand in for them
+    (tmp_path / "run" / "tokens.bin").unlink()
     with pytest.raises(TokvecValueError, match=r"corpus: checkpoint \d+ tokens"):
         train(TrainConfig.for_resume(str(tmp_path / "run"), max_steps=6))
 
@@ -252,7 +258,8 @@ def test_cli_end_to_end(tmp_path, cli):
             "--heads", "2", "--context", "16", "--batch-size", "4", "--eval-interval", "3", "--threads", "1"]
     code, out, _ = cli(*base, "--max-steps", "6", "--out", run, "--sample", "20")
     assert code == 0
-    assert "step      3  train" in out and "step      6  train" in out and "--- sample ---" in out
+    assert "step      3  train" in out and "step      6  train" in out and "--- sample (temperature 0.8" in out
+    assert "val loss " in out and "(uniform guess over " in out  # the loss next to a baseline
     assert ckpt.read_run_config(run)["step"] == 6
     assert cli("train", "--resume", run, "--max-steps", "9").code == 0 and ckpt.read_run_config(run)["step"] == 9
     code, _, err = cli("train", "--resume", run, "--lr", "0.1")

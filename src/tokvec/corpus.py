@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sysconfig
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -24,26 +25,46 @@ def default_corpus_files() -> list[Path]:
     return files
 
 
-def corpus_files(path: str | os.PathLike | None) -> list[Path]:
+def corpus_files(path: str | os.PathLike | Sequence[str | os.PathLike] | None, *,
+                 exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
     """The files a corpus consists of: ``path`` itself, every non-hidden file under a directory
-    (sorted by relative path), or the default corpus when ``path`` is None."""
+    (sorted by relative path), a list of files as given, or the default corpus when ``path`` is None.
+
+    ``exclude``: directories whose files are never corpus (a run directory inside its own corpus
+    directory must not read its checkpoints as text).
+    """
     if path is None:
         return default_corpus_files()
+    if not isinstance(path, (str, os.PathLike)):
+        return [Path(p) for p in path]
     path = Path(path)
     if path.is_file():
         return [path]
     if path.is_dir():
+        skip = [Path(os.path.realpath(d)) for d in exclude]
         files = sorted(p for p in path.rglob("*")
-                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                       and not any(d in Path(os.path.realpath(p)).parents for d in skip))
         if not files:
             raise TokvecValueError(f"corpus directory {path} holds no files; put text files in it")
         return files
     raise FileNotFoundError(f"no corpus file or directory at {path}")
 
 
-def read_corpus(path: str | os.PathLike | None, encoding: str = "utf-8") -> str:
+def read_corpus(path: str | os.PathLike | Sequence[str | os.PathLike] | None, encoding: str = "utf-8") -> str:
     """All text of the corpus at ``path`` (see :func:`corpus_files`), files joined by a newline."""
     return "\n".join(read_text(f, encoding) for f in corpus_files(path))
+
+
+def corpus_fingerprint(files: Sequence[Path]) -> str:
+    """A cheap fingerprint of a corpus (each file's path, size and mtime), to notice that it changed."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        st = Path(f).stat()
+        h.update(f"{os.path.realpath(f)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
 
 
 def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:

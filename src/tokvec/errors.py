@@ -37,3 +37,24 @@ class UnknownTokenError(TokvecValueError, KeyError):
 
 class DistributedError(TokvecError, RuntimeError):
     """A process of a distributed job died or stopped answering (a collective failed or timed out)."""
+
+
+class OutputPathError(TokvecValueError):
+    """An output path would destroy an input, or cannot be written the way tokvec writes files."""
+
+
+class RunDirError(TokvecValueError):
+    """A run directory holds something this command must not overwrite (another kind of run, or a
+    finished run without ``--resume``/``--force``)."""
+
+
+class RunLockedError(TokvecError, RuntimeError):
+    """Another process is writing the same run directory (it holds the run's lock)."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class TokvecWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints it as one line)."""

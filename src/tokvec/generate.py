@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 from .errors import TokvecTypeError, TokvecValueError
 from .model.sampling import (
+    DEFAULT_TEMPERATURE,
     _as_batch,
     _EvalMode,
     _stop_list,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.gpt import GPT
     from .tokenizers.base import Tokenizer
 
-__all__ = ["check_options", "apply_repetition_penalty", "top_k_filter", "top_p_filter", "sampling_probs", "next_token", "iter_tokens",
+__all__ = ["DEFAULT_TEMPERATURE", "check_options", "apply_repetition_penalty", "top_k_filter", "top_p_filter", "sampling_probs", "next_token", "iter_tokens",
            "generate", "encode_prompt", "stream"]
 
 
@@ -84,7 +85,8 @@ def encode_prompt(tokenizer: "Tokenizer", prompt: str) -> list[int]:
     return ids
 
 
-def stream(model: "GPT", tokenizer: "Tokenizer", prompt: str, max_new_tokens: int, *, temperature: float = 1.0,
+def stream(model: "GPT", tokenizer: "Tokenizer", prompt: str, max_new_tokens: int, *,
+           temperature: float = DEFAULT_TEMPERATURE,
            top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
            eos_id: int | None = None, stop_at_eos: bool = True, stop: Sequence[str] | str | None = None,
            seed: int | None = None, use_cache: bool = True) -> Iterator[str]:

@@ -78,24 +78,37 @@ def read_text_file(path: Path, encoding: str = "utf-8") -> str:
     return read_text(path, encoding)
 
 
+def check_out(out_path: Path, inputs=(), *, run: Optional[Path] = None, flag: str = "--out") -> None:
+    """Refuse an output that is one of the command's inputs (or a file of the run it reads), before any work."""
+    from .._io import check_output
+    from ..runs.lock import run_files
+
+    check_output(out_path, [*inputs, *(run_files(run) if run is not None else [])], flag=flag)
+
+
 def _preview(x, rows: int = 4, cols: int = 6, also: tuple[int, ...] = ()):
-    """The first ``rows`` rows of x: (seq, d), and the rows ``also`` (e.g. where the padding starts)."""
+    """The first ``rows`` rows of x: (seq, d), and the rows ``also`` (e.g. where the padding starts); every
+    cut (rows or columns) is marked with … and how many were left out."""
     from rich.table import Table
 
+    n_rows, n_cols = x.shape[0], x.shape[-1]
+    more_cols = ["…"] if n_cols > cols else []
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("pos")
-    for j in range(min(cols, x.shape[-1])):
+    for j in range(min(cols, n_cols)):
         table.add_column(f"d{j}", justify="right")
-    if x.shape[-1] > cols:
-        table.add_column("…")
-    shown = sorted(set(range(min(rows, x.shape[0]))) | {i for i in also if 0 <= i < x.shape[0]})
+    if n_cols > cols:
+        table.add_column(f"… {n_cols - cols} more")
+    shown = sorted(set(range(min(rows, n_rows))) | {i for i in also if 0 <= i < n_rows})
     previous = -1
     for i in shown:
         if i > previous + 1:
-            table.add_row("…")
+            table.add_row(f"… {i - previous - 1} more")
         cells = [f"{float(v):+.4f}" for v in x[i, :cols]]
-        table.add_row(str(i), *cells, *(["…"] if x.shape[-1] > cols else []))
+        table.add_row(str(i), *cells, *more_cols)
         previous = i
+    if n_rows > previous + 1:
+        table.add_row(f"… {n_rows - previous - 1} more")
     return table
 
 

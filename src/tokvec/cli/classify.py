@@ -32,6 +32,7 @@ def classify_train(
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Rows held out for accuracy."),
     seed: int = typer.Option(1337, "--seed"),
     out_dir: Path = typer.Option(Path("runs/classifier"), "--out"),
+    force: bool = typer.Option(False, "--force", help="Replace the classifier already in --out."),
 ) -> None:
     """Train a sequence classifier on labelled text; prints train/val accuracy."""
     from ..runs.classify import ClassifyConfig, train_classifier
@@ -39,7 +40,8 @@ def classify_train(
     config = ClassifyConfig(csv=str(csv_path), text_column=text_column, label_column=label_column, encoding=encoding,
                             tokenizer=tokenizer, positional=positional, d_model=d_model, n_layers=layers,
                             n_heads=heads, context=context, pooling=pooling, max_steps=max_steps,
-                            batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, out=str(out_dir))
+                            batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, out=str(out_dir),
+                            force=force)
     with progress_bar(max_steps, "classifier") as advance:
         result = train_classifier(config, progress=lambda step, total, info: advance(
             1, description=f"loss {info['loss']:.3f}"))

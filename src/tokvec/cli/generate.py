@@ -16,7 +16,8 @@ def generate_cmd(
     run: Path = typer.Option(..., "--run", help="Run directory written by `tokvec train`."),
     prompt: str = typer.Option("", "--prompt", "-p", help="Text to continue (default: start from <bos>)."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", "-n", help="Tokens to generate."),
-    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature; 0 = greedy."),
+    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature; 0 = greedy (0.8, "
+                                      "tokvec.generate.DEFAULT_TEMPERATURE)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus: the most likely tokens holding p of "
                                           "the probability, p in (0, 1]."),

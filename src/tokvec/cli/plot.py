@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import CLIError, _open_run, app, err, out
+from . import CLIError, _open_run, app, check_out, err, out
 
 plot_app = typer.Typer(help="Draw a stage as PNG (or SVG when --out ends in .svg).", no_args_is_help=True)
 app.add_typer(plot_app, name="plot")
@@ -36,6 +36,7 @@ def plot_pe_cmd(
     """Heatmap of the position vectors: position × dimension."""
     from ..viz import plot_pe
 
+    check_out(out_path, run=run)
     if run is not None:
         data = _open_run(run, "plot pe")
         fig = plot_pe(data.model.embed.positional, d_model=data.model.embed.d_model,
@@ -58,6 +59,7 @@ def plot_pe_similarity_cmd(
     """PE(i)·PE(j), or the score a scheme adds to attention, against position and distance."""
     from ..viz import plot_pe_similarity
 
+    check_out(out_path, run=run)
     if run is not None:
         model = _open_run(run, "plot pe-similarity").model
         fig = plot_pe_similarity(model.embed.positional, n_positions=n_positions, d_model=model.config.d_model,
@@ -76,6 +78,7 @@ def plot_embeddings_cmd(
     """2-D PCA of the learned token embedding table, each point labelled with its token."""
     from ..viz import embedding_table, plot_embeddings, token_strings, top_ids
 
+    check_out(out_path, run=run)
     data = _open_run(run, "plot embeddings")
     fig = plot_embeddings(embedding_table(data.model), token_strings(data.tokenizer),
                           ids=top_ids(data.tokenizer, top))
@@ -93,6 +96,7 @@ def plot_attention_cmd(
     from ..viz import plot_attention
     from ..viz.analysis import attention_maps
 
+    check_out(out_path, run=run)
     data = _open_run(run, "plot attention")
     weights, pieces = attention_maps(data.model, data.tokenizer, text, layer=layer)
     _save_plot(plot_attention(weights, pieces, layer=layer), out_path)
@@ -113,4 +117,5 @@ def plot_loss_cmd(
             raise CLIError("plot loss needs --run DIR or --metrics FILE")
         check_run_dir(run)
         metrics = run / "metrics.jsonl"
+    check_out(out_path, [metrics], run=run)
     _save_plot(plot_loss(metrics), out_path)

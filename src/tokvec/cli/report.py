@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import _open_run, app, out, read_text_file
+from . import _open_run, app, check_out, out, read_text_file
 
 
 @app.command()
@@ -23,6 +23,7 @@ def report(
     """One self-contained HTML page: config, parameters, tokenizer stats, losses, a sample and the plots."""
     from ..viz.report import build_report, write_report
 
+    check_out(out_path, [val_text] if val_text else [], run=run)
     data = _open_run(run, "report")
     text = read_text_file(val_text) if val_text else None
     page = build_report(data, val_text=text, prompt=prompt or None, max_new_tokens=max_new_tokens, seed=seed)

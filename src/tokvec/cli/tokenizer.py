@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import SEED_SENTENCES, CLIError, app, out, progress_bar
+from . import SEED_SENTENCES, CLIError, app, check_out, out, progress_bar
 
 tokenizer_app = typer.Typer(help="Train and inspect tokenizers.", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
@@ -57,7 +57,9 @@ def tokenizer_train(
     from ..textstream import corpus_bytes, expand_corpus
     from ..tokenizers.bpe import BPETokenizer
 
-    paths = expand_corpus(_corpus_args(corpus, files))
+    items = _corpus_args(corpus, files)
+    paths = expand_corpus(items)
+    check_out(out_path, [*paths, *(p for p in items if Path(p).is_dir())])
     start = time.perf_counter()
     with progress_bar(corpus_bytes(paths), "reading + counting") as advance, \
             progress_bar(None, "merging") as advance_merges:
@@ -123,7 +125,11 @@ def encode(
     from ..textstream import corpus_bytes, expand_corpus
 
     tok = _load_tokenizer_arg(tokenizer)
-    paths = expand_corpus(_corpus_args(corpus, files))
+    items = _corpus_args(corpus, files)
+    paths = expand_corpus(items)
+    sidecar = out_path.with_name(out_path.name + ".json")
+    for target in (out_path, sidecar):  # a corpus directory would read the token file as text next time
+        check_out(target, [*paths, tokenizer, *(p for p in items if Path(p).is_dir())])
     start = time.perf_counter()
     with progress_bar(corpus_bytes(paths), "encoding") as advance:
         info = write_token_file(tok, paths, out_path, encoding=encoding, eot=eot,

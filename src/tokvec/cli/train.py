@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -41,6 +42,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of init, split and batches (1337)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (runs/tokvec)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    force: bool = typer.Option(False, "--force", help="Replace the run already in --out (it is discarded)."),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on the CPU."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (torch's default)."),
@@ -71,9 +73,11 @@ def train(
         if out_dir is not None and out_dir.resolve() != resume.resolve():
             raise CLIError(f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
                            f"directory, so drop --out")
+        if force:
+            raise CLIError(f"--resume continues the run in {resume} and --force starts it over; pass only one")
         config = TrainConfig.for_resume(str(resume), **flags)
     else:
-        config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out))
+        config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out), force=force)
     run_dir = Path(config.out)
     world, rank, _ = launch_env()
     if rank != 0:  # under torchrun only rank 0 speaks; the others train silently
@@ -96,10 +100,11 @@ def train(
                           f"  lr {info['lr']:.2e}  {info['tokens_per_s']:,.0f} tok/s")
 
         try:
-            result = run_training(config, progress=progress)
+            with _warnings_as_lines():
+                result = run_training(config, progress=progress)
         except KeyboardInterrupt:
-            err.print(f"tokvec: interrupted after step {last['step']}; checkpoint saved in {run_dir}; "
-                      f"continue with: tokvec train --resume {run_dir}", markup=False, soft_wrap=True)
+            err.print(f"tokvec: interrupted after step {last['step']}; {_saved_step(run_dir)}", markup=False,
+                      soft_wrap=True)
             raise typer.Exit(130)
     console = out
     if result.embedding_coverage is not None:
@@ -109,11 +114,43 @@ def train(
     losses = "" if result.val_loss is None else f"train {result.train_loss:.4f}  val {result.val_loss:.4f}  "
     console.print(f"done: step {result.step}  {losses}{result.tokens_per_s:,.0f} tok/s  {params:,} parameters"
                   f"  -> {run_dir}", markup=False, soft_wrap=True)
+    if result.val_loss is not None and result.baselines:
+        unigram, uniform = result.baselines["unigram"], result.baselines["uniform"]
+        console.print(f"val loss {result.val_loss:.3f} nats/token; baselines: {unigram:.3f} (unigram: token "
+                      f"frequencies only), {uniform:.3f} (uniform guess over {result.tokenizer.vocab_size:,} "
+                      f"tokens)", markup=False, soft_wrap=True)
     if sample > 0:
-        from ..generate import stream
+        from ..generate import DEFAULT_TEMPERATURE, stream
 
-        console.print("--- sample ---", markup=False)
-        for piece in stream(result.model, result.tokenizer, "\n", sample, temperature=0.8, top_k=50,
+        console.print(f"--- sample (temperature {DEFAULT_TEMPERATURE}, top-k 50) ---", markup=False)
+        for piece in stream(result.model, result.tokenizer, "\n", sample, temperature=DEFAULT_TEMPERATURE, top_k=50,
                             seed=config.seed):
             console.print(piece, end="", markup=False, highlight=False)
         console.print()
+
+
+
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Show the library's warnings (a changed corpus, ...) as one ``tokvec: warning:`` line each, as they happen."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *_args, **_kw: err.print(f"tokvec: warning: {message}", markup=False,
+                                                                      soft_wrap=True)
+        yield
+
+
+def _saved_step(run_dir: Path) -> str:
+    """What an interrupted run left, read from disk (a second Ctrl-C may have cut a checkpoint short)."""
+    from ..runs.checkpoint import CheckpointError, has_checkpoint, read_run_config
+
+    try:
+        step = read_run_config(run_dir)["step"] if has_checkpoint(run_dir) else None
+    except (CheckpointError, OSError):
+        step = None
+    if step is None:
+        return f"no checkpoint was saved in {run_dir}"
+    return f"the last checkpoint in {run_dir} is step {step}; continue with: tokvec train --resume {run_dir}"
+

@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .._io import atomic_open, read_json, write_json
-from ..errors import FormatError, TokvecError, TokvecValueError
+from .._io import atomic_open, check_output, read_json, write_json, write_target
+from ..errors import FormatError, OutputPathError, TokvecError, TokvecValueError
 from ..textstream import expand_corpus, iter_corpus_chunks
 
 FORMAT = "tokvec.tokens"
@@ -62,6 +62,11 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
 
     files = expand_corpus(corpus)
     out = Path(out)
+    if write_target(out)[0] != "replace":
+        raise OutputPathError(f"{out} is not a regular file (a device, a FIFO, /dev/stdout); a token file needs "
+                              f"its sidecar {sidecar_path(out).name} beside it, so give a file path")
+    for target in (out, sidecar_path(out)):
+        check_output(target, files)
     dtype = token_dtype(tokenizer.vocab_size)
     eot_ids: list[int] = []
     if eot is not None:

@@ -35,7 +35,7 @@ from .attention import KVCache
 from .block import Block, make_norm, register_alias_hooks
 from .cache import PreallocatedKVCache
 from .config import ModelConfig
-from .sampling import generate
+from .sampling import DEFAULT_TEMPERATURE, generate
 
 IGNORE_INDEX = -100  # targets equal to this add nothing to the loss (F.cross_entropy's default)
 
@@ -188,7 +188,7 @@ class GPT(nn.Module):
 
     # -- generation -----------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, ids: Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+    def generate(self, ids: Tensor, max_new_tokens: int, *, temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = None,
                  top_p: float | None = None, repetition_penalty: float = 1.0, eos_id: int | None = None,
                  stop: list[str] | str | None = None, tokenizer: Any = None, seed: int | None = None,
                  use_cache: bool = True) -> Tensor:

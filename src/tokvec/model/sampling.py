@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gpt import GPT
 
 
+# The one default temperature of every sampler tokvec offers (generate, stream, GPT.generate, the CLI's
+# generate and train --sample, the report): a little sharper than the model's own distribution.
+DEFAULT_TEMPERATURE = 0.8
+
+
 # -- options --------------------------------------------------------------------------------------
 def check_options(max_new_tokens: Any, *, temperature: Any = 1.0, top_k: Any = None, top_p: Any = None,
                   repetition_penalty: Any = 1.0, eos_id: Any = None, vocab_size: int | None = None) -> None:
@@ -145,6 +150,10 @@ def iter_tokens(model: "GPT", ids: Tensor, max_new_tokens: int, *, temperature: 
             if decoder is None:  # built at the first one-token step, freed with this generator
                 decoder = Decoder(model)
             logits = decoder.step(history[:, -1:], cache)
+        if not bool(torch.isfinite(logits).all()):  # multinomial would fail obscurely, argmax silently
+            raise TokvecValueError(f"the model's logits hold NaN or infinite values (generating token "
+                                   f"{history.shape[1] - ids.shape[1] + 1}): its weights are damaged or its "
+                                   f"training diverged; train it again (e.g. with a lower --lr)")
         logits = apply_repetition_penalty(logits.float(), history, repetition_penalty)
         token = next_token(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         history = torch.cat([history, token.unsqueeze(1)], dim=1)
@@ -192,7 +201,8 @@ def _stop_list(stop: Sequence[str] | str | None) -> list[str]:
     return stops
 
 
-def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *, temperature: float = 1.0,
+def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *,
+             temperature: float = DEFAULT_TEMPERATURE,
              top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
              eos_id: int | None = None, stop: Sequence[str] | str | None = None, tokenizer: "Tokenizer | None" = None,
              seed: int | None = None, use_cache: bool = True) -> Tensor:

@@ -170,12 +170,16 @@ def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str
     Returns the path of config.json.
     """
     run_dir = Path(run_dir)
+    tensors, aliases = _dedupe(model if isinstance(model, Mapping) else model.state_dict())
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(f"{', '.join(bad[:3])} hold NaN or infinite values; refusing to save step {step} as a "
+                              f"checkpoint in {run_dir} (the last good one is kept); training diverged, lower the lr")
     run_dir.mkdir(parents=True, exist_ok=True)
     tok_path = run_dir / TOKENIZER_FILE
     if not tok_path.is_file() or _tokenizer_fingerprint(tok_path) != tokenizer.fingerprint():
         tokenizer.save(tok_path)
 
-    tensors, aliases = _dedupe(model if isinstance(model, Mapping) else model.state_dict())
     weights = st_save(tensors, metadata={"format": "tokvec.model", "step": str(step),
                                          "aliases": json.dumps(aliases)})
     files = {MODEL_FILE: _write_pending(run_dir, MODEL_FILE, weights)}

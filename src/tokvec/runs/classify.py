@@ -29,6 +29,7 @@ from safetensors.torch import save as st_save
 
 from .._io import atomic_open, read_json, write_json
 from ..errors import FormatError, TokvecValueError
+from .lock import RunClaim
 
 FORMAT = "tokvec.classifier"
 VERSION = 1
@@ -57,6 +58,7 @@ class ClassifyConfig:
     val_fraction: float = 0.2
     seed: int = 1337
     out: str = "runs/classifier"
+    force: bool = False                   # replace a classifier already in ``out`` instead of refusing
 
 
 @dataclass
@@ -146,16 +148,23 @@ def train_classifier(config: ClassifyConfig, *, progress: Callable[[int, int, di
     """Train a classifier on the CSV ``config.csv``; the run goes to ``config.out``.
 
     Rows are shuffled by the seed and split: the last ``val_fraction`` is held out for accuracy.
-    ``progress(step, max_steps, info)`` is called after every step with ``loss``.
+    ``progress(step, max_steps, info)`` is called after every step with ``loss``. ``config.out`` must
+    be new, empty, or (with ``force``) hold a classifier run; it is locked while the run trains.
     """
-    from ..model import ModelConfig, SequenceClassifier
-    from ..tokenizers import build_tokenizer
-
     if not 0 <= config.val_fraction < 1:
         raise TokvecValueError(f"val_fraction {config.val_fraction} must be in [0, 1), e.g. 0.2")
     for name in ("max_steps", "batch_size", "context"):
         if getattr(config, name) < 1:
             raise TokvecValueError(f"{name} {getattr(config, name)} must be an integer >= 1")
+    inputs = [config.csv] + ([config.tokenizer] if config.tokenizer not in ("char", "word") else [])
+    with RunClaim(config.out, "classifier", force=config.force, inputs=inputs):
+        return _train_classifier(config, progress)
+
+
+def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
+    from ..model import ModelConfig, SequenceClassifier
+    from ..tokenizers import build_tokenizer
+
     texts, names = read_labelled_csv(config.csv, text_column=config.text_column, label_column=config.label_column,
                                      encoding=config.encoding)
     labels = sorted(set(names))
@@ -196,8 +205,7 @@ def train_classifier(config: ClassifyConfig, *, progress: Callable[[int, int, di
     train_acc = _accuracy(clf, train_texts, ys.tolist())
     val_acc = _accuracy(clf, [texts[i] for i in val_idx], [y_all[i] for i in val_idx]) if val_idx else None
     run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(run_dir / TOKENIZER_FILE)
+    tokenizer.save(run_dir / TOKENIZER_FILE)  # classifier.json, written last, commits the run
     with atomic_open(run_dir / WEIGHTS_FILE, "wb") as f:
         f.write(st_save({k: v.contiguous() for k, v in model.state_dict().items()}))
     write_json(run_dir / CONFIG_FILE, {

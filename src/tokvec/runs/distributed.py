@@ -229,6 +229,10 @@ def barrier(ctx: DistContext) -> None:
 
 
 def shutdown(ctx: DistContext) -> None:
-    """Leave the process group (safe to call more than once)."""
+    """Leave the process group (safe to call more than once).
+
+    Call it after the last collective every rank takes part in (``train`` ends with a barrier), never
+    while a collective may be in flight: gloo's background threads must see every connection idle
+    when the group is destroyed, or the process aborts at exit."""
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -121,9 +121,9 @@ def compare(config: CompareConfig, *, progress: Optional[Callable[[str], None]] 
     ``progress(message)`` is called as each scheme starts training and as each length is scored.
     Training runs go to a temporary directory (only the measurements are the product).
     """
-    from ..corpus import corpus_ids, read_corpus
     from ..data.batches import split_by_position
-    from .train import evaluate, train
+    from ..data.tokenfile import load_token_file
+    from .train import TOKENS_FILE, evaluate, train
 
     config.validate()
     rows: list[CompareRow] = []
@@ -136,7 +136,7 @@ def compare(config: CompareConfig, *, progress: Optional[Callable[[str], None]] 
             if scheme == config.schemes[0]:
                 # the split train() used: same ids, context, fraction and seed
                 cfg = _train_config(config, scheme, tmp)
-                ids = corpus_ids(result.tokenizer, read_corpus(config.corpus, cfg.encoding))
+                ids = load_token_file(Path(result.run_dir) / TOKENS_FILE)  # the ids train() read, exactly
                 val = split_by_position(ids, context=config.train_len, val_fraction=cfg.val_fraction,
                                         seed=cfg.seed, mode=cfg.val_split).val
                 too_long = [n for n in config.eval_lens if n + 1 > len(val)]

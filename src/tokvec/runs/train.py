@@ -16,28 +16,31 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import signal
 import threading
 import time
-from contextlib import nullcontext
+import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
 
-from ..corpus import corpus_files
+from ..corpus import corpus_files, corpus_fingerprint
 from ..data.batches import SPLITS, batch_generator, eval_batches, random_batch, split_by_position
 from ..data.tokenfile import load_token_file, write_token_file
-from ..errors import TokvecValueError
+from ..errors import FormatError, RunDirError, TokvecError, TokvecValueError, TokvecWarning
 from ..tokenizers import build_tokenizer
 from . import checkpoint as ckpt
 from . import distributed as dist_
+from .lock import RunClaim
 
 # Fields that may change when a run is resumed; any other difference is an error.
 RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval", "compile", "bf16",
-             "threads", "out", "resume", "strategy", "backend", "dist_timeout_s")
+             "threads", "out", "resume", "force", "strategy", "backend", "dist_timeout_s")
 TOKENS_FILE = "tokens.bin"  # the corpus as token ids (+ tokens.bin.json), written by rank 0, memory-mapped
 _MODEL_FLAGS = {"positional": "positional", "d_model": "d_model", "n_layers": "n_layers",
                 "n_heads": "n_heads", "context_length": "context_length", "d_ff": "d_ff", "dropout": "dropout",
@@ -92,6 +95,7 @@ class TrainConfig:
     threads: Optional[int] = None         # torch intra-op threads during the run; None: torch's default
     out: str = "runs/tokvec"
     resume: bool = False                  # continue the checkpoint in ``out``
+    force: bool = False                   # replace a finished run in ``out`` (discarding it) instead of refusing
     strategy: str = "auto"                # several processes (torchrun): auto = ddp; or fsdp, none
     backend: str = "auto"                 # auto = nccl on GPUs, gloo on CPUs
     dist_timeout_s: float = 300.0         # a collective waiting longer for a dead peer fails the job
@@ -113,7 +117,7 @@ class TrainConfig:
         """The saved config of ``run_dir`` with ``overrides`` applied (flags given on the command line)."""
         saved = ckpt.read_run_config(run_dir)
         # how a run is launched (processes, strategy) is not part of it: a DDP run resumes in one process
-        launch = {"strategy": "auto", "backend": "auto"}
+        launch = {"strategy": "auto", "backend": "auto", "force": False}
         return cls.from_dict({**saved["train"], **launch, **overrides, "out": str(run_dir), "resume": True})
 
     def validate(self) -> "TrainConfig":
@@ -183,6 +187,7 @@ class TrainResult:
     tokenizer: Any
     fused_adamw: bool
     embedding_coverage: Any = None  # with init_embeddings: a tokvec.embedding.Coverage
+    baselines: dict = field(default_factory=dict)  # val loss of trivial predictors: "unigram", "uniform"
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, *, allow_fused: bool = True
@@ -208,9 +213,13 @@ def _ids_digest(ids: np.ndarray) -> str:
 def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mapping) -> list[str]:
     diffs = []
     for key, value in config.to_dict().items():
-        if key in RESUMABLE or key in _MODEL_FLAGS or key in ("preset", "model_options") or key not in saved["train"]:
-            continue
-        if saved["train"][key] != value:
+        if key in RESUMABLE or key in _MODEL_FLAGS or key in ("preset", "model_options", "corpus") \
+                or key not in saved["train"]:
+            continue  # the corpus: a resumed run reads the ids it trained on from tokens.bin
+        before = saved["train"][key]
+        if key == "tokenizer" and _is_path_spec(before) and _is_path_spec(value):
+            before, value = Path(before).name, Path(value).name  # stored relative by older versions
+        if before != value:
             diffs.append(f"{key}: checkpoint {saved['train'][key]!r}, now {value!r}")
     for key, value in model_config.items():
         if saved["model"].get(key) != value:
@@ -280,17 +289,100 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
     Launched by ``torchrun`` (WORLD_SIZE > 1) it trains data-parallel (``config.strategy``: ddp or
     fsdp): only rank 0 writes files and calls ``progress``; see :mod:`tokvec.runs.distributed`.
     """
-    config.validate()
+    config = _with_absolute_paths(config.validate())
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     ctx = dist_.init_distributed(config.strategy, config.backend, timeout_s=config.dist_timeout_s)
     try:
         with dist_.collective_errors(ctx, config.dist_timeout_s):
-            return _train(config, progress, ctx)
+            files = _corpus_list(config)
+            with _claimed(config, files, ctx):
+                result = _train(config, progress, ctx, files)
+            # every rank is past its last collective (and rank 0 has closed the run) before any rank
+            # tears its connections down: a peer that leaves first while the other still waits on the
+            # group aborted that process (SIGABRT) now and then, after its checkpoint was written
+            dist_.barrier(ctx)
+            return result
     finally:
         torch.set_num_threads(threads)
         dist_.shutdown(ctx)
+
+
+def _is_path_spec(spec: Any) -> bool:
+    """A tokenizer spec that names a file (not char, word or bpe:N)."""
+    return isinstance(spec, str) and spec not in ("char", "word") and not spec.startswith("bpe:")
+
+
+def _with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """Paths stored as typed break a resume from another directory: store them absolute."""
+    changes: dict[str, Any] = {"out": os.path.abspath(config.out)}
+    if config.corpus is not None:
+        changes["corpus"] = os.path.abspath(config.corpus)
+    if _is_path_spec(config.tokenizer) and Path(config.tokenizer).is_file():
+        changes["tokenizer"] = os.path.abspath(config.tokenizer)
+    return dataclasses.replace(config, **changes)
+
+
+def _corpus_list(config: TrainConfig) -> list[Path] | None:
+    """The corpus files, never those of the run directory itself; None when a resumed run's corpus is
+    gone (it then trains on the ids it saved in tokens.bin)."""
+    try:
+        return corpus_files(config.corpus, exclude=[config.out])
+    except (FileNotFoundError, TokvecValueError):
+        if config.resume:
+            return None
+        raise
+
+
+@contextmanager
+def _claimed(config: TrainConfig, files: list[Path] | None, ctx: dist_.DistContext) -> Iterator[None]:
+    """Rank 0 claims (checks and locks) the run directory for the whole run; every rank learns
+    whether it may go on, so a refused claim stops them all with the same message."""
+    claim, failure = None, None
+    if ctx.is_main:
+        inputs = list(files or []) + ([config.tokenizer] if _is_path_spec(config.tokenizer) else [])
+        try:
+            claim = RunClaim(config.out, "lm", resume=config.resume, force=config.force, inputs=inputs).__enter__()
+        except (TokvecError, OSError) as e:
+            failure = e
+    if ctx.distributed:
+        message = dist_.broadcast_object(None if failure is None else str(failure), ctx)
+        if message is not None and failure is None:
+            raise RunDirError(f"rank 0 refused the run directory: {message}")
+    if failure is not None:
+        raise failure
+    if claim is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException as e:
+        claim.__exit__(type(e), e, e.__traceback__)
+        raise
+    claim.__exit__(None, None, None)
+
+
+def loss_baselines(split, vocab_size: int) -> dict[str, float]:
+    """What a model that learned nothing about order scores on the val split, in nats per token (the
+    unit of the loss): ``unigram`` predicts every token by its frequency in the train split (add-one
+    smoothed; the cross-entropy -mean log p(val token)), ``uniform`` guesses any id, ln(vocab_size)."""
+    counts = np.ones(vocab_size, dtype=np.float64)
+    for segment in split.train:
+        counts += np.bincount(np.asarray(segment, dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    logp = np.log(counts / counts.sum())
+    val = np.asarray(split.val, dtype=np.int64)
+    return {"unigram": float(-logp[val].mean()) if len(val) else math.nan, "uniform": math.log(vocab_size)}
+
+
+def _first_nonfinite(model: torch.nn.Module) -> str | None:
+    """Name of the first parameter holding a NaN or an infinity (this rank's shard under FSDP), else None."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            local = p.to_local() if hasattr(p, "to_local") else p
+            if local.is_floating_point() and not bool(torch.isfinite(local).all()):
+                return name
+    return None
 
 
 def init_token_embeddings(model, tokenizer, path: str, *, seed: int = 0):
@@ -320,15 +412,29 @@ def effective_batch(config: TrainConfig, world_size: int) -> int:
     return config.batch_size * world_size * config.grad_accum
 
 
-def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext):
+def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext,
+                  files: list[Path] | None):
     """Rank 0 builds (or reloads) the tokenizer and encodes the corpus into ``run_dir/tokens.bin``;
-    every rank then memory-maps that file and reads only the windows it trains on."""
+    every rank then memory-maps that file and reads only the windows it trains on.
+
+    A resumed run trains on the ids it saved (tokens.bin, checked against the checkpoint's digest),
+    even when the corpus has since moved or changed; it re-encodes the corpus only when those ids
+    are missing or damaged."""
     if ctx.is_main:
+        tokens = run_dir / TOKENS_FILE
         if saved is not None:
             tokenizer = ckpt.load_run_tokenizer(run_dir, saved)
+            if _saved_ids_intact(tokens, tokenizer, saved):
+                _say_if_corpus_changed(config, files, saved)
+            elif files is None:
+                raise ckpt.CheckpointError(
+                    f"{tokens} is missing or damaged and the corpus {config.corpus} is gone, so the ids this run "
+                    f"trained on cannot be rebuilt; restore the corpus (or tokens.bin) and resume again")
+            else:
+                write_token_file(tokenizer, files, tokens, encoding=config.encoding)
         else:
-            tokenizer = build_tokenizer(config.tokenizer, corpus=config.corpus, encoding=config.encoding)
-        write_token_file(tokenizer, corpus_files(config.corpus), run_dir / TOKENS_FILE, encoding=config.encoding)
+            tokenizer = build_tokenizer(config.tokenizer, corpus=files, encoding=config.encoding)
+            write_token_file(tokenizer, files, tokens, encoding=config.encoding)
     if ctx.distributed:
         from ..tokenizers.base import tokenizer_from_dict
 
@@ -339,23 +445,39 @@ def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx
     return tokenizer, load_token_file(run_dir / TOKENS_FILE, tokenizer=tokenizer)
 
 
-def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult:
+def _saved_ids_intact(tokens: Path, tokenizer, saved: Mapping) -> bool:
+    want = (saved.get("data") or {}).get("sha256")
+    try:
+        return want is not None and _ids_digest(load_token_file(tokens, tokenizer=tokenizer)) == want
+    except (FormatError, OSError):
+        return False
+
+
+def _say_if_corpus_changed(config: TrainConfig, files: list[Path] | None, saved: Mapping) -> None:
+    where = config.corpus or "the Python standard library"
+    if files is None:
+        warnings.warn(f"the corpus {where} is gone; resuming on the ids the run saved in {TOKENS_FILE}",
+                      TokvecWarning, stacklevel=3)
+        return
+    before = (saved.get("data") or {}).get("corpus_fingerprint")
+    if before is not None and before != corpus_fingerprint(files):
+        warnings.warn(f"the corpus {where} changed since this run started; resuming on the ids it trained on "
+                      f"({TOKENS_FILE}); start a new run to train on the new text", TokvecWarning, stacklevel=3)
+
+
+def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Path] | None) -> TrainResult:
     from ..model.gpt import GPT
 
     run_dir = Path(config.out)
-    saved = None
-    if config.resume:
-        saved = ckpt.read_run_config(run_dir)
-    elif ckpt.has_checkpoint(run_dir):
-        step = ckpt.read_run_config(run_dir)["step"]
-        raise TokvecValueError(f"{run_dir} already holds a checkpoint (step {step}); resume it with "
-                               f"--resume {run_dir}, or pick another --out")
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer, ids = _prepare_data(config, run_dir, saved, ctx)
+    saved = ckpt.read_run_config(run_dir) if config.resume else None
+    tokenizer, ids = _prepare_data(config, run_dir, saved, ctx, files)
     model_cfg = config.model_config(tokenizer.vocab_size)
     model_dict = model_cfg.to_dict()
     data_info = {"tokens": int(len(ids)), "sha256": _ids_digest(ids)}
+    fingerprint = (saved.get("data") or {}).get("corpus_fingerprint") if saved is not None else \
+        corpus_fingerprint(files) if files is not None else None
+    if fingerprint is not None:
+        data_info["corpus_fingerprint"] = fingerprint
     if saved is not None:
         diffs = _resume_differences(saved, config, model_dict)
         if saved.get("data", {}).get("sha256") not in (None, data_info["sha256"]):
@@ -399,8 +521,19 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
     train_time, t_start = 0.0, time.perf_counter()
     tokens_per_s = 0.0
 
+    def diverged(what: str, step: int) -> TrainingDivergedError:
+        kept = (f"the last good checkpoint (step {last_ckpt}) in {run_dir} is kept" if last_ckpt is not None
+                else "no checkpoint had been saved yet")
+        return TrainingDivergedError(f"{what} at step {step}; training stopped and {kept}. Lower --lr (now "
+                                     f"{config.lr:g}) or check the corpus", step=step, last_checkpoint_step=last_ckpt)
+
     def save(step: int) -> None:
         nonlocal last_ckpt
+        bad = _first_nonfinite(model)  # a checkpoint of garbage would pass for the last good one
+        if ctx.distributed:
+            bad = bad if dist_.all_reduce_sum([float(bad is not None)], ctx)[0] == 0 else (bad or "another rank's shard")
+        if bad is not None:
+            raise diverged(f"weight {bad} is not finite (NaN or infinite)", step)
         # under FSDP gathering the shards is collective: every rank takes part, rank 0 writes
         weights = dist_.full_state_dict(wrapped, ctx) if ctx.strategy == "fsdp" else model
         opt_state = dist_.full_optimizer_state(optimizer, ctx) if ctx.strategy == "fsdp" else optimizer
@@ -442,12 +575,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
             norm = float(norm.full_tensor()) if hasattr(norm, "full_tensor") else float(norm)
             if not (math.isfinite(loss_sum) and math.isfinite(norm)):
                 what = f"loss is {loss_sum}" if not math.isfinite(loss_sum) else f"gradient norm is {norm}"
-                kept = (f"the last good checkpoint (step {last_ckpt}) in {run_dir} is kept" if last_ckpt is not None
-                        else "no checkpoint had been saved yet")
-                raise TrainingDivergedError(
-                    f"{what} at step {step + 1}; training stopped and {kept}. "
-                    f"Lower --lr (now {config.lr:g}) or check the corpus", step=step + 1,
-                    last_checkpoint_step=last_ckpt)
+                raise diverged(what, step + 1)
             optimizer.step()
             step += 1
             losses.append(loss_sum)
@@ -460,6 +588,8 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
                 scorer = model if ctx.distributed else forward  # DDP's wrapper would sync for nothing
                 train_loss = evaluate(scorer, split.train, **kw)
                 val_loss = evaluate(scorer, (split.val,), **kw)
+                if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                    raise diverged(f"eval loss is {train_loss} (train) / {val_loss} (val)", step)
                 elapsed = elapsed_before + time.perf_counter() - t_start
                 for name, value in (("train", train_loss), ("val", val_loss)):
                     metrics.append({"step": step, "split": name, "loss": value, "lr": lr,
@@ -486,7 +616,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
                        val_loss=val_loss, tokens_per_s=tokens_per_s,
                        elapsed_s=elapsed_before + time.perf_counter() - t_start, losses=losses,
                        metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused,
-                       embedding_coverage=coverage)
+                       embedding_coverage=coverage, baselines=loss_baselines(split, tokenizer.vocab_size))
 
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "evaluate",

@@ -109,8 +109,9 @@ def train_ranks(texts: TextSource, *, vocab_size: int, pattern: str, special_tok
         raise TokvecValueError(
             f"{what} ran out of merges at {reached} tokens (256 bytes + {len(ranks) - 256} merges + "
             f"{len(specials)} specials), short of vocab_size {vocab_size}: no pair occurs {max(min_frequency, 1)}+ "
-            f"times any more. Use vocab_size <= {reached}, a larger corpus, a lower min_frequency, or "
-            f"allow_smaller=True (CLI --allow-smaller) to keep the {reached}-token vocabulary"
+            f"times any more. Use vocab_size <= {reached} (tokvec train: --tokenizer bpe:{reached}), a larger "
+            f"corpus, a lower min_frequency, or allow_smaller=True (tokvec tokenizer train --allow-smaller) to keep "
+            f"the {reached}-token vocabulary"
         )
     n = len(ranks)
     return ranks, {tok: n + k for k, tok in enumerate(specials)}, used

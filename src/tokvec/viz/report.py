@@ -31,24 +31,33 @@ from .plots import plot_attention, plot_embeddings, plot_loss, plot_pe, plot_pe_
 _NOT_SHOWN = ("format", "version", "rng", "files")  # bookkeeping of the checkpoint, not settings
 
 
-def run_val_text(config: Mapping, tokenizer) -> str:
-    """The text of a run's validation split, rebuilt from its corpus and the split in config.json.
+def run_val_text(config: Mapping, tokenizer, run_dir: str | os.PathLike) -> str:
+    """The text of a run's validation split: the ids training read (``run_dir/tokens.bin``) at the
+    split config.json records (``data.val_start``, ``data.val_tokens``), decoded.
 
-    Training splits token ids by position and records ``data.val_start`` / ``data.val_tokens``; the
-    corpus is re-read and re-encoded, checked to be the same length as when trained, and the val
-    block decoded. Raises FileNotFoundError when the corpus moved, FormatError when it changed.
+    Only files inside the run directory are read: the corpus path in config.json is never opened
+    (the corpus may have moved or changed since, and a crafted config must not make a report embed
+    an arbitrary file). Raises FormatError when the split or the token file is missing or damaged.
     """
-    train, data = config.get("train", {}), config.get("data", {})
-    if "val_start" not in data or "val_tokens" not in data:
+    from ..data.tokenfile import load_token_file
+    from ..runs.train import TOKENS_FILE
+
+    data = config.get("data") if isinstance(config.get("data"), Mapping) else {}
+    start, length = data.get("val_start"), data.get("val_tokens")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (start, length)):
         raise FormatError("the run's config.json records no validation split (data.val_start, data.val_tokens); "
                           "pass the validation text yourself (--val-text)")
-    from ..corpus import read_corpus
-    ids = tokenizer.encode(read_corpus(train.get("corpus"), train.get("encoding", "utf-8")))
-    if data.get("tokens") not in (None, len(ids)):
-        raise FormatError(f"the corpus {train.get('corpus') or '(standard library)'} is {len(ids)} tokens now but "
-                          f"was {data['tokens']} when trained; pass the validation text yourself (--val-text)")
-    start = int(data["val_start"])
-    return tokenizer.decode(ids[start: start + int(data["val_tokens"])])
+    path = Path(run_dir) / TOKENS_FILE
+    try:
+        ids = load_token_file(path, tokenizer=tokenizer)
+    except FileNotFoundError:
+        raise FormatError(f"the run has no {TOKENS_FILE} (the ids it trained on); pass the validation text "
+                          f"yourself (--val-text)") from None
+    if start + length > len(ids) or data.get("tokens") not in (None, len(ids)):
+        raise FormatError(f"{path} holds {len(ids)} ids but config.json records {data.get('tokens')} with a "
+                          f"validation split at {start}..{start + length}; pass the validation text yourself "
+                          f"(--val-text)")
+    return tokenizer.decode([int(i) for i in ids[start: start + length]])
 
 
 # -- numbers ------------------------------------------------------------------------------------
@@ -131,7 +140,7 @@ def build_report(run: RunData | str | os.PathLike, *, val_text: str | None = Non
         val_text = data.extra["val_text"]
     elif val_text is None and data.path is not None:
         try:
-            val_text, val_source = run_val_text(data.config, data.tokenizer), "the run's validation split"
+            val_text, val_source = run_val_text(data.config, data.tokenizer, data.path), "the run's validation split"
         except (TokvecError, OSError) as e:
             val_source = f"not available: {e}"
     model, tok, config = data.model, data.tokenizer, data.config
