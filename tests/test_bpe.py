@@ -112,6 +112,39 @@ def test_ids_match_reference_bpe_and_hf_trainer(pattern):
     assert len(tok.encode("lowest")) == 1  # a frequent word became one token
 
 
+# Sennrich et al. 2016's example words (low x5, lower x2, newest x6, widest x3), byte-level, gpt2 pattern.
+SENNRICH = "low " * 5 + "lower " * 2 + "newest " * 6 + "widest " * 3
+# The first 10 merges, in order, of Hugging Face tokenizers 0.23.3's BpeTrainer on SENNRICH (gpt2 split
+# + ByteLevel, min_frequency 0, vocab 266), computed once with `tokenizers` and written here.
+SENNRICH_HF_MERGES = [b"es", b"est", b"lo", b"low", b"ew", b"new", b" low", b" new", b" newest", b"dest"]
+
+
+def test_first_merges_of_a_known_corpus_are_hfs_in_hfs_order():
+    tok = BPETokenizer.train_from_texts([SENNRICH], vocab_size=266, pattern="gpt2", min_frequency=0, engine="hf")
+    by_rank = sorted(tok.ranks.items(), key=lambda kv: kv[1])
+    assert [t for t, _ in by_rank[256:]] == SENNRICH_HF_MERGES  # merge k has rank 256 + k
+
+
+def test_ids_on_text_outside_the_corpus_equal_hfs_encoder_of_the_same_model():
+    # HF's own encoder of the same trained model (not tokvec's ranks): merged tokens keep HF's ids
+    # (256 + merge order); single bytes are tokvec's byte values. Texts never seen in training.
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+
+    tok = BPETokenizer.train_from_texts([SENNRICH], vocab_size=266, pattern="gpt2", min_frequency=0, engine="hf")
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(for_oniguruma(PATTERNS["gpt2"])), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    hf.train_from_iterator([SENNRICH], trainer=trainers.BpeTrainer(
+        vocab_size=266, min_frequency=0, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    for text in ["slowest widow", "new lows", " newer west", "lowlowest newestnew"]:
+        enc = hf.encode(text)
+        want = [i if i >= 256 else printable_to_bytes(t)[0] for i, t in zip(enc.ids, enc.tokens)]
+        assert tok.encode(text) == want, text
+    # worked by hand from the merges above: "slowest" -> s|low|est
+    assert tok.token_bytes("slowest") == [b"s", b"low", b"est"]
+
+
 def test_train_from_files_with_globs(tmp_path):
     (tmp_path / "a.txt").write_text(CORPUS[:3000], encoding="utf-8")
     (tmp_path / "sub").mkdir()
@@ -319,6 +352,21 @@ def test_hf_byte_level_tokenizer_json(tmp_path):
         assert tok.encode(text) == hf.encode(text).ids
         assert tok.decode(tok.encode(text)) == text
     assert tok.encode("a<pad>", allowed_special="all") == hf.encode("a<pad>").ids
+
+
+def test_from_hf_reads_the_same_tokenizer_and_refuses_other_json(tmp_path):
+    from tokenizers import models, pre_tokenizers, trainers
+
+    hf = _hf_train(models.BPE(), trainers.BpeTrainer(
+        vocab_size=300, show_progress=False, special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()), pre_tokenizers.ByteLevel(add_prefix_space=False))
+    hf.save(str(tmp_path / "tokenizer.json"))
+    tok = BPETokenizer.from_hf(tmp_path / "tokenizer.json")
+    assert tok.ranks == load_tokenizer(tmp_path / "tokenizer.json").ranks and tok.eos_id == 0
+    assert tok.encode(TEXTS[0]) == hf.encode(TEXTS[0]).ids
+    (tmp_path / "other.json").write_text('{"vocab": {}}', encoding="utf-8")
+    with pytest.raises(FormatError, match=r"other.json is not a Hugging Face tokenizer.json"):
+        BPETokenizer.from_hf(tmp_path / "other.json")
 
 
 @pytest.mark.parametrize("kind", ["WordPiece", "Unigram"])

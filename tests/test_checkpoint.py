@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tokvec import load_model
+from tokvec.errors import FormatError
 from tokvec.model import GPT, ModelConfig
 from tokvec.runs import checkpoint as ckpt
 from tokvec.runs.checkpoint import CheckpointError, load_run, save_run
@@ -163,6 +164,17 @@ def test_replaced_tokenizer_is_detected(tmp_path):
     CharTokenizer.train(["something else entirely"]).save(tmp_path / "tokenizer.json")
     with pytest.raises(CheckpointError, match="tokenizer file was replaced"):
         load_run(tmp_path)
+
+
+def test_metrics_strict_raises_where_resume_skips(tmp_path):
+    assert ckpt.read_metrics(tmp_path, strict=False) == []  # no log yet: a resume starts a new one
+    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+        ckpt.read_metrics(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "val", "loss": 2.0}\ngarbage\n'
+                                            '{"step": 2, "split": "val", "loss": 1.5}\n', encoding="utf-8")
+    assert [r["step"] for r in ckpt.read_metrics(tmp_path, strict=False)] == [1, 2]
+    with pytest.raises(FormatError, match=r"line 2 is not JSON.*'garbage'"):
+        ckpt.read_metrics(tmp_path)
 
 
 def test_metrics_skip_a_torn_last_line(tmp_path):

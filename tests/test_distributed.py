@@ -178,6 +178,20 @@ def test_bad_settings(monkeypatch):
         D.init_distributed()
 
 
+def test_cli_reads_the_launch_environment_once_and_reports_it_in_one_line(tmp_path, monkeypatch, cli):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello world\n" * 200, encoding="utf-8")
+    args = ("train", "--corpus", corpus, "--tokenizer", "char", "--preset", "tiny", "--max-steps", "1",
+            "--out", tmp_path / "run")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    code, _, err = cli(*args)
+    assert code == 2 and "WORLD_SIZE='two' is not an integer" in err and "Traceback" not in err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    code, _, err = cli("train", "--resume", tmp_path / "nowhere")
+    assert code == 2 and err.startswith("tokvec: error: [rank 1] ")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("attempt", range(3))
 def test_fsdp_shuts_down_cleanly_every_time(corpus, tmp_path, attempt):

@@ -43,6 +43,28 @@ def test_every_scheme_is_registered_and_builds_from_the_model_context():
                                   "none" if name == "none" else "attention")
 
 
+@pytest.mark.parametrize("name", available())
+def test_declared_capabilities_agree_with_what_the_scheme_does(name):
+    # attention and GPT choose their paths from these declarations alone, so a wrong one is a wrong answer
+    from tokvec import GPT, ModelConfig
+
+    scheme = build(name, d_model=32, n_heads=4, head_dim=8, max_len=8)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 4, 5, 8, generator=g), torch.randn(2, 4, 5, 8, generator=g)
+    rq, rk = scheme.rotate(q, k, torch.arange(1, 6))
+    assert (not torch.equal(rq, q) or not torch.equal(rk, k)) == scheme.rotates
+    assert (scheme.score_bias(5, 5) is not None) == scheme.has_score_bias
+    assert (scheme.score_term(q, k) is not None) == scheme.has_score_term
+    assert scheme.adds_scores == (scheme.has_score_bias or scheme.has_score_term)
+    model = GPT(ModelConfig(vocab_size=11, context_length=8, d_model=32, n_layers=1, n_heads=4, positional=name))
+    ids = torch.zeros(1, 12, dtype=torch.long)  # 12 tokens > context_length 8
+    if scheme.extrapolates:
+        assert model(ids)[0].shape == (1, 12, 11)
+    else:
+        with pytest.raises(TokvecValueError, match=r"12 tokens.*context_length 8"):
+            model(ids)
+
+
 def test_unknown_scheme_lists_the_known_ones():
     with pytest.raises(TokvecValueError, match=r"unknown positional scheme 'rotary'; known schemes: "
                                                r"sinusoidal, learned, none, rope, alibi, relative, t5, xl, cape"):

@@ -1,6 +1,6 @@
 """tokvec serve: the JSON API, in process (Starlette's TestClient). Each endpoint's numbers are checked
 against the library function the CLI uses on the same input (trace, attention_maps, positional_scores,
-sampling_probs, stream, parameter_count), and every limit against the status and message it promises."""
+sampling_probs, stream, GPT.num_parameters), and every limit against the status and message it promises."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from tokvec.generate import sampling_probs, stream  # noqa: E402
 from tokvec.serve import load_sources, views  # noqa: E402
 from tokvec.serve.app import MAX_NEW_TOKENS, create_app  # noqa: E402
 from tokvec.viz import attention_maps, open_run, positional_scores, trace  # noqa: E402
-from tokvec.viz.report import parameter_count  # noqa: E402
 
 CORPUS = ("ROMEO: But soft, what light through yonder window breaks? <script>alert(1)</script> </textarea>\n"
           "床前明月光，疑是地上霜。举头望明月，低头思故乡。你好好嗎嗎\n") * 3
@@ -289,7 +288,7 @@ def test_generate_refuses_bad_options_before_streaming(served):
 def test_model_card_has_config_counts_losses_and_tokenizer_stats(served):
     src = served.sources["learned"]
     card = served.get("/api/runs/learned/card").json()
-    assert card["parameters"] == parameter_count(src.model) == sum(p.numel() for p in src.model.parameters())
+    assert card["parameters"] == src.model.num_parameters() == sum(p.numel() for p in src.model.parameters())
     assert card["non_embedding_parameters"] == src.model.num_parameters(non_embedding=True)
     assert card["embedding_table"] == [src.tokenizer.vocab_size, 16]
     assert ["model.positional", "learned"] in card["config"] and ["step", 20] in card["config"]

@@ -15,6 +15,15 @@ def test_specials_first_then_frequency_then_first_appearance():
     assert len(v) == 9 and "c" in v and "z" not in v
 
 
+def test_frequency_ties_go_to_first_appearance_not_last():
+    # a and b both appear twice, a first. Ordered by last appearance, "abba" would give b, a; counted
+    # from the end, "abab" would give b, a.
+    assert list(Vocabulary.build("abba", specials=[])) == ["a", "b"]
+    assert list(Vocabulary.build("abab", specials=[])) == ["a", "b"]
+    assert list(Vocabulary.build("baab", specials=[])) == ["b", "a"]
+    assert list(Vocabulary.build("xyzzxyx", specials=[], max_size=2)) == ["x", "y"]  # x3, then y/z tie: y first
+
+
 def test_build_is_deterministic_whatever_the_hash_seed():
     tokens = list("the quick brown fox jumps over the lazy dog")
     assert list(Vocabulary.build(tokens)) == list(Vocabulary.build(list(tokens)))

@@ -5,7 +5,6 @@ Every error a user can cause prints one line (``tokvec: error: ...``) and exits 
 
 from __future__ import annotations
 
-import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -158,12 +157,22 @@ def main(argv: Optional[list[str]] = None) -> None:
         if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
             message = f"{message}: {e.filename}"
         err.quiet = False  # a rank silenced under torchrun still reports its own failure
-        rank = f"[rank {os.environ['RANK']}] " if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
-        err.print(f"tokvec: error: {rank}{message}", markup=False, soft_wrap=True)
+        err.print(f"tokvec: error: {_rank_prefix()}{message}", markup=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("tokvec: interrupted", markup=False)
         sys.exit(130)
+
+
+def _rank_prefix() -> str:
+    """``[rank N] `` under torchrun with several processes, else nothing (an unreadable env: nothing)."""
+    from ..runs.launch import launch_env
+
+    try:
+        world, rank, _ = launch_env()
+    except TokvecError:
+        return ""
+    return f"[rank {rank}] " if world > 1 else ""
 
 
 # The command groups register themselves on `app`; imported in the order `tokvec --help` lists them.

@@ -31,7 +31,7 @@ def _load_tokenizer_arg(path: str):
     return load_tokenizer(path)
 
 
-def _allowed_special(tok, allow: Optional[list[str]]):
+def _allowed_special(allow: Optional[list[str]]):
     if not allow:
         return frozenset()
     return "all" if "all" in allow else frozenset(allow)
@@ -90,7 +90,7 @@ def tokenize(
 ) -> None:
     """Show how text splits: pieces (bytes shown readably), ids, and tokens per character."""
     tok = _load_tokenizer_arg(tokenizer)
-    allowed = _allowed_special(tok, allow_special)
+    allowed = _allowed_special(allow_special)
     for t in text or SEED_SENTENCES:
         if hasattr(tok, "special_tokens"):
             ids = tok.encode(t, allowed_special=allowed)
@@ -133,7 +133,7 @@ def encode(
     start = time.perf_counter()
     with progress_bar(corpus_bytes(paths), "encoding") as advance:
         info = write_token_file(tok, paths, out_path, encoding=encoding, eot=eot,
-                                allowed_special=_allowed_special(tok, allow_special), num_threads=threads or None,
+                                allowed_special=_allowed_special(allow_special), num_threads=threads or None,
                                 progress=advance)
     secs = time.perf_counter() - start
     out.print(f"{info['count']} tokens ({info['dtype']}) from {len(paths)} file(s), {info['corpus_bytes'] / 1e6:.1f} MB "

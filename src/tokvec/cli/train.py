@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
 
+from ..runs.launch import launch_env
 from . import DEVICE_HELP, CLIError, app, err, out, progress_bar, resolve_device_flag
 
 
-# train (training half of the LM issue)
 def _train_overrides(**flags) -> dict:
     """The flags the user gave (not None), as TrainConfig fields."""
     return {k: v for k, v in flags.items() if v is not None}
@@ -89,7 +88,7 @@ def train(
     else:
         config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out), force=force)
     run_dir = Path(config.out)
-    world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
+    world, rank, _ = launch_env()
     if rank != 0:  # under torchrun only rank 0 speaks; the others train silently
         out.quiet = err.quiet = True
     if world == 1:  # under torchrun each rank takes its LOCAL_RANK GPU (or the CPU under gloo)
@@ -175,5 +174,3 @@ def _saved_step(run_dir: Path) -> str:
         return f"no checkpoint was saved in {run_dir}"
     return f"the last checkpoint in {run_dir} is step {step}; continue with: tokvec train --resume {run_dir}"
 
-
-# generate (model/generation half of the LM issue)

@@ -38,10 +38,6 @@ class Split:
     val: np.ndarray
     val_start: int
 
-    @property
-    def train_tokens(self) -> int:
-        return sum(len(s) for s in self.train)
-
 
 def min_corpus_tokens(context: int, val_fraction: float) -> int:
     """Fewest ids a corpus needs so that train and val each hold one window of ``context`` tokens."""

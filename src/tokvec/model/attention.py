@@ -20,11 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import TokvecValueError
 from ..positional import PositionalEncoding
-from ..positional.base import check_positive_int
+from ..positional.base import head_dim_for
 from .fast import banded
-from .fast.dispatch import _adds_scores, _has_score_term
 
 
 class KVCache:
@@ -88,12 +86,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, *, positional: PositionalEncoding, dropout: float = 0.0,
                  bias: bool = True, layer_index: int = 0) -> None:
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("n_heads", n_heads)
-        if d_model % n_heads:
-            raise TokvecValueError(f"n_heads ({n_heads}) must divide d_model ({d_model}); "
-                                   f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size")
-        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, head_dim_for(d_model, n_heads)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = dropout
@@ -116,7 +109,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)  # (b, h, t, hd)
         p = self.dropout if self.training else 0.0
-        if not need_weights and not pos.adds_values and not _adds_scores(pos):
+        if not need_weights and not pos.adds_values and not pos.adds_scores:
             # no score term: one fused call; s == 1 with a cache sees every key and needs no mask
             if offset == 0 or s == 1:
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=offset == 0 and s > 1)
@@ -160,7 +153,7 @@ class CausalSelfAttention(nn.Module):
             values = pos.distance_values()
             return banded.relative_attention(q, k, v, table.to(q.dtype),
                                              None if values is None else values.to(q.dtype), offset)
-        if pos.adds_values or _has_score_term(pos):
+        if pos.adds_values or pos.has_score_term:
             return None  # a term of q and k (Transformer-XL): the query blocks below
         mask = pos.attention_bias(q.shape[2], k.shape[2], offset)  # (1, h, s, t), -inf in the future
         return None if mask is None else banded.masked_attention(q, k, v, mask.to(q.dtype), offset)

@@ -84,6 +84,7 @@ class ModelConfig:
     def validate(self) -> "ModelConfig":
         """Check every field; raise one TokvecValueError listing all problems by field name."""
         from ..positional import available
+        from ..positional.base import head_dim_for
 
         problems: list[str] = []
 
@@ -96,9 +97,12 @@ class ModelConfig:
 
         for name in ("vocab_size", "context_length", "d_model", "n_layers"):
             positive(name)
-        if positive("n_heads") and isinstance(self.d_model, int) and self.d_model > 0 and self.d_model % self.n_heads:
-            problems.append(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model}) "
-                            f"(try n_heads={_divisor_near(self.d_model, self.n_heads)})")
+        if positive("n_heads") and not isinstance(self.d_model, bool) and isinstance(self.d_model, int) \
+                and self.d_model > 0:
+            try:
+                head_dim_for(self.d_model, self.n_heads)
+            except TokvecValueError as e:
+                problems.append(str(e))
         if self.d_ff is not None:
             positive("d_ff")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
@@ -157,20 +161,11 @@ class ModelConfig:
 
 def _option_problems(scheme: str, options: Mapping[str, Any]) -> list[str]:
     """Options the scheme's constructor does not take (checked without building it)."""
-    import inspect
-
     from ..positional import get_class
 
-    params = inspect.signature(get_class(scheme).__init__).parameters
-    context = {"d_model", "n_heads", "head_dim", "max_len"}
-    accepted = {n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD} - context
+    accepted = get_class(scheme).options()
     unknown = sorted(k for k in options if k not in accepted)
     if not unknown:
         return []
     return [f"positional_options {', '.join(map(repr, unknown))} not taken by the {scheme!r} scheme "
             f"(its options: {', '.join(sorted(accepted)) or 'none'})"]
-
-
-def _divisor_near(n: int, k: int) -> int:
-    """The divisor of n closest to k (ties to the smaller), for a helpful n_heads suggestion."""
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))

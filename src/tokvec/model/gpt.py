@@ -39,7 +39,6 @@ from .config import ModelConfig
 from .sampling import DEFAULT_TEMPERATURE, generate
 
 IGNORE_INDEX = -100  # targets equal to this add nothing to the loss (F.cross_entropy's default)
-LENGTH_LIMITED = ("learned",)  # schemes that have no vector for positions >= context_length
 
 
 class GPT(nn.Module):
@@ -135,7 +134,7 @@ class GPT(nn.Module):
 
     def _check_length(self, s: int, offset: int) -> None:
         limit = self.config.context_length
-        if self.config.positional in LENGTH_LIMITED and offset + s > limit:
+        if not self.embed.positional.extrapolates and offset + s > limit:
             cached = f" after {offset} cached tokens" if offset else ""
             raise TokvecValueError(
                 f"sequence of {s} tokens{cached} is longer than context_length {limit} "

@@ -41,6 +41,7 @@ class ALiBiPositionalEncoding(PositionalEncoding):
 
     name = "alibi"
     acts_on = "attention"
+    has_score_bias = True
 
     def __init__(self, n_heads: int | None = None) -> None:
         super().__init__()

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ..errors import TokvecTypeError, TokvecValueError
 
 ACTS_ON = ("input", "attention", "none")
+CONTEXT = frozenset({"d_model", "n_heads", "head_dim", "max_len"})  # model-wide, given to every scheme that takes it
 NEGLIGIBLE_SCORE = 64.0  # a score bias below -64 counts as masked (see PositionalEncoding.attention_bias)
 
 
@@ -35,6 +36,19 @@ class PositionalEncoding(nn.Module):
 
     name: ClassVar[str] = "abstract"
     acts_on: ClassVar[str] = "none"
+
+    # -- capabilities: each scheme declares what it does (class attributes, set in its own file);
+    # attention and the model choose their paths from these, never from names or overrides. The
+    # defaults fit an additive scheme (sinusoidal-like): nothing in attention, any length.
+    rotates: ClassVar[bool] = False  # True when rotate() changes q and k (lets attention skip the call)
+    has_score_bias: ClassVar[bool] = False  # True when score_bias() returns a tensor (ALiBi, T5)
+    has_score_term: ClassVar[bool] = False  # True when score_term() returns a tensor (Shaw keys, XL)
+    extrapolates: ClassVar[bool] = True  # False when positions past max_len have no vector (learned)
+
+    @property
+    def adds_scores(self) -> bool:
+        """Whether attention must add a score bias or term (otherwise it can stay causal-fused)."""
+        return self.has_score_bias or self.has_score_term
 
     # -- input schemes ------------------------------------------------------------------------
     def pe(self, positions: Tensor) -> Tensor:
@@ -63,8 +77,6 @@ class PositionalEncoding(nn.Module):
         return self.add_(x.clone(), positions)
 
     # -- attention schemes --------------------------------------------------------------------
-    rotates: ClassVar[bool] = False  # True when rotate() changes q and k (lets attention skip the call)
-
     def rotate(self, q: Tensor, k: Tensor, positions: Tensor, *, end: int | None = None) -> tuple[Tensor, Tensor]:
         """Rotate the new queries and keys by their absolute positions (before k enters the cache).
 
@@ -163,21 +175,26 @@ class PositionalEncoding(nn.Module):
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
+    def options(cls) -> frozenset[str]:
+        """The scheme's own options: its constructor's parameters beyond the model-wide CONTEXT."""
+        params = inspect.signature(cls.__init__).parameters
+        return frozenset(n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD) - CONTEXT
+
+    @classmethod
     def from_config(cls, **config: Any) -> "PositionalEncoding":
         """Build from the model-wide context (d_model, n_heads, head_dim, max_len) plus scheme options.
 
         Context keys the scheme does not take are ignored; an option it does not take is an error.
         """
-        params = inspect.signature(cls.__init__).parameters
-        context = {"d_model", "n_heads", "head_dim", "max_len"}
-        accepted = {n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
-        unknown = sorted(k for k in config if k not in accepted and k not in context)
+        options = cls.options()
+        unknown = sorted(k for k in config if k not in options and k not in CONTEXT)
         if unknown:
             raise TokvecValueError(
                 f"positional scheme {cls.name!r} takes no option {', '.join(map(repr, unknown))}; "
-                f"its options are {', '.join(sorted(accepted - context)) or '(none)'}"
+                f"its options are {', '.join(sorted(options)) or '(none)'}"
             )
-        return cls(**{k: v for k, v in config.items() if k in accepted})
+        taken = set(inspect.signature(cls.__init__).parameters)
+        return cls(**{k: v for k, v in config.items() if k in taken})
 
     def extra_repr(self) -> str:
         return f"acts_on={self.acts_on!r}"
@@ -222,6 +239,18 @@ def check_offset(offset: Any) -> int:
     return offset
 
 
+def head_dim_for(d_model: int, n_heads: int) -> int:
+    """``d_model // n_heads``, refusing heads that do not divide d_model (naming both numbers and a
+    head count that would). The one check of this rule, for config, attention, schemes and plots."""
+    check_positive_int("d_model", d_model)
+    check_positive_int("n_heads", n_heads)
+    if d_model % n_heads:
+        near = min((h for h in range(1, d_model + 1) if d_model % h == 0), key=lambda h: (abs(h - n_heads), h))
+        raise TokvecValueError(f"n_heads ({n_heads}) must divide d_model ({d_model}) (try n_heads={near}); "
+                               f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size")
+    return d_model // n_heads
+
+
 def resolve_heads(scheme: str, d_model: int | None, n_heads: int | None, head_dim: int | None = None
                   ) -> tuple[int, int]:
     """(n_heads, head_dim) for a scheme that acts per attention head, from whatever the model gave.
@@ -233,12 +262,9 @@ def resolve_heads(scheme: str, d_model: int | None, n_heads: int | None, head_di
                                f"pass n_heads= (the attention head count of the model)")
     check_positive_int("n_heads", n_heads)
     if d_model is not None:
-        check_positive_int("d_model", d_model)
-        if d_model % n_heads:
-            raise TokvecValueError(f"n_heads ({n_heads}) must divide d_model ({d_model}); "
-                                   f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size")
+        whole = head_dim_for(d_model, n_heads)
         if head_dim is None:
-            head_dim = d_model // n_heads
+            head_dim = whole
     if head_dim is None:
         raise TokvecValueError(f"positional scheme {scheme!r} needs d_model or head_dim")
     return n_heads, check_positive_int("head_dim", head_dim)

@@ -14,6 +14,7 @@ class LearnedPositionalEncoding(PositionalEncoding):
 
     name = "learned"
     acts_on = "input"
+    extrapolates = False  # no row past max_len
 
     def __init__(self, d_model: int, max_len: int = 1024, *, std: float = 0.02):
         super().__init__()

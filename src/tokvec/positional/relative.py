@@ -34,6 +34,7 @@ class ShawRelativePositionalEncoding(PositionalEncoding):
 
     name = "relative"
     acts_on = "attention"
+    has_score_term = True
 
     def __init__(self, d_model: int | None = None, n_heads: int | None = None, head_dim: int | None = None, *,
                  max_relative_position: int = 16, values: bool = True, std: float = 0.02) -> None:

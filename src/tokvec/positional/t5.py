@@ -55,6 +55,7 @@ class T5RelativePositionalEncoding(PositionalEncoding):
 
     name = "t5"
     acts_on = "attention"
+    has_score_bias = True
 
     def __init__(self, n_heads: int | None = None, *, num_buckets: int = 32, max_distance: int = 128,
                  bidirectional: bool = False, std: float = 0.02) -> None:

@@ -34,6 +34,7 @@ class TransformerXLPositionalEncoding(PositionalEncoding):
 
     name = "xl"
     acts_on = "attention"
+    has_score_term = True
 
     def __init__(self, d_model: int | None = None, n_heads: int | None = None, head_dim: int | None = None, *,
                  base: float = 10000.0, std: float = 0.02) -> None:

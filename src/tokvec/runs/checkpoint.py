@@ -4,7 +4,7 @@ leaves a half checkpoint, read back without unpickling anything.
 A run directory holds::
 
     config.json            {"format": "tokvec.run", "version": 1, "model": {...}, "train": {...},
-                            "tokenizer": {"kind", "fingerprint"}, "step", "rng", "data", "files": {...}}
+                            "tokenizer": {"kind", "fingerprint"}, "step", "data", "files": {...}}
     model.safetensors      the weights (tied tensors stored once)
     optimizer.safetensors  optimizer tensors; its param_groups as JSON in the header metadata
     tokenizer.json         Tokenizer.save()
@@ -16,11 +16,13 @@ written as ``.model.safetensors.pending`` (and the optimizer likewise), then ``c
 records each file's sha256 - is renamed into place, then the pending files are renamed over the old
 ones. Killed before the config rename, the old files and old config still agree; killed after it,
 the loader finds the files whose hash the config names among the final and pending names.
+
+No RNG state is stored: the loop reseeds dropout and draws batches from (seed, step) at every step,
+so a resume is bit-exact without one (the "rng" entry of runs written before is ignored).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -156,17 +158,6 @@ def _state_key(key: str) -> tuple[int, str]:
     return int(pid), name
 
 
-# -- RNG state as JSON -------------------------------------------------------------------------
-def rng_state() -> dict[str, str]:
-    """The global torch CPU RNG state, base64 (JSON-safe)."""
-    return {"torch_cpu": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii")}
-
-
-def set_rng_state(state: Mapping[str, str]) -> None:
-    raw = base64.b64decode(state["torch_cpu"])
-    torch.set_rng_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
-
-
 # -- public API --------------------------------------------------------------------------------
 def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str, torch.Tensor], tokenizer,
              model_config: Mapping,
@@ -197,7 +188,7 @@ def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str
 
     config = {"format": FORMAT, "version": VERSION, "model": dict(model_config), "train": dict(train_config),
               "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()},
-              "step": int(step), "rng": rng_state(), **dict(extra or {}), "files": files}
+              "step": int(step), **dict(extra or {}), "files": files}
     write_json(run_dir / CONFIG_FILE, config)  # the commit point
     for name in files:
         os.replace(_pending(run_dir, name), run_dir / name)
@@ -311,17 +302,37 @@ def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu"
 
 
 # -- metrics log -------------------------------------------------------------------------------
-def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """The records of metrics.jsonl (an unreadable trailing line from an old crash is skipped)."""
-    path = Path(run_dir) / METRICS_FILE
+def read_metrics(path: str | os.PathLike, *, strict: bool = True) -> list[dict]:
+    """Loss records of a ``metrics.jsonl`` (one JSON object a line with step, split, loss); ``path`` is
+    the file or its run directory. A last line cut short by a crash mid-write is always skipped.
+
+    ``strict`` (viewers): a missing file, a bad line, a record without step/split/loss or no record
+    at all raises. ``strict=False`` (resume): a missing file is ``[]`` and unreadable lines are skipped.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
     if not path.is_file():
-        return []
+        if not strict:
+            return []
+        raise FileNotFoundError(f"no metrics file at {path} (a training run writes {METRICS_FILE})")
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                if strict and line.endswith("\n"):
+                    raise FormatError(f"{path} line {number} is not JSON ({e.msg}): {line.strip()[:80]!r}") from None
+                continue  # a torn last line (or, not strict, any unreadable one): ignore it
+            missing = [key for key in ("step", "split", "loss") if not isinstance(record, dict) or key not in record]
+            if missing and strict:
+                raise FormatError(f"{path} line {number} lacks {', '.join(missing)}: {line.strip()[:80]!r}")
+            records.append(record)
+    if strict and not records:
+        raise FormatError(f"{path} holds no loss records yet; train for at least one logged step")
     return records
 
 

@@ -15,7 +15,6 @@ batch (up to float summation order). Only rank 0 logs and writes checkpoints; ev
 from __future__ import annotations
 
 import datetime
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -26,6 +25,7 @@ from torch import nn
 
 from ..device import resolve_device
 from ..errors import DistributedError, TokvecError, TokvecValueError
+from .launch import launch_env
 
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
 BACKENDS = ("auto", "gloo", "nccl")
@@ -77,17 +77,6 @@ def _is_communication_failure(e: BaseException) -> bool:
         w in text for w in ("gloo", "NCCL", "Connection reset", "Connection closed", "Timed out", "timed out"))
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise TokvecValueError(f"environment variable {name}={value!r} is not an integer; "
-                               f"launch with torchrun, which sets it") from None
-
-
 def init_distributed(strategy: str = "auto", backend: str = "auto", *, timeout_s: float = 120.0,
                      device: str | torch.device = "auto") -> DistContext:
     """Join the process group torchrun describes in the environment (or run alone when it does not).
@@ -106,10 +95,7 @@ def init_distributed(strategy: str = "auto", backend: str = "auto", *, timeout_s
         raise TokvecValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not timeout_s > 0:
         raise TokvecValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
-    world = _env_int("WORLD_SIZE", 1)
-    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    if world < 1 or not 0 <= rank < world:
-        raise TokvecValueError(f"RANK {rank} / WORLD_SIZE {world} are inconsistent; need 0 <= RANK < WORLD_SIZE")
+    world, rank, local_rank = launch_env()
     if world == 1:
         if strategy in ("ddp", "fsdp"):
             raise TokvecValueError(f"--strategy {strategy} needs several processes, but WORLD_SIZE is 1; "

@@ -6,14 +6,13 @@ themselves (and how they are committed atomically) are described in :mod:`tokvec
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FormatError
-from .checkpoint import load_run, read_run_config
+from .checkpoint import load_run, read_metrics, read_run_config
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -50,30 +49,3 @@ def open_run(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> 
     metrics_path = path / "metrics.jsonl"
     metrics = read_metrics(metrics_path) if metrics_path.is_file() and metrics_path.stat().st_size else None
     return RunData(model=model, tokenizer=tokenizer, config=config, metrics=metrics, path=path)
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Loss records of a ``metrics.jsonl`` (one JSON object a line with step, split, loss)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics file at {path} (a training run writes metrics.jsonl)")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                if line.endswith("\n"):
-                    raise FormatError(f"{path} line {number} is not JSON ({e.msg}): {line.strip()[:80]!r}") from None
-                continue  # a last line cut short by a crash mid-write: ignore it
-            missing = [key for key in ("step", "split", "loss") if not isinstance(record, dict) or key not in record]
-            if missing:
-                raise FormatError(f"{path} line {number} lacks {', '.join(missing)}: {line.strip()[:80]!r}")
-            records.append(record)
-    if not records:
-        raise FormatError(f"{path} holds no loss records yet; train for at least one logged step")
-    return records

@@ -522,7 +522,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
         ckpt.load_weights(run_dir, model, saved)  # whole weights, before any sharding
         start_step = saved["step"]
         elapsed_before = float(saved.get("elapsed_s", 0.0))
-        metrics = [r for r in ckpt.read_metrics(run_dir) if r.get("step", 0) <= start_step]
+        metrics = [r for r in ckpt.read_metrics(run_dir, strict=False) if r.get("step", 0) <= start_step]
     model.to(ctx.device)
     if precision.param_dtype == torch.bfloat16:
         model.bfloat16()  # bf16-pure: the weights themselves (floating tensors only, never rope's complex table)

@@ -56,7 +56,7 @@ class Source:
                     self._val = (None, "a tokenizer file has no validation text")
                 else:
                     try:
-                        self._val = (run_val_text(self.run.config, self.tokenizer), "the run's validation split")
+                        self._val = (run_val_text(self.run.config, self.tokenizer, self.run.path), "the run's validation split")
                     except (TokvecError, OSError) as e:
                         self._val = (None, f"not available: {e}")
             return self._val

@@ -26,7 +26,7 @@ import torch
 from ..errors import TokvecTypeError, TokvecValueError
 from ..generate import check_options, encode_prompt, sampling_probs
 from ..viz import attention_maps, positional_scores, trace
-from ..viz.report import flatten, parameter_count, tokenizer_stats
+from ..viz.report import flatten, tokenizer_stats
 
 MAX_SHOWN_TOKENS = 4096  # pieces listed by the tokens view; the count and tokens/char cover all of them
 MAX_TOP = 100  # next-token rows a request may ask for
@@ -256,7 +256,7 @@ def model_card(model, tokenizer, config: Mapping | None, metrics: list[dict] | N
                           for k, v in flatten(config) if k.split(".")[0] not in _NOT_SHOWN]
     if model is not None:
         table = model.embed.token.weight
-        card.update(parameters=parameter_count(model),
+        card.update(parameters=model.num_parameters(),
                     non_embedding_parameters=model.num_parameters(non_embedding=True),
                     embedding_table=list(table.shape),
                     model={k: getattr(model.config, k) for k in ("n_layers", "n_heads", "d_model", "context_length",

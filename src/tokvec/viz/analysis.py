@@ -15,6 +15,7 @@ import torch
 
 from ..errors import TokvecValueError, UnknownTokenError
 from ..positional import PositionalEncoding, build
+from ..positional.base import head_dim_for
 
 METHODS = ("auto", "attention")
 _KINDS = {"q_i·k_j/√hd": "rotary", "bias(i,j)": "bias", "term(q_i,k_j)": "term"}
@@ -26,9 +27,7 @@ def build_scheme(positional: str | PositionalEncoding, *, d_model: int, n_heads:
     """A scheme by name (or as given) with the model-wide context every scheme may need."""
     if isinstance(positional, PositionalEncoding):
         return positional
-    if n_heads <= 0 or d_model % n_heads:
-        raise TokvecValueError(f"n_heads ({n_heads}) must be positive and divide d_model ({d_model})")
-    return build(positional, d_model=d_model, n_heads=n_heads, head_dim=d_model // n_heads, max_len=max_len,
+    return build(positional, d_model=d_model, n_heads=n_heads, head_dim=head_dim_for(d_model, n_heads), max_len=max_len,
                  **options)
 
 

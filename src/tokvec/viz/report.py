@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .._io import atomic_open
 from .._version import version
 from ..errors import FormatError, TokvecError
+from ..generate import stream
 from ..runs.rundir import RunData, open_run
 from .analysis import attention_maps, embedding_table, final_losses, token_strings, top_ids
 from .figure import figure_png
@@ -60,11 +61,6 @@ def run_val_text(config: Mapping, tokenizer, run_dir: str | os.PathLike) -> str:
 
 
 # -- numbers ------------------------------------------------------------------------------------
-def parameter_count(model) -> int:
-    """Trainable and frozen parameters, each shared tensor (a tied embedding/LM head) counted once."""
-    return sum(p.numel() for p in model.parameters())  # parameters() yields a shared tensor once
-
-
 def tokenizer_stats(tokenizer, text: str | None) -> dict[str, Any]:
     """vocab_size and, on ``text``, tokens, characters and tokens per character."""
     stats: dict[str, Any] = {"kind": getattr(tokenizer, "kind", type(tokenizer).__name__),
@@ -201,7 +197,7 @@ def _need(value, what: str):
 
 def _model_rows(model) -> list[tuple[str, Any]]:
     table = embedding_table(model)
-    n = parameter_count(model)
+    n = model.num_parameters()  # a tied table counted once
     rows = [("parameters", n), ("embedding table (vocab_size, d_model)", str(tuple(table.shape))),
             ("embedding table share of parameters", f"{100 * table.numel() / n:.1f}%")]
     cfg = getattr(model, "config", None)
@@ -240,21 +236,11 @@ def _sample_section(model, tok, sample, prompt, max_new_tokens, seed) -> str:
 
 
 def generate_sample(model, tok, prompt: str, *, max_new_tokens: int = 200, seed: int = 0) -> str:
-    """``prompt`` plus text sampled from the model by its own ``generate`` (seeded: the report is stable).
-
-    Without a prompt, generation starts from ``<bos>`` (or id 0); the text stops at ``<eos>``.
+    """``prompt`` plus text sampled from the model (seeded: the report is stable), as ``tokvec generate``
+    gives it: :func:`tokvec.generate.stream`. Without a prompt, generation starts from ``<bos>`` (a
+    tokenizer without one: an error naming the fix); the text stops at ``<eos>``.
     """
-    import torch
-
-    from ..generate import DEFAULT_TEMPERATURE
-
-    ids = tok.encode(prompt) if prompt else [tok.bos_id if tok.bos_id is not None else 0]
-    out = model.generate(torch.tensor([ids], dtype=torch.long), max_new_tokens, seed=seed, eos_id=tok.eos_id,
-                         temperature=DEFAULT_TEMPERATURE)
-    new = [int(i) for i in out[0, len(ids):]]
-    if tok.eos_id is not None and tok.eos_id in new:
-        new = new[: new.index(tok.eos_id)]
-    return prompt + tok.decode(new)
+    return prompt + "".join(stream(model, tok, prompt, max_new_tokens, seed=seed))
 
 
 def _positional_section(model) -> str:

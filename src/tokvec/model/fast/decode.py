@@ -31,8 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dispatch import _adds_scores
-
 if TYPE_CHECKING:  # pragma: no cover
     from ..attention import KVCache
 
@@ -48,7 +46,7 @@ class Decoder:
         self.model = model
         # (weight, its _version, its data_ptr, the (in, out) copy) per Linear, keyed by the module
         self._copies: dict[nn.Linear, tuple[Tensor, int, int, Tensor]] = {}
-        self._fused = [not (_adds_scores(b.attn.positional) or b.attn.positional.adds_values) for b in model.blocks]
+        self._fused = [not (b.attn.positional.adds_scores or b.attn.positional.adds_values) for b in model.blocks]
 
     def weight_t(self, linear: nn.Linear) -> Tensor:
         """The (in, out) contiguous copy of ``linear.weight``, rebuilt when the weight has changed."""
