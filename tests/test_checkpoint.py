@@ -90,7 +90,7 @@ def test_garbage_safetensors_with_matching_hash_is_a_clear_error(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(garbage)
     config = json.loads((tmp_path / "config.json").read_text())
     config["files"]["model.safetensors"] = {"sha256": ckpt._sha256(garbage), "bytes": len(garbage)}
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "config.json").write_text(json.dumps(ckpt.seal_config(config)))
     with pytest.raises(CheckpointError, match="model.safetensors is not a safetensors file"):
         load_run(tmp_path)
 

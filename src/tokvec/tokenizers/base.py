@@ -187,7 +187,10 @@ def load_tokenizer(path: str | os.PathLike, **options: Any) -> Tokenizer:
 
 def tokenizer_from_dict(data: Any, *, source: str = "tokenizer data", **options: Any) -> Tokenizer:
     """Rebuild a tokenizer from ``Tokenizer.to_json_dict()`` (what ``save`` writes), checking format,
-    version and kind. ``source`` names where the data came from in error messages."""
+    version and kind, then every field of that kind (see :mod:`tokvec._schema`). ``source`` names
+    where the data came from in error messages."""
+    from .._schema import Doc
+
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
         raise FormatError(
@@ -198,10 +201,18 @@ def tokenizer_from_dict(data: Any, *, source: str = "tokenizer data", **options:
         raise FormatError(
             f"{source} is {FORMAT} version {data.get('version')!r}; this tokvec reads version {VERSION}"
         )
-    kind = data.get("kind")
-    if kind not in _KINDS:
-        raise FormatError(f"{source} holds a tokenizer of kind {kind!r}; known kinds: {', '.join(sorted(_KINDS))}")
-    return _KINDS[kind].from_dict(data, source=source, **options)
+    kind = Doc(data, source).str("kind", choices=sorted(_KINDS))
+    try:
+        return _KINDS[kind].from_dict(data, source=source, **options)
+    except (TokvecValueError, TokvecTypeError) as e:
+        if isinstance(e, FormatError) or source in str(e):
+            raise
+        raise FormatError(f"{source}: {e}") from None
+
+
+def read_normalization(doc: Any) -> str | None:
+    """The ``normalization`` field of a saved tokenizer: null or one of NORMALIZATIONS."""
+    return doc.optional("normalization", lambda k: doc.str(k, choices=NORMALIZATIONS))
 
 
 def normalize(text: str, normalization: str | None) -> str:

@@ -35,6 +35,9 @@ Special = Literal["all"] | Collection[str]
 # contains it is caught by counting.)
 _BATCH_SEP = "\U000f0000tokvec-batch\U000f0001"
 _BATCH_CHARS = 1 << 18  # characters of text per encode_batch chunk
+# Ids (ranks and specials) stay below 2**32 (tiktoken's Rank is a u32).
+MAX_ID = 2 ** 32 - 2
+MAX_GAPS = 1 << 16  # unassigned ids listed one by one up to this many
 
 
 @register_tokenizer("bpe")
@@ -52,15 +55,18 @@ class BPETokenizer(Tokenizer):
             raise TokvecValueError(f"ranks lack {len(missing)} single bytes (e.g. {bytes([missing[0]])!r}); "
                                    f"byte-level BPE needs all 256 so that any text can be encoded")
         specials = dict(special_tokens or {})
+        bad = next((r for r in ranks.values() if isinstance(r, bool) or not isinstance(r, int)), None)
+        if bad is not None:
+            raise TokvecTypeError(f"ranks must be ints, got {bad!r} ({type(bad).__name__})")
         taken = set(ranks.values())
-        if len(taken) != len(ranks) or min(taken) < 0:
-            raise TokvecValueError(f"ranks must be distinct ints >= 0 (got {len(ranks)} tokens but {len(taken)} "
-                                   f"distinct ranks, lowest {min(taken)})")
+        if len(taken) != len(ranks) or min(taken) < 0 or max(taken) > MAX_ID:
+            raise TokvecValueError(f"ranks must be distinct ints in [0, {MAX_ID}] (got {len(ranks)} tokens but "
+                                   f"{len(taken)} distinct ranks, lowest {min(taken)}, highest {max(taken)})")
         for tok, i in specials.items():
             if not isinstance(tok, str) or not tok:
                 raise TokvecValueError(f"special tokens must be non-empty strings, got {tok!r}")
-            if isinstance(i, bool) or not isinstance(i, int) or i < 0:
-                raise TokvecValueError(f"special token {tok!r} needs an int id >= 0, got {i!r}")
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= MAX_ID:
+                raise TokvecValueError(f"special token {tok!r} needs an int id in [0, {MAX_ID}], got {i!r}")
             if i in taken:
                 raise TokvecValueError(f"special token {tok!r} has id {i}, already used by a merge or another special")
             taken.add(i)
@@ -70,7 +76,11 @@ class BPETokenizer(Tokenizer):
         self._enc = tiktoken.Encoding(name=name, pat_str=self.pat_str, mergeable_ranks=ranks, special_tokens=specials)
         self._batch_enc = None  # built on first encode_batch
         self._vocab_size = max(taken) + 1
-        self._gaps = frozenset(range(self._vocab_size)) - taken if len(taken) < self._vocab_size else frozenset()
+        # unassigned ids below vocab_size: listed when few; else the assigned ones are kept instead, so a
+        # stray huge id in a file costs memory in proportion to the tokens, not to the id
+        n_gaps = self._vocab_size - len(taken)
+        self._gaps = frozenset(range(self._vocab_size)) - taken if 0 < n_gaps <= MAX_GAPS else frozenset()
+        self._assigned = frozenset(taken) if n_gaps > MAX_GAPS else None
         self.pad_id = specials.get("<pad>")
         self.unk_id = None  # byte-level: nothing is unknown
         self.bos_id = specials.get("<bos>", specials.get("<|startoftext|>"))
@@ -125,6 +135,11 @@ class BPETokenizer(Tokenizer):
     @property
     def n_ranks(self) -> int:
         return len(self._ranks)
+
+    @property
+    def n_assigned(self) -> int:
+        """Ids that are a token (ranks and specials); below vocab_size when the ids have gaps."""
+        return len(self._ranks) + len(self.special_tokens)
 
     @property
     def ranks(self) -> dict[bytes, int]:
@@ -273,10 +288,12 @@ class BPETokenizer(Tokenizer):
             bad = next(p for p, i in enumerate(ids) if not 0 <= i < self._vocab_size)
         elif self._gaps and not self._gaps.isdisjoint(ids):
             bad = next(p for p, i in enumerate(ids) if i in self._gaps)
+        elif self._assigned is not None and not self._assigned.issuperset(ids):
+            bad = next(p for p, i in enumerate(ids) if i not in self._assigned)
         if bad is not None:
             raise TokenIdError(f"token id {ids[bad]} at position {bad} is not a token of this tokenizer "
                                f"(valid ids: 0..{self._vocab_size - 1}"
-                               f"{', minus ' + str(len(self._gaps)) + ' unassigned' if self._gaps else ''}); "
+                               f"{', minus ' + str(self._vocab_size - self.n_assigned) + ' unassigned' if self._vocab_size > self.n_assigned else ''}); "
                                f"were these ids made by another tokenizer?")
         if any(type(i) is not int for i in ids):
             bad_item = next(i for i in ids if type(i) is not int)
@@ -320,17 +337,22 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def from_dict(cls, data: Mapping, *, source: str = "tokenizer data", **options: Any) -> "BPETokenizer":
+        from .._schema import Doc
         from .interop import printable_to_bytes
 
-        for field in ("pattern", "tokens", "special_tokens"):
-            if field not in data:
-                raise FormatError(f"{source} lacks the field {field!r} of a bpe tokenizer")
-        if data.get("token_encoding", "gpt2-bytes-to-unicode") != "gpt2-bytes-to-unicode":
-            raise FormatError(f"{source}: unknown token_encoding {data['token_encoding']!r}")
-        ranks = {printable_to_bytes(t, where=f"{source}: token"): r for r, t in enumerate(data["tokens"]) if t is not None}
-        if len(ranks) != sum(t is not None for t in data["tokens"]):
-            raise FormatError(f"{source}: the same token appears twice in 'tokens'")
-        return cls(ranks, pattern=data["pattern"], special_tokens=data["special_tokens"], **options)
+        doc = Doc(data, source)
+        doc.missing(("pattern", "tokens", "special_tokens"))
+        doc.str("token_encoding", choices=("gpt2-bytes-to-unicode",), default=None)
+        pattern = doc.str("pattern", nonempty=True, max_len=10_000)
+        tokens = doc.str_list("tokens", nullable_items=True, unique=True)
+        if len(tokens) > MAX_ID + 1:
+            raise doc.error("tokens", f"a list of at most {MAX_ID + 1} tokens", tokens)
+        specials = doc.int_map("special_tokens", lo=0, hi=MAX_ID)
+        ranks = {printable_to_bytes(t, where=f"{source}: token"): r for r, t in enumerate(tokens) if t is not None}
+        try:
+            return cls(ranks, pattern=pattern, special_tokens=specials, **options)
+        except TokvecValueError as e:
+            raise FormatError(f"{source}: {e}") from None
 
     def save_tiktoken(self, path: str | os.PathLike) -> None:
         """Write the ranks as a ``.tiktoken`` file (``tiktoken.load.load_tiktoken_bpe`` reads it).

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import TokvecValueError
 from ..vocab import DEFAULT_SPECIALS, Vocabulary
-from .base import check_normalization, register_tokenizer
+from .base import check_normalization, read_normalization, register_tokenizer
 from .vocab_tokenizer import VocabTokenizer
 
 # CJK ideographs (with extensions A..G and compatibility), kana, bopomofo, iteration marks.
@@ -113,12 +113,15 @@ class WordTokenizer(VocabTokenizer):
     @classmethod
     def from_dict(cls, data: Mapping, *, source: str = "tokenizer data", segmenter: Segmenter | None = None,
                   **options: Any) -> "WordTokenizer":
+        from .._schema import Doc
+
+        doc = Doc(data, source)
         return cls(
             cls._vocab_from(data, source),
-            normalization=data.get("normalization"),
-            keep_whitespace=data.get("keep_whitespace", True),
+            normalization=read_normalization(doc),
+            keep_whitespace=doc.bool("keep_whitespace", default=True),
             segmenter=segmenter,
-            segmenter_name=data.get("segmenter"),
+            segmenter_name=doc.optional("segmenter", lambda k: doc.str(k, max_len=500)),
         )
 
 

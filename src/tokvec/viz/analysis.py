@@ -6,7 +6,6 @@ Shape legend: V = vocab_size, d = d_model, n = positions, h = heads, hd = head_d
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -247,21 +246,9 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
         path = path / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics file at {path} (a training run writes metrics.jsonl)")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                if line.endswith("\n"):
-                    raise FormatError(f"{path} line {number} is not JSON ({e.msg}): {line.strip()[:80]!r}") from None
-                continue  # a last line cut short by a crash mid-write: ignore it
-            missing = [key for key in ("step", "split", "loss") if not isinstance(record, dict) or key not in record]
-            if missing:
-                raise FormatError(f"{path} line {number} lacks {', '.join(missing)}: {line.strip()[:80]!r}")
-            records.append(record)
+    from .._schema import metric_record, read_json_lines
+
+    records = [metric_record(record, f"{path} line {number}") for number, record in read_json_lines(path)]
     if not records:
         raise FormatError(f"{path} holds no loss records yet; train for at least one logged step")
     return records
