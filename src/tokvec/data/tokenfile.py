@@ -28,6 +28,7 @@ from .textstream import expand_corpus, iter_corpus_chunks
 FORMAT = "tokvec.tokens"
 VERSION = 1
 DTYPES = ("uint16", "uint32")
+IN_FLIGHT_CHARS = 8 << 20  # text handed to the encoding threads at once (~8 MB, ~8 chunks)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -88,10 +89,15 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
         pending: deque = deque()
         last_file: Path | None = None
 
+        in_flight = {"chars": 0}
+
         def drain(limit: int) -> None:
+            # bounded both ways: chunks in flight and their text (a huge unbroken chunk runs alone)
             nonlocal last_file
-            while len(pending) > limit:
-                path, ids = pending.popleft().result()
+            while len(pending) > limit or (pending and in_flight["chars"] > IN_FLIGHT_CHARS):
+                future, n_chars = pending.popleft()
+                path, ids = future.result()
+                in_flight["chars"] -= n_chars
                 if last_file is not None and path != last_file and eot_ids:
                     write(np.asarray(eot_ids))
                 last_file = path
@@ -107,10 +113,15 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
             count += len(ids)
 
         offset, offset_file = 0, None
-        for path, text in iter_corpus_chunks(files, encoding=encoding, progress=progress):
+        # cut only where the tokenizer guarantees no token spans the cut, never by size: the ids are
+        # those of each file encoded whole (a stretch with no safe cut is carried to its end)
+        chunks = iter_corpus_chunks(files, encoding=encoding, progress=progress, cut=tokenizer.safe_cut,
+                                    max_carry=None)
+        for path, text in chunks:
             if path != offset_file:
                 offset, offset_file = 0, path
-            pending.append(pool.submit(job, path, text, offset))
+            pending.append((pool.submit(job, path, text, offset), len(text)))
+            in_flight["chars"] += len(text)
             offset += len(text)
             drain(2 * threads)
         drain(0)

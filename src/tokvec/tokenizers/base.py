@@ -121,6 +121,14 @@ class Tokenizer(ABC):
     def decode_batch(self, batch: Iterable[Sequence[int]], **options: Any) -> list[str]:
         return [self.decode(ids, **options) for ids in batch]
 
+    def safe_cut(self, text: str) -> int:
+        """The last index ``i`` of ``text`` where it may be cut so that ``encode(text[:i]) +
+        encode(text[i:]) == encode(text)`` whatever follows; 0 when there is none.
+
+        Token files stream a corpus in chunks cut here. This default knows no safe cut, so a
+        tokenizer that does not say otherwise gets each file encoded whole."""
+        return 0
+
     pad_id: int | None = None
     unk_id: int | None = None
     bos_id: int | None = None

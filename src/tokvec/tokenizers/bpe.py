@@ -318,6 +318,26 @@ class BPETokenizer(Tokenizer):
         """Pieces of ``text``, one per token; a token that cuts a character shows its bytes as ``\\xNN``."""
         return [b.decode("utf-8", "backslashreplace") for b in self.token_bytes(text, **options)]
 
+    def safe_cut(self, text: str) -> int:
+        """Just before a space or newline that follows a letter, for the named patterns (gpt2, cl100k,
+        o200k): each ends a letter run at whitespace and none looks behind, so the pieces, and the
+        merges inside them, are the same on both sides (a cut never splits a special token's text).
+        A custom pattern promises nothing: 0, and its files are encoded whole."""
+        if self.pattern == "custom":
+            return 0
+        from .word import whitespace_cut
+
+        at = whitespace_cut(text, str.isalpha)
+        longest = max(map(len, self.special_tokens), default=0)
+        while at and longest > 1:
+            window = text[max(0, at - longest + 1): at + longest - 1]
+            start = max(0, at - longest + 1)
+            spans = [m for s in self.special_tokens for m in _occurrences(window, s) if start + m < at < start + m + len(s)]
+            if not spans:
+                break
+            at = whitespace_cut(text[:at], str.isalpha)
+        return at
+
     def id_to_bytes(self, token_id: int) -> bytes:
         return self._enc.decode_single_token_bytes(self._check_ids([token_id])[0])
 
@@ -416,6 +436,14 @@ class BPEStreamDecoder(StreamDecoder):
         text = self._utf8.decode(b"", final=True)
         self._utf8.reset()
         return text
+
+
+def _occurrences(text: str, sub: str) -> list[int]:
+    out, i = [], text.find(sub)
+    while i >= 0:
+        out.append(i)
+        i = text.find(sub, i + 1)
+    return out
 
 
 def _load_foreign(path: Path, data: Any) -> BPETokenizer | None:

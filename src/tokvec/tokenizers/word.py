@@ -97,6 +97,14 @@ class WordTokenizer(VocabTokenizer):
             pieces = [p for p in pieces if p and not p.isspace()]
         return pieces
 
+    def safe_cut(self, text: str) -> int:
+        """Just before the last space or newline that follows a non-space: WORD_PATTERN ends every
+        piece at a whitespace run's start and begins the run there (normalization, if any, composes
+        nothing with a space). A user segmenter promises nothing, so its files are encoded whole."""
+        if self.segmenter is not None:
+            return 0
+        return whitespace_cut(text, lambda c: not c.isspace())
+
     def _join(self, pieces: list[str]) -> str:
         if self.keep_whitespace:
             return "".join(pieces)
@@ -123,6 +131,22 @@ class WordTokenizer(VocabTokenizer):
             segmenter=segmenter,
             segmenter_name=doc.optional("segmenter", lambda k: doc.str(k, max_len=500)),
         )
+
+
+def whitespace_cut(text: str, before: Callable[[str], bool]) -> int:
+    """Index of the last space or newline of ``text`` whose previous character passes ``before``
+    (0 if none): the cut sits just before that whitespace."""
+    best = 0
+    for ws in (" ", "\n"):
+        i = len(text)
+        while True:
+            i = text.rfind(ws, 0, i)
+            if i <= best:
+                break
+            if before(text[i - 1]):
+                best = i
+                break
+    return best
 
 
 def _space_between(left: str, right: str) -> bool:
