@@ -110,6 +110,9 @@ def embed(
     train_texts = [read_text_file(corpus, encoding)] if corpus else texts
     from .train import build_tokenizer
 
+    from ._checks import check_seed
+
+    check_seed("--seed", seed)
     tok = build_tokenizer(tokenizer, train_texts)
     torch.manual_seed(seed)
     emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, max_len=max_len,
@@ -260,6 +263,7 @@ app.add_typer(positional_app, name="positional")
 def positional_compare(
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Text file or directory (default: the Python "
                                           "standard library's source)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of --corpus (e.g. gb18030)."),
     train_len: int = typer.Option(128, "--train-len", help="Context length every model trains at."),
     eval_lens: str = typer.Option("128,256,512,1024", "--eval-lens", help="Lengths to score, comma separated."),
     schemes: str = typer.Option("all", "--schemes", help="all, or a comma list such as rope,alibi,t5."),
@@ -272,7 +276,7 @@ def positional_compare(
 
     if corpus is not None and not corpus.exists():
         raise CLIError(f"no such file or directory: {corpus}")
-    config = CompareConfig(corpus=None if corpus is None else str(corpus), train_len=train_len,
+    config = CompareConfig(corpus=None if corpus is None else str(corpus), encoding=encoding, train_len=train_len,
                            eval_lens=parse_lengths(eval_lens), schemes=parse_schemes(schemes), max_steps=max_steps,
                            threads=threads).validate()
     err.print(f"tokvec positional compare: {len(config.schemes)} schemes, d_model {config.d_model}, "
@@ -676,6 +680,9 @@ def trace(
     else:
         from .train import build_tokenizer
 
+        from ._checks import check_seed
+
+        check_seed("--seed", seed)
         tok = build_tokenizer(tokenizer, [text])
         torch.manual_seed(seed)
         emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, dropout=0.0)
@@ -698,6 +705,7 @@ def report(
     out_path: Path = typer.Option(Path("report.html"), "--out", "-o", help="Output HTML file."),
     val_text: Optional[Path] = typer.Option(None, "--val-text", help="Text file for tokenizer stats "
                                             "(default: the run's own validation text when it records one)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of --val-text (e.g. gb18030)."),
     prompt: str = typer.Option("", "--prompt", help="Prompt of the generated sample."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", help="Length of the generated sample."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
@@ -706,7 +714,7 @@ def report(
     from .viz.report import build_report, write_report
 
     data = _open_run(run, "report")
-    text = read_text_file(val_text) if val_text else None
+    text = read_text_file(val_text, encoding) if val_text else None
     page = build_report(data, val_text=text, prompt=prompt or None, max_new_tokens=max_new_tokens, seed=seed)
     path = write_report(page, out_path)
     out.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB); open it in a browser")

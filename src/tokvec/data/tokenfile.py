@@ -72,6 +72,9 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
                                    f"(it has {sorted(specials)!r}); train it with special_tokens=[{eot!r}]")
         eot_ids = [specials[eot]]
     encode = _encoder(tokenizer, allowed_special)
+    from .._checks import check_threads
+
+    check_threads("num_threads", num_threads)
     threads = max(1, num_threads or os.cpu_count() or 1)
     digest = hashlib.blake2b(digest_size=16)
     count = 0
