@@ -23,7 +23,6 @@ h = heads, L = n_layers.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import torch
@@ -36,6 +35,7 @@ from .attention import KVCache
 from .block import Block, make_norm, register_alias_hooks
 from .cache import PreallocatedKVCache
 from .config import ModelConfig
+from .sampling import generate
 
 IGNORE_INDEX = -100  # targets equal to this add nothing to the loss (F.cross_entropy's default)
 LENGTH_LIMITED = ("learned",)  # schemes that have no vector for positions >= context_length
@@ -197,18 +197,9 @@ class GPT(nn.Module):
 
         See :func:`tokvec.generate.generate` for every option (``stop`` strings need ``tokenizer``).
         """
-        from ..generate import generate
-
         return generate(self, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                         repetition_penalty=repetition_penalty, eos_id=eos_id, stop=stop, tokenizer=tokenizer,
                         seed=seed, use_cache=use_cache)
-
-    @classmethod
-    def from_run(cls, path: str | os.PathLike) -> "GPT":
-        """The trained model of a run directory written by ``tokvec train`` (weights + config)."""
-        from ..checkpoint import load_run
-
-        return load_run(path)[0]
 
     def extra_repr(self) -> str:
         return f"parameters={self.num_parameters():,}"

@@ -15,7 +15,6 @@ from ..errors import TokvecTypeError, TokvecValueError
 from .interop import printable_to_bytes
 from .patterns import for_oniguruma, resolve_pattern
 
-
 MAX_TRAIN_VOCAB = 1 << 24  # 16.7 M ids: far above any real vocabulary, far below the trainer's u32 limits
 
 

@@ -150,9 +150,8 @@ def read_hf_bpe(path: Path, data: Mapping) -> tuple[dict[bytes, int], str, dict[
     HF ids become tiktoken ranks unchanged, which is exact when ids follow merge order (true for a
     vocabulary the HF trainer made, and for GPT-2's); other layouts are refused.
     """
-    from .patterns import PATTERNS
-
     from .._schema import Doc
+    from .patterns import PATTERNS
 
     doc = Doc(data, str(path), fix="is it a tokenizer.json that Hugging Face tokenizers wrote?")
     model = doc.obj("model")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..errors import FormatError, TokvecValueError
+from ..errors import TokvecValueError
 from ..vocab import Vocabulary
 from .base import Tokenizer, as_id_list, check_normalization, normalize, read_normalization
 

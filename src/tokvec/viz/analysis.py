@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import FormatError, TokvecValueError, UnknownTokenError
+from ..errors import TokvecValueError, UnknownTokenError
 from ..positional import PositionalEncoding, build
 
 METHODS = ("auto", "attention")
@@ -254,21 +252,6 @@ def _find_token(tokens: Sequence[str], query: str | int) -> int:
 
 
 # -- training metrics -------------------------------------------------------------------------
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Loss records of a ``metrics.jsonl`` (one JSON object a line with step, split, loss)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics file at {path} (a training run writes metrics.jsonl)")
-    from .._schema import metric_record, read_json_lines
-
-    records = [metric_record(record, f"{path} line {number}") for number, record in read_json_lines(path)]
-    if not records:
-        raise FormatError(f"{path} holds no loss records yet; train for at least one logged step")
-    return records
-
-
 def final_losses(records: Sequence[dict]) -> dict[str, dict]:
     """The last record of each split: ``{"train": {...}, "val": {...}}``."""
     last: dict[str, dict] = {}

@@ -25,11 +25,16 @@ Shape legend: b = batch, d = d_model, h = heads, hd = head_dim, t = cached + new
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import KVCache, _adds_scores
+from .dispatch import _adds_scores
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..attention import KVCache
 
 
 class Decoder:

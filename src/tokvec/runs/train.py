@@ -1,6 +1,6 @@
 """Train a GPT language model on any text: one config in, a run directory out.
 
-    >>> from tokvec.train import TrainConfig, train
+    >>> from tokvec.runs.train import TrainConfig, train
     >>> result = train(TrainConfig(corpus="novel.txt", tokenizer="char", preset="tiny", out="runs/novel"))
     >>> result.val_loss, result.tokens_per_s
 
@@ -22,17 +22,18 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
 
+from ..corpus import corpus_files
+from ..data.batches import SPLITS, batch_generator, eval_batches, random_batch, split_by_position
+from ..data.tokenfile import load_token_file, write_token_file
+from ..errors import TokvecValueError
+from ..tokenizers import build_tokenizer
 from . import checkpoint as ckpt
 from . import distributed as dist_
-from .data.batches import SPLITS, batch_generator, eval_batches, random_batch, split_by_position
-from .data.corpus import corpus_files, read_corpus
-from .data.tokenfile import load_token_file, write_token_file
-from .errors import TokvecValueError
 
 # Fields that may change when a run is resumed; any other difference is an error.
 RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval", "compile", "bf16",
@@ -123,8 +124,8 @@ class TrainConfig:
 
         Every number is range-checked (0, negatives, 10**20, NaN and inf are refused), and the model
         the flags describe is measured against this machine's memory before any work starts."""
-        from ._checks import MAX_DIM, MAX_SEED, check_float_arg, check_int_arg
-        from .errors import TokvecError
+        from .._checks import MAX_DIM, MAX_SEED, check_float_arg, check_int_arg
+        from ..errors import TokvecError
 
         problems = []
 
@@ -157,7 +158,7 @@ class TrainConfig:
         if self.val_split not in SPLITS:
             problems.append(f"val_split {self.val_split!r} must be one of {', '.join(SPLITS)}")
         try:
-            from ._checks import check_threads
+            from .._checks import check_threads
 
             check_threads("threads", self.threads)
         except TokvecError as e:
@@ -170,7 +171,7 @@ class TrainConfig:
     def _check_memory_early(self) -> None:
         """The model these flags describe, measured with the smallest vocabulary its tokenizer could
         have, so that an impossible size is refused before the corpus is read."""
-        from .model.config import PRESETS
+        from ..model.config import PRESETS
 
         if self.preset not in PRESETS:
             return  # model_config() names the bad preset later, with the choices
@@ -184,7 +185,7 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int):
         """The ModelConfig of this run: the preset, then the explicit fields, then ``model_options``."""
-        from .model.config import ModelConfig
+        from ..model.config import ModelConfig
 
         overrides = {k: getattr(self, k) for k in _MODEL_FLAGS if getattr(self, k) is not None}
         return ModelConfig.preset(self.preset, **{**overrides, **self.model_options, "vocab_size": vocab_size})
@@ -221,34 +222,6 @@ class TrainResult:
     model: torch.nn.Module
     tokenizer: Any
     fused_adamw: bool
-
-
-BPE_SPECIALS = ("<|endoftext|>",)
-
-
-def build_tokenizer(spec: str, text: str | Sequence[str] | None = None, *, corpus: str | None = None,
-                    encoding: str = "utf-8"):
-    """The tokenizer ``spec`` names, trained when it is a kind: ``char`` and ``word`` on ``text``
-    (one string or several; or the corpus read whole), ``bpe:N`` (byte-level BPE of N ids) streamed
-    from the corpus files (or on ``text`` when given)."""
-    from .tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, load_tokenizer
-
-    texts = None if text is None else [text] if isinstance(text, str) else list(text)
-    if spec in ("char", "word"):
-        texts = [read_corpus(corpus, encoding)] if texts is None else texts
-        return (CharTokenizer if spec == "char" else WordTokenizer).train(texts)
-    if spec.startswith("bpe:"):
-        size = spec[4:]
-        if not size.isdigit():
-            raise TokvecValueError(f"tokenizer {spec!r}: write bpe:N with N the vocabulary size, e.g. bpe:8192")
-        if texts is not None:
-            return BPETokenizer.train_from_texts(texts, vocab_size=int(size), special_tokens=BPE_SPECIALS)
-        return BPETokenizer.train(corpus_files(corpus), vocab_size=int(size), special_tokens=BPE_SPECIALS,
-                                  encoding=encoding)
-    if Path(spec).is_file():
-        return load_tokenizer(spec)
-    raise TokvecValueError(f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size) "
-                           f"or the path of a saved tokenizer file")
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, *, allow_fused: bool = True
@@ -344,7 +317,7 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
     Ctrl-C finishes the current step, saves a checkpoint, then raises KeyboardInterrupt.
 
     Launched by ``torchrun`` (WORLD_SIZE > 1) it trains data-parallel (``config.strategy``: ddp or
-    fsdp): only rank 0 writes files and calls ``progress``; see :mod:`tokvec.distributed`.
+    fsdp): only rank 0 writes files and calls ``progress``; see :mod:`tokvec.runs.distributed`.
     """
     config.validate()
     threads = torch.get_num_threads()
@@ -374,7 +347,7 @@ def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx
             tokenizer = build_tokenizer(config.tokenizer, corpus=config.corpus, encoding=config.encoding)
         write_token_file(tokenizer, corpus_files(config.corpus), run_dir / TOKENS_FILE, encoding=config.encoding)
     if ctx.distributed:
-        from .tokenizers.base import tokenizer_from_dict
+        from ..tokenizers.base import tokenizer_from_dict
 
         # also the barrier: once it arrives, tokens.bin is complete
         tok_json = dist_.broadcast_object(tokenizer.to_json_dict() if ctx.is_main else None, ctx)
@@ -384,7 +357,7 @@ def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx
 
 
 def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult:
-    from .model.gpt import GPT
+    from ..model.gpt import GPT
 
     run_dir = Path(config.out)
     saved = None
@@ -530,6 +503,6 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
                        metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused)
 
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "build_tokenizer", "evaluate",
+__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "evaluate",
            "effective_batch",
            "make_optimizer"]

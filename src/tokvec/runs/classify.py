@@ -3,7 +3,7 @@
     text, label rows (CSV) ──tokenizer──▶ ids, padded on the right to (batch, seq)
         ──SequenceClassifier (InputEmbedding + blocks + pooling + linear)──▶ logits (batch, n_classes)
 
-    >>> from tokvec.classify import ClassifyConfig, train_classifier, load_classifier
+    >>> from tokvec.runs.classify import ClassifyConfig, train_classifier, load_classifier
     >>> result = train_classifier(ClassifyConfig(csv="labels.csv", out="runs/clf"))
     >>> result.val_accuracy
     >>> clf = load_classifier("runs/clf"); clf.predict(["這部電影很好"])
@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
-from safetensors.torch import load as st_load, save as st_save
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
-from ._io import atomic_open, read_json, write_json
-from ._schema import Doc
+from .._io import atomic_open, read_json, write_json
+from .._schema import Doc
+from ..errors import FormatError, TokvecValueError
 from .checkpoint import check_config_checksum, seal_config
-from .errors import FormatError, TokvecValueError
 
 FORMAT = "tokvec.classifier"
 VERSION = 1
@@ -149,10 +150,9 @@ def train_classifier(config: ClassifyConfig, *, progress: Callable[[int, int, di
     Rows are shuffled by the seed and split: the last ``val_fraction`` is held out for accuracy.
     ``progress(step, max_steps, info)`` is called after every step with ``loss``.
     """
-    from .model import ModelConfig, SequenceClassifier
-    from .train import build_tokenizer
-
-    from ._checks import check_float_arg, check_int_arg, check_seed
+    from .._checks import check_float_arg, check_int_arg, check_seed
+    from ..model import ModelConfig, SequenceClassifier
+    from ..tokenizers import build_tokenizer
 
     check_float_arg("val_fraction", config.val_fraction, lo=0.0, hi=1.0, hi_open=True, fix="e.g. 0.2")
     for name, hi in (("max_steps", 10 ** 9), ("batch_size", 1 << 20), ("context", 1 << 20)):
@@ -213,9 +213,9 @@ def train_classifier(config: ClassifyConfig, *, progress: Callable[[int, int, di
 
 def load_classifier(run_dir: str | os.PathLike) -> Classifier:
     """The classifier saved by :func:`train_classifier` in ``run_dir`` (no unpickling)."""
-    from .model import ModelConfig, SequenceClassifier
-    from .model.classifier import POOLINGS
-    from .tokenizers import load_tokenizer
+    from ..model import ModelConfig, SequenceClassifier
+    from ..model.classifier import POOLINGS
+    from ..tokenizers import load_tokenizer
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
