@@ -143,8 +143,9 @@ class TrainConfig:
         check(check_int_arg, "checkpoint_interval", lo=1, hi=big, none_ok=True)
         check(check_int_arg, "warmup_steps", lo=0, hi=big, none_ok=True)
         check(check_int_arg, "seed", lo=0, hi=MAX_SEED)
-        for name in ("d_model", "n_layers", "n_heads", "context_length", "d_ff"):
+        for name in ("d_model", "n_heads", "context_length", "d_ff"):
             check(check_int_arg, name, lo=1, hi=MAX_DIM, none_ok=True)
+        check(check_int_arg, "n_layers", lo=1, hi=None, none_ok=True)  # depth: the memory estimate judges it
         check(check_float_arg, "lr", lo=0.0, lo_open=True, hi=1e3, fix="e.g. 1e-3")
         check(check_float_arg, "min_lr", lo=0.0, hi=self.lr if isinstance(self.lr, (int, float)) else None,
               none_ok=True)
