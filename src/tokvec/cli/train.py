@@ -71,6 +71,7 @@ def train(
         config = TrainConfig.for_resume(str(resume), **flags)
     else:
         config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out))
+    config.validate()  # bad numbers and impossible sizes fail before anything is printed or read
     run_dir = Path(config.out)
     world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
     if rank != 0:  # under torchrun only rank 0 speaks; the others train silently

@@ -297,7 +297,7 @@ def validate_run_config(config: Any, path: Path) -> dict:
     from ..model.config import ModelConfig
 
     try:
-        ModelConfig.from_dict(model.data)
+        ModelConfig.from_dict(model.data).check_memory(what="the model it describes")
     except TokvecValueError as e:
         raise CheckpointError(f"{path}: 'model' is not a valid model config: {e}") from None
     train = doc.obj("train")

@@ -233,6 +233,7 @@ def load_classifier(run_dir: str | os.PathLike) -> Classifier:
     pooling = doc.str("pooling", choices=POOLINGS)
     try:
         model_cfg = ModelConfig.from_dict(doc.obj("model").data)
+        model_cfg.check_memory(what="the classifier it describes")
     except TokvecValueError as e:
         raise FormatError(f"{path}: 'model' is not a valid model config: {e}") from None
     model = SequenceClassifier(model_cfg, len(labels), pooling=pooling)

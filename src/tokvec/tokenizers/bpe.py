@@ -395,7 +395,10 @@ class BPETokenizer(Tokenizer):
         if special_tokens is None:  # tiktoken's specials for that name, unless a rank already holds the id
             taken = set(ranks.values())
             special_tokens = {t: i for t, i in known_specials.items() if i not in taken}
-        return cls(ranks, pattern=pattern or known_pattern, special_tokens=special_tokens, name=path.stem)
+        try:
+            return cls(ranks, pattern=pattern or known_pattern, special_tokens=special_tokens, name=path.stem)
+        except TokvecValueError as e:
+            raise FormatError(f"{path}: {e}") from None
 
     @classmethod
     def from_hf(cls, path: str | os.PathLike) -> "BPETokenizer":
