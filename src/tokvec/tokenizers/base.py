@@ -185,7 +185,12 @@ def load_tokenizer(path: str | os.PathLike, **options: Any) -> Tokenizer:
     if path.suffix.lower() == ".json":
         data = read_json(path)
     for loader in _FOREIGN_LOADERS:
-        tok = loader(path, data)
+        try:
+            tok = loader(path, data)
+        except (TokvecValueError, TokvecTypeError) as e:  # a check deep in a constructor: name the file
+            if str(path) in str(e):
+                raise
+            raise FormatError(f"{path}: {e}") from None
         if tok is not None:
             return tok
     if data is None:
