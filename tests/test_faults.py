@@ -278,6 +278,7 @@ def test_cli_fault(name, argv, setup, fragments, base, tmp_path, cli):
     assert not missing, f"{name}: {missing} not in {lines[0]!r}"
 
 
+@pytest.mark.slow  # builds a whole report (plots, a sample): ~15 s on the shared machine
 def test_report_reads_gb18030_with_encoding(base, tmp_path, cli):
     """Item 12's example: report --val-text on a GB18030 file works once --encoding names it."""
     work = Work(tmp_path, base)
