@@ -483,3 +483,51 @@ def test_tiktoken_reader_survives_any_lines(lines, tail, tmp_path_factory):
         assert path.name in str(e), str(e)
         assert "\n" not in str(e)
 
+
+
+# -- the Python API: every bad argument raises a TokvecError subclass (item 9) -----------------------
+def _api_cases():
+    import numpy as np
+    import torch
+
+    from tokvec.embedding import TokenEmbedding
+    from tokvec.model import GPT, ModelConfig
+    from tokvec.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
+
+    toks = [CharTokenizer.train(["abc"]), WordTokenizer.train(["a b"]),
+            BPETokenizer.train_from_texts(["ab ab"], vocab_size=256)]
+    bad_ids = [["a"], [1.5], [None], [[1]], "ab", 5, [True], [10 ** 30], [-1], np.array([1.0]),
+               np.array([1, 2], dtype=np.uint8)[None], torch.tensor([[1]]), torch.tensor([1.0])]
+    cases = [(f"{type(t).__name__}.decode({ids!r:.24})", lambda t=t, ids=ids: t.decode(ids))
+             for t in toks for ids in bad_ids]
+    cases += [(f"{type(t).__name__}.encode({x!r})", lambda t=t, x=x: t.encode(x))
+              for t in toks for x in (None, 5, b"ab", ["a"])]
+    emb = TokenEmbedding(10, 4)
+    gpt = GPT(ModelConfig(vocab_size=10, context_length=8, d_model=8, n_layers=1, n_heads=2))
+    for x in (torch.tensor([[1, 2]], dtype=torch.uint8), torch.tensor([[1, 2]], dtype=torch.int16),
+              torch.tensor([[1.0]]), torch.tensor([[11]]), torch.tensor([[-1]]), [[1, 2]],
+              torch.zeros(1, 2, 3, dtype=torch.long), np.array([[1]])):
+        cases += [(f"TokenEmbedding()({x!r:.30})", lambda x=x: emb(x)), (f"GPT()({x!r:.30})", lambda x=x: gpt(x))]
+    for args in ((0, 4), (10, -1), (10 ** 12, 4), (10, 4.0), ("10", 4), (10, 2 ** 40)):
+        cases.append((f"TokenEmbedding{args}", lambda args=args: TokenEmbedding(*args)))
+    for field, value in (("d_model", float("nan")), ("n_heads", 0), ("dropout", float("inf")),
+                         ("context_length", 10 ** 20), ("vocab_size", -3), ("n_layers", 10 ** 12)):
+        cases.append((f"GPT({field}={value})",
+                      lambda f=field, v=value: GPT(ModelConfig(**{"vocab_size": 10, f: v}))))
+    return cases
+
+
+def test_api_errors_are_tokvec_errors():
+    """decode(['a']), uint8 ids, float ids, absurd sizes: a TokvecError (TypeError/ValueError), never bare."""
+    cases = _api_cases()
+    escaped = []
+    for name, call in cases:
+        try:
+            call()
+        except TokvecError as e:
+            assert isinstance(e, (TypeError, ValueError)), name
+        except Exception as e:  # noqa: BLE001 - the point is to catch what escapes
+            escaped.append(f"{name}: {type(e).__name__}: {e}"[:160])
+        CASES_TRIED["table"] += 1
+    assert not escaped, escaped
+

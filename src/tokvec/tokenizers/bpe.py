@@ -278,6 +278,16 @@ class BPETokenizer(Tokenizer):
         ids = as_id_list(ids)
         if not ids:
             return ids
+        odd = [i for i in ids[:1] if type(i) is not int] or [i for i in ids if type(i) is not int][:1]
+        if odd:  # numpy/torch integer scalars become ints; anything else is refused here
+            odd = odd[0]
+            if isinstance(odd, bool) or not hasattr(odd, "__index__"):
+                raise TokvecTypeError(f"token ids must be integers, got {odd!r} ({type(odd).__name__})")
+            try:
+                ids = [int(i.__index__()) for i in ids]
+            except (AttributeError, TypeError):
+                bad = next(i for i in ids if isinstance(i, bool) or not hasattr(i, "__index__"))
+                raise TokvecTypeError(f"token ids must be integers, got {bad!r} ({type(bad).__name__})") from None
         try:
             lo, hi = min(ids), max(ids)
         except TypeError:
