@@ -337,8 +337,10 @@ class BPETokenizer(Tokenizer):
             return 0
         from .word import whitespace_cut
 
-        at = whitespace_cut(text, str.isalpha)
         longest = max(map(len, self.special_tokens), default=0)
+        # a cut must leave room for a whole special token after it, so one cut off by the end of
+        # this text (and completed by the next) is seen here
+        at = whitespace_cut(text[:len(text) - max(longest - 1, 0)], str.isalpha)
         while at and longest > 1:
             window = text[max(0, at - longest + 1): at + longest - 1]
             start = max(0, at - longest + 1)
