@@ -156,8 +156,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         err.print("tokvec: interrupted", markup=False)
         sys.exit(130)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: main() always exits
 
 
 # The command groups register themselves on `app`; imported in the order `tokvec --help` lists them.
