@@ -8,6 +8,7 @@ Shape legend: b = batch_size, s = seq_length, d = d_model, V = vocab_size.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,6 +50,48 @@ def check_ids(ids: Tensor, vocab_size: int) -> Tensor:
                 f"or a larger vocab_size)"
             )
     return ids
+
+
+@dataclass(frozen=True)
+class ContextFit:
+    """Ids padded or cropped to a context length, and what was done: see :func:`fit_to_context`."""
+
+    ids: list[int]               # exactly `context` ids
+    padding_mask: list[bool]     # True at the padding positions
+    original_length: int
+    pad_id: int
+
+    @property
+    def context(self) -> int:
+        return len(self.ids)
+
+    def describe(self, pad_name: str | None = None) -> str:
+        """One line saying what was padded or cropped: ``5 padding ids (0) at positions 11..15``."""
+        n, c = self.original_length, self.context
+        if n == c:
+            return f"{n} tokens fill the context exactly"
+        if n > c:
+            return f"{n} tokens cropped to the first {c} (positions {c}..{n - 1} dropped)"
+        what = f"id {self.pad_id} ({pad_name})" if pad_name else f"id {self.pad_id} (no <pad> token: masked)"
+        where = f"position {n}" if c - n == 1 else f"positions {n}..{c - 1}"
+        return (f"{n} tokens padded with {c - n} x {what} at {where}; "
+                f"padding mask True there, so those output rows are zero")
+
+
+def fit_to_context(ids: list[int], context: int, *, pad_id: int = 0) -> ContextFit:
+    """Pad (on the right, with ``pad_id``) or crop (keeping the first tokens) ``ids`` to ``context``.
+
+    >>> fit_to_context([5, 6, 7], 5).ids, fit_to_context([5, 6, 7], 5).padding_mask
+    ([5, 6, 7, 0, 0], [False, False, False, True, True])
+    >>> fit_to_context([5, 6, 7], 2).ids
+    [5, 6]
+    """
+    check_positive_int("context", context)
+    ids = list(ids)
+    kept = ids[:context]
+    padding = context - len(kept)
+    return ContextFit(ids=kept + [pad_id] * padding, padding_mask=[False] * len(kept) + [True] * padding,
+                      original_length=len(ids), pad_id=pad_id)
 
 
 class TokenEmbedding(nn.Module):

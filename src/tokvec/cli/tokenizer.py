@@ -23,9 +23,11 @@ def _corpus_args(corpus: Optional[list[str]], extra: Optional[list[str]]) -> lis
 
 def _load_tokenizer_arg(path: str):
     from ..tokenizers import load_tokenizer
+    from ..tokenizers.tiktoken_names import ENCODING_NAMES
 
-    if not Path(path).is_file():
-        raise CLIError(f"no tokenizer file at {path}; train one with `tokvec tokenizer train ... --out {path}`")
+    if not Path(path).is_file() and path not in ENCODING_NAMES:
+        raise CLIError(f"no tokenizer file at {path}; train one with `tokvec tokenizer train ... --out {path}`, "
+                       f"or name one of tiktoken's encodings ({', '.join(ENCODING_NAMES)})")
     return load_tokenizer(path)
 
 

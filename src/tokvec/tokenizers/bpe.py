@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Literal, Mapping, Sequence
 
 from ..errors import FormatError, TokenIdError, TokvecTypeError, TokvecValueError
-from .base import StreamDecoder, Tokenizer, as_id_list, register_foreign_loader, register_tokenizer
+from .base import (
+    StreamDecoder,
+    Tokenizer,
+    as_id_list,
+    register_foreign_loader,
+    register_named_tokenizer,
+    register_tokenizer,
+)
 from .patterns import PATTERNS, resolve_pattern
+from .tiktoken_names import ENCODING_NAMES
 
 Special = Literal["all"] | Collection[str]
 # encode_batch joins short texts with this private-use separator, encoded as an extra special token:
@@ -140,6 +148,11 @@ class BPETokenizer(Tokenizer):
     def n_assigned(self) -> int:
         """Ids that are a token (ranks and specials); below vocab_size when the ids have gaps."""
         return len(self._ranks) + len(self.special_tokens)
+
+    @property
+    def text_vocab_size(self) -> int:
+        """``max rank + 1``: plain text encodes to ranks only (specials are disallowed in it)."""
+        return max(self._ranks.values()) + 1
 
     @property
     def ranks(self) -> dict[bytes, int]:
@@ -398,11 +411,13 @@ class BPETokenizer(Tokenizer):
     def from_tiktoken(cls, path: str | os.PathLike, *, pattern: str | None = None,
                       special_tokens: Mapping[str, int] | None = None) -> "BPETokenizer":
         """Read a ``.tiktoken`` rank file. Pattern and specials default to tiktoken's for the file's
-        name when it is one of tiktoken's encodings (``cl100k_base.tiktoken``), else cl100k / none."""
-        from .interop import KNOWN_TIKTOKEN, read_tiktoken
+        name when it is one of tiktoken's encodings (``cl100k_base.tiktoken``: read from tiktoken's
+        registry), else cl100k / none."""
+        from .interop import read_tiktoken
+        from .tiktoken_names import specials_for_file
 
         path = Path(path)
-        known_pattern, known_specials = KNOWN_TIKTOKEN.get(path.name.split(".")[0], ("cl100k", {}))
+        known_pattern, known_specials = specials_for_file(path) or ("cl100k", {})
         ranks = read_tiktoken(path)
         if special_tokens is None:  # tiktoken's specials for that name, unless a rank already holds the id
             taken = set(ranks.values())
@@ -411,6 +426,15 @@ class BPETokenizer(Tokenizer):
             return cls(ranks, pattern=pattern or known_pattern, special_tokens=special_tokens, name=path.stem)
         except TokvecValueError as e:
             raise FormatError(f"{path}: {e}") from None
+
+    @classmethod
+    def from_tiktoken_name(cls, name: str) -> "BPETokenizer":
+        """tiktoken's encoding ``name`` (``"cl100k_base"``, ...) from tiktoken's cache, never downloaded;
+        see :mod:`tokvec.tokenizers.tiktoken_names`. ``load_tokenizer(name)`` calls this."""
+        from .tiktoken_names import load_encoding
+
+        spec = load_encoding(name)
+        return cls(spec["mergeable_ranks"], pattern=spec["pat_str"], special_tokens=spec["special_tokens"], name=name)
 
     @classmethod
     def from_hf(cls, path: str | os.PathLike) -> "BPETokenizer":
@@ -473,4 +497,6 @@ def _load_foreign(path: Path, data: Any) -> BPETokenizer | None:
 
 
 register_foreign_loader(_load_foreign)
+for _name in ENCODING_NAMES:
+    register_named_tokenizer(_name, lambda name=_name: BPETokenizer.from_tiktoken_name(name))
 __all__ = ["BPETokenizer", "BPEStreamDecoder", "PATTERNS"]
