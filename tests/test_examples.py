@@ -55,8 +55,10 @@ def test_toy_classifier(tmp_path):
 
 def test_cl100k_embed_with_a_small_bpe_of_the_same_pattern(tmp_path):
     """No cl100k file here: a BPE trained with cl100k's pattern, named like it, goes the by-path route."""
+    # engine="hf": the padding below assumes SENTENCE < 16 tokens, true under HF's tie-breaking on this
+    # tie-heavy corpus (rustbpe, the default engine, breaks ties by pair ids: 19 tokens)
     small = BPETokenizer.train_from_texts(["江西的演唱会 请了小明 阳光 " * 10, "the cat sat on the mat. " * 20],
-                                          vocab_size=300, pattern="cl100k")
+                                          vocab_size=300, pattern="cl100k", engine="hf")
     path = tmp_path / "cl100k_base.tiktoken"
     small.save_tiktoken(path)
     r = run_example("cl100k_embed.py", path)

@@ -39,8 +39,10 @@ def no_network(monkeypatch):
 def small_cl100k(tmp_path, monkeypatch, no_network):
     """A small cl100k-pattern BPE in a tiktoken cache dir under cl100k_base's cache name."""
     # not trained on SENTENCE itself, so that it splits into several pieces as it does in cl100k
+    # engine="hf": on so small a corpus most pair counts tie, and the tests below count SENTENCE's tokens
+    # under HF's tie-breaking (rustbpe breaks ties by pair ids and gives SENTENCE 19 tokens, not < 16)
     tok = BPETokenizer.train_from_texts(["江西的演唱会 请了小明 阳光 " * 10, "the cat sat on the mat. " * 20],
-                                        vocab_size=300, pattern="cl100k")
+                                        vocab_size=300, pattern="cl100k", engine="hf")
     cache = tmp_path / "tiktoken-cache"
     real = registry_entry("cl100k_base")
     blob = real.files[0]

@@ -167,5 +167,5 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 # The command groups register themselves on `app`; imported in the order `tokvec --help` lists them.
 # isort: off
-from . import embed, tokenizer, positional, train, generate, classify, plot, explore, report, serve  # noqa: E402,F401
+from . import embed, tokenizer, positional, train, generate, classify, plot, explore, vectors, report, serve  # noqa: E402,F401
 # isort: on
