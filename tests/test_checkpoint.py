@@ -92,7 +92,7 @@ def test_garbage_safetensors_with_matching_hash_is_a_clear_error(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(garbage)
     config = json.loads((tmp_path / "config.json").read_text())
     config["files"]["model.safetensors"] = {"sha256": ckpt._sha256(garbage), "bytes": len(garbage)}
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "config.json").write_text(json.dumps(ckpt.seal_config(config)))
     with pytest.raises(CheckpointError, match="model.safetensors is not a safetensors file"):
         load_run(tmp_path)
 
@@ -173,7 +173,7 @@ def test_metrics_strict_raises_where_resume_skips(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "val", "loss": 2.0}\ngarbage\n'
                                             '{"step": 2, "split": "val", "loss": 1.5}\n', encoding="utf-8")
     assert [r["step"] for r in ckpt.read_metrics(tmp_path, strict=False)] == [1, 2]
-    with pytest.raises(FormatError, match=r"line 2 is not JSON.*'garbage'"):
+    with pytest.raises(FormatError, match=r"line 2 is not valid JSON.*'garbage'"):
         ckpt.read_metrics(tmp_path)
 
 

@@ -255,7 +255,7 @@ def test_a_token_file_with_an_id_past_the_vocabulary_is_refused(tmp_path):
                                           rf"{biggest}; ids must be in \[0, {biggest - 1}\]"):
         load_token_file(tmp_path / "ids.bin")
     side.write_text(json.dumps({**info, "vocab_size": "many"}))
-    with pytest.raises(FormatError, match=r"vocab_size 'many' is not a positive integer"):
+    with pytest.raises(FormatError, match=r"vocab_size.*'many'"):
         load_token_file(tmp_path / "ids.bin")
 
 

@@ -403,8 +403,8 @@ def test_compare_bad_input():
         parse_lengths("128,x")
     with pytest.raises(TokvecValueError, match=r"eval length 0 in '0' must be >= 1"):
         parse_lengths("0")
-    with pytest.raises(TokvecValueError, match=r"bad comparison config: train_len 0 must be an integer >= 1; "
-                                               r"max_steps -1 must be an integer >= 1"):
+    with pytest.raises(TokvecValueError, match=r"bad comparison config: train_len must be in \[1, \d+\], got 0; "
+                                               r"max_steps must be in \[1, \d+\], got -1"):
         CompareConfig(train_len=0, max_steps=-1).validate()
 
 

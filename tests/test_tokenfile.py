@@ -34,6 +34,54 @@ def test_chunked_ids_equal_whole_file_ids(tmp_path, monkeypatch, pattern):
     assert info["count"] == len(ids)
 
 
+def _tokenizers_for_cuts():
+    from tokvec.tokenizers import CharTokenizer, WordTokenizer
+
+    return {
+        "char": CharTokenizer.train([TEXT]),
+        "char-nfkc": CharTokenizer.train([TEXT], normalization="NFKC"),
+        "word": WordTokenizer.train([TEXT]),
+        "word-segmenter": WordTokenizer.train([TEXT], segmenter=str.split),
+        "bpe-custom": BPETokenizer.train_from_texts([TEXT], vocab_size=300, pattern=r"\w+|\s+|[\s\S]"),
+        "bpe-special-with-space": BPETokenizer.train_from_texts([TEXT], vocab_size=300,
+                                                                special_tokens=["<my special>"]),
+    }
+
+
+@pytest.mark.parametrize("text", [
+    "abc" * 4000,                                   # no whitespace at all (issue 11: 5870 vs 5861 ids)
+    ("e\u0301 " * 300 + "x\u0301\n") * 20,          # combining marks right after the cut points
+    (TEXT + "<my special> ") * 3,                   # a special token whose text holds a space
+], ids=["no-boundary", "combining", "special"])
+@pytest.mark.parametrize("kind", ["char", "char-nfkc", "word", "word-segmenter", "bpe-custom",
+                                  "bpe-special-with-space"])
+def test_every_tokenizer_chunks_to_whole_file_ids(kind, text, tmp_path, monkeypatch):
+    """Item 16: chunks are cut only where the tokenizer guarantees no token spans the cut (or the file
+    is encoded whole), so the token file holds exactly the ids of encoding the file whole."""
+    monkeypatch.setattr(textstream, "BLOCK_BYTES", 23)
+    tok = _tokenizers_for_cuts()[kind]
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    special = frozenset(getattr(tok, "special_tokens", {}) or {})
+    write_token_file(tok, tmp_path / "a.txt", tmp_path / "ids.bin", num_threads=2, allowed_special=special)
+    whole = tok.encode(text, allowed_special=special) if special else tok.encode(text)
+    assert load_token_file(tmp_path / "ids.bin", tokenizer=tok).tolist() == list(whole)
+
+
+def test_no_safe_cut_means_one_chunk_not_a_forced_cut(monkeypatch):
+    """Without a safe cut the text is carried to the end of the file (max_carry=None), never cut by size."""
+    import tempfile
+    from pathlib import Path
+
+    monkeypatch.setattr(textstream, "BLOCK_BYTES", 100)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "a.txt"
+        path.write_text("abc" * 1000, encoding="utf-8")
+        chunks = list(textstream.iter_file_chunks(path, cut=lambda t: 0, max_carry=None))
+        assert chunks == ["abc" * 1000]
+        forced = list(textstream.iter_file_chunks(path, cut=lambda t: 0, max_carry=1000))
+        assert "".join(forced) == "abc" * 1000 and len(forced) == 3  # the training path may cut by size
+
+
 def test_safe_cut():
     assert textstream.safe_cut("one two thr") == 7
     assert textstream.safe_cut("   ") == 0

@@ -203,7 +203,7 @@ def test_resume_errors(tmp_path):
 def test_bad_inputs(tmp_path):
     with pytest.raises(TokvecValueError, match=r"corpus is 9 tokens long; context 16 needs at least 34 tokens"):
         train(tiny(tmp_path, "too short"))
-    with pytest.raises(TokvecValueError, match=r"max_steps 0 must be an integer >= 1; lr -1 must be a positive"):
+    with pytest.raises(TokvecValueError, match=r"max_steps must be in \[1, 1000000000000\], got 0; lr must be a finite number in \(0.0, 1000.0\], got -1"):
         train(tiny(tmp_path, max_steps=0, lr=-1))
     with pytest.raises(TokvecValueError, match=r"tokenizer 'bpe:x': write bpe:N with N the vocabulary size"):
         build_tokenizer("bpe:x", "text")

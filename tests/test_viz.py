@@ -213,7 +213,7 @@ def test_similarity_of_nope_and_bad_arguments():
     assert result.method == "none" and np.nansum(np.abs(result.scores)) == 0
     with pytest.raises(TokvecValueError, match="unknown method 'fast'; choose one of auto, attention"):
         positional_scores("sinusoidal", method="fast")
-    with pytest.raises(TokvecValueError, match="n_positions must be an integer >= 2, got 1"):
+    with pytest.raises(TokvecValueError, match=r"n_positions must be in \[2, 8192\], got 1"):
         positional_scores("sinusoidal", n_positions=1)
     with pytest.raises(TokvecValueError, match="'sinusoidal' acts on 'input': use method 'auto'"):
         positional_scores("sinusoidal", method="attention")
@@ -310,10 +310,10 @@ def test_read_metrics_errors(tmp_path):
         read_metrics(tmp_path / "nowhere.jsonl")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"step": 0, "split": "train", "loss": 1.0}\nnot json\n', encoding="utf-8")
-    with pytest.raises(FormatError, match=r"bad.jsonl line 2 is not JSON .*'not json'"):
+    with pytest.raises(FormatError, match=r"bad.jsonl line 2 is not valid JSON .*'not json'"):
         read_metrics(bad)
     bad.write_text('{"step": 0, "loss": 1.0}\n', encoding="utf-8")
-    with pytest.raises(FormatError, match="line 1 lacks split"):
+    with pytest.raises(FormatError, match="line 1: .split. is missing"):
         read_metrics(bad)
     bad.write_text("\n", encoding="utf-8")
     with pytest.raises(FormatError, match="holds no loss records yet"):
@@ -444,7 +444,7 @@ def test_check_run_dir_errors(tmp_path):
     with pytest.raises(FormatError, match=r"is not a tokvec run config \(format 'other', expected 'tokvec.run'\)"):
         check_run_dir(tmp_path)
     (tmp_path / "config.json").write_text("[]", encoding="utf-8")
-    with pytest.raises(FormatError, match=r"format 'list'"):
+    with pytest.raises(FormatError, match=r"must hold a JSON object, got a list"):
         check_run_dir(tmp_path)
 
 

@@ -164,14 +164,8 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a parse error becomes a FormatError that names the file and line."""
-    from .errors import FormatError
+    """Read a JSON file; a parse error, invalid UTF-8, an integer too long or nesting too deep for
+    Python all become one FormatError that names the file (see :mod:`tokvec._schema`)."""
+    from ._schema import read_json_file
 
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise FormatError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    except UnicodeDecodeError as e:
-        raise FormatError(f"{path} is not UTF-8 text (byte offset {e.start}); is it a JSON file?") from None
+    return read_json_file(path)

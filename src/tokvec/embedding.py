@@ -61,6 +61,9 @@ def check_ids(ids: Tensor, vocab_size: int, *, check_range: bool = True) -> Tens
                               f"wrap them: torch.tensor([ids])")
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
         raise TokvecTypeError(f"ids must be an integer tensor (torch.long), got dtype {ids.dtype}")
+    if ids.dtype not in (torch.long, torch.int32):  # uint8, int16, ...: torch's lookup takes only these two
+        raise TokvecTypeError(f"ids must be a torch.long (or int32) tensor, got dtype {ids.dtype}; "
+                              f"convert them with ids.long()")
     if ids.dim() not in (1, 2):
         raise TokvecValueError(
             f"ids must be (seq,) or (batch, seq), got a {ids.dim()}-D tensor of shape {tuple(ids.shape)}"

@@ -102,7 +102,8 @@ def stream(model: "GPT", tokenizer: "Tokenizer", prompt: str, max_new_tokens: in
     elif eos_id is None:
         eos_id = getattr(tokenizer, "eos_id", None)
     check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                  repetition_penalty=repetition_penalty, eos_id=eos_id, vocab_size=model.config.vocab_size)
+                  repetition_penalty=repetition_penalty, eos_id=eos_id, vocab_size=model.config.vocab_size,
+                  seed=seed)
     stops = _stop_list(stop)
     batch, _ = _as_batch(model, encode_prompt(tokenizer, prompt))
     decoder = tokenizer.stream_decoder()

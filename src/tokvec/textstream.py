@@ -1,10 +1,11 @@
-"""Read a corpus of any size as a stream of text chunks, each ending where no BPE piece can straddle.
+"""Read a corpus of any size as a stream of text chunks, each ending where no token can straddle.
 
 Used by BPE training and by the corpus -> token file path: files are read in blocks of bytes,
-decoded incrementally (a decode error names the file and its byte offset), and cut only just after
-a letter that is followed by whitespace. None of the named pre-tokenisation patterns (gpt2, cl100k,
-o200k) joins a letter with the whitespace after it, so encoding the chunks one by one gives the same
-ids as encoding each file whole.
+decoded incrementally (a decode error names the file and its byte offset), and cut only where the
+tokenizer says no token spans the cut (``Tokenizer.safe_cut``; by default :func:`safe_cut`, just
+after a letter that is followed by whitespace: none of the named pre-tokenisation patterns -- gpt2,
+cl100k, o200k -- joins a letter with the whitespace after it). Encoding the chunks one by one then
+gives the same ids as encoding each file whole.
 """
 
 from __future__ import annotations
@@ -75,16 +76,30 @@ def safe_cut(text: str) -> int:
     return best
 
 
+Cut = Callable[[str], int]  # text -> the last index where a chunk may end (0: nowhere in this text)
+_TAIL = 256  # characters of the carry re-examined with each new block (a cut looks a little back)
+
+
 def iter_file_chunks(path: Path, *, encoding: str = "utf-8", progress: Callable[[int], None] | None = None,
-                     block_bytes: int | None = None) -> Iterator[str]:
+                     block_bytes: int | None = None, cut: Cut | None = None,
+                     max_carry: int | None = MAX_CARRY_CHARS) -> Iterator[str]:
     """Chunks of one file's text (about ``block_bytes``, default BLOCK_BYTES, each); their
-    concatenation is the whole file."""
+    concatenation is the whole file.
+
+    ``cut(text)`` gives the last index where a chunk may end (default :func:`safe_cut`); a tokenizer
+    passes its own (``Tokenizer.safe_cut``) so that encoding the chunks equals encoding the file.
+    Without a cut the text is carried on: up to ``max_carry`` characters, then cut anyway (right
+    for counting BPE pairs in training), or, with ``max_carry=None``, to the end of the file (the
+    exact path: memory then grows with the longest stretch that has no safe cut).
+    """
     block_bytes = block_bytes or BLOCK_BYTES
+    cut = cut or safe_cut
     try:
         decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     except LookupError:
         raise TokvecValueError(f"unknown text encoding {encoding!r}; try utf-8, gb18030, latin-1") from None
-    carry = ""
+    parts: list[str] = []  # the carry, as blocks: no quadratic re-joining while no cut turns up
+    carried = 0
     offset = 0  # bytes of the file handed to the decoder so far
     with open(path, "rb") as f:
         while True:
@@ -102,22 +117,34 @@ def iter_file_chunks(path: Path, *, encoding: str = "utf-8", progress: Callable[
             if progress is not None and block:
                 progress(len(block))
             if final:
-                if carry + text:
-                    yield carry + text
+                if carried:
+                    yield "".join(parts)
                 return
-            carry += text
-            cut = safe_cut(carry)
-            if cut == 0 and len(carry) < MAX_CARRY_CHARS:
-                continue  # no safe cut yet: read on (bounded: a pathological file is cut anyway)
-            if cut == 0:
-                cut = len(carry)
-            yield carry[:cut]
-            carry = carry[cut:]
+            if not text:
+                continue
+            # look for a cut in the new text and the end of the carry (a cut may need to see back)
+            tail = parts[-1][-_TAIL:] if parts else ""
+            probe = tail + text
+            at = cut(probe)
+            split = carried - len(tail) + at  # the same index in the carry joined with the new text
+            parts.append(text)
+            carried += len(text)
+            if at > 0 and split > 0:
+                whole = "".join(parts)
+                yield whole[:split]
+                parts, carried = [whole[split:]], len(whole) - split
+                if not carried:
+                    parts = []
+            elif max_carry is not None and carried >= max_carry:
+                yield "".join(parts)
+                parts, carried = [], 0
 
 
 def iter_corpus_chunks(files: Sequence[Path], *, encoding: str = "utf-8", progress: Callable[[int], None] | None = None,
-                       block_bytes: int | None = None) -> Iterator[tuple[Path, str]]:
-    """(file, chunk) for every chunk of every file, in order."""
+                       block_bytes: int | None = None, cut: Cut | None = None,
+                       max_carry: int | None = MAX_CARRY_CHARS) -> Iterator[tuple[Path, str]]:
+    """(file, chunk) for every chunk of every file, in order (see :func:`iter_file_chunks`)."""
     for path in files:
-        for chunk in iter_file_chunks(path, encoding=encoding, progress=progress, block_bytes=block_bytes):
+        for chunk in iter_file_chunks(path, encoding=encoding, progress=progress, block_bytes=block_bytes,
+                                      cut=cut, max_carry=max_carry):
             yield path, chunk

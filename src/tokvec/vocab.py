@@ -198,6 +198,8 @@ class Vocabulary:
 
     @classmethod
     def from_dict(cls, data: Mapping, *, source: str = "vocabulary data") -> "Vocabulary":
+        from ._schema import Doc
+
         if not isinstance(data, Mapping):
             raise FormatError(f"{source} is not a tokvec vocabulary (expected a JSON object)")
         fmt, version = data.get("format"), data.get("version")
@@ -208,10 +210,14 @@ class Vocabulary:
                 f"{source} is {FORMAT} version {version!r}; this tokvec reads version {VERSION}. "
                 f"Upgrade tokvec to read newer files"
             )
-        try:
-            return cls(data["tokens"], specials=data["specials"], unk_token=data.get("unk_token"))
-        except KeyError as e:
-            raise FormatError(f"{source} lacks the field {e.args[0]!r}") from None
+        doc = Doc(data, source)
+        tokens = doc.str_list("tokens", unique=True)
+        specials = doc.str_list("specials", unique=True)
+        unk = doc.optional("unk_token", lambda k: doc.str(k))
+        clash = next((t for t in tokens if t in set(specials)), None)
+        if clash is not None:
+            raise doc.error("tokens", "free of the special tokens (they are listed in 'specials')", clash)
+        return cls(tokens, specials=specials, unk_token=unk)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as versioned JSON, atomically."""

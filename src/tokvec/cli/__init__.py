@@ -148,20 +148,60 @@ def _open_run(run: Optional[Path], command: str, device: str = "cpu"):
     return open_run(run, device=resolve_device_flag(device, command, announce=False))
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point of the ``tokvec`` script: run the app, turn tokvec errors into one line + exit 2."""
+def _click_exceptions():
+    """Click's exception classes: typer >= 0.2x vendors click as ``typer._click``, older typer uses click."""
     try:
-        app(args=argv, prog_name="tokvec")
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions
+    return exceptions
+
+
+def _given_value(error, argv: list[str]) -> str:
+    """`` (got 'abc')`` for a bad option value, read back from the command line; else ''."""
+    param = getattr(error, "param", None)
+    opts = [o for o in (getattr(param, "opts", None) or []) if o.startswith("-")]
+    for i, arg in enumerate(argv):
+        for opt in opts:
+            if arg == opt and i + 1 < len(argv):
+                return f" (got {argv[i + 1]!r})"
+            if arg.startswith(opt + "="):
+                return f" (got {arg[len(opt) + 1:]!r})"
+    return ""
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of the ``tokvec`` script: run the app; every error a user can cause, the command
+    line's own usage errors included, becomes one ``tokvec: error: ...`` line and exit 2."""
+    click = _click_exceptions()
+    try:
+        code = app(args=argv, prog_name="tokvec", standalone_mode=False)
+    except click.NoArgsIsHelpError as e:  # `tokvec` / `tokvec plot` alone: the help page
+        out.print(e.ctx.get_help() if e.ctx else "", markup=False, highlight=False)
+        sys.exit(0)
+    except click.UsageError as e:  # unknown option, missing argument, "abc" for an integer ...
+        where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
+        message = " ".join(e.format_message().split()).rstrip(".")
+        given = _given_value(e, sys.argv[1:] if argv is None else argv)
+        err.print(f"tokvec: error: {message}{given}{where}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except click.ClickException as e:  # pragma: no cover - click's other errors (bad file modes, ...)
+        err.print(f"tokvec: error: {' '.join(e.format_message().split())}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        err.print("tokvec: interrupted", markup=False)
+        sys.exit(130)
     except (TokvecError, OSError) as e:
         message = str(e) or type(e).__name__
         if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
             message = f"{message}: {e.filename}"
         err.quiet = False  # a rank silenced under torchrun still reports its own failure
-        err.print(f"tokvec: error: {_rank_prefix()}{message}", markup=False, soft_wrap=True)
+        err.print(f"tokvec: error: {_rank_prefix()}{' '.join(message.splitlines())}", markup=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("tokvec: interrupted", markup=False)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: main() always exits
 
 
 def _rank_prefix() -> str:

@@ -43,10 +43,11 @@ def classify_train(
                             n_heads=heads, context=context, pooling=pooling, max_steps=max_steps,
                             batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, out=str(out_dir),
                             force=force,
-                            device=str(resolve_device_flag(device, "classify train")))
+                            device=str(resolve_device_flag(device, "classify train", announce=False)))
     with progress_bar(max_steps, "classifier") as advance:
         result = train_classifier(config, progress=lambda step, total, info: advance(
             1, description=f"loss {info['loss']:.3f}"))
+    announce_device(device, result.classifier.model, "classify train")
     val = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
     out.print(f"done: {len(result.labels)} labels {result.labels}  train accuracy {result.train_accuracy:.3f}  "
               f"val accuracy {val}  final loss {result.losses[-1]:.4f}  -> {result.run_dir}", markup=False,

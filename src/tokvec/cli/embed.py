@@ -36,8 +36,10 @@ def embed(
 
     texts = text or SEED_SENTENCES
     train_texts = [read_text_file(corpus, encoding)] if corpus else texts
+    from .._checks import check_seed
     from ..tokenizers import build_tokenizer
 
+    check_seed("--seed", seed)
     tok = build_tokenizer(tokenizer, train_texts)
     rows = tok.text_vocab_size  # plain text never encodes to a special token: the table needs no row for them
     pad_id = tok.pad_id if tok.pad_id is not None and tok.pad_id < rows else None

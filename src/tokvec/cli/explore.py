@@ -64,8 +64,10 @@ def trace(
         data = _open_run(run, "trace", device)
         tok, emb = data.tokenizer, data.model.embed
     else:
+        from .._checks import check_seed
         from ..tokenizers import build_tokenizer
 
+        check_seed("--seed", seed)
         tok = build_tokenizer(tokenizer, [text])
         torch.manual_seed(seed)
         emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=d_model, positional=positional, dropout=0.0)

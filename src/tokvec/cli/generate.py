@@ -37,7 +37,7 @@ def generate_cmd(
     from ..runs.checkpoint import load_run
 
     check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                  repetition_penalty=repetition_penalty)  # bad flags fail before the model loads
+                  repetition_penalty=repetition_penalty, seed=seed)  # bad flags fail before the model loads
     if not run.is_dir():
         raise CLIError(f"no run directory at {run}; train one with: tokvec train --out {run}")
     where = resolve_device_flag(device, "generate", announce=False)

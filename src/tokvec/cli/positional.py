@@ -17,6 +17,7 @@ app.add_typer(positional_app, name="positional")
 def positional_compare(
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Text file or directory (default: the Python "
                                           "standard library's source)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of --corpus (e.g. gb18030)."),
     train_len: int = typer.Option(128, "--train-len", help="Context length every model trains at."),
     eval_lens: str = typer.Option("128,256,512,1024", "--eval-lens", help="Lengths to score, comma separated."),
     schemes: str = typer.Option("all", "--schemes", help="all, or a comma list such as rope,alibi,t5."),
@@ -30,7 +31,7 @@ def positional_compare(
 
     if corpus is not None and not corpus.exists():
         raise CLIError(f"no such file or directory: {corpus}")
-    config = CompareConfig(corpus=None if corpus is None else str(corpus), train_len=train_len,
+    config = CompareConfig(corpus=None if corpus is None else str(corpus), encoding=encoding, train_len=train_len,
                            eval_lens=parse_lengths(eval_lens), schemes=parse_schemes(schemes), max_steps=max_steps,
                            threads=threads).validate()
     from ..corpus import corpus_files

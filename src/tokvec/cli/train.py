@@ -87,6 +87,7 @@ def train(
         config = TrainConfig.for_resume(str(resume), **flags)
     else:
         config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out), force=force)
+    config.validate()  # bad numbers and impossible sizes fail before anything is printed or read
     run_dir = Path(config.out)
     world, rank, _ = launch_env()
     if rank != 0:  # under torchrun only rank 0 speaks; the others train silently

@@ -28,6 +28,7 @@ from ..textstream import expand_corpus, iter_corpus_chunks
 FORMAT = "tokvec.tokens"
 VERSION = 1
 DTYPES = ("uint16", "uint32")
+IN_FLIGHT_CHARS = 8 << 20  # text handed to the encoding threads at once (~8 MB, ~8 chunks)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -76,6 +77,9 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
                                    f"(it has {sorted(specials)!r}); train it with special_tokens=[{eot!r}]")
         eot_ids = [specials[eot]]
     encode = _encoder(tokenizer, allowed_special)
+    from .._checks import check_threads
+
+    check_threads("num_threads", num_threads)
     threads = max(1, num_threads or os.cpu_count() or 1)
     digest = hashlib.blake2b(digest_size=16)
     count = 0
@@ -93,10 +97,15 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
         pending: deque = deque()
         last_file: Path | None = None
 
+        in_flight = {"chars": 0}
+
         def drain(limit: int) -> None:
+            # bounded both ways: chunks in flight and their text (a huge unbroken chunk runs alone)
             nonlocal last_file
-            while len(pending) > limit:
-                path, ids = pending.popleft().result()
+            while len(pending) > limit or (pending and in_flight["chars"] > IN_FLIGHT_CHARS):
+                future, n_chars = pending.popleft()
+                path, ids = future.result()
+                in_flight["chars"] -= n_chars
                 if last_file is not None and path != last_file and eot_ids:
                     write(np.asarray(eot_ids))
                 last_file = path
@@ -112,10 +121,15 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
             count += len(ids)
 
         offset, offset_file = 0, None
-        for path, text in iter_corpus_chunks(files, encoding=encoding, progress=progress):
+        # cut only where the tokenizer guarantees no token spans the cut, never by size: the ids are
+        # those of each file encoded whole (a stretch with no safe cut is carried to its end)
+        chunks = iter_corpus_chunks(files, encoding=encoding, progress=progress, cut=tokenizer.safe_cut,
+                                    max_carry=None)
+        for path, text in chunks:
             if path != offset_file:
                 offset, offset_file = 0, path
-            pending.append(pool.submit(job, path, text, offset))
+            pending.append((pool.submit(job, path, text, offset), len(text)))
+            in_flight["chars"] += len(text)
             offset += len(text)
             drain(2 * threads)
         drain(0)
@@ -147,9 +161,17 @@ def read_token_file_info(path: str | os.PathLike) -> dict:
         raise FormatError(f"{side} is not a tokvec token-file sidecar (format {info.get('format') if isinstance(info, dict) else None!r})")
     if info.get("version") != VERSION:
         raise FormatError(f"{side} is {FORMAT} version {info.get('version')!r}; this tokvec reads version {VERSION}")
-    dtype, count = info.get("dtype"), info.get("count")
-    if dtype not in DTYPES or not isinstance(count, int) or count < 0:
-        raise FormatError(f"{side}: dtype {dtype!r} / count {count!r} invalid (dtype one of {DTYPES}, count >= 0)")
+    from .._schema import Doc
+
+    doc = Doc(info, str(side), fix=f"the sidecar was edited or damaged; re-run `tokvec encode` to rebuild {path.name}")
+    dtype = doc.str("dtype", choices=DTYPES)
+    count = doc.int("count", lo=0, hi=2 ** 62)
+    doc.str("tokenizer", max_len=128)
+    vocab_size = doc.int("vocab_size", lo=1, hi=2 ** 32, default=None)
+    if vocab_size is not None and dtype == "uint16" and vocab_size > 1 << 16:
+        raise doc.error("dtype", f"uint32 for vocab_size {vocab_size} (uint16 holds ids below 65536)", dtype)
+    doc.optional("blake2b", lambda k: doc.str(k, max_len=128))
+    doc.optional("eot", lambda k: doc.str(k))
     expected = count * (2 if dtype == "uint16" else 4)
     size = path.stat().st_size
     if size != expected:
@@ -158,10 +180,27 @@ def read_token_file_info(path: str | os.PathLike) -> dict:
     return info
 
 
+def check_ids_below(ids: Any, vocab_size: int, source: str, *, block: int = 1 << 24) -> None:
+    """Raise TokenIdError when any of ``ids`` (1-D array, memmap) is >= ``vocab_size``; block-wise max."""
+    import numpy as np
+
+    from ..errors import TokenIdError
+
+    for start in range(0, len(ids), block):
+        part = np.asarray(ids[start:start + block])
+        top = int(part.max()) if len(part) else -1
+        if top >= vocab_size:
+            where = start + int(np.argmax(part >= vocab_size))
+            raise TokenIdError(f"{source}: token id {int(ids[where])} at position {where} is >= vocab_size "
+                               f"{vocab_size} of the tokenizer; the file is damaged: re-run `tokvec encode`")
+
+
 def load_token_file(path: str | os.PathLike, *, tokenizer: Any = None, verify: bool = False):
     """The ids of token file ``path`` as a read-only ``np.memmap`` of shape ``(count,)``.
 
-    ``tokenizer``: refuse a file made by a different tokenizer (fingerprints differ).
+    ``tokenizer``: refuse a file made by a different tokenizer (fingerprints differ), and check once,
+    vectorised, that every id is below its vocab_size (a file damaged in place keeps its size, and an
+    id past the embedding table would fail deep inside the model).
     ``verify``: also check the content hash (reads the whole file).
 
     Every id is checked once here, vectorised, to be below the vocabulary size (the tokenizer's, else
@@ -179,6 +218,8 @@ def load_token_file(path: str | os.PathLike, *, tokenizer: Any = None, verify: b
     if info["count"] == 0:
         return np.zeros(0, dtype=info["dtype"])
     ids = np.memmap(path, dtype=info["dtype"], mode="r", shape=(info["count"],))
+    if tokenizer is not None:
+        check_ids_below(ids, tokenizer.vocab_size, str(path))
     if verify:
         digest = hashlib.blake2b(digest_size=16)
         step = 1 << 22

@@ -44,6 +44,7 @@ class SequenceClassifier(nn.Module):
         if pooling not in POOLINGS:
             raise TokvecValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.config, self.n_classes, self.pooling = config.validate(), n_classes, pooling
+        config.check_memory(what="a classifier")
         self.embed = InputEmbedding(config.vocab_size, config.d_model, positional=config.positional,
                                     max_len=config.context_length, dropout=config.dropout, n_heads=config.n_heads,
                                     positional_options=dict(config.positional_options))

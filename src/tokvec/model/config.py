@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .._checks import MAX_DIM
 from ..errors import TokvecValueError
 
 NORMS = ("layernorm", "rmsnorm")
@@ -95,17 +96,20 @@ class ModelConfig:
                 return False
             return True
 
-        for name in ("vocab_size", "context_length", "d_model", "n_layers"):
-            positive(name)
+        positive("n_layers")  # no fixed limit: check_memory() measures what a depth costs
+        for name in ("vocab_size", "context_length", "d_model"):
+            if positive(name) and getattr(self, name) > MAX_DIM:
+                problems.append(f"{name} must be at most {MAX_DIM}, got {getattr(self, name)}")
         if positive("n_heads") and not isinstance(self.d_model, bool) and isinstance(self.d_model, int) \
                 and self.d_model > 0:
             try:
                 head_dim_for(self.d_model, self.n_heads)
             except TokvecValueError as e:
                 problems.append(str(e))
-        if self.d_ff is not None:
-            positive("d_ff")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if self.d_ff is not None and positive("d_ff") and self.d_ff > MAX_DIM:
+            problems.append(f"d_ff must be at most {MAX_DIM}, got {self.d_ff}")
+        if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
+                or not 0.0 <= self.dropout < 1.0):  # NaN fails both comparisons
             problems.append(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         schemes = available()
         if self.positional not in schemes:
@@ -126,6 +130,40 @@ class ModelConfig:
             raise TokvecValueError(f"invalid model config ({len(problems)} problem{'s' * (len(problems) > 1)}): "
                                    + "; ".join(problems))
         return self
+
+    def parameter_estimate(self) -> int:
+        """Parameters of the GPT this config builds, from the shapes (within a few percent: the
+        positional tables of bias schemes are left out). Exact integer arithmetic, so an absurd
+        config (n_layers=10**12) is measured, not built."""
+        d, V, L = self.d_model, self.vocab_size, self.n_layers
+        mlp = (3 if self.activation == "swiglu" else 2) * d * self.hidden_dim
+        per_block = 4 * d * d + mlp + 4 * d + (9 * d + self.hidden_dim if self.bias else 0)
+        positions = self.context_length * d if self.positional == "learned" else 0
+        return V * d * (1 if self.tie_embeddings else 2) + positions + L * per_block + 2 * d
+
+    def memory_estimate(self, batch_size: int | None = None, *, bytes_per_value: int = 4) -> int:
+        """Bytes this model needs: its weights; with ``batch_size``, one training step on top
+        (gradients and AdamW's two moments, plus activations per Korthikanti et al. 2022,
+        ``s*b*d*(34 + 5*h*s/d)`` per layer at 2 bytes a value, and the logits)."""
+        weights = self.parameter_estimate() * bytes_per_value
+        if batch_size is None:
+            return weights
+        s, b, d, h = self.context_length, batch_size, self.d_model, self.n_heads
+        activations = self.n_layers * s * b * (34 * d + 5 * h * s) * bytes_per_value // 2
+        logits = 3 * s * b * self.vocab_size * bytes_per_value
+        return 4 * weights + activations + logits
+
+    def check_memory(self, batch_size: int | None = None, *, what: str = "this model") -> None:
+        """Refuse, before any tensor is made, a size whose estimated memory this machine lacks."""
+        from .._checks import check_memory, human_bytes
+
+        need = self.memory_estimate(batch_size)
+        task = f"training {what}" if batch_size else f"building {what}"
+        check_memory(f"{task} ({self.parameter_estimate():,} parameters: n_layers={self.n_layers}, "
+                     f"d_model={self.d_model}, vocab_size={self.vocab_size}, context_length={self.context_length}"
+                     + (f", batch_size={batch_size}" if batch_size else "") + ")", need,
+                     fix="use fewer layers, a smaller d_model, vocabulary, context or batch size "
+                         f"(each weight takes 4 bytes; {human_bytes(need)} is an estimate)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (d_ff stays None when it was None)."""

@@ -50,6 +50,7 @@ class GPT(nn.Module):
             raise TokvecTypeError(f"GPT takes a ModelConfig, got {type(config).__name__}; "
                                   f"build one with ModelConfig(vocab_size=...) or ModelConfig.preset('tiny', ...)")
         self.config = config.validate()
+        config.check_memory(what="a GPT")  # n_layers=10**12 is refused here, not after eating the RAM
         self.embed = InputEmbedding(config.vocab_size, config.d_model, positional=config.positional,
                                     max_len=config.context_length, dropout=config.dropout, n_heads=config.n_heads,
                                     positional_options=dict(config.positional_options))

@@ -27,21 +27,33 @@ DEFAULT_TEMPERATURE = 0.8
 
 
 # -- options --------------------------------------------------------------------------------------
+MAX_NEW_TOKENS = 10_000_000  # the ids so far are kept (repetition penalty, window): 80 MB at this length
+
+
 def check_options(max_new_tokens: Any, *, temperature: Any = 1.0, top_k: Any = None, top_p: Any = None,
-                  repetition_penalty: Any = 1.0, eos_id: Any = None, vocab_size: int | None = None) -> None:
+                  repetition_penalty: Any = 1.0, eos_id: Any = None, vocab_size: int | None = None,
+                  seed: Any = None) -> None:
     """Refuse a bad sampling option before any work, naming the value, its range and the fix."""
+    from .._checks import MAX_DIM, check_int_arg, check_seed
+
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
         raise TokvecValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}; "
                                f"ask for at least 1 new token")
-    if not _number(temperature) or not math.isfinite(temperature) or temperature < 0:
+    check_int_arg("max_new_tokens", max_new_tokens, lo=1, hi=MAX_NEW_TOKENS,
+                  fix="generate in several calls, feeding the end of one as the next prompt")
+    check_seed("seed", seed, none_ok=True)
+    if not _number(temperature) or abs(temperature) > 1e300 or not math.isfinite(temperature) or temperature < 0:
         raise TokvecValueError(f"temperature must be a finite number >= 0, got {temperature!r}; "
                                f"use 0 for greedy decoding, 1 for the model's own distribution")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0):
         raise TokvecValueError(f"top_k must be a positive integer or None, got {top_k!r}; "
                                f"None (or leaving it out) keeps every token")
+    if top_k is not None:
+        check_int_arg("top_k", top_k, lo=1, hi=MAX_DIM, fix="None (or leaving it out) keeps every token")
     if top_p is not None and (not _number(top_p) or not 0.0 < top_p <= 1.0):
         raise TokvecValueError(f"top_p must be in (0, 1], got {top_p!r}; 1.0 (or None) keeps every token")
-    if not _number(repetition_penalty) or not math.isfinite(repetition_penalty) or repetition_penalty <= 0:
+    if (not _number(repetition_penalty) or abs(repetition_penalty) > 1e300 or not math.isfinite(repetition_penalty)
+            or repetition_penalty <= 0):
         raise TokvecValueError(f"repetition_penalty must be a finite number > 0, got {repetition_penalty!r}; "
                                f"1.0 is no penalty, 1.1-1.3 discourages repeats")
     if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, int) or
@@ -217,7 +229,8 @@ def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *,
     seed: a private generator, so the same seed gives the same ids whatever else uses torch's RNG.
     """
     check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                  repetition_penalty=repetition_penalty, eos_id=eos_id, vocab_size=model.config.vocab_size)
+                  repetition_penalty=repetition_penalty, eos_id=eos_id, vocab_size=model.config.vocab_size,
+                  seed=seed)
     stops = _stop_list(stop)
     if stops and tokenizer is None:
         raise TokvecValueError("stop strings need the tokenizer to read the text: pass tokenizer=...")

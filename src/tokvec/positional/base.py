@@ -226,8 +226,12 @@ def check_positions(positions: Tensor, batch: int, seq: int) -> Tensor:
 
 
 def check_positive_int(name: str, value: Any) -> int:
+    from .._checks import MAX_DIM
+
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise TokvecValueError(f"{name} must be a positive integer, got {value!r}")
+    if value > MAX_DIM:
+        raise TokvecValueError(f"{name} must be at most {MAX_DIM}, got {value}")
     return value
 
 

@@ -44,4 +44,17 @@ def build(name: str, **config: Any) -> PositionalEncoding:
         return name
     if not isinstance(name, str):
         raise TokvecValueError(f"positional must be a scheme name or a PositionalEncoding, got {type(name).__name__}")
-    return get_class(name).from_config(**config)
+    cls = get_class(name)
+    _check_table_memory(name, config)
+    return cls.from_config(**config)
+
+
+def _check_table_memory(name: str, config: dict) -> None:
+    """Refuse a ``max_len`` whose precomputed (max_len, d_model) table could not fit in memory (the
+    tables of sinusoidal, learned and rope grow with it) before any scheme allocates it."""
+    from .._checks import check_memory
+
+    max_len, d_model = config.get("max_len"), config.get("d_model")
+    if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (max_len, d_model)):
+        check_memory(f"the {name} positional table for max_len {max_len} x d_model {d_model}",
+                     2 * 4 * max_len * d_model, fix="use a smaller max_len (the context length) or d_model")

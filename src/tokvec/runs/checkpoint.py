@@ -35,7 +35,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .._io import atomic_open, read_json, write_json
-from ..errors import FormatError
+from .._schema import Doc, metric_record, parse_json, read_json_lines
+from ..errors import FormatError, TokvecValueError
 
 FORMAT = "tokvec.run"
 VERSION = 1
@@ -44,6 +45,8 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 METRICS_FILE = "metrics.jsonl"
+CHECKSUM_KEY = "checksum"  # sha256 of config.json's other keys: a hand edit is detected, not trusted
+_HEX = frozenset("0123456789abcdef")
 
 
 class CheckpointError(FormatError):
@@ -70,9 +73,14 @@ def _header_metadata(data: bytes, path: Path) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors blob (8-byte little-endian header size, then JSON)."""
     try:
         (n,) = struct.unpack("<Q", data[:8])
-        return json.loads(data[8:8 + n]).get("__metadata__") or {}
-    except (struct.error, ValueError, UnicodeDecodeError):
+        if n > len(data) - 8:
+            raise ValueError("header longer than the file")
+        meta = json.loads(data[8:8 + n]).get("__metadata__") or {}
+    except (struct.error, ValueError, UnicodeDecodeError, RecursionError, AttributeError):
         raise CheckpointError(f"{path} is not a safetensors file (unreadable header)") from None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{path}: the safetensors __metadata__ must map names to strings")
+    return meta
 
 
 def _load_tensors(data: bytes, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -143,14 +151,35 @@ def optimizer_from_bytes(data: bytes, path: Path) -> dict:
     state: dict[int, dict[str, Any]] = {}
     # sorted: safetensors hands keys back in no fixed order, and processes that load the same file must
     # walk the state identically (under FSDP each moment is re-sharded by a collective, in this order)
+    for key in tensors:
+        parts = key.split("/", 2)
+        if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit():
+            raise CheckpointError(f"{path}: optimizer tensor {key[:40]!r} is not 'state/<param id>/<name>'")
     for key, t in sorted(tensors.items(), key=lambda kv: _state_key(kv[0])):
         _, pid, name = key.split("/", 2)
         state.setdefault(int(pid), {})[name] = t
-    for key, value in json.loads(meta["scalars"]).items():
-        pid, name = key.split("/", 1)
+    scalars = _meta_json(meta, "scalars", path)
+    groups = _meta_json(meta, "param_groups", path)
+    if not isinstance(scalars, dict) or not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise CheckpointError(f"{path}: optimizer metadata must hold a scalars object and a param_groups list")
+    for key, value in scalars.items():
+        pid, _, name = key.partition("/")
+        if not pid.isdigit() or not name or isinstance(value, (dict, list)):
+            raise CheckpointError(f"{path}: optimizer scalar {key[:40]!r} is not '<param id>/<name>' with a number")
         state.setdefault(int(pid), {})[name] = value
     state = {pid: dict(sorted(st.items())) for pid, st in sorted(state.items())}
-    return {"state": state, "param_groups": json.loads(meta["param_groups"])}
+    return {"state": state, "param_groups": groups}
+
+
+def _meta_json(meta: Mapping[str, str], key: str, path: Path, default: str | None = None) -> Any:
+    from .._schema import parse_json
+
+    if key not in meta and default is None:
+        raise CheckpointError(f"{path}: the safetensors metadata lacks {key!r}; the file is not tokvec's")
+    try:
+        return parse_json(meta.get(key, default), f"{path} (metadata {key!r})")
+    except FormatError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def _state_key(key: str) -> tuple[int, str]:
@@ -189,7 +218,7 @@ def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str
     config = {"format": FORMAT, "version": VERSION, "model": dict(model_config), "train": dict(train_config),
               "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()},
               "step": int(step), **dict(extra or {}), "files": files}
-    write_json(run_dir / CONFIG_FILE, config)  # the commit point
+    write_json(run_dir / CONFIG_FILE, seal_config(config))  # the commit point
     for name in files:
         os.replace(_pending(run_dir, name), run_dir / name)
     if optimizer is None and (run_dir / OPTIMIZER_FILE).exists():
@@ -210,8 +239,87 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / CONFIG_FILE).is_file()
 
 
+def config_checksum(config: Mapping[str, Any]) -> str:
+    """sha256 of a config dict without its checksum key (canonical JSON: sorted keys, UTF-8)."""
+    body = {k: v for k, v in config.items() if k != CHECKSUM_KEY}
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def seal_config(config: Mapping[str, Any]) -> dict:
+    """``config`` with its :func:`config_checksum` under ``"checksum"`` (what every writer stores)."""
+    return {**{k: v for k, v in config.items() if k != CHECKSUM_KEY}, CHECKSUM_KEY: config_checksum(config)}
+
+
+def check_config_checksum(config: Mapping[str, Any], path: Path) -> None:
+    """Refuse a config.json whose content no longer matches its checksum (it was edited by hand).
+
+    A deliberate edit is accepted by deleting the ``"checksum"`` line too: the file is then read like
+    one from before checksums (every value still validated) and sealed again at the next save."""
+    want = config.get(CHECKSUM_KEY)
+    if want is None:
+        return
+    if not isinstance(want, str) or config_checksum(config) != want:
+        raise CheckpointError(
+            f"{path} was edited after tokvec wrote it (its content no longer matches its \"checksum\"); "
+            f"restore the file, or, to keep a deliberate edit, delete the \"checksum\" line as well")
+
+
+def _sha_entry(doc: Doc, name: str) -> dict:
+    entry = doc.obj(name)
+    digest = entry.str("sha256")
+    if len(digest) != 64 or not set(digest) <= _HEX:
+        raise entry.error("sha256", "64 lowercase hex digits", digest)
+    return {"sha256": digest, "bytes": entry.int("bytes", lo=0, hi=2 ** 50)}
+
+
+def validate_run_config(config: Any, path: Path) -> dict:
+    """Check every field tokvec reads from a run's config.json (types, ranges, required keys);
+    one CheckpointError line names the file, the key and what was expected."""
+    doc = Doc(config, str(path))
+    fmt = doc.raw("format", None)
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path} is not a tokvec run config (format {fmt!r}, expected {FORMAT!r})")
+    if doc.raw("version", None) != VERSION:
+        raise CheckpointError(f"{path} is {FORMAT} version {doc.raw('version', None)!r}; "
+                              f"this tokvec reads version {VERSION}")
+    doc.missing(("model", "train", "tokenizer", "step", "files"))
+    check_config_checksum(config, path)
+    model = doc.obj("model")
+    from ..model.config import ModelConfig
+
+    try:
+        ModelConfig.from_dict(model.data).check_memory(what="the model it describes")
+    except TokvecValueError as e:
+        raise CheckpointError(f"{path}: 'model' is not a valid model config: {e}") from None
+    train = doc.obj("train")
+    train.optional("corpus", lambda k: train.str(k))
+    train.str("encoding", nonempty=True, default=None)
+    train.str("tokenizer", nonempty=True, default=None)
+    tok = doc.obj("tokenizer")
+    tok.str("kind", nonempty=True, max_len=64)
+    tok.optional("fingerprint", lambda k: tok.str(k, max_len=128))
+    doc.int("step", lo=0, hi=2 ** 62)
+    files = doc.obj("files")
+    files.missing((MODEL_FILE,))
+    for name in files.data:
+        if name not in (MODEL_FILE, OPTIMIZER_FILE):
+            raise files.error(name, f"one of {MODEL_FILE!r}, {OPTIMIZER_FILE!r} (no other file is recorded)", name)
+        _sha_entry(files, name)
+    if "rng" in doc.data:
+        doc.obj("rng").str("torch_cpu", max_len=1 << 16)
+    if doc.data.get("data") is not None:
+        data = doc.obj("data")
+        for key in ("tokens", "position", "val_start", "val_tokens"):
+            data.int(key, lo=0, hi=2 ** 62, default=None)
+        data.optional("sha256", lambda k: data.str(k, max_len=128))
+    doc.float("elapsed_s", lo=0.0, default=None)
+    doc.int("world_size", lo=1, hi=1 << 20, default=None)
+    return dict(config)
+
+
 def read_run_config(run_dir: str | os.PathLike) -> dict:
-    """The validated config.json of a run directory."""
+    """The validated config.json of a run directory (see :func:`validate_run_config`)."""
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if not run_dir.is_dir():
@@ -219,17 +327,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{run_dir} holds no checkpoint (no {CONFIG_FILE}); "
                               f"train one with `tokvec train --out {run_dir}`")
-    config = read_json(path)
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise CheckpointError(f"{path} is not a tokvec run config (format {found!r}, expected {FORMAT!r})")
-    if config.get("version") != VERSION:
-        raise CheckpointError(f"{path} is {FORMAT} version {config.get('version')!r}; "
-                              f"this tokvec reads version {VERSION}")
-    missing = [k for k in ("model", "train", "tokenizer", "step", "files") if k not in config]
-    if missing:
-        raise CheckpointError(f"{path} lacks {', '.join(missing)}; the file was edited or is incomplete")
-    return config
+    return validate_run_config(read_json(path), path)
 
 
 def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, config: Mapping | None = None) -> None:
@@ -238,7 +336,10 @@ def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, config: Map
     config = config or read_run_config(run_dir)
     data, path = _read_committed(run_dir, MODEL_FILE, config["files"][MODEL_FILE])
     tensors, meta = _load_tensors(data, path)
-    for alias, name in json.loads(meta.get("aliases", "{}")).items():
+    aliases = _meta_json(meta, "aliases", path, "{}")
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) and v in tensors for v in aliases.values()):
+        raise CheckpointError(f"{path}: metadata 'aliases' must map tensor names to stored tensors")
+    for alias, name in aliases.items():
         tensors[alias] = tensors[name]
     try:
         model.load_state_dict(tensors, strict=True)
@@ -303,11 +404,11 @@ def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu"
 
 # -- metrics log -------------------------------------------------------------------------------
 def read_metrics(path: str | os.PathLike, *, strict: bool = True) -> list[dict]:
-    """Loss records of a ``metrics.jsonl`` (one JSON object a line with step, split, loss); ``path`` is
-    the file or its run directory. A last line cut short by a crash mid-write is always skipped.
+    """Loss records of a ``metrics.jsonl`` (each line checked: step, split, loss); ``path`` is the file
+    or its run directory. A last line cut short by a crash mid-write is always skipped.
 
-    ``strict`` (viewers): a missing file, a bad line, a record without step/split/loss or no record
-    at all raises. ``strict=False`` (resume): a missing file is ``[]`` and unreadable lines are skipped.
+    ``strict`` (viewers): a missing file, a bad line or no record at all raises. ``strict=False``
+    (resume): a missing file is ``[]`` and unreadable lines are skipped.
     """
     path = Path(path)
     if path.is_dir():
@@ -316,23 +417,19 @@ def read_metrics(path: str | os.PathLike, *, strict: bool = True) -> list[dict]:
         if not strict:
             return []
         raise FileNotFoundError(f"no metrics file at {path} (a training run writes {METRICS_FILE})")
+    if strict:
+        records = [metric_record(record, f"{path} line {number}") for number, record in read_json_lines(path)]
+        if not records:
+            raise FormatError(f"{path} holds no loss records yet; train for at least one logged step")
+        return records
     records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                if strict and line.endswith("\n"):
-                    raise FormatError(f"{path} line {number} is not JSON ({e.msg}): {line.strip()[:80]!r}") from None
-                continue  # a torn last line (or, not strict, any unreadable one): ignore it
-            missing = [key for key in ("step", "split", "loss") if not isinstance(record, dict) or key not in record]
-            if missing and strict:
-                raise FormatError(f"{path} line {number} lacks {', '.join(missing)}: {line.strip()[:80]!r}")
-            records.append(record)
-    if strict and not records:
-        raise FormatError(f"{path} holds no loss records yet; train for at least one logged step")
+    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(metric_record(parse_json(line, f"{path} line {number}"), f"{path} line {number}"))
+        except FormatError:
+            continue  # resume keeps what it can read
     return records
 
 

@@ -28,8 +28,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .._io import atomic_open, read_json, write_json
+from .._schema import Doc
 from ..device import resolve_device, to_device
 from ..errors import FormatError, TokvecValueError
+from .checkpoint import check_config_checksum, seal_config
 from .lock import RunClaim
 
 FORMAT = "tokvec.classifier"
@@ -157,11 +159,13 @@ def train_classifier(config: ClassifyConfig, *, progress: Callable[[int, int, di
     ``progress(step, max_steps, info)`` is called after every step with ``loss``. ``config.out`` must
     be new, empty, or (with ``force``) hold a classifier run; it is locked while the run trains.
     """
-    if not 0 <= config.val_fraction < 1:
-        raise TokvecValueError(f"val_fraction {config.val_fraction} must be in [0, 1), e.g. 0.2")
-    for name in ("max_steps", "batch_size", "context"):
-        if getattr(config, name) < 1:
-            raise TokvecValueError(f"{name} {getattr(config, name)} must be an integer >= 1")
+    from .._checks import check_float_arg, check_int_arg, check_seed
+
+    check_float_arg("val_fraction", config.val_fraction, lo=0.0, hi=1.0, hi_open=True, fix="e.g. 0.2")
+    for name, hi in (("max_steps", 10 ** 9), ("batch_size", 1 << 20), ("context", 1 << 20)):
+        check_int_arg(name, getattr(config, name), lo=1, hi=hi)
+    check_float_arg("lr", config.lr, lo=0.0, lo_open=True, hi=10.0, fix="e.g. 3e-3")
+    check_seed("seed", config.seed)
     inputs = [config.csv] + ([config.tokenizer] if config.tokenizer not in ("char", "word") else [])
     with RunClaim(config.out, "classifier", force=config.force, inputs=inputs):
         return _train_classifier(config, progress)
@@ -216,10 +220,10 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
     tokenizer.save(run_dir / TOKENIZER_FILE)  # classifier.json, written last, commits the run
     with atomic_open(run_dir / WEIGHTS_FILE, "wb") as f:
         f.write(st_save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}))
-    write_json(run_dir / CONFIG_FILE, {
+    write_json(run_dir / CONFIG_FILE, seal_config({
         "format": FORMAT, "version": VERSION, "model": model_cfg.to_dict(), "pooling": config.pooling,
         "labels": labels, "train": dataclasses.asdict(config), "n_train": len(train_idx), "n_val": len(val_idx),
-        "train_accuracy": train_acc, "val_accuracy": val_acc, "final_loss": losses[-1]})
+        "train_accuracy": train_acc, "val_accuracy": val_acc, "final_loss": losses[-1]}))
     return ClassifyResult(run_dir=run_dir, labels=labels, train_accuracy=train_acc, val_accuracy=val_acc,
                           losses=losses, classifier=clf)
 
@@ -227,23 +231,44 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
 def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Classifier:
     """The classifier saved by :func:`train_classifier` in ``run_dir`` (no unpickling), on ``device``."""
     from ..model import ModelConfig, SequenceClassifier
+    from ..model.classifier import POOLINGS
     from ..tokenizers import load_tokenizer
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"no classifier run at {run_dir} ({CONFIG_FILE} missing); "
                                 f"train one with: tokvec classify train --csv FILE --out {run_dir}")
-    meta = read_json(run_dir / CONFIG_FILE)
+    path = run_dir / CONFIG_FILE
+    meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise FormatError(f"{run_dir / CONFIG_FILE} is not a {FORMAT} version {VERSION} file")
-    model = SequenceClassifier(ModelConfig.from_dict(meta["model"]), len(meta["labels"]), pooling=meta["pooling"])
+        raise FormatError(f"{path} is not a {FORMAT} version {VERSION} file")
+    check_config_checksum(meta, path)
+    doc = Doc(meta, str(path))
+    labels = doc.str_list("labels", unique=True)
+    if len(labels) < 2:
+        raise doc.error("labels", "a list of at least 2 label names", labels)
+    pooling = doc.str("pooling", choices=POOLINGS)
+    try:
+        model_cfg = ModelConfig.from_dict(doc.obj("model").data)
+        model_cfg.check_memory(what="the classifier it describes")
+    except TokvecValueError as e:
+        raise FormatError(f"{path}: 'model' is not a valid model config: {e}") from None
+    model = SequenceClassifier(model_cfg, len(labels), pooling=pooling)
     try:
         state = st_load((run_dir / WEIGHTS_FILE).read_bytes())
     except Exception as e:  # safetensors raises its own error types on a damaged file
         raise FormatError(f"{run_dir / WEIGHTS_FILE} cannot be read ({e}); the run is damaged") from None
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())  # torch lists every mismatch on its own line
+        raise FormatError(f"{run_dir / WEIGHTS_FILE} does not fit the model in {CONFIG_FILE}: {detail}") from None
     model.to(resolve_device(device))
-    return Classifier(model, load_tokenizer(run_dir / TOKENIZER_FILE), meta["labels"], meta["model"]["context_length"])
+    tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
+    if tokenizer.vocab_size != model_cfg.vocab_size:
+        raise FormatError(f"{run_dir / TOKENIZER_FILE} has vocab_size {tokenizer.vocab_size} but {path} says "
+                          f"{model_cfg.vocab_size}; the tokenizer file was replaced")
+    return Classifier(model, tokenizer, labels, model_cfg.context_length)
 
 
 __all__ = ["ClassifyConfig", "ClassifyResult", "Classifier", "train_classifier", "load_classifier",

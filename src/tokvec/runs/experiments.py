@@ -35,6 +35,7 @@ class CompareConfig:
     """The whole comparison budget. Defaults: about a minute per scheme on 2 CPU cores (character model)."""
 
     corpus: Optional[str] = None                         # file or directory; None: the Python standard library
+    encoding: str = "utf-8"                              # text encoding of the corpus
     train_len: int = 128                                 # context length the models train at
     eval_lens: tuple[int, ...] = (128, 256, 512, 1024)   # lengths the loss is measured at
     schemes: tuple[str, ...] = field(default_factory=lambda: tuple(available()))
@@ -52,12 +53,21 @@ class CompareConfig:
     def validate(self) -> "CompareConfig":
         """Collect every problem, then raise once naming each field, its value and the limit."""
         problems = []
-        for name in ("train_len", "d_model", "n_layers", "n_heads", "max_steps", "batch_size", "eval_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name} {value!r} must be an integer >= 1")
-        if not self.eval_lens or any(not isinstance(n, int) or n < 1 for n in self.eval_lens):
-            problems.append(f"eval_lens {self.eval_lens!r} must be one or more integers >= 1")
+        from .._checks import MAX_DIM, check_float_arg, check_int_arg, check_seed, check_threads
+        from ..errors import TokvecError
+
+        checks = [(check_int_arg, name, dict(lo=1, hi=MAX_DIM)) for name in
+                  ("train_len", "d_model", "n_layers", "n_heads", "batch_size", "eval_tokens")]
+        checks += [(check_int_arg, "max_steps", dict(lo=1, hi=10 ** 12)), (check_seed, "seed", {}),
+                   (check_threads, "threads", {}), (check_float_arg, "lr", dict(lo=0.0, lo_open=True, hi=1e3))]
+        for fn, name, limits in checks:
+            try:
+                fn(name, getattr(self, name), **limits)
+            except TokvecError as e:
+                problems.append(str(e))
+        if not self.eval_lens or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DIM
+                                     for n in self.eval_lens):
+            problems.append(f"eval_lens {self.eval_lens!r} must be one or more integers in [1, {MAX_DIM}]")
         unknown = [s for s in self.schemes if s not in available()]
         if unknown or not self.schemes:
             problems.append(f"schemes {list(self.schemes)!r}: unknown {unknown}; known schemes: {', '.join(available())}")
@@ -108,7 +118,7 @@ def parse_lengths(spec: str) -> tuple[int, ...]:
 def _train_config(config: CompareConfig, scheme: str, out: str):
     from .train import TrainConfig
 
-    return TrainConfig(corpus=config.corpus, tokenizer=config.tokenizer, preset="tiny", positional=scheme,
+    return TrainConfig(corpus=config.corpus, encoding=config.encoding, tokenizer=config.tokenizer, preset="tiny", positional=scheme,
                        d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
                        context_length=config.train_len, dropout=0.0, max_steps=config.max_steps,
                        batch_size=config.batch_size, lr=config.lr, eval_interval=config.max_steps,

@@ -125,38 +125,81 @@ class TrainConfig:
         saved = ckpt.read_run_config(run_dir)
         # how a run is launched (processes, strategy) is not part of it: a DDP run resumes in one process
         launch = {"strategy": "auto", "backend": "auto", "force": False}
-        return cls.from_dict({**saved["train"], **launch, **overrides, "out": str(run_dir), "resume": True})
+        try:
+            return cls.from_dict({**saved["train"], **launch, **overrides, "out": str(run_dir), "resume": True})
+        except TypeError as e:  # a key of the right name but the wrong kind of value slipped through
+            raise ckpt.CheckpointError(f"{Path(run_dir) / ckpt.CONFIG_FILE}: 'train' does not fit this "
+                                       f"tokvec's training config ({e})") from None
 
     def validate(self) -> "TrainConfig":
-        """Collect every problem, then raise once naming each field, its value and the limit."""
+        """Collect every problem, then raise once naming each field, its value and the limit.
+
+        Every number is range-checked (0, negatives, 10**20, NaN and inf are refused), and the model
+        the flags describe is measured against this machine's memory before any work starts."""
+        from .._checks import MAX_DIM, MAX_SEED, check_float_arg, check_int_arg
+        from ..errors import TokvecError
+
         problems = []
-        for name in ("max_steps", "batch_size", "grad_accum", "eval_interval", "eval_batches", "log_interval"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                problems.append(f"{name} {value!r} must be an integer >= 1")
-        if self.checkpoint_interval is not None and self.checkpoint_interval < 1:
-            problems.append(f"checkpoint_interval {self.checkpoint_interval} must be >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            problems.append(f"lr {self.lr} must be a positive number, e.g. 1e-3")
-        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
-            problems.append(f"min_lr {self.min_lr} must be in [0, lr={self.lr}]")
-        if self.warmup_steps is not None and self.warmup_steps < 0:
-            problems.append(f"warmup_steps {self.warmup_steps} must be >= 0")
-        if not 0 < self.val_fraction < 1:
-            problems.append(f"val_fraction {self.val_fraction} must be in (0, 1), e.g. 0.1")
+
+        def check(fn, name: str, **limits) -> None:
+            try:
+                fn(name, getattr(self, name), **limits)
+            except TokvecError as e:
+                problems.append(str(e))
+
+        big = 10 ** 12  # steps and intervals: more than any run could take, less than int64 overflow
+        for name in ("max_steps", "eval_interval", "eval_batches"):
+            check(check_int_arg, name, lo=1, hi=big)
+        for name in ("batch_size", "grad_accum"):
+            check(check_int_arg, name, lo=1, hi=1 << 24)
+        check(check_int_arg, "checkpoint_interval", lo=1, hi=big, none_ok=True)
+        check(check_int_arg, "warmup_steps", lo=0, hi=big, none_ok=True)
+        check(check_int_arg, "seed", lo=0, hi=MAX_SEED)
+        for name in ("d_model", "n_heads", "context_length", "d_ff"):
+            check(check_int_arg, name, lo=1, hi=MAX_DIM, none_ok=True)
+        check(check_int_arg, "n_layers", lo=1, hi=None, none_ok=True)  # depth: the memory estimate judges it
+        check(check_float_arg, "lr", lo=0.0, lo_open=True, hi=1e3, fix="e.g. 1e-3")
+        check(check_float_arg, "min_lr", lo=0.0, hi=self.lr if isinstance(self.lr, (int, float)) else None,
+              none_ok=True)
+        check(check_float_arg, "dropout", lo=0.0, hi=1.0, hi_open=True, none_ok=True)
+        check(check_float_arg, "weight_decay", lo=0.0, hi=1e3)
+        for name in ("beta1", "beta2"):
+            check(check_float_arg, name, lo=0.0, hi=1.0, hi_open=True)
+        check(check_float_arg, "grad_clip", lo=0.0, fix="0 disables clipping")
+        check(check_float_arg, "val_fraction", lo=0.0, hi=1.0, lo_open=True, hi_open=True, fix="e.g. 0.1")
+        check(check_float_arg, "dist_timeout_s", lo=0.0, lo_open=True, hi=1e7)
         if self.val_split not in SPLITS:
             problems.append(f"val_split {self.val_split!r} must be one of {', '.join(SPLITS)}")
-        if self.threads is not None and self.threads < 1:
-            problems.append(f"threads {self.threads} must be >= 1")
-        if self.grad_clip < 0:
-            problems.append(f"grad_clip {self.grad_clip} must be >= 0 (0 disables clipping)")
+        try:
+            from .._checks import check_threads
+
+            check_threads("threads", self.threads)
+        except TokvecError as e:
+            problems.append(str(e))
+        check(check_int_arg, "log_interval", lo=1, hi=big)
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
         elif self.bf16 and self.precision not in ("auto", "bf16"):
             problems.append(f"bf16=True (--bf16) contradicts precision {self.precision!r}; drop --bf16")
         if problems:
             raise TokvecValueError("bad training config: " + "; ".join(problems))
+        self._check_memory_early()
         return self
+
+    def _check_memory_early(self) -> None:
+        """The model these flags describe, measured with the smallest vocabulary its tokenizer could
+        have, so that an impossible size is refused before the corpus is read."""
+        from ..model.config import PRESETS
+
+        if self.preset not in PRESETS:
+            return  # model_config() names the bad preset later, with the choices
+        spec = self.tokenizer if isinstance(self.tokenizer, str) else ""
+        vocab = int(spec[4:]) if spec.startswith("bpe:") and spec[4:].isdigit() and len(spec) < 20 else 256
+        try:
+            cfg = self.model_config(vocab)
+        except TokvecValueError:
+            return  # a bad model field: reported with all the others when the model is built
+        cfg.check_memory(self.batch_size, what="this model")
 
     def model_config(self, vocab_size: int):
         """The ModelConfig of this run: the preset, then the explicit fields, then ``model_options``."""
@@ -493,6 +536,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     saved = ckpt.read_run_config(run_dir) if config.resume else None
     tokenizer, ids = _prepare_data(config, run_dir, saved, ctx, files)
     model_cfg = config.model_config(tokenizer.vocab_size)
+    model_cfg.check_memory(config.batch_size, what="this model")
     model_dict = model_cfg.to_dict()
     data_info = {"tokens": int(len(ids)), "sha256": _ids_digest(ids)}
     fingerprint = (saved.get("data") or {}).get("corpus_fingerprint") if saved is not None else \

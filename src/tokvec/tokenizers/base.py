@@ -135,6 +135,14 @@ class Tokenizer(ABC):
     def decode_batch(self, batch: Iterable[Sequence[int]], **options: Any) -> list[str]:
         return [self.decode(ids, **options) for ids in batch]
 
+    def safe_cut(self, text: str) -> int:
+        """The last index ``i`` of ``text`` where it may be cut so that ``encode(text[:i]) +
+        encode(text[i:]) == encode(text)`` whatever follows; 0 when there is none.
+
+        Token files stream a corpus in chunks cut here. This default knows no safe cut, so a
+        tokenizer that does not say otherwise gets each file encoded whole."""
+        return 0
+
     pad_id: int | None = None
     unk_id: int | None = None
     bos_id: int | None = None
@@ -195,7 +203,12 @@ def load_tokenizer(path: str | os.PathLike, **options: Any) -> Tokenizer:
     if path.suffix.lower() == ".json":
         data = read_json(path)
     for loader in _FOREIGN_LOADERS:
-        tok = loader(path, data)
+        try:
+            tok = loader(path, data)
+        except (TokvecValueError, TokvecTypeError) as e:  # a check deep in a constructor: name the file
+            if str(path) in str(e):
+                raise
+            raise FormatError(f"{path}: {e}") from None
         if tok is not None:
             return tok
     if data is None:
@@ -205,7 +218,10 @@ def load_tokenizer(path: str | os.PathLike, **options: Any) -> Tokenizer:
 
 def tokenizer_from_dict(data: Any, *, source: str = "tokenizer data", **options: Any) -> Tokenizer:
     """Rebuild a tokenizer from ``Tokenizer.to_json_dict()`` (what ``save`` writes), checking format,
-    version and kind. ``source`` names where the data came from in error messages."""
+    version and kind, then every field of that kind (see :mod:`tokvec._schema`). ``source`` names
+    where the data came from in error messages."""
+    from .._schema import Doc
+
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
         raise FormatError(
@@ -216,10 +232,18 @@ def tokenizer_from_dict(data: Any, *, source: str = "tokenizer data", **options:
         raise FormatError(
             f"{source} is {FORMAT} version {data.get('version')!r}; this tokvec reads version {VERSION}"
         )
-    kind = data.get("kind")
-    if kind not in _KINDS:
-        raise FormatError(f"{source} holds a tokenizer of kind {kind!r}; known kinds: {', '.join(sorted(_KINDS))}")
-    return _KINDS[kind].from_dict(data, source=source, **options)
+    kind = Doc(data, source).str("kind", choices=sorted(_KINDS))
+    try:
+        return _KINDS[kind].from_dict(data, source=source, **options)
+    except (TokvecValueError, TokvecTypeError) as e:
+        if isinstance(e, FormatError) or source in str(e):
+            raise
+        raise FormatError(f"{source}: {e}") from None
+
+
+def read_normalization(doc: Any) -> str | None:
+    """The ``normalization`` field of a saved tokenizer: null or one of NORMALIZATIONS."""
+    return doc.optional("normalization", lambda k: doc.str(k, choices=NORMALIZATIONS))
 
 
 def normalize(text: str, normalization: str | None) -> str:

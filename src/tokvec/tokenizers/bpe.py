@@ -43,6 +43,9 @@ Special = Literal["all"] | Collection[str]
 # contains it is caught by counting.)
 _BATCH_SEP = "\U000f0000tokvec-batch\U000f0001"
 _BATCH_CHARS = 1 << 18  # characters of text per encode_batch chunk
+# Ids (ranks and specials) stay below 2**32 (tiktoken's Rank is a u32).
+MAX_ID = 2 ** 32 - 2
+MAX_GAPS = 1 << 16  # unassigned ids listed one by one up to this many
 
 
 @register_tokenizer("bpe")
@@ -60,15 +63,18 @@ class BPETokenizer(Tokenizer):
             raise TokvecValueError(f"ranks lack {len(missing)} single bytes (e.g. {bytes([missing[0]])!r}); "
                                    f"byte-level BPE needs all 256 so that any text can be encoded")
         specials = dict(special_tokens or {})
+        bad = next((r for r in ranks.values() if isinstance(r, bool) or not isinstance(r, int)), None)
+        if bad is not None:
+            raise TokvecTypeError(f"ranks must be ints, got {bad!r} ({type(bad).__name__})")
         taken = set(ranks.values())
-        if len(taken) != len(ranks) or min(taken) < 0:
-            raise TokvecValueError(f"ranks must be distinct ints >= 0 (got {len(ranks)} tokens but {len(taken)} "
-                                   f"distinct ranks, lowest {min(taken)})")
+        if len(taken) != len(ranks) or min(taken) < 0 or max(taken) > MAX_ID:
+            raise TokvecValueError(f"ranks must be distinct ints in [0, {MAX_ID}] (got {len(ranks)} tokens but "
+                                   f"{len(taken)} distinct ranks, lowest {min(taken)}, highest {max(taken)})")
         for tok, i in specials.items():
             if not isinstance(tok, str) or not tok:
                 raise TokvecValueError(f"special tokens must be non-empty strings, got {tok!r}")
-            if isinstance(i, bool) or not isinstance(i, int) or i < 0:
-                raise TokvecValueError(f"special token {tok!r} needs an int id >= 0, got {i!r}")
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= MAX_ID:
+                raise TokvecValueError(f"special token {tok!r} needs an int id in [0, {MAX_ID}], got {i!r}")
             if i in taken:
                 raise TokvecValueError(f"special token {tok!r} has id {i}, already used by a merge or another special")
             taken.add(i)
@@ -79,7 +85,11 @@ class BPETokenizer(Tokenizer):
         self._enc = tiktoken.Encoding(name=name, pat_str=self.pat_str, mergeable_ranks=ranks, special_tokens=specials)
         self._batch_enc = None  # built on first encode_batch
         self._vocab_size = max(taken) + 1
-        self._gaps = frozenset(range(self._vocab_size)) - taken if len(taken) < self._vocab_size else frozenset()
+        # unassigned ids below vocab_size: listed when few; else the assigned ones are kept instead, so a
+        # stray huge id in a file costs memory in proportion to the tokens, not to the id
+        n_gaps = self._vocab_size - len(taken)
+        self._gaps = frozenset(range(self._vocab_size)) - taken if 0 < n_gaps <= MAX_GAPS else frozenset()
+        self._assigned = frozenset(taken) if n_gaps > MAX_GAPS else None
         self.pad_id = specials.get("<pad>")
         self.unk_id = None  # byte-level: nothing is unknown
         self.bos_id = specials.get("<bos>", specials.get("<|startoftext|>"))
@@ -164,6 +174,11 @@ class BPETokenizer(Tokenizer):
     @property
     def n_ranks(self) -> int:
         return len(self._ranks)
+
+    @property
+    def n_assigned(self) -> int:
+        """Ids that are a token (ranks and specials); below vocab_size when the ids have gaps."""
+        return len(self._ranks) + len(self.special_tokens)
 
     @property
     def text_vocab_size(self) -> int:
@@ -307,6 +322,16 @@ class BPETokenizer(Tokenizer):
         ids = as_id_list(ids)
         if not ids:
             return ids
+        odd = [i for i in ids[:1] if type(i) is not int] or [i for i in ids if type(i) is not int][:1]
+        if odd:  # numpy/torch integer scalars become ints; anything else is refused here
+            odd = odd[0]
+            if isinstance(odd, bool) or not hasattr(odd, "__index__"):
+                raise TokvecTypeError(f"token ids must be integers, got {odd!r} ({type(odd).__name__})")
+            try:
+                ids = [int(i.__index__()) for i in ids]
+            except (AttributeError, TypeError):
+                bad = next(i for i in ids if isinstance(i, bool) or not hasattr(i, "__index__"))
+                raise TokvecTypeError(f"token ids must be integers, got {bad!r} ({type(bad).__name__})") from None
         try:
             lo, hi = min(ids), max(ids)
         except TypeError:
@@ -317,10 +342,12 @@ class BPETokenizer(Tokenizer):
             bad = next(p for p, i in enumerate(ids) if not 0 <= i < self._vocab_size)
         elif self._gaps and not self._gaps.isdisjoint(ids):
             bad = next(p for p, i in enumerate(ids) if i in self._gaps)
+        elif self._assigned is not None and not self._assigned.issuperset(ids):
+            bad = next(p for p, i in enumerate(ids) if i not in self._assigned)
         if bad is not None:
             raise TokenIdError(f"token id {ids[bad]} at position {bad} is not a token of this tokenizer "
                                f"(valid ids: 0..{self._vocab_size - 1}"
-                               f"{', minus ' + str(len(self._gaps)) + ' unassigned' if self._gaps else ''}); "
+                               f"{', minus ' + str(self._vocab_size - self.n_assigned) + ' unassigned' if self._vocab_size > self.n_assigned else ''}); "
                                f"were these ids made by another tokenizer?")
         if any(type(i) is not int for i in ids):
             bad_item = next(i for i in ids if type(i) is not int)
@@ -345,6 +372,28 @@ class BPETokenizer(Tokenizer):
         """Pieces of ``text``, one per token; a token that cuts a character shows its bytes as ``\\xNN``."""
         return [b.decode("utf-8", "backslashreplace") for b in self.token_bytes(text, **options)]
 
+    def safe_cut(self, text: str) -> int:
+        """Just before a space or newline that follows a letter, for the named patterns (gpt2, cl100k,
+        o200k): each ends a letter run at whitespace and none looks behind, so the pieces, and the
+        merges inside them, are the same on both sides (a cut never splits a special token's text).
+        A custom pattern promises nothing: 0, and its files are encoded whole."""
+        if self.pattern == "custom":
+            return 0
+        from .word import whitespace_cut
+
+        longest = max(map(len, self.special_tokens), default=0)
+        # a cut must leave room for a whole special token after it, so one cut off by the end of
+        # this text (and completed by the next) is seen here
+        at = whitespace_cut(text[:len(text) - max(longest - 1, 0)], str.isalpha)
+        while at and longest > 1:
+            window = text[max(0, at - longest + 1): at + longest - 1]
+            start = max(0, at - longest + 1)
+            spans = [m for s in self.special_tokens for m in _occurrences(window, s) if start + m < at < start + m + len(s)]
+            if not spans:
+                break
+            at = whitespace_cut(text[:at], str.isalpha)
+        return at
+
     def id_to_bytes(self, token_id: int) -> bytes:
         return self._enc.decode_single_token_bytes(self._check_ids([token_id])[0])
 
@@ -364,17 +413,22 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def from_dict(cls, data: Mapping, *, source: str = "tokenizer data", **options: Any) -> "BPETokenizer":
+        from .._schema import Doc
         from .interop import printable_to_bytes
 
-        for field in ("pattern", "tokens", "special_tokens"):
-            if field not in data:
-                raise FormatError(f"{source} lacks the field {field!r} of a bpe tokenizer")
-        if data.get("token_encoding", "gpt2-bytes-to-unicode") != "gpt2-bytes-to-unicode":
-            raise FormatError(f"{source}: unknown token_encoding {data['token_encoding']!r}")
-        ranks = {printable_to_bytes(t, where=f"{source}: token"): r for r, t in enumerate(data["tokens"]) if t is not None}
-        if len(ranks) != sum(t is not None for t in data["tokens"]):
-            raise FormatError(f"{source}: the same token appears twice in 'tokens'")
-        return cls(ranks, pattern=data["pattern"], special_tokens=data["special_tokens"], **options)
+        doc = Doc(data, source)
+        doc.missing(("pattern", "tokens", "special_tokens"))
+        doc.str("token_encoding", choices=("gpt2-bytes-to-unicode",), default=None)
+        pattern = doc.str("pattern", nonempty=True, max_len=10_000)
+        tokens = doc.str_list("tokens", nullable_items=True, unique=True)
+        if len(tokens) > MAX_ID + 1:
+            raise doc.error("tokens", f"a list of at most {MAX_ID + 1} tokens", tokens)
+        specials = doc.int_map("special_tokens", lo=0, hi=MAX_ID)
+        ranks = {printable_to_bytes(t, where=f"{source}: token"): r for r, t in enumerate(tokens) if t is not None}
+        try:
+            return cls(ranks, pattern=pattern, special_tokens=specials, **options)
+        except TokvecValueError as e:
+            raise FormatError(f"{source}: {e}") from None
 
     def save_tiktoken(self, path: str | os.PathLike) -> None:
         """Write the ranks as a ``.tiktoken`` file (``tiktoken.load.load_tiktoken_bpe`` reads it).
@@ -399,7 +453,10 @@ class BPETokenizer(Tokenizer):
         if special_tokens is None:  # tiktoken's specials for that name, unless a rank already holds the id
             taken = set(ranks.values())
             special_tokens = {t: i for t, i in known_specials.items() if i not in taken}
-        return cls(ranks, pattern=pattern or known_pattern, special_tokens=special_tokens, name=path.stem)
+        try:
+            return cls(ranks, pattern=pattern or known_pattern, special_tokens=special_tokens, name=path.stem)
+        except TokvecValueError as e:
+            raise FormatError(f"{path}: {e}") from None
 
     @classmethod
     def from_tiktoken_name(cls, name: str) -> "BPETokenizer":
@@ -449,6 +506,14 @@ class BPEStreamDecoder(StreamDecoder):
         text = self._utf8.decode(b"", final=True)
         self._utf8.reset()
         return text
+
+
+def _occurrences(text: str, sub: str) -> list[int]:
+    out, i = [], text.find(sub)
+    while i >= 0:
+        out.append(i)
+        i = text.find(sub, i + 1)
+    return out
 
 
 def _load_foreign(path: Path, data: Any) -> BPETokenizer | None:

@@ -30,6 +30,7 @@ from ..errors import TokvecTypeError, TokvecValueError
 from .interop import printable_to_bytes
 from .patterns import for_oniguruma, resolve_pattern
 
+MAX_TRAIN_VOCAB = 1 << 24  # 16.7 M ids: far above any real vocabulary, far below the trainer's u32 limits
 ENGINES = ("auto", "rustbpe", "hf")
 MergeProgress = Callable[[int, int], None]  # (merges done, merges asked for)
 TextSource = Callable[[], Iterator[str]]  # a fresh iterator over the training texts on each call
@@ -54,14 +55,19 @@ def check_train_options(vocab_size: int, special_tokens: Sequence[str], min_freq
         raise TokvecValueError(f"special token(s) {dupes!r} listed twice")
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
         raise TokvecTypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    if vocab_size > MAX_TRAIN_VOCAB:
+        raise TokvecValueError(
+            f"vocab_size {vocab_size} is above {MAX_TRAIN_VOCAB:,}: no corpus yields that many merges (GPT-4o's "
+            f"o200k has 200k tokens) and the trainer would abort; use e.g. 8192 to 100000")
     floor = 256 + len(specials)
     if vocab_size < floor:
         raise TokvecValueError(
             f"vocab_size {vocab_size} is below 256 + {len(specials)} special token(s) = {floor}: a byte-level "
             f"BPE holds all 256 bytes and the specials before any merge; use vocab_size >= {floor}"
         )
-    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 0:
-        raise TokvecValueError(f"min_frequency must be an int >= 0, got {min_frequency!r}")
+    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or not 0 <= min_frequency <= 2 ** 32 - 1:
+        raise TokvecValueError(f"min_frequency must be an int in [0, {2 ** 32 - 1}], got {min_frequency!r}; "
+                               f"2 (the default) merges any pair seen twice")
     return specials
 
 

@@ -45,5 +45,13 @@ class CharTokenizer(VocabTokenizer):
     def _split(self, text: str) -> list[str]:
         return list(text)
 
+    def safe_cut(self, text: str) -> int:
+        """Anywhere, without normalization (one token per code point). With one, just before the
+        last space or newline: Unicode composes a character only with what follows it, and nothing
+        composes with a space or a newline, so normalizing each side alone changes nothing."""
+        if self.normalization is None:
+            return len(text)
+        return max(text.rfind(" "), text.rfind("\n"), 0)
+
     def _join(self, pieces: list[str]) -> str:
         return "".join(pieces)

@@ -54,6 +54,9 @@ def printable_to_bytes(text: str, *, where: str = "token") -> bytes:
         raise FormatError(f"{where} {text!r} holds {e.args[0]!r}, which is not a byte-level BPE character") from None
 
 
+MAX_RANK = 2 ** 32 - 2  # tiktoken's Rank is a u32 (and u32::MAX marks "no rank")
+
+
 # -- .tiktoken ------------------------------------------------------------------------------------
 _TIKTOKEN_LINE = re.compile(rb"^[A-Za-z0-9+/=]+ [0-9]+$")
 
@@ -87,15 +90,18 @@ def read_tiktoken(path: str | os.PathLike) -> dict[bytes, int]:
                 if len(parts) != 2:
                     raise ValueError("expected 2 fields")
                 token = base64.b64decode(parts[0], validate=True)
+                if not parts[1].isdigit() or len(parts[1]) > 10:
+                    raise ValueError("rank is not a small non-negative integer")
                 rank = int(parts[1])
-                if rank < 0:
-                    raise ValueError("negative rank")
             except (ValueError, binascii.Error):
                 shown = raw.decode("utf-8", "replace").rstrip("\r\n")
                 raise FormatError(
-                    f"{path} line {lineno}: {shown[:80]!r} is not '<base64 token> <rank>' "
-                    f"(a .tiktoken file has one such pair per line)"
+                    f"{path} line {lineno}: {shown[:80]!r} is not '<base64 token> <rank>' with rank an integer "
+                    f"in [0, {MAX_RANK}] (a .tiktoken file has one such pair per line)"
                 ) from None
+            if rank > MAX_RANK or not token:
+                what = f"rank {rank} is above {MAX_RANK} (tiktoken ranks are 32-bit)" if token else "the token is empty"
+                raise FormatError(f"{path} line {lineno}: {what}; fix or remove that line")
             if token in ranks or rank in seen_ranks:
                 raise FormatError(f"{path} line {lineno}: token {token!r} or rank {rank} appears twice")
             ranks[token] = rank
@@ -123,7 +129,8 @@ def _find(node: Any, type_name: str) -> list[Mapping]:
         return []
     if node.get("type") == "Sequence":
         key = "pretokenizers" if "pretokenizers" in node else "decoders"
-        return [m for child in node.get(key, []) for m in _find(child, type_name)]
+        children = node.get(key)
+        return [m for child in children for m in _find(child, type_name)] if isinstance(children, list) else []
     return [node] if node.get("type") == type_name else []
 
 
@@ -133,48 +140,57 @@ def read_hf_bpe(path: Path, data: Mapping) -> tuple[dict[bytes, int], str, dict[
     HF ids become tiktoken ranks unchanged, which is exact when ids follow merge order (true for a
     vocabulary the HF trainer made, and for GPT-2's); other layouts are refused.
     """
+    from .._schema import Doc
     from .patterns import PATTERNS
 
-    model = data["model"]
-    kind = model.get("type") or ("BPE" if "merges" in model else "WordPiece" if "continuing_subword_prefix" in model
-                                 else "Unigram" if isinstance(model.get("vocab"), list) else "unknown")
+    doc = Doc(data, str(path), fix="is it a tokenizer.json that Hugging Face tokenizers wrote?")
+    model = doc.obj("model")
+    kind = model.data.get("type") or ("BPE" if "merges" in model.data else "WordPiece" if "continuing_subword_prefix"
+                                      in model.data else "Unigram" if isinstance(model.data.get("vocab"), list) else "unknown")
     if kind != "BPE":
-        raise FormatError(f"{path} is a Hugging Face {kind} tokenizer; tokvec reads only byte-level BPE "
+        raise FormatError(f"{path} is a Hugging Face {str(kind)[:40]} tokenizer; tokvec reads only byte-level BPE "
                           f"tokenizer.json files (GPT-2 style)")
     pre = data.get("pre_tokenizer")
     byte_level = _find(pre, "ByteLevel")
     if not byte_level:
         found = pre.get("type") if isinstance(pre, Mapping) else None
-        raise FormatError(f"{path} is a BPE tokenizer but not byte-level (pre_tokenizer {found!r}, e.g. "
+        raise FormatError(f"{path} is a BPE tokenizer but not byte-level (pre_tokenizer {str(found)[:40]!r}, e.g. "
                           f"SentencePiece-style Metaspace); tokvec reads byte-level BPE only")
     if data.get("normalizer"):
-        raise FormatError(f"{path} has a normalizer ({data['normalizer'].get('type')!r}); tokvec's byte-level "
-                          f"BPE encodes raw text, so its ids would differ")
+        norm = data["normalizer"]
+        raise FormatError(f"{path} has a normalizer ({str(norm.get('type') if isinstance(norm, Mapping) else norm)[:40]!r}); "
+                          f"tokvec's byte-level BPE encodes raw text, so its ids would differ")
     for option in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
-        if model.get(option):
-            raise FormatError(f"{path}: BPE option {option}={model[option]!r} is not supported by tokvec")
+        if model.data.get(option):
+            raise FormatError(f"{path}: BPE option {option}={str(model.data[option])[:40]!r} is not supported by tokvec")
     if byte_level[0].get("add_prefix_space"):
         raise FormatError(f"{path}: ByteLevel add_prefix_space=true is not supported (it changes the text)")
     splits = _find(pre, "Split")
     if splits:
         pattern = splits[0].get("pattern", {})
         pat_str = pattern.get("Regex") if isinstance(pattern, Mapping) else None
-        if not pat_str:
+        if not isinstance(pat_str, str) or not pat_str:
             raise FormatError(f"{path}: the Split pre-tokenizer has no Regex pattern tokvec can use")
     elif byte_level[0].get("use_regex", True):
         pat_str = PATTERNS["gpt2"]
     else:
         raise FormatError(f"{path}: ByteLevel without a regex and no Split pre-tokenizer; no pattern to use")
-    vocab = model.get("vocab")
-    if not isinstance(vocab, Mapping):
-        raise FormatError(f"{path}: model.vocab is not a token -> id mapping")
+    vocab = model.int_map("vocab", lo=0, hi=MAX_RANK)
     # Added tokens (specials like <|endoftext|>) are matched in raw text before BPE: tiktoken's
     # special tokens. The HF trainer also lists them in model.vocab; they are not byte tokens.
-    specials = {a["content"]: int(a["id"]) for a in data.get("added_tokens") or []
-                if isinstance(a, Mapping) and "content" in a and "id" in a}
-    vocab = {t: int(i) for t, i in vocab.items() if specials.get(t) != i}
+    added = doc.list("added_tokens", default=None) or []
+    specials = {}
+    for n, entry in enumerate(added):
+        item = Doc(entry, str(path), where=f"added_tokens[{n}]", fix=doc.fix)
+        specials[item.str("content", nonempty=True)] = item.int("id", lo=0, hi=MAX_RANK)
+    vocab = {t: i for t, i in vocab.items() if specials.get(t) != i}
     ranks = {printable_to_bytes(tok, where=f"{path}: vocab token"): i for tok, i in vocab.items()}
-    _check_merge_order(path, vocab, model.get("merges") or [])
+    merges = model.list("merges", default=None) or []
+    for n, merge in enumerate(merges):
+        if not ((isinstance(merge, str) and " " in merge) or
+                (isinstance(merge, list) and len(merge) == 2 and all(isinstance(m, str) for m in merge))):
+            raise model.error(f"merges[{n}]", "'a b' or [a, b] (two tokens)", merge)
+    _check_merge_order(path, vocab, merges)
     return ranks, pat_str, specials
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..errors import FormatError, TokvecValueError
+from ..errors import TokvecValueError
 from ..vocab import Vocabulary
-from .base import Tokenizer, as_id_list, check_normalization, normalize
+from .base import Tokenizer, as_id_list, check_normalization, normalize, read_normalization
 
 
 class VocabTokenizer(Tokenizer):
@@ -89,13 +89,16 @@ class VocabTokenizer(Tokenizer):
 
     @classmethod
     def _vocab_from(cls, data: Mapping, source: str) -> Vocabulary:
-        if "vocab" not in data:
-            raise FormatError(f"{source} lacks the field 'vocab'")
+        from .._schema import Doc
+
+        Doc(data, source).obj("vocab")  # present and an object; its fields are the Vocabulary's to check
         return Vocabulary.from_dict(data["vocab"], source=f"{source} (vocab)")
 
     @classmethod
     def from_dict(cls, data: Mapping, *, source: str = "tokenizer data", **options: Any) -> "VocabTokenizer":
-        return cls(cls._vocab_from(data, source), normalization=data.get("normalization"), **options)
+        from .._schema import Doc
+
+        return cls(cls._vocab_from(data, source), normalization=read_normalization(Doc(data, source)), **options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, normalization={self.normalization!r})"

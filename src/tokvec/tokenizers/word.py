@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import TokvecValueError
 from ..vocab import DEFAULT_SPECIALS, Vocabulary
-from .base import check_normalization, register_tokenizer
+from .base import check_normalization, read_normalization, register_tokenizer
 from .vocab_tokenizer import VocabTokenizer
 
 # CJK ideographs (with extensions A..G and compatibility), kana, bopomofo, iteration marks.
@@ -122,6 +122,14 @@ class WordTokenizer(VocabTokenizer):
             pieces = [p for p in pieces if p and not p.isspace()]
         return pieces
 
+    def safe_cut(self, text: str) -> int:
+        """Just before the last space or newline that follows a non-space: WORD_PATTERN ends every
+        piece at a whitespace run's start and begins the run there (normalization, if any, composes
+        nothing with a space). A user segmenter promises nothing, so its files are encoded whole."""
+        if self.segmenter is not None:
+            return 0
+        return whitespace_cut(text, lambda c: not c.isspace())
+
     def _join(self, pieces: list[str]) -> str:
         if self.keep_whitespace:
             return "".join(pieces)
@@ -138,13 +146,32 @@ class WordTokenizer(VocabTokenizer):
     @classmethod
     def from_dict(cls, data: Mapping, *, source: str = "tokenizer data", segmenter: Segmenter | None = None,
                   **options: Any) -> "WordTokenizer":
+        from .._schema import Doc
+
+        doc = Doc(data, source)
         return cls(
             cls._vocab_from(data, source),
-            normalization=data.get("normalization"),
-            keep_whitespace=data.get("keep_whitespace", True),
+            normalization=read_normalization(doc),
+            keep_whitespace=doc.bool("keep_whitespace", default=True),
             segmenter=segmenter,
-            segmenter_name=data.get("segmenter"),
+            segmenter_name=doc.optional("segmenter", lambda k: doc.str(k, max_len=500)),
         )
+
+
+def whitespace_cut(text: str, before: Callable[[str], bool]) -> int:
+    """Index of the last space or newline of ``text`` whose previous character passes ``before``
+    (0 if none): the cut sits just before that whitespace."""
+    best = 0
+    for ws in (" ", "\n"):
+        i = len(text)
+        while True:
+            i = text.rfind(ws, 0, i)
+            if i <= best:
+                break
+            if before(text[i - 1]):
+                best = i
+                break
+    return best
 
 
 def _space_between(left: str, right: str) -> bool:

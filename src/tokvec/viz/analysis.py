@@ -31,9 +31,15 @@ def build_scheme(positional: str | PositionalEncoding, *, d_model: int, n_heads:
                  **options)
 
 
+MAX_PLOT_POSITIONS = 8192  # rows a figure can show; (h, n, n) scores grow with the square
+
+
 def pe_table(positional: str | PositionalEncoding = "sinusoidal", *, d_model: int = 128, max_len: int = 200,
              **options: Any) -> tuple[np.ndarray, PositionalEncoding]:
     """The additive position vectors of positions 0..max_len-1: (max_len, d_model), and the scheme."""
+    from .._checks import check_int_arg
+
+    check_int_arg("max_len", max_len, lo=1, hi=1 << 20, fix="a plot shows a few thousand positions; e.g. 200")
     scheme = build_scheme(positional, d_model=d_model, n_heads=1, max_len=max_len, **options)
     if scheme.acts_on != "input":
         raise TokvecValueError(
@@ -81,8 +87,14 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
     """
     if method not in METHODS:
         raise TokvecValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if not isinstance(n_positions, int) or n_positions < 2:
-        raise TokvecValueError(f"n_positions must be an integer >= 2, got {n_positions!r}")
+    from .._checks import check_int_arg, check_memory
+
+    check_int_arg("n_positions", n_positions, lo=2, hi=MAX_PLOT_POSITIONS,
+                  fix="a plot shows a few thousand positions at most; e.g. 256")
+    heads = n_heads if isinstance(n_heads, int) and not isinstance(n_heads, bool) and n_heads > 0 else 1
+    # (h, n, n) float64 scores plus as many intermediates (causal mask, bias, term, attention weights)
+    check_memory(f"scores of {n_positions} x {n_positions} positions for {heads} head(s)",
+                 6 * 8 * heads * n_positions ** 2, fix="use fewer positions (--n-positions) or heads")
     scheme = build_scheme(positional, d_model=d_model, n_heads=n_heads, max_len=n_positions, **options)
     if method == "attention" and scheme.acts_on != "attention":
         raise TokvecValueError(f"method 'attention' measures schemes that act inside attention; {scheme.name!r} "
@@ -185,8 +197,11 @@ def embedding_table(model) -> torch.Tensor:
 def top_ids(tokenizer, top: int) -> list[int]:
     """The first ``top`` ids that are not special tokens (pad, unk, bos, eos): in a frequency-ordered
     vocabulary, the most frequent tokens."""
+    from .._checks import check_int_arg
+
+    check_int_arg("top", top, lo=1, hi=1 << 20, fix="a plot labels a few hundred points at most; e.g. 500")
     specials = {getattr(tokenizer, a, None) for a in ("pad_id", "unk_id", "bos_id", "eos_id")}
-    return [i for i in range(tokenizer.vocab_size) if i not in specials][:top]
+    return [i for i in range(min(tokenizer.vocab_size, top + len(specials))) if i not in specials][:top]
 
 
 @dataclass(frozen=True)
@@ -207,7 +222,7 @@ def neighbors(table: torch.Tensor | np.ndarray, tokens: Sequence[str], query: st
     if table.dim() != 2 or table.shape[0] != len(tokens):
         raise TokvecValueError(f"table must be (V, d) with one row per token; got {tuple(table.shape)} "
                                f"for {len(tokens)} tokens")
-    if not isinstance(k, int) or k <= 0:
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise TokvecValueError(f"k must be a positive integer, got {k!r}")
     index = _find_token(tokens, query)
     unit = torch.nn.functional.normalize(table, dim=1)
