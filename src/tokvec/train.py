@@ -34,6 +34,10 @@ from .data.corpus import corpus_files, read_corpus
 from .data.tokenfile import load_token_file, write_token_file
 from .errors import TokvecValueError
 
+# nanoGPT's finetune_shakespeare.py: lr 3e-5, no decay (min_lr = lr); a short warmup so that the first
+# steps' Adam moments (estimated from one batch) cannot knock the pretrained weights far off.
+FINETUNE_DEFAULTS: dict[str, Any] = dict(lr=3e-5, min_lr=3e-5, warmup_steps=10, max_steps=200, eval_interval=50)
+
 # Fields that may change when a run is resumed; any other difference is an error.
 RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval", "compile", "bf16",
              "threads", "out", "resume", "strategy", "backend", "dist_timeout_s")
@@ -94,6 +98,7 @@ class TrainConfig:
     strategy: str = "auto"                # several processes (torchrun): auto = ddp; or fsdp, none
     backend: str = "auto"                 # auto = nccl on GPUs, gloo on CPUs
     dist_timeout_s: float = 300.0         # a collective waiting longer for a dead peer fails the job
+    init_from: Optional[str] = None       # fine-tune: a run directory or a Hugging Face model directory
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -105,6 +110,14 @@ class TrainConfig:
         if unknown:
             raise TokvecValueError(f"unknown train config keys {unknown}; known: {', '.join(sorted(names))}")
         return cls(**data)
+
+    @classmethod
+    def finetune(cls, init_from: str, **overrides: Any) -> "TrainConfig":
+        """A fine-tuning run of ``init_from`` (a run or HF directory) with :data:`FINETUNE_DEFAULTS`
+        (nanoGPT's finetune_shakespeare recipe: a small constant lr after a short warmup), then ``overrides``.
+
+        The architecture, weights and tokenizer come from ``init_from``; the model flags are refused."""
+        return cls(**{**FINETUNE_DEFAULTS, **overrides, "init_from": str(init_from)})
 
     @classmethod
     def for_resume(cls, run_dir: str, **overrides: Any) -> "TrainConfig":
@@ -137,6 +150,14 @@ class TrainConfig:
             problems.append(f"threads {self.threads} must be >= 1")
         if self.grad_clip < 0:
             problems.append(f"grad_clip {self.grad_clip} must be >= 0 (0 disables clipping)")
+        if self.init_from is not None:
+            changed = [f"{k}={getattr(self, k)!r}" for k in _MODEL_FLAGS if k != "dropout" and getattr(self, k) is not None]
+            changed += [f"{k}={v!r}" for k, v in self.model_options.items() if k != "dropout"]
+            changed += [f"{k}={getattr(self, k)!r}" for k, default in (("preset", "tiny"), ("tokenizer", "char"))
+                        if getattr(self, k) != default]
+            if changed:
+                problems.append(f"init_from {self.init_from} fixes the architecture and the tokenizer, so "
+                                f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)")
         if problems:
             raise TokvecValueError("bad training config: " + "; ".join(problems))
         return self
@@ -237,9 +258,12 @@ def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mappi
             continue
         if saved["train"][key] != value:
             diffs.append(f"{key}: checkpoint {saved['train'][key]!r}, now {value!r}")
+    from .model.config import ModelConfig
+
+    saved_model = ModelConfig.from_dict(saved["model"]).to_dict()  # fields added since then at their defaults
     for key, value in model_config.items():
-        if saved["model"].get(key) != value:
-            diffs.append(f"model {key}: checkpoint {saved['model'].get(key)!r}, now {value!r}")
+        if saved_model.get(key) != value:
+            diffs.append(f"model {key}: checkpoint {saved_model.get(key)!r}, now {value!r}")
     return diffs
 
 
@@ -323,12 +347,31 @@ def effective_batch(config: TrainConfig, world_size: int) -> int:
     return config.batch_size * world_size * config.grad_accum
 
 
-def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext):
+def init_source(path: str, *, dropout: float | None = None):
+    """``(model, tokenizer)`` to fine-tune from: a tokvec run directory or a local HF model directory."""
+    from .hf_runs import is_hf_directory, load_hf
+    from .model.gpt import GPT
+
+    if is_hf_directory(path):
+        model, tokenizer, _ = load_hf(path)
+    else:
+        model, tokenizer, _ = ckpt.load_run(path)
+    if dropout is not None and dropout != model.config.dropout:
+        state = model.state_dict()
+        model = GPT(dataclasses.replace(model.config, dropout=dropout))
+        model.load_state_dict(state)
+    return model, tokenizer
+
+
+def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext,
+                  source_tokenizer=None):
     """Rank 0 builds (or reloads) the tokenizer and encodes the corpus into ``run_dir/tokens.bin``;
     every rank then memory-maps that file and reads only the windows it trains on."""
     if ctx.is_main:
         if saved is not None:
             tokenizer = ckpt.load_run_tokenizer(run_dir, saved)
+        elif source_tokenizer is not None:
+            tokenizer = source_tokenizer
         else:
             tokenizer = build_tokenizer(config.tokenizer, corpus=config.corpus, encoding=config.encoding)
         write_token_file(tokenizer, corpus_files(config.corpus), run_dir / TOKENS_FILE, encoding=config.encoding)
@@ -355,8 +398,19 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
                                f"--resume {run_dir}, or pick another --out")
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer, ids = _prepare_data(config, run_dir, saved, ctx)
-    model_cfg = config.model_config(tokenizer.vocab_size)
+    source = None
+    if config.init_from is not None and saved is None:
+        source = init_source(config.init_from, dropout=config.dropout)
+    tokenizer, ids = _prepare_data(config, run_dir, saved, ctx, source[1] if source else None)
+    if source is not None:
+        model_cfg = source[0].config
+    elif saved is not None and config.init_from is not None:  # a fine-tune resumed: the saved architecture
+        from .model.config import ModelConfig
+
+        model_cfg = ModelConfig.from_dict({**saved["model"], **({} if config.dropout is None
+                                                                 else {"dropout": config.dropout})})
+    else:
+        model_cfg = config.model_config(tokenizer.vocab_size)
     model_dict = model_cfg.to_dict()
     data_info = {"tokens": int(len(ids)), "sha256": _ids_digest(ids)}
     if saved is not None:
@@ -373,7 +427,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
     data_info.update(val_start=split.val_start, val_tokens=int(len(split.val)))
 
     torch.manual_seed(config.seed)
-    model = GPT(model_cfg)
+    model = GPT(model_cfg) if source is None else source[0]
     start_step, elapsed_before, metrics = 0, 0.0, []
     if saved is not None:
         ckpt.load_weights(run_dir, model, saved)  # whole weights, before any sharding
@@ -383,7 +437,8 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
     model.to(ctx.device)
     wrapped = dist_.wrap_model(model, ctx)
     optimizer, fused = make_optimizer(model, config, allow_fused=ctx.strategy != "fsdp")
-    if saved is not None:
+    if saved is not None and (saved["step"] > 0 or ckpt.OPTIMIZER_FILE in saved["files"]):
+        # (an imported model is a run at step 0 without optimizer state: it starts a fresh one)
         ckpt.load_optimizer(run_dir, optimizer, saved)
         dist_.reshard_optimizer_state(optimizer)  # FSDP: whole moments -> this rank's shards
     if ctx.is_main:

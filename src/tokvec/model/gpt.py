@@ -203,6 +203,15 @@ class GPT(nn.Module):
                         seed=seed, use_cache=use_cache)
 
     @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu") -> "GPT":
+        """The model of a local Hugging Face directory (GPT-2, Llama, Mistral, Qwen2; safetensors
+        weights), in eval mode. See :mod:`tokvec.model.hf`; ``tokvec import`` makes it a run."""
+        from .hf import from_pretrained
+
+        return from_pretrained(directory, dtype=dtype, device=device)
+
+    @classmethod
     def from_run(cls, path: str | os.PathLike) -> "GPT":
         """The trained model of a run directory written by ``tokvec train`` (weights + config)."""
         from ..checkpoint import load_run

@@ -143,7 +143,7 @@ def read_hf_bpe(path: Path, data: Mapping) -> tuple[dict[bytes, int], str, dict[
     HF ids become tiktoken ranks unchanged, which is exact when ids follow merge order (true for a
     vocabulary the HF trainer made, and for GPT-2's); other layouts are refused.
     """
-    from .patterns import PATTERNS
+    from .patterns import PATTERNS, for_oniguruma
 
     model = data["model"]
     kind = model.get("type") or ("BPE" if "merges" in model else "WordPiece" if "continuing_subword_prefix" in model
@@ -171,6 +171,8 @@ def read_hf_bpe(path: Path, data: Mapping) -> tuple[dict[bytes, int], str, dict[
         pat_str = pattern.get("Regex") if isinstance(pattern, Mapping) else None
         if not pat_str:
             raise FormatError(f"{path}: the Split pre-tokenizer has no Regex pattern tokvec can use")
+        # tokvec's own export writes a named pattern in Oniguruma syntax: read it back as that name
+        pat_str = next((p for p in PATTERNS.values() if for_oniguruma(p) == pat_str), pat_str)
     elif byte_level[0].get("use_regex", True):
         pat_str = PATTERNS["gpt2"]
     else:

@@ -1,0 +1,145 @@
+"""Hugging Face model directories <-> tokvec run directories: ``tokvec import`` and ``tokvec export``.
+
+    import:  config.json + model.safetensors (or shards) + tokenizer.json  ->  a run directory (step 0)
+    export:  a run directory  ->  config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
+             generation_config.json that ``AutoModelForCausalLM`` / ``AutoTokenizer`` load as they are
+
+The mapping of configs and tensors is :mod:`tokvec.model.hf`; this module chooses the files, checks
+the tokenizer against the model, and writes atomically. The exported weights are streamed into
+``model.safetensors`` one tensor at a time (peak memory: the model plus its largest tensor).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint as ckpt
+from ._io import atomic_open, write_json
+from .errors import FormatError, TokvecValueError
+from .model.hf import HFModelError, config_from_hf, config_to_hf, from_pretrained, hf_tensors, read_hf_config
+
+_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+
+
+def is_hf_directory(path: str | os.PathLike) -> bool:
+    """A directory whose config.json is a Hugging Face config (has a model_type), not a tokvec run."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "model_type" in data and data.get("format") != ckpt.FORMAT
+
+
+def load_hf_tokenizer(source: str | os.PathLike, tokenizer: str | os.PathLike | None = None):
+    """The tokenizer of a HF directory (its tokenizer.json), or the file ``tokenizer`` names instead."""
+    from .tokenizers import load_tokenizer
+
+    path = Path(tokenizer) if tokenizer is not None else Path(source) / "tokenizer.json"
+    hint = ("import the weights with --tokenizer PATH (Python: tokenizer=PATH) naming a tokenizer tokvec reads "
+            "whose ids match the model: a tokvec tokenizer file, a .tiktoken rank file or a byte-level BPE "
+            "tokenizer.json")
+    if not path.is_file():
+        raise HFModelError(f"{path} does not exist; {hint}")
+    try:
+        return load_tokenizer(path)
+    except FormatError as e:
+        raise HFModelError(f"tokvec cannot read the tokenizer {path}: {e}. To use the model anyway, {hint}") from None
+
+
+def load_hf(source: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None):
+    """``(model, tokenizer, hf_config)`` of a local HF directory; the tokenizer's ids must fit the model."""
+    hf = read_hf_config(source)
+    config_from_hf(hf, source=str(Path(source) / "config.json"))  # unsupported fields fail before any reading
+    tok = load_hf_tokenizer(source, tokenizer)
+    model = from_pretrained(source)
+    if tok.vocab_size > model.config.vocab_size:
+        raise HFModelError(f"the tokenizer has {tok.vocab_size} ids but the model's vocab_size is "
+                           f"{model.config.vocab_size}; pass the tokenizer this model was trained with")
+    return model, tok, hf
+
+
+def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None
+              ) -> Path:
+    """Turn a local HF model directory into a tokvec run directory ``out`` (step 0, no optimizer state).
+
+    ``generate``, ``trace``, ``plot``, ``neighbors``, ``report`` read it like any run; ``train
+    --init-from`` fine-tunes it. Returns the run directory."""
+    from .train import TrainConfig
+
+    out = Path(out)
+    if Path(source).resolve() == out.resolve():
+        raise TokvecValueError(f"--out {out} is the Hugging Face directory itself; import into a new directory")
+    if ckpt.has_checkpoint(out):
+        raise TokvecValueError(f"{out} already holds a checkpoint or model (config.json); pick another --out")
+    model, tok, hf = load_hf(source, tokenizer=tokenizer)
+    train_config = TrainConfig.finetune(str(source), out=str(out)).to_dict()
+    ckpt.save_run(out, model=model, tokenizer=tok, model_config=model.config.to_dict(), train_config=train_config,
+                  step=0, extra={"source": {"format": "huggingface", "path": str(source),
+                                            "model_type": hf["model_type"]}})
+    return out
+
+
+def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the model and tokenizer of run directory ``run`` as a HF directory ``out``; returns ``out``.
+
+    GPT-2-shaped runs (learned, layernorm, gelu) become ``GPT2LMHeadModel``, Llama-shaped ones (rope,
+    rmsnorm, swiglu, with or without GQA) ``LlamaForCausalLM`` (``Qwen2ForCausalLM`` with q/k/v biases
+    only); anything else is an error naming the fields that block it."""
+    from .model.hf import export_problems
+    from .tokenizers.hf_export import to_hf_json
+
+    out = Path(out)
+    model, tok, run_config = ckpt.load_run(run)
+    model_type, blocking = export_problems(model.config)
+    hf = config_to_hf(model.config, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id)  # raises if blocked
+    to_hf_json(tok)  # the tokenizer's export errors come before any file is written
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        if (out / "config.json").is_file() and is_hf_directory(out):
+            raise TokvecValueError(f"{out} already holds a Hugging Face model; pass --force (overwrite=True) "
+                                   f"to replace it, or pick another --out")
+        raise TokvecValueError(f"{out} exists and is not empty; export into a new or empty directory")
+    if (out / "config.json").is_file() and not is_hf_directory(out):
+        raise TokvecValueError(f"{out} holds a tokvec run; export into another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    write_safetensors(out / "model.safetensors", hf_tensors(model, model_type), metadata={"format": "pt"})
+    tok.save_hf(out)
+    write_json(out / "generation_config.json", {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id,
+                                                "pad_token_id": tok.pad_id, "do_sample": True,
+                                                "max_length": model.config.context_length})
+    write_json(out / "config.json", {**hf, "tokvec": {"run": str(run), "step": run_config["step"]}})
+    return out
+
+
+def write_safetensors(path: Path, tensors, *, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file from ``(name, make, shape, dtype)`` rows, building one tensor at a time.
+
+    The format: an 8-byte little-endian header size, a JSON header (dtype, shape, byte offsets per
+    tensor; padded with spaces to 8 bytes), then the raw little-endian tensor bytes in header order."""
+    rows = list(tensors)
+    header: dict[str, Any] = {"__metadata__": dict(metadata or {})}
+    offset = 0
+    for name, _, shape, dtype in rows:
+        if dtype not in _ST_DTYPES:
+            raise TokvecValueError(f"tensor {name!r} has dtype {dtype}, which this writer does not store")
+        nbytes = int(torch.Size(shape).numel()) * torch.empty((), dtype=dtype).element_size()
+        header[name] = {"dtype": _ST_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)
+    with atomic_open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for name, make, shape, dtype in rows:
+            t = make()
+            if tuple(t.shape) != tuple(shape) or t.dtype != dtype:  # a mapping bug: never write a wrong file
+                raise RuntimeError(f"{name}: built {tuple(t.shape)} {t.dtype}, header says {tuple(shape)} {dtype}")
+            f.write(memoryview(t.contiguous().view(torch.uint8).numpy()) if t.numel() else b"")
