@@ -31,10 +31,13 @@ def _hf_config(kind: str, vocab: int):
     common = dict(vocab_size=vocab, bos_token_id=vocab - 1, eos_token_id=vocab - 1)
     if kind == "gpt2":
         return transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common)
-    if kind == "llama":
+    if kind.startswith("llama"):
+        scaling = {"llama-linear": {"rope_type": "linear", "factor": 2.0},
+                   "llama-yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}}
         return transformers.LlamaConfig(hidden_size=64, intermediate_size=160, num_hidden_layers=2,
                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                        rms_norm_eps=1e-6, rope_theta=500.0, tie_word_embeddings=False, **common)
+                                        rms_norm_eps=1e-6, rope_theta=500.0, tie_word_embeddings=False,
+                                        rope_scaling=scaling.get(kind), **common)
     return transformers.Qwen2Config(hidden_size=64, intermediate_size=160, num_hidden_layers=2,
                                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
                                     rms_norm_eps=1e-6, rope_theta=1000.0, tie_word_embeddings=False, **common)
@@ -58,7 +61,7 @@ def _ids(bpe, n=48):
 
 
 @pytest.mark.parametrize("kind,shard", [("gpt2", None), ("gpt2", "100KB"), ("llama", "100KB"), ("llama", None),
-                                        ("qwen2", None)])
+                                        ("llama-linear", None), ("llama-yarn", None), ("qwen2", None)])
 def test_import_matches_transformers(kind, shard, bpe, tmp_path):
     hf_model = _save_hf(kind, bpe, tmp_path / "hf", shard=shard)
     if shard:
