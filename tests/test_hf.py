@@ -211,3 +211,23 @@ def test_export_refuses_other_architectures(bpe, tmp_path):
     with pytest.raises(TokvecError, match=r"positional 'alibi'.*What exports.*learned.*rope"):
         export_hf(tmp_path / "run", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_truncated_or_garbage_safetensors_named(bpe, tmp_path):
+    _save_hf("gpt2", bpe, tmp_path / "hf")
+    path = tmp_path / "hf" / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[:-1000])
+    with pytest.raises(HFModelError, match=r"model\.safetensors: tensor '.*' .* truncated or corrupted"):
+        GPT.from_pretrained(tmp_path / "hf")
+    path.write_bytes(b"\xff" * 64)
+    with pytest.raises(HFModelError, match=r"model\.safetensors is not a safetensors file"):
+        GPT.from_pretrained(tmp_path / "hf")
+
+
+def test_empty_model_has_working_tables_and_tied_head():
+    cfg = ModelConfig(vocab_size=40, d_model=32, n_layers=1, n_heads=4, context_length=16, positional="rope")
+    model = GPT.empty(cfg)
+    assert model.lm_head.weight is model.embed.token.weight
+    assert model.blocks[0].attn.positional is model.embed.positional
+    torch.testing.assert_close(model.embed.positional._cos, GPT(cfg).embed.positional._cos)

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
+from ..positional import build as build_positional
 from .attention import KVCache
 from .block import Block, make_norm, register_alias_hooks
 from .cache import PreallocatedKVCache
@@ -73,6 +74,26 @@ class GPT(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+    @classmethod
+    def empty(cls, config: ModelConfig, *, device: str | torch.device = "cpu") -> "GPT":
+        """A GPT whose parameters are allocated on ``device`` but NOT initialised: to load weights into.
+
+        Skips the random init (seconds for gpt2-124m): the model is built on the meta device, then
+        given storage. The positional module is built for real, since its tables are computed
+        rather than loaded; a tied head is tied again."""
+        with torch.device("meta"):
+            model = cls(config)
+        model.to_empty(device=device)
+        context = dict(d_model=config.d_model, max_len=config.context_length, n_heads=config.n_heads,
+                       head_dim=config.head_dim)
+        positional = build_positional(config.positional, **context, **dict(config.positional_options)).to(device)
+        model.embed.positional = positional
+        for block in model.blocks:
+            block.attn.positional = positional
+        if config.tie_embeddings:
+            model.lm_head.weight = model.embed.token.weight
+        return model
 
     # -- forward --------------------------------------------------------------------------------
     def hidden(self, ids: Tensor, *, cache: KVCache | None = None) -> Tensor:
