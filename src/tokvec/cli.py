@@ -196,6 +196,31 @@ def tokenizer_train(
               f"{time.perf_counter() - start:.1f} s -> {out_path}")
 
 
+@tokenizer_app.command("export")
+def tokenizer_export(
+    tokenizer: str = typer.Argument(..., help="A tokenizer file (tokvec JSON, .tiktoken or tokenizer.json)."),
+    format_: str = typer.Option(..., "--format", help="hf (tokenizer.json + tokenizer_config.json in a directory) "
+                                "or tiktoken (a rank file; BPE only)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Directory (hf) or .tiktoken file (tiktoken)."),
+) -> None:
+    """Write a tokenizer for other tools: Hugging Face AutoTokenizer or tiktoken, with the same ids."""
+    tok = _load_tokenizer_arg(tokenizer)
+    if format_ == "hf":
+        path = tok.save_hf(out_path)
+        out.print(f"wrote {path} and tokenizer_config.json; load with "
+                  f"transformers.AutoTokenizer.from_pretrained({str(out_path)!r})", markup=False, soft_wrap=True)
+    elif format_ == "tiktoken":
+        if not hasattr(tok, "save_tiktoken"):
+            raise CLIError(f"a {tok.kind} tokenizer has no tiktoken form (tiktoken is byte-level BPE); "
+                           f"use --format hf")
+        tok.save_tiktoken(out_path)
+        out.print(f"wrote {out_path} ({tok.n_ranks} ranks; the pattern {tok.pattern!r} and the special tokens "
+                  f"{sorted(tok.special_tokens)} are not part of the format: pass them to tiktoken.Encoding)",
+                  markup=False, soft_wrap=True)
+    else:
+        raise CLIError(f"--format {format_!r} is not a tokenizer format; use hf or tiktoken")
+
+
 @app.command()
 def tokenize(
     text: list[str] = typer.Argument(None, help="Text to tokenize (default: the seed sentences)."),
@@ -316,10 +341,12 @@ def train(
                                                 "(250)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per micro-batch (12)."),
     grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Micro-batches per step (1)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (1e-3)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (1e-3; 3e-5 with --init-from)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of init, split and batches (1337)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (runs/tokvec)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Fine-tune a run or a Hugging Face model "
+                                             "directory: its architecture, weights and tokenizer (docs/hf.md)."),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on the CPU."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (torch's default)."),
@@ -346,7 +373,11 @@ def train(
         if out_dir is not None and out_dir.resolve() != resume.resolve():
             raise CLIError(f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
                            f"directory, so drop --out")
+        if init_from is not None:
+            raise CLIError(f"--resume {resume} continues a run as saved; drop --init-from {init_from}")
         config = TrainConfig.for_resume(str(resume), **flags)
+    elif init_from is not None:
+        config = TrainConfig.finetune(str(init_from), **flags, out=str(out_dir or TrainConfig.out)).validate()
     else:
         config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out))
     run_dir = Path(config.out)
@@ -354,8 +385,10 @@ def train(
     if rank != 0:  # under torchrun only rank 0 speaks; the others train silently
         out.quiet = err.quiet = True
     what = f"resuming {run_dir}" if config.resume else f"training into {run_dir}"
-    err.print(f"tokvec train: {what} (corpus {config.corpus or 'Python standard library'}, "
-              f"tokenizer {config.tokenizer}, preset {config.preset})", markup=False, soft_wrap=True)
+    model_from = (f"fine-tuning {config.init_from} (its model and tokenizer)" if config.init_from
+                  else f"tokenizer {config.tokenizer}, preset {config.preset}")
+    err.print(f"tokvec train: {what} (corpus {config.corpus or 'Python standard library'}, {model_from})",
+              markup=False, soft_wrap=True)
     err.print(f"tokvec train: effective batch {effective_batch(config, world)} windows per step = batch size "
               f"{config.batch_size} x {world} process(es) x {config.grad_accum} accumulation step(s)",
               markup=False, soft_wrap=True)
@@ -711,6 +744,73 @@ def report(
     path = write_report(page, out_path)
     out.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB); open it in a browser")
 
+
+
+# Hugging Face import / export (docs/hf.md)
+def _bytes_bar(description: str):
+    """A progress bar over bytes, as a ``progress(done, total)`` callback for the hf_runs functions."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar():
+        with progress_bar(None, description) as advance:
+            seen = {"done": 0}
+
+            def progress(done: int, total: int) -> None:
+                advance(done - seen["done"], total=total)
+                seen["done"] = done
+
+            yield progress
+
+    return bar()
+
+
+@app.command("import")
+def import_cmd(
+    source: Path = typer.Argument(..., help="A local Hugging Face model directory (config.json, model.safetensors, "
+                                  "tokenizer.json)."),
+    out_dir: Path = typer.Option(..., "--out", help="The run directory to create."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", "-t", help="Use this tokenizer file instead of "
+                                             "SOURCE/tokenizer.json (ids must match the model)."),
+) -> None:
+    """Import a GPT-2, Llama, Mistral or Qwen2 checkpoint as a tokvec run (generate, plot, trace, train --init-from)."""
+    from .hf_runs import import_hf
+
+    if not source.is_dir():
+        raise CLIError(f"no model directory at {source}; download one first (tokvec fetches nothing)")
+    with _bytes_bar("reading weights") as progress:
+        run = import_hf(source, out_dir, tokenizer=tokenizer, progress=progress)
+    from .checkpoint import read_run_config
+
+    model = read_run_config(run)["model"]
+    out.print(f"imported {source} -> {run} ({model['n_layers']} layers, d_model {model['d_model']}, "
+              f"{model['positional']}, vocab {model['vocab_size']})", markup=False, soft_wrap=True)
+
+
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Option(..., "--run", help="Run directory to export."),
+    format_: str = typer.Option("hf", "--format", help="hf: a Hugging Face model directory."),
+    out_dir: Path = typer.Option(..., "--out", help="Directory to write (new or empty)."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier Hugging Face export in --out."),
+) -> None:
+    """Export a run as a directory transformers loads: AutoModelForCausalLM / AutoTokenizer.from_pretrained(OUT)."""
+    from .hf_runs import export_hf
+
+    if format_ != "hf":
+        raise CLIError(f"--format {format_!r} is not an export format; use --format hf "
+                       f"(tokenizers alone: tokvec tokenizer export --format hf|tiktoken)")
+    with _bytes_bar("writing weights") as progress:
+        path = export_hf(run, out_dir, overwrite=force, progress=progress)
+    arch = read_json_file(path / "config.json")["architectures"][0]
+    out.print(f"exported {run} -> {path} ({arch}); load it with "
+              f"transformers.AutoModelForCausalLM.from_pretrained({str(path)!r})", markup=False, soft_wrap=True)
+
+
+def read_json_file(path: Path):
+    from ._io import read_json
+
+    return read_json(path)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

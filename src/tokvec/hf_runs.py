@@ -15,14 +15,14 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from . import checkpoint as ckpt
 from ._io import atomic_open, write_json
 from .errors import FormatError, TokvecValueError
-from .model.hf import HFModelError, config_from_hf, config_to_hf, from_pretrained, hf_tensors, read_hf_config
+from .model.hf import HFModelError, SafetensorsIndex, config_from_hf, config_to_hf, from_pretrained, hf_tensors, read_hf_config
 
 _ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
 
@@ -55,20 +55,24 @@ def load_hf_tokenizer(source: str | os.PathLike, tokenizer: str | os.PathLike | 
         raise HFModelError(f"tokvec cannot read the tokenizer {path}: {e}. To use the model anyway, {hint}") from None
 
 
-def load_hf(source: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None):
-    """``(model, tokenizer, hf_config)`` of a local HF directory; the tokenizer's ids must fit the model."""
+def load_hf(source: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None,
+            progress: Callable[[int, int], None] | None = None):
+    """``(model, tokenizer, hf_config)`` of a local HF directory; the tokenizer's ids must fit the model.
+
+    ``progress(done_bytes, total_bytes)`` follows the weights being read."""
     hf = read_hf_config(source)
     config_from_hf(hf, source=str(Path(source) / "config.json"))  # unsupported fields fail before any reading
+    SafetensorsIndex(source).close()  # so do pickle-only and broken weight files (headers only)
     tok = load_hf_tokenizer(source, tokenizer)
-    model = from_pretrained(source)
+    model = from_pretrained(source, progress=progress)
     if tok.vocab_size > model.config.vocab_size:
         raise HFModelError(f"the tokenizer has {tok.vocab_size} ids but the model's vocab_size is "
                            f"{model.config.vocab_size}; pass the tokenizer this model was trained with")
     return model, tok, hf
 
 
-def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None
-              ) -> Path:
+def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Path:
     """Turn a local HF model directory into a tokvec run directory ``out`` (step 0, no optimizer state).
 
     ``generate``, ``trace``, ``plot``, ``neighbors``, ``report`` read it like any run; ``train
@@ -80,7 +84,7 @@ def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: s
         raise TokvecValueError(f"--out {out} is the Hugging Face directory itself; import into a new directory")
     if ckpt.has_checkpoint(out):
         raise TokvecValueError(f"{out} already holds a checkpoint or model (config.json); pick another --out")
-    model, tok, hf = load_hf(source, tokenizer=tokenizer)
+    model, tok, hf = load_hf(source, tokenizer=tokenizer, progress=progress)
     train_config = TrainConfig.finetune(str(source), out=str(out)).to_dict()
     ckpt.save_run(out, model=model, tokenizer=tok, model_config=model.config.to_dict(), train_config=train_config,
                   step=0, extra={"source": {"format": "huggingface", "path": str(source),
@@ -88,7 +92,8 @@ def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: s
     return out
 
 
-def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> Path:
     """Write the model and tokenizer of run directory ``run`` as a HF directory ``out``; returns ``out``.
 
     GPT-2-shaped runs (learned, layernorm, gelu) become ``GPT2LMHeadModel``, Llama-shaped ones (rope,
@@ -110,7 +115,8 @@ def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool
     if (out / "config.json").is_file() and not is_hf_directory(out):
         raise TokvecValueError(f"{out} holds a tokvec run; export into another directory")
     out.mkdir(parents=True, exist_ok=True)
-    write_safetensors(out / "model.safetensors", hf_tensors(model, model_type), metadata={"format": "pt"})
+    write_safetensors(out / "model.safetensors", hf_tensors(model, model_type), metadata={"format": "pt"},
+                      progress=progress)
     tok.save_hf(out)
     write_json(out / "generation_config.json", {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id,
                                                 "pad_token_id": tok.pad_id, "do_sample": True,
@@ -119,8 +125,10 @@ def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool
     return out
 
 
-def write_safetensors(path: Path, tensors, *, metadata: dict[str, str] | None = None) -> None:
+def write_safetensors(path: Path, tensors, *, metadata: dict[str, str] | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> None:
     """Write a safetensors file from ``(name, make, shape, dtype)`` rows, building one tensor at a time.
+    ``progress(done_bytes, total_bytes)`` is called after each tensor.
 
     The format: an 8-byte little-endian header size, a JSON header (dtype, shape, byte offsets per
     tensor; padded with spaces to 8 bytes), then the raw little-endian tensor bytes in header order."""
@@ -138,8 +146,12 @@ def write_safetensors(path: Path, tensors, *, metadata: dict[str, str] | None = 
     with atomic_open(path, "wb") as f:
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
+        done = 0
         for name, make, shape, dtype in rows:
             t = make()
             if tuple(t.shape) != tuple(shape) or t.dtype != dtype:  # a mapping bug: never write a wrong file
                 raise RuntimeError(f"{name}: built {tuple(t.shape)} {t.dtype}, header says {tuple(shape)} {dtype}")
             f.write(memoryview(t.contiguous().view(torch.uint8).numpy()) if t.numel() else b"")
+            done += t.numel() * t.element_size()
+            if progress is not None:
+                progress(done, offset)

@@ -74,8 +74,8 @@ def config_from_hf(hf: Mapping[str, Any], *, source: str = "config.json") -> Mod
     else:
         fields = _llama_fields(hf, model_type, problems)
     if problems:
-        raise HFModelError(f"{source} ({model_type}) uses what tokvec does not support: " + "; ".join(problems)
-                           + f". Supported: {', '.join(MODEL_TYPES)} without those features")
+        raise HFModelError(f"{source} ({model_type}) cannot be imported: " + "; ".join(problems)
+                           + f". tokvec imports {', '.join(MODEL_TYPES)} without those features")
     try:
         return ModelConfig(**fields)
     except TokvecValueError as e:
@@ -451,10 +451,12 @@ def detect_prefix(names: list[str], model_type: str) -> str:
     return "transformer." if model_type == "gpt2" else ""
 
 
-def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type: str) -> None:
+def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type: str,
+                    progress: Callable[[int], None] | None = None) -> None:
     """Copy every tensor of ``index`` into ``model``'s parameters, checking names, shapes and dtypes.
 
-    Row blocks go straight from the file into the parameter: no second copy of the weights."""
+    Bytes go straight from the file into the parameter: no second copy of the weights.
+    ``progress(n)`` is called with the bytes of each tensor read."""
     config: ModelConfig = model.config
     names = index.names()
     plan = _plan(config, model_type, detect_prefix(names, model_type))
@@ -484,6 +486,8 @@ def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type:
                 rows = piece.shape[1] if piece.transposed else piece.shape[0]
                 index.copy_into(piece.name, param[row:row + rows], transposed=piece.transposed)
                 row += rows
+                if progress is not None:
+                    progress(index.entries[piece.name][4])
             if row != param.shape[0]:  # a plan bug, never the user's: the pieces must fill the parameter
                 raise RuntimeError(f"{target}: {row} rows copied into {tuple(param.shape)}")
         if config.tie_embeddings and "lm_head.weight" in index.entries:
@@ -496,8 +500,10 @@ def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type:
 
 
 def from_pretrained(directory: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
-                    device: str | torch.device = "cpu"):
-    """A :class:`~tokvec.model.GPT` with the weights of a local HF model directory (eval mode)."""
+                    device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None):
+    """A :class:`~tokvec.model.GPT` with the weights of a local HF model directory (eval mode).
+
+    ``progress(done_bytes, total_bytes)`` is called as tensors are read."""
     from .gpt import GPT
 
     hf = read_hf_config(directory)
@@ -507,8 +513,14 @@ def from_pretrained(directory: str | os.PathLike, *, dtype: torch.dtype = torch.
     if dtype != torch.float32:  # parameters only: rope keeps complex and float64 tables as buffers
         for p in model.parameters():
             p.data = p.data.to(dtype)
+    total, done = sum(e[4] for e in index.entries.values()), [0]
+
+    def advance(n: int) -> None:
+        done[0] += n
+        progress(done[0], total)
+
     try:
-        load_hf_weights(model, index, hf["model_type"])
+        load_hf_weights(model, index, hf["model_type"], advance if progress is not None else None)
     finally:
         index.close()
     return model.to(device).eval()
