@@ -231,3 +231,14 @@ def test_empty_model_has_working_tables_and_tied_head():
     assert model.lm_head.weight is model.embed.token.weight
     assert model.blocks[0].attn.positional is model.embed.positional
     torch.testing.assert_close(model.embed.positional._cos, GPT(cfg).embed.positional._cos)
+
+
+@pytest.mark.parametrize("kind", ["llama-linear", "llama-yarn"])
+def test_rope_scaling_survives_export(kind, bpe, tmp_path):
+    hf_model = _save_hf(kind, bpe, tmp_path / "hf")
+    import_hf(tmp_path / "hf", tmp_path / "run")
+    export_hf(tmp_path / "run", tmp_path / "out")
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out").float().eval()
+    ids = _ids(bpe)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, hf_model(ids).logits, atol=1e-4, rtol=0)
