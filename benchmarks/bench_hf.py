@@ -7,6 +7,8 @@ thread), sides alternating:
 - import: tokvec ``GPT.from_pretrained(dir)`` vs transformers ``AutoModelForCausalLM.from_pretrained(dir)``
 - export: the loaded model written as a HF directory's weights: tokvec's streamed writer
   (``tokvec.hf_runs.write_safetensors(hf_tensors(model))``) vs ``model.save_pretrained(out)``
+- convert: the whole ``tokvec import DIR --out RUN`` (read, write the run directory with its
+  checkpoint code) vs ``from_pretrained`` + ``save_pretrained``
 
 Time is the operation's wall time; memory is the process's peak RSS (VmHWM, reset just before) above
 its RSS just before the operation (after imports; for export, with the model already loaded), as a
@@ -42,6 +44,7 @@ def rss(field):
 
 if side == "tokvec":
     from tokvec.model.gpt import GPT
+    from tokvec.hf_runs import import_hf
     from tokvec.hf_runs import write_safetensors
     from tokvec.model.hf import hf_tensors
     load = lambda: GPT.from_pretrained(src)
@@ -59,7 +62,8 @@ if op == "import":
 else:
     model = load()
     reset_peak(); before = rss("VmRSS"); t0 = time.perf_counter(); save(model); dt = time.perf_counter() - t0
-weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+weights = (os.path.getsize(os.path.join(src, "model.safetensors")) if model is None else
+           sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()))
 print(json.dumps({"seconds": dt, "peak_above": rss("VmHWM") - before, "weights": weights}))
 """
 
@@ -92,7 +96,7 @@ def main() -> None:
         size = (src / "model.safetensors").stat().st_size
         rows = {}
         for r in range(args.rounds):
-            for op in ("import", "export"):
+            for op in ("import", "export", "convert"):
                 sides = ("tokvec", "transformers") if r % 2 == 0 else ("transformers", "tokvec")
                 for side in sides:
                     res = run_side(side, op, src, Path(tmp) / f"out-{side}-{op}-{r}")
@@ -103,7 +107,7 @@ def main() -> None:
         print("| operation | tokvec s | transformers s | time ratio | tokvec peak / weights | "
               "transformers peak / weights |")
         print("| --- | --- | --- | --- | --- | --- |")
-        for op in ("import", "export"):
+        for op in ("import", "export", "convert"):
             t = min(rows[(op, "tokvec")], key=lambda x: x["seconds"])
             h = min(rows[(op, "transformers")], key=lambda x: x["seconds"])
             tp = min(x["peak_above"] for x in rows[(op, "tokvec")]) / t["weights"]
