@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # torch` with no torch present would pull a multi-GB CUDA build. pyproject declares torch>=2.4.
 TORCH  := torch==2.13.0
 
-.PHONY: setup system-deps run test bench clean
+.PHONY: setup system-deps run lint test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -44,8 +44,17 @@ system-deps:
 	    || echo "apt-get could not install $$missing; the tests that need it will skip"; \
 	fi
 
-test: setup system-deps
+# The layering rule (docs/architecture.md) and the lint rules, both configured in pyproject.toml.
+lint: setup
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: setup system-deps lint
 	$(PY) -m pytest
+
+# Everything but the tests marked slow (subprocesses, torchrun, the browser, real training): about a minute.
+test-fast: setup lint
+	$(PY) -m pytest -m "not slow"
 
 # Every benchmark, each a side-by-side ratio against a peer measured in the same run. The peers
 # (HF transformers, sentencepiece) come from the `bench` extra. Long: tens of minutes on 2 cores.

@@ -6,7 +6,7 @@ thread), sides alternating:
 
 - import: tokvec ``GPT.from_pretrained(dir)`` vs transformers ``AutoModelForCausalLM.from_pretrained(dir)``
 - export: the loaded model written as a HF directory's weights: tokvec's streamed writer
-  (``tokvec.hf_runs.write_safetensors(hf_tensors(model))``) vs ``model.save_pretrained(out)``
+  (``tokvec.runs.hf.write_safetensors(hf_tensors(model))``) vs ``model.save_pretrained(out)``
 - convert: the whole ``tokvec import DIR --out RUN`` (read, write the run directory with its
   checkpoint code) vs ``from_pretrained`` + ``save_pretrained``
 
@@ -44,8 +44,8 @@ def rss(field):
 
 if side == "tokvec":
     from tokvec.model.gpt import GPT
-    from tokvec.hf_runs import import_hf
-    from tokvec.hf_runs import write_safetensors
+    from tokvec.runs.hf import import_hf
+    from tokvec.runs.hf import write_safetensors
     from tokvec.model.hf import hf_tensors
     load = lambda: GPT.from_pretrained(src)
     save = lambda m: write_safetensors(os.path.join(out, "model.safetensors"), hf_tensors(m, "gpt2"), metadata={"format": "pt"})

@@ -18,9 +18,9 @@ import time
 import torch
 from torch import nn
 
+from _machine import cpu_name  # noqa: E402  (benchmarks/_machine.py)
 from tokvec import InputEmbedding
 from tokvec.positional import sinusoidal_table
-from _machine import cpu_name  # noqa: E402  (benchmarks/_machine.py)
 
 VOCAB = 50257
 

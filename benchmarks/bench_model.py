@@ -28,8 +28,8 @@ import time
 
 import torch
 
-from tokvec import GPT, ModelConfig
 from _machine import cpu_name  # noqa: E402  (benchmarks/_machine.py)
+from tokvec import GPT, ModelConfig
 
 VOCAB = 65
 SIZES = {"tiny": (128, 4, 4), "small": (384, 6, 6)}  # (d_model, layers, heads) of the presets

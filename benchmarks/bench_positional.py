@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _machine import cpu_name  # noqa: E402  (benchmarks/_machine.py)
 from tokvec.model import CausalSelfAttention  # noqa: E402
 from tokvec.positional import build  # noqa: E402
-from _machine import cpu_name  # noqa: E402  (benchmarks/_machine.py)
 
 # label -> (scheme, options)
 SCHEMES = {

@@ -29,11 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from tokvec.corpus import corpus_ids  # noqa: E402
 from tokvec.data.batches import batch_generator, random_batch, split_by_position  # noqa: E402
-from tokvec.data.corpus import corpus_ids  # noqa: E402
 from tokvec.model import GPT, ModelConfig  # noqa: E402
+from tokvec.runs.train import TrainConfig, train  # noqa: E402
 from tokvec.tokenizers import CharTokenizer  # noqa: E402
-from tokvec.train import TrainConfig, train  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data" / "tinyshakespeare.txt"
 SIZES = dict(context_length=64, d_model=128, n_layers=4, n_heads=4, dropout=0.0)

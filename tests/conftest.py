@@ -1,5 +1,14 @@
+import io
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 import torch
+
+SCRIPT = Path(sys.executable).with_name("tokvec")  # the installed console script
 
 
 @pytest.fixture
@@ -9,3 +18,49 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@dataclass
+class CliResult:
+    code: int  # the exit status: 0 ok, 2 a user error (one line on stderr)
+    out: str
+    err: str
+
+    def __iter__(self):  # code, out, err = cli(...)
+        return iter((self.code, self.out, self.err))
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``tokvec ARGS...`` and return its CliResult: ``cli("embed", "你好").out``.
+
+    In this process through ``tokvec.cli.main`` (fast; ``stdin=`` feeds standard input), or with
+    ``subprocess=True`` as a user runs it: the installed console script in a fresh interpreter.
+    """
+
+    def run(*args, stdin: str | None = None, subprocess: bool = False, cwd=None) -> CliResult:
+        argv = [str(a) for a in args]
+        if subprocess:
+            return _run_script(argv, stdin, cwd)
+        from tokvec.cli import main
+
+        capsys.readouterr()  # output printed before this call is not this command's
+        if stdin is not None:
+            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = 0
+        try:
+            main(argv)
+        except SystemExit as e:
+            code = e.code or 0
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def _run_script(argv: list[str], stdin: str | None, cwd) -> CliResult:
+    cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tokvec"]
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run(cmd + argv, input=stdin, capture_output=True, text=True, encoding="utf-8", cwd=cwd,
+                          env=env, timeout=300)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from tokvec.errors import TokvecValueError
-from tokvec.model import CausalSelfAttention, KVCache, banded
+from tokvec.model import CausalSelfAttention, KVCache
+from tokvec.model.fast import banded
 from tokvec.positional import build
 
 SCHEMES = ["none", "rope", "alibi", "relative", "t5", "xl"]
@@ -58,7 +59,7 @@ def test_explicit_weights_path_equals_the_fused_path(name):
 def test_schemes_stay_on_the_fused_kernel(name, path):
     """No scheme writes the weights out unless asked to: NoPE, RoPE and XL's term go to SDPA, a
     constant bias to the kernel with causal skipping, the learned distance terms (T5, Shaw keys and
-    values) to model/banded.py's fused path with its banded backward."""
+    values) to model/fast/banded.py's fused path with its banded backward."""
     att = attention("relative", values=False) if name == "relative-keys" else attention(name)
     with mock.patch("tokvec.model.attention.F.scaled_dot_product_attention",
                     wraps=F.scaled_dot_product_attention) as sdpa, \
@@ -90,6 +91,7 @@ def test_shaw_values_with_dropout_write_the_weights_out():
     assert explicit.called  # dropout acts on the weights the value term sees: the fused path has none
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["t5", "relative"])
 def test_fused_distance_path_equals_the_explicit_path_with_gradients(name):
     """Same layer, same input: the banded fused path against the weights written out (need_weights),

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tokvec.errors import TokvecValueError
-from tokvec.model import banded
+from tokvec.model.fast import banded
 
 
 def reference(q, k, v, table, values, offset):

@@ -158,6 +158,7 @@ def test_non_utf8_corpus_names_file_offset_and_fix(tmp_path):
     assert tok.vocab_size == 300
 
 
+@pytest.mark.slow
 # -- encoding and decoding ---------------------------------------------------------------------
 @settings(max_examples=150, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",))))

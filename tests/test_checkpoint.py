@@ -6,9 +6,10 @@ import os
 import pytest
 import torch
 
-from tokvec import checkpoint as ckpt
-from tokvec.checkpoint import CheckpointError, load_run, save_run
+from tokvec import load_model
 from tokvec.model import GPT, ModelConfig
+from tokvec.runs import checkpoint as ckpt
+from tokvec.runs.checkpoint import CheckpointError, load_run, save_run
 from tokvec.tokenizers import CharTokenizer
 
 TEXT = "to be or not to be, that is the question. "
@@ -47,7 +48,7 @@ def test_save_load_identical_logits(tmp_path, positional):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors",
                                                          "optimizer.safetensors", "tokenizer.json"]
     # tied embedding: the LM head shares the table again after loading
-    assert GPT.from_run(tmp_path).config == cfg
+    assert load_model(tmp_path).config == cfg
 
 
 def test_optimizer_round_trip_without_pickle(tmp_path):

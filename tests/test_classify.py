@@ -6,10 +6,8 @@ import random
 import pytest
 import torch
 
-from tokvec.classify import ClassifyConfig, load_classifier, pad_batch, read_labelled_csv, train_classifier
 from tokvec.errors import FormatError, TokvecValueError
-
-from test_cli_embed import run as run_cli
+from tokvec.runs.classify import ClassifyConfig, load_classifier, pad_batch, read_labelled_csv, train_classifier
 
 
 def write_csv(path, rows, header=("text", "label")):
@@ -34,6 +32,7 @@ def reviews(tmp_path_factory):
     return write_csv(tmp_path_factory.mktemp("clf") / "reviews.csv", rows)
 
 
+@pytest.mark.slow
 def test_learns_the_label_bearing_character(reviews, tmp_path):
     result = train_classifier(ClassifyConfig(csv=str(reviews), out=str(tmp_path / "run"), max_steps=250, d_model=32,
                                              n_layers=1, n_heads=2, context=32))
@@ -68,14 +67,15 @@ def test_bad_csv_files(tmp_path):
         read_labelled_csv(tmp_path / "missing.csv")
 
 
-def test_cli_train_and_predict(reviews, tmp_path):
-    r = run_cli("classify", "train", "--csv", str(reviews), "--out", str(tmp_path / "run"), "--max-steps", "200",
-                "--d-model", "32", "--layers", "1", "--heads", "2", "--context", "32")
-    assert r.returncode == 0, r.stderr
-    assert "done: 2 labels ['neg', 'pos']" in r.stdout and "val accuracy" in r.stdout
-    r = run_cli("classify", "predict", "--run", str(tmp_path / "run"), "這部電影真棒", "劇情真爛")
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
+@pytest.mark.slow
+def test_cli_train_and_predict(reviews, tmp_path, cli):
+    r = cli("classify", "train", "--csv", str(reviews), "--out", str(tmp_path / "run"), "--max-steps", "200",
+            "--d-model", "32", "--layers", "1", "--heads", "2", "--context", "32", subprocess=True)
+    assert r.code == 0, r.err
+    assert "done: 2 labels ['neg', 'pos']" in r.out and "val accuracy" in r.out
+    r = cli("classify", "predict", "--run", str(tmp_path / "run"), "這部電影真棒", "劇情真爛", subprocess=True)
+    assert r.code == 0, r.err
+    lines = r.out.strip().splitlines()
     assert lines[0].startswith("pos  ") and lines[0].endswith("  這部電影真棒") and lines[1].startswith("neg  ")
-    r = run_cli("classify", "predict", "--run", str(tmp_path / "nope"), "x")
-    assert r.returncode == 2 and "tokvec: error: no classifier run at" in r.stderr
+    r = cli("classify", "predict", "--run", str(tmp_path / "nope"), "x", subprocess=True)
+    assert r.code == 2 and "tokvec: error: no classifier run at" in r.err

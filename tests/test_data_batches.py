@@ -6,9 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokvec.data.batches import (batch_generator, eval_batches, min_corpus_tokens, random_batch,
-                                 split_by_position)
-from tokvec.data.corpus import corpus_files, corpus_ids, default_corpus_files, read_corpus
+from tokvec.corpus import corpus_files, corpus_ids, default_corpus_files, read_corpus
+from tokvec.data.batches import batch_generator, eval_batches, min_corpus_tokens, random_batch, split_by_position
 from tokvec.errors import TokvecValueError
 from tokvec.tokenizers import CharTokenizer
 
@@ -67,7 +66,10 @@ def test_random_batch_windows_are_shifted_pairs_inside_train():
 def test_random_batch_is_a_function_of_seed_and_step():
     ids = np.arange(5000)
     s = split_by_position(ids, context=8, seed=0)
-    draw = lambda seed, step: random_batch(s.train, batch_size=8, context=8, generator=batch_generator(seed, step))[0]
+
+    def draw(seed, step):
+        return random_batch(s.train, batch_size=8, context=8, generator=batch_generator(seed, step))[0]
+
     assert torch.equal(draw(1, 5), draw(1, 5))
     assert not torch.equal(draw(1, 5), draw(1, 6))
     assert not torch.equal(draw(1, 5), draw(2, 5))

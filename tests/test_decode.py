@@ -10,7 +10,7 @@ from torch import nn
 
 from tokvec import GPT, ModelConfig
 from tokvec.model.attention import KVCache
-from tokvec.model.decode import Decoder
+from tokvec.model.fast.decode import Decoder
 from tokvec.positional import available
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

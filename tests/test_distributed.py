@@ -5,15 +5,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tokvec import distributed as D
-from tokvec.checkpoint import load_run, read_metrics
 from tokvec.errors import DistributedError, TokvecValueError
+from tokvec.runs import distributed as D
+from tokvec.runs.checkpoint import load_run, read_metrics
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
 
@@ -53,6 +52,7 @@ def runs(corpus, tmp_path_factory):
     return base, ddp
 
 
+@pytest.mark.slow
 def test_ddp_follows_the_single_process_loss_curve(runs):
     base, ddp = runs
     assert "effective batch 8 windows per step = batch size 4 x 2 process(es) x 1 accumulation step(s)" in ddp.stderr
@@ -65,6 +65,7 @@ def test_ddp_follows_the_single_process_loss_curve(runs):
     assert ddp.stdout.count("done: step 12") == 1  # only rank 0 speaks
 
 
+@pytest.mark.slow
 def test_resume_a_ddp_checkpoint_in_one_process(runs, tmp_path):
     base, _ = runs
     r = tokvec("train", "--resume", str(base / "ddp"), "--max-steps", "15", "--threads", "1")
@@ -76,6 +77,7 @@ def test_resume_a_ddp_checkpoint_in_one_process(runs, tmp_path):
     assert steps == [6, 12, 15]
 
 
+@pytest.mark.slow
 def test_fsdp_trains_like_ddp_and_saves_whole_weights(corpus, runs, tmp_path):
     base, _ = runs
     r = tokvec("train", "--corpus", str(corpus), *MODEL, "--max-steps", "12", "--eval-interval", "6",
@@ -99,6 +101,7 @@ def test_fsdp_trains_like_ddp_and_saves_whole_weights(corpus, runs, tmp_path):
     assert a[-1]["loss"] == pytest.approx(b[-1]["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_killing_one_rank_fails_the_job_instead_of_hanging(corpus, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tokvec",
@@ -140,6 +143,7 @@ def _lonely_rank(rank, port, q):
         q.put(str(e))
 
 
+@pytest.mark.slow
 def test_a_peer_that_stops_answering_becomes_a_clear_error():
     import socket
 

@@ -8,10 +8,18 @@ import math
 import pytest
 import torch
 
-from tokvec import GPT, CharTokenizer, ModelConfig
+from tokvec import GPT, CharTokenizer, ModelConfig, load_model
 from tokvec.errors import TokvecTypeError, TokvecValueError
-from tokvec.generate import (_split_at_stop, apply_repetition_penalty, encode_prompt, generate, next_token, stream,
-                             top_k_filter, top_p_filter)
+from tokvec.generate import (
+    _split_at_stop,
+    apply_repetition_penalty,
+    encode_prompt,
+    generate,
+    next_token,
+    stream,
+    top_k_filter,
+    top_p_filter,
+)
 from tokvec.model.cache import PreallocatedKVCache
 from tokvec.positional import available
 
@@ -252,116 +260,92 @@ def test_bad_prompts(chars):
 @pytest.fixture
 def fake_run(tmp_path, monkeypatch, chars):
     """A run directory whose loading is stubbed: the CLI's own logic, without a training run."""
-    import sys
-    import types
-
     model = model_for(vocab_size=chars.vocab_size, context_length=32)
-    fake = types.ModuleType("tokvec.checkpoint")
-    fake.load_run = lambda path: (model, chars, {})
-    monkeypatch.setitem(sys.modules, "tokvec.checkpoint", fake)
+    monkeypatch.setattr("tokvec.runs.checkpoint.load_run", lambda path: (model, chars, {}))
     (tmp_path / "run").mkdir()
     return tmp_path / "run", model
 
 
-def run_cli(args, capsys, stdin=None, monkeypatch=None):
-    from tokvec.cli import main
-
-    if stdin is not None:
-        import io
-
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = e.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_cli_generate_streams_the_library_text(fake_run, chars, capsys):
+def test_cli_generate_streams_the_library_text(fake_run, chars, cli):
     run, model = fake_run
-    code, out, _ = run_cli(["generate", "--run", str(run), "--prompt", "to be", "--max-new-tokens", "15",
-                            "--temperature", "0"], capsys)
+    code, out, _ = cli("generate", "--run", str(run), "--prompt", "to be", "--max-new-tokens", "15",
+                       "--temperature", "0")
     expected = "".join(stream(model, chars, "to be", 15, temperature=0))
     assert code == 0 and out == "to be" + expected + "\n"
-    code, out2, _ = run_cli(["generate", "--run", str(run), "-p", "to", "-n", "15", "--seed", "4", "--top-k", "5",
-                             "--top-p", "0.9"], capsys)
-    code, out3, _ = run_cli(["generate", "--run", str(run), "-p", "to", "-n", "15", "--seed", "4", "--top-k", "5",
-                             "--top-p", "0.9", "--no-cache"], capsys)
+    code, out2, _ = cli("generate", "--run", str(run), "-p", "to", "-n", "15", "--seed", "4", "--top-k", "5",
+                        "--top-p", "0.9")
+    code, out3, _ = cli("generate", "--run", str(run), "-p", "to", "-n", "15", "--seed", "4", "--top-k", "5",
+                        "--top-p", "0.9", "--no-cache")
     assert out2 == out3 == "to" + "".join(stream(model, chars, "to", 15, seed=4, top_k=5, top_p=0.9,
                                                   temperature=0.8)) + "\n"
 
 
-def test_cli_generate_stop_reads_escapes(fake_run, chars, capsys):
+def test_cli_generate_stop_reads_escapes(fake_run, chars, cli):
     run, model = fake_run
     full = "".join(stream(model, chars, "to", 25, temperature=0, stop_at_eos=False))
-    code, out, _ = run_cli(["generate", "--run", str(run), "-p", "to", "-n", "25", "--temperature", "0",
-                            "--stop", full[6:8].replace("\n", "\\n")], capsys)
+    code, out, _ = cli("generate", "--run", str(run), "-p", "to", "-n", "25", "--temperature", "0",
+                       "--stop", full[6:8].replace("\n", "\\n"))
     assert code == 0 and out == "to" + full[:full.find(full[6:8])] + "\n"
 
 
-def test_cli_generate_interactive(fake_run, chars, capsys, monkeypatch):
+def test_cli_generate_interactive(fake_run, chars, cli):
     run, model = fake_run
-    code, out, err = run_cli(["generate", "--run", str(run), "--interactive", "-n", "5", "--temperature", "0"],
-                             capsys, stdin="to\nbe\n\n", monkeypatch=monkeypatch)
+    code, out, err = cli("generate", "--run", str(run), "--interactive", "-n", "5", "--temperature", "0", stdin="to\nbe\n\n")
     first = "to" + "".join(stream(model, chars, "to", 5, temperature=0))
     second = "be" + "".join(stream(model, chars, "be", 5, temperature=0))
     assert code == 0 and out == f"> {first}\n> {second}\n> "
     assert "Type a prompt" in err
 
 
-def test_cli_generate_bad_input(fake_run, capsys):
+def test_cli_generate_bad_input(fake_run, cli):
     run, _ = fake_run
     for flags, message in [(["-n", "0"], "max_new_tokens must be a positive integer, got 0"),
                            (["--top-p", "1.5"], "top_p must be in (0, 1], got 1.5"),
                            (["--temperature", "-1"], "temperature must be a finite number >= 0, got -1.0")]:
-        code, out, err = run_cli(["generate", "--run", str(run), *flags], capsys)
+        code, out, err = cli("generate", "--run", str(run), *flags)
         assert code == 2 and err.startswith("tokvec: error: " + message) and err.count("\n") == 1
-    code, _, err = run_cli(["generate", "--run", str(run / "nope"), "-n", "3"], capsys)
+    code, _, err = cli("generate", "--run", str(run / "nope"), "-n", "3")
     assert code == 2 and f"no run directory at {run / 'nope'}" in err
-    code, out, err = run_cli(["generate", "--run", str(run), "-p", "to 沈", "-n", "3"], capsys)
+    code, out, err = cli("generate", "--run", str(run), "-p", "to 沈", "-n", "3")
     assert code == 0 and out.startswith("to 沈")
     assert "tokvec: warning: 1 prompt piece(s) are not in the tokenizer's vocabulary ('沈')" in err
 
 
-def test_cli_train_then_generate_end_to_end(tmp_path, capsys, monkeypatch):
+@pytest.mark.slow
+def test_cli_train_then_generate_end_to_end(tmp_path, cli):
     """`tokvec train` on a small file, then `tokvec generate` on its run directory (real checkpoint)."""
-    pytest.importorskip("tokvec.checkpoint", reason="tokvec train/checkpoint are not merged into this tree yet")
-    from tokvec.checkpoint import load_run
+    from tokvec.runs.checkpoint import load_run
 
     corpus = tmp_path / "small.txt"
     corpus.write_text("to be or not to be, that is the question.\n" * 30, encoding="utf-8")
     run = tmp_path / "run"
-    code, _, err = run_cli(["train", "--corpus", str(corpus), "--tokenizer", "char", "--d-model", "32", "--layers",
-                            "2", "--heads", "2", "--context", "32", "--batch-size", "8", "--max-steps", "60",
-                            "--eval-interval", "30", "--lr", "1e-2", "--threads", "1", "--out", str(run)], capsys)
+    code, _, err = cli("train", "--corpus", str(corpus), "--tokenizer", "char", "--d-model", "32", "--layers",
+                       "2", "--heads", "2", "--context", "32", "--batch-size", "8", "--max-steps", "60",
+                       "--eval-interval", "30", "--lr", "1e-2", "--threads", "1", "--out", str(run))
     assert code == 0, err
-    code, out, _ = run_cli(["generate", "--run", str(run), "--prompt", "to be or not", "-n", "30",
-                            "--temperature", "0"], capsys)
+    code, out, _ = cli("generate", "--run", str(run), "--prompt", "to be or not", "-n", "30",
+                       "--temperature", "0")
     model, tok, _ = load_run(run)
     expected = "".join(stream(model, tok, "to be or not", 30, temperature=0))
     assert code == 0 and out == "to be or not" + expected + "\n"
     assert "that is the question" in expected  # 60 steps learn the line (near enough)
-    assert GPT.from_run(run).num_parameters() == model.num_parameters()
-    code, out, _ = run_cli(["generate", "--run", str(run), "-i", "-n", "8", "--seed", "1"], capsys,
-                           stdin="that\n\n", monkeypatch=monkeypatch)
+    assert load_model(run).num_parameters() == model.num_parameters()
+    code, out, _ = cli("generate", "--run", str(run), "-i", "-n", "8", "--seed", "1", stdin="that\n\n")
     assert code == 0 and out.startswith("> that") and out.endswith("\n> ")
 
 
-def test_cli_train_takes_the_llama_block_choices(tmp_path, capsys):
+def test_cli_train_takes_the_llama_block_choices(tmp_path, cli):
     """--norm / --activation reach the model (and its saved config); a bad value is one line, exit 2."""
     corpus = tmp_path / "small.txt"
     corpus.write_text("to be or not to be, that is the question.\n" * 30, encoding="utf-8")
     base = ["train", "--corpus", str(corpus), "--d-model", "32", "--layers", "1", "--heads", "2", "--context", "16",
             "--batch-size", "4", "--max-steps", "2", "--eval-interval", "2", "--threads", "1"]
     run = tmp_path / "run"
-    code, _, err = run_cli(base + ["--positional", "rope", "--norm", "rmsnorm", "--activation", "swiglu",
-                                   "--out", str(run)], capsys)
+    code, _, err = cli(*base, "--positional", "rope", "--norm", "rmsnorm", "--activation", "swiglu", "--out", run)
     assert code == 0, err
-    model = GPT.from_run(run)
+    model = load_model(run)
     assert (model.config.positional, model.config.norm, model.config.activation) == ("rope", "rmsnorm", "swiglu")
-    code, _, err = run_cli(base + ["--norm", "batchnorm", "--out", str(tmp_path / "bad")], capsys)
+    code, _, err = cli(*base, "--norm", "batchnorm", "--out", tmp_path / "bad")
     last = err.strip().splitlines()[-1]
     assert code == 2 and err.count("tokvec: error:") == 1
     assert last == "tokvec: error: invalid model config (1 problem): norm 'batchnorm' is not one of (layernorm, rmsnorm)"

@@ -10,13 +10,14 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tokvec import checkpoint as ckpt  # noqa: E402
 from tokvec.errors import TokvecError  # noqa: E402
-from tokvec.hf_runs import export_hf, import_hf, load_hf  # noqa: E402
 from tokvec.model import GPT, ModelConfig  # noqa: E402
 from tokvec.model.hf import HFModelError  # noqa: E402
+from tokvec.runs import checkpoint as ckpt  # noqa: E402
+from tokvec.runs.hf import export_hf, import_hf  # noqa: E402
+from tokvec.runs.pretrained import load_hf  # noqa: E402
+from tokvec.runs.train import TrainConfig, train  # noqa: E402
 from tokvec.tokenizers import BPETokenizer  # noqa: E402
-from tokvec.train import TrainConfig, train  # noqa: E402
 
 TEXT = ("The quick brown fox jumps over the lazy dog. 小沈阳江西演唱会邀请了。 It's 2024!\n" * 40
         + "Shall I compare thee to a summer's day? Thou art more lovely and more temperate.\n" * 40)

@@ -7,7 +7,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tokvec.hf_runs import import_hf  # noqa: E402
+from tokvec.runs.hf import import_hf  # noqa: E402
 from tokvec.tokenizers import BPETokenizer  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
-import types
 
 import pytest
 import torch
@@ -16,7 +14,6 @@ from tokvec.errors import TokvecTypeError, TokvecValueError
 from tokvec.model import PRESETS
 from tokvec.model.config import swiglu_hidden
 from tokvec.positional import available
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -249,15 +246,18 @@ def test_state_dict_saves_shared_tensors_once_and_round_trips(tmp_path):
     assert other.lm_head.weight is other.embed.token.weight
 
 
-def test_from_run_delegates_to_checkpoint_load_run(monkeypatch):
-    model = GPT(tiny())
-    seen = []
-    fake = types.ModuleType("tokvec.checkpoint")
-    fake.load_run = lambda path: (seen.append(path), (model, None, {}))[1]
-    monkeypatch.setitem(sys.modules, "tokvec.checkpoint", fake)
-    assert GPT.from_run("runs/x") is model and seen == ["runs/x"]
+def test_package_root_exports_lazily_and_train_is_the_function():
+    import tokvec
+    from tokvec.runs import checkpoint, train
+
+    assert tokvec.train is train.train and callable(tokvec.train)
+    assert tokvec.load_model is checkpoint.load_model and tokvec.GPT is GPT
+    assert set(tokvec.__all__) <= set(dir(tokvec))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        tokvec.no_such_name
 
 
+@pytest.mark.slow
 # -- it learns ---------------------------------------------------------------------------------
 def test_tiny_model_learns_repeated_text():
     """2 layers, d 32: a plain AdamW loop drives the loss on a repeated sentence to ~0, and greedy
@@ -316,6 +316,7 @@ def test_classifier_bad_input():
         clf(ids, padding_mask=torch.tensor([[False] * 4, [True] * 4]))
 
 
+@pytest.mark.slow
 def test_classifier_learns_and_loads_lm_weights():
     torch.manual_seed(0)
     cfg = tiny()

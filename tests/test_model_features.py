@@ -10,7 +10,7 @@ import torch
 
 from tokvec.errors import TokvecValueError
 from tokvec.model import GPT, ModelConfig
-from tokvec.model.decode import Decoder
+from tokvec.model.fast.decode import Decoder
 
 
 def test_gelu_new_is_the_tanh_formula():

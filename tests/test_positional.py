@@ -349,8 +349,9 @@ def test_scheme_classes_are_exported():
 
 # -- length-extrapolation harness -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_compare_trains_each_scheme_and_scores_every_length(tmp_path):
-    from tokvec.positional.compare import CompareConfig, compare, format_table, plot, write_csv
+    from tokvec.runs.experiments import CompareConfig, compare, format_table, plot, write_csv
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 60, encoding="utf-8")
@@ -370,7 +371,7 @@ def test_compare_trains_each_scheme_and_scores_every_length(tmp_path):
 
 
 def test_compare_bad_input():
-    from tokvec.positional.compare import CompareConfig, parse_lengths, parse_schemes
+    from tokvec.runs.experiments import CompareConfig, parse_lengths, parse_schemes
 
     assert parse_schemes("all") == tuple(available())
     assert parse_schemes("rope, alibi") == ("rope", "alibi")
@@ -385,13 +386,9 @@ def test_compare_bad_input():
         CompareConfig(train_len=0, max_steps=-1).validate()
 
 
-def test_cli_compare_refuses_an_unknown_scheme_in_one_line(capsys):
-    from tokvec.cli import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(["positional", "compare", "--schemes", "rope,rotary", "--max-steps", "1"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+def test_cli_compare_refuses_an_unknown_scheme_in_one_line(cli):
+    code, _, err = cli("positional", "compare", "--schemes", "rope,rotary", "--max-steps", "1")
+    assert code == 2
     assert err.startswith("tokvec: error: unknown positional scheme(s) ['rotary']") and err.count("\n") == 1
 
 

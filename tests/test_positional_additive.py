@@ -8,8 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokvec.errors import TokvecTypeError, TokvecValueError
-from tokvec.positional import (LearnedPositionalEncoding, NoPositionalEncoding, SinusoidalPositionalEncoding, build,
-                               sinusoidal_table)
+from tokvec.positional import (
+    LearnedPositionalEncoding,
+    NoPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    build,
+    sinusoidal_table,
+)
 
 
 def _formula(pos: int, j: int, d: int) -> float:
@@ -43,6 +48,7 @@ def test_halves_layout_is_a_column_permutation_of_interleaved():
         SinusoidalPositionalEncoding(16, layout="zigzag")
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 200), st.integers(0, 200), st.integers(0, 60))
 def test_dot_product_depends_only_on_offset(p, q, k):

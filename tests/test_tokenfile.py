@@ -7,10 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tokvec import BPETokenizer
-from tokvec.cli import main
+from tokvec import BPETokenizer, textstream
 from tokvec.data import load_token_file, read_token_file_info, token_dtype, write_token_file
-from tokvec.data import textstream
 from tokvec.errors import FormatError, TokvecValueError
 
 # Boundary traps for chunking: whitespace before newlines ("foo  \nbar" splits differently when cut),
@@ -137,40 +135,33 @@ def test_bad_corpus_inputs(tok, tmp_path, monkeypatch):
 
 
 # -- CLI ---------------------------------------------------------------------------------------
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
-def test_cli_train_tokenize_encode(tmp_path, capsys):
+def test_cli_train_tokenize_encode(tmp_path, cli):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
-    code, out, err = run(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300", "--special",
-                          "<|endoftext|>", "--out", str(tmp_path / "tok.json")], capsys)
+    code, out, err = cli("tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300", "--special",
+                         "<|endoftext|>", "--out", str(tmp_path / "tok.json"))
     assert code == 0, err
     assert "trained BPE vocab_size=300 (43 merges, 1 specials, pattern cl100k)" in out
     tok = BPETokenizer.from_dict(json.loads((tmp_path / "tok.json").read_text()))
-    code, out, err = run(["tokenize", "-t", str(tmp_path / "tok.json"), "小沈阳 hello"], capsys)
+    code, out, err = cli("tokenize", "-t", str(tmp_path / "tok.json"), "小沈阳 hello")
     assert code == 0, err
     assert str(tok.encode("小沈阳 hello")) in out.replace("\n", "")
     assert "tokens/char" in out
-    code, out, err = run(["encode", "-t", str(tmp_path / "tok.json"), "--corpus", str(corpus), "--out",
-                          str(tmp_path / "ids.bin"), "--eot", "<|endoftext|>"], capsys)
+    code, out, err = cli("encode", "-t", str(tmp_path / "tok.json"), "--corpus", str(corpus), "--out",
+                         str(tmp_path / "ids.bin"), "--eot", "<|endoftext|>")
     assert code == 0, err
     assert load_token_file(tmp_path / "ids.bin").tolist() == tok.encode(TEXT) + [tok.eos_id]
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
+def test_cli_errors_are_one_line(tmp_path, cli):
     gb = tmp_path / "gb.txt"
     gb.write_bytes("床前明月光".encode("gb18030"))
-    code, out, err = run(["tokenizer", "train", "--corpus", str(gb), "--vocab-size", "300", "--out",
-                          str(tmp_path / "t.json")], capsys)
+    code, out, err = cli("tokenizer", "train", "--corpus", str(gb), "--vocab-size", "300", "--out",
+                         str(tmp_path / "t.json"))
     assert code == 2 and err.count("\n") == 1
     assert "tokvec: error: " in err and "gb.txt is not valid utf-8 at byte offset 0" in err and "--encoding" in err
-    code, out, err = run(["tokenizer", "train", "--corpus", str(gb), "--vocab-size", "100", "--out",
-                          str(tmp_path / "t.json")], capsys)
+    code, out, err = cli("tokenizer", "train", "--corpus", str(gb), "--vocab-size", "100", "--out",
+                         str(tmp_path / "t.json"))
     assert code == 2 and "vocab_size 100 is below 256 + 0 special token(s) = 256" in err
-    code, out, err = run(["tokenize", "-t", str(tmp_path / "missing.json"), "x"], capsys)
+    code, out, err = cli("tokenize", "-t", str(tmp_path / "missing.json"), "x")
     assert code == 2 and "no tokenizer file at" in err

@@ -92,9 +92,9 @@ def test_word_split_matches_python_on_every_bmp_character(tmp_path):
     from tokenizers import Regex, pre_tokenizers
 
     from tokvec.tokenizers.hf_export import _word_split_regex
-    from tokvec.tokenizers.word import _WORD_RE
+    from tokvec.tokenizers.word import _WORD_RE, CJK
 
-    split = pre_tokenizers.Split(Regex(_word_split_regex()), behavior="isolated")
+    split = pre_tokenizers.Split(Regex(_word_split_regex(CJK)), behavior="isolated")
     chars = [chr(c) for c in list(range(1, 0xD800)) + list(range(0xE000, 0x30000))
              if unicodedata.category(chr(c)) != "Cn"]
     text = "".join(f"a{c}b {c}{c}" for c in chars)

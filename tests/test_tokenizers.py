@@ -74,6 +74,7 @@ def test_encode_batch():
     assert tok.encode_batch(texts) == [tok.encode(t) for t in texts]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.sampled_from(sorted(set(CORPUS))), max_size=60))
 def test_char_round_trip_for_text_in_vocabulary(s):
@@ -81,6 +82,7 @@ def test_char_round_trip_for_text_in_vocabulary(s):
     assert tok.decode(tok.encode(s)) == s
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=40))
 def test_char_round_trip_any_text_when_trained_on_it(s):

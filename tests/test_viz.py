@@ -19,14 +19,28 @@ import torch
 
 from tokvec import CharTokenizer, InputEmbedding
 from tokvec.errors import FormatError, TokvecValueError, UnknownTokenError
-from tokvec.positional import PositionalEncoding, build, sinusoidal_table
-from tokvec.viz import (display_token, find_cjk_font, neighbors, pca_2d, plot_attention, plot_embeddings,
-                        plot_loss, plot_pe, plot_pe_similarity, positional_scores, read_metrics, save_figure,
-                        token_strings, trace)
+from tokvec.positional import build, sinusoidal_table
+from tokvec.runs.rundir import RunData, check_run_dir
+from tokvec.viz import (
+    display_token,
+    find_cjk_font,
+    neighbors,
+    pca_2d,
+    plot_attention,
+    plot_embeddings,
+    plot_loss,
+    plot_pe,
+    plot_pe_similarity,
+    positional_scores,
+    read_metrics,
+    save_figure,
+    token_strings,
+    trace,
+)
 from tokvec.viz import fonts as fonts_module
 from tokvec.viz.analysis import attention_maps
 from tokvec.viz.fonts import FontInfo
-from tokvec.viz.report import RunData, build_report, check_run_dir, tokenizer_stats, write_report
+from tokvec.viz.report import build_report, tokenizer_stats, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CJK_FONT = find_cjk_font()
@@ -54,6 +68,7 @@ def no_glyph_warnings(fig, fmt="png"):
     return [str(w.message) for w in caught if "missing from font" in str(w.message)]
 
 
+@pytest.mark.slow
 # -- fonts ----------------------------------------------------------------------------------------------
 @needs_cjk_font
 def test_cjk_font_found_covers_chinese_and_labels_draw_without_missing_glyphs():
@@ -388,6 +403,7 @@ def fake_run(tok, tmp_path, positional="sinusoidal"):
     return RunData(model=model, tokenizer=tok, config=config, metrics=RECORDS, path=tmp_path)
 
 
+@pytest.mark.slow
 def test_report_holds_config_counts_stats_losses_sample_and_inline_plots(tok, tmp_path):
     run = fake_run(tok, tmp_path)
     val = "你好好嗎嗎 hello"
@@ -432,6 +448,7 @@ def test_check_run_dir_errors(tmp_path):
         check_run_dir(tmp_path)
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(tok, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
@@ -453,47 +470,47 @@ def test_report_renders_in_headless_chromium(tok, tmp_path):
 
 
 # -- command line ------------------------------------------------------------------------------------------
-def cli(*args):
-    from tokvec.cli import main
-
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return e.code
-    return 0
-
-
-def test_cli_trace_prints_every_stage(capsys):
-    assert cli("trace", "你好好嗎嗎", "--d-model", "8") == 0
-    printed = capsys.readouterr().out
+def test_cli_trace_prints_every_stage(cli):
+    r = cli("trace", "你好好嗎嗎", "--d-model", "8")
+    assert r.code == 0
+    printed = r.out
     for line in ("1. text  shape (5,)", "3. ids  shape (1, 5)", "4. token vectors  shape (1, 5, 8)",
                  "5. position vectors  shape (5, 8)", "6. input vectors  shape (1, 5, 8)", "[[6, 4, 4, 5, 5]]"):  # 好, 嗎 twice: most frequent, lowest ids
         assert line in printed
 
 
-def test_cli_plots_write_files_and_name_the_font(tmp_path, capsys):
-    assert cli("plot", "pe", "--d-model", "16", "--max-len", "20", "--out", str(tmp_path / "pe.png")) == 0
+def test_cli_plots_write_files_and_name_the_font(tmp_path, cli):
+    r = cli("plot", "pe", "--d-model", "16", "--max-len", "20", "--out", str(tmp_path / "pe.png"))
+    assert r.code == 0
+    printed = r.out
     assert (tmp_path / "pe.png").read_bytes().startswith(PNG_MAGIC)
-    assert cli("plot", "pe-similarity", "--positional", "sinusoidal", "--out", str(tmp_path / "s.svg")) == 0
+    r = cli("plot", "pe-similarity", "--positional", "sinusoidal", "--out", str(tmp_path / "s.svg"))
+    assert r.code == 0
+    printed += r.out
     assert "<svg" in (tmp_path / "s.svg").read_text(encoding="utf-8")
     metrics = write_metrics(tmp_path / "metrics.jsonl", RECORDS)
-    assert cli("plot", "loss", "--metrics", str(metrics), "--out", str(tmp_path / "loss.png")) == 0
-    printed = capsys.readouterr().out
+    r = cli("plot", "loss", "--metrics", str(metrics), "--out", str(tmp_path / "loss.png"))
+    assert r.code == 0
+    printed += r.out
     assert printed.count("wrote ") == 3
     assert printed.count(CJK_FONT.describe()) == 3
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
-    assert cli("plot", "pe", "--out", str(tmp_path / "pe.jpg")) == 2
-    assert capsys.readouterr().err.strip() == (
+def test_cli_errors_are_one_line(tmp_path, cli):
+    r = cli("plot", "pe", "--out", str(tmp_path / "pe.jpg"))
+    assert r.code == 2
+    assert r.err.strip() == (
         f"tokvec: error: cannot save a figure as '.jpg' ({tmp_path / 'pe.jpg'}); name it .png or .svg")
-    assert cli("report", "--run", str(tmp_path / "nope")) == 2
-    err = capsys.readouterr().err
+    r = cli("report", "--run", str(tmp_path / "nope"))
+    assert r.code == 2
+    err = r.err
     assert err.startswith("tokvec: error: no run directory at ") and err.count("\n") == 1
-    assert cli("neighbors", "王") == 2
-    assert "neighbors needs a trained run: pass --run DIR" in capsys.readouterr().err
-    assert cli("plot", "loss") == 2
-    assert "plot loss needs --run DIR or --metrics FILE" in capsys.readouterr().err
+    r = cli("neighbors", "王")
+    assert r.code == 2
+    assert "neighbors needs a trained run: pass --run DIR" in r.err
+    r = cli("plot", "loss")
+    assert r.code == 2
+    assert "plot loss needs --run DIR or --metrics FILE" in r.err
 
 
 # -- a real run, trained here -------------------------------------------------------------------------------
@@ -502,7 +519,7 @@ POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    train = pytest.importorskip("tokvec.train", reason="the training code (tokvec.train) is not installed")
+    from tokvec.runs import train
     root = tmp_path_factory.mktemp("trained")
     corpus = root / "poem.txt"
     corpus.write_text(POEM * 40, encoding="utf-8")
@@ -513,6 +530,7 @@ def trained_run(tmp_path_factory):
     return root / "run"
 
 
+@pytest.mark.slow
 def test_open_run_loads_the_trained_model(trained_run):
     from tokvec.viz.report import open_run
 
@@ -524,39 +542,50 @@ def test_open_run_loads_the_trained_model(trained_run):
     assert weights.shape == (2, 5, 5) and pieces == list("床前明月光")
 
 
-def test_cli_run_commands_on_a_trained_run(trained_run, tmp_path, capsys):
+@pytest.mark.slow
+def test_cli_run_commands_on_a_trained_run(trained_run, tmp_path, cli):
     run = str(trained_run)
+    printed = ""
     for args, name in ((["plot", "embeddings", "--top", "30"], "emb.png"),
                        (["plot", "attention", "--text", "床前明月光", "--layer", "1"], "att.png"),
                        (["plot", "loss"], "loss.png"), (["plot", "pe"], "pe.png"),
                        (["plot", "pe-similarity", "--n-positions", "16"], "sim.svg")):
-        assert cli(*args, "--run", run, "--out", str(tmp_path / name)) == 0, args
+        r = cli(*args, "--run", run, "--out", str(tmp_path / name))
+        assert r.code == 0, args
+        printed += r.out
         assert (tmp_path / name).stat().st_size > 5_000
-    printed = capsys.readouterr().out
     assert printed.count(CJK_FONT.describe()) == 5
 
-    assert cli("neighbors", "明", "--run", run, "-k", "3") == 0
-    lines = capsys.readouterr().out.splitlines()
+    r = cli("neighbors", "明", "--run", run, "-k", "3")
+    assert r.code == 0
+    lines = r.out.splitlines()
     assert lines[0] == f"nearest to '明' in {run}:" and len(lines) == 5  # title, header, 3 rows
 
-    assert cli("trace", "明月", "--run", run) == 0
-    assert "4. token vectors  shape (1, 2, 16)" in capsys.readouterr().out
+    r = cli("trace", "明月", "--run", run)
+    assert r.code == 0
+    assert "4. token vectors  shape (1, 2, 16)" in r.out
 
-    assert cli("report", "--run", run, "--out", str(tmp_path / "report.html"), "--max-new-tokens", "20") == 0
+    r = cli("report", "--run", run, "--out", str(tmp_path / "report.html"), "--max-new-tokens", "20")
+    assert r.code == 0
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<td>validation text</td><td>the run&#x27;s validation split</td>" in page
     assert "<td>tokens per character</td><td class=num>1</td>" in page  # a char tokenizer: one per character
     assert page.count("data:image/png;base64,") == 6 and "not available" not in page
 
 
-def test_cli_run_errors(trained_run, tmp_path, capsys):
+@pytest.mark.slow
+def test_cli_run_errors(trained_run, tmp_path, cli):
     run = str(trained_run)
-    assert cli("plot", "attention", "--run", run, "--text", "明月", "--layer", "2") == 2
-    assert capsys.readouterr().err.strip() == (
+    r = cli("plot", "attention", "--run", run, "--text", "明月", "--layer", "2")
+    assert r.code == 2
+    assert r.err.strip() == (
         "tokvec: error: layer 2 is out of range: this model has 2 layers, numbered 0..1")
-    assert cli("neighbors", "王", "--run", run) == 2
-    assert "tokvec: error: token '王' is not in the vocabulary" in capsys.readouterr().err
-    assert cli("neighbors", "明月", "--run", run) == 2
-    assert "it is 2 tokens here ('明', '月')" in capsys.readouterr().err
-    assert cli("plot", "embeddings", "--run", str(tmp_path / "nope")) == 2
-    assert capsys.readouterr().err.startswith(f"tokvec: error: no run directory at {tmp_path / 'nope'}")
+    r = cli("neighbors", "王", "--run", run)
+    assert r.code == 2
+    assert "tokvec: error: token '王' is not in the vocabulary" in r.err
+    r = cli("neighbors", "明月", "--run", run)
+    assert r.code == 2
+    assert "it is 2 tokens here ('明', '月')" in r.err
+    r = cli("plot", "embeddings", "--run", str(tmp_path / "nope"))
+    assert r.code == 2
+    assert r.err.startswith(f"tokvec: error: no run directory at {tmp_path / 'nope'}")

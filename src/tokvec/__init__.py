@@ -6,57 +6,74 @@
     >>> emb = InputEmbedding(vocab_size=tok.vocab_size, d_model=64, positional="sinusoidal")
     >>> emb(torch.tensor([ids])).shape        # (batch_size, seq_length, d_model)
     torch.Size([1, 5, 64])
+
+The names below are imported on first use (a module ``__getattr__``, PEP 562), so ``import tokvec``
+and ``tokvec --help`` stay free of torch until a name that needs it is touched.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from __future__ import annotations
 
-from .embedding import InputEmbedding, TokenEmbedding
-from .errors import FormatError, TokenIdError, TokvecError, TokvecTypeError, TokvecValueError, UnknownTokenError
-from .tokenizers import CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
-from .vocab import Vocabulary
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# --- BPE issue exports ---
-from .tokenizers import BPETokenizer
+# public name -> the module that defines it
+_EXPORTS = {
+    "Vocabulary": ".vocab",
+    "Tokenizer": ".tokenizers",
+    "CharTokenizer": ".tokenizers",
+    "WordTokenizer": ".tokenizers",
+    "BPETokenizer": ".tokenizers",
+    "load_tokenizer": ".tokenizers",
+    "TokenEmbedding": ".embedding",
+    "InputEmbedding": ".embedding",
+    "TokvecError": ".errors",
+    "TokvecValueError": ".errors",
+    "TokvecTypeError": ".errors",
+    "FormatError": ".errors",
+    "TokenIdError": ".errors",
+    "UnknownTokenError": ".errors",
+    "GPT": ".model",
+    "ModelConfig": ".model",
+    "SequenceClassifier": ".model",
+    "TrainConfig": ".runs.train",
+    "TrainResult": ".runs.train",
+    "TrainingDivergedError": ".runs.train",
+    "train": ".runs.train",
+    "load_run": ".runs.checkpoint",
+    "load_model": ".runs.checkpoint",
+    "save_run": ".runs.checkpoint",
+    "ClassifyConfig": ".runs.classify",
+    "train_classifier": ".runs.classify",
+    "load_classifier": ".runs.classify",
+}
 
-# --- language-model issue exports ---
-from .model import GPT, ModelConfig, SequenceClassifier  # noqa: E402
-from .checkpoint import load_run, save_run  # noqa: E402
-from .train import TrainConfig, TrainResult, TrainingDivergedError, train  # noqa: E402  (tokvec.train(config))
-from .classify import ClassifyConfig, load_classifier, train_classifier  # noqa: E402
+__all__ = [*_EXPORTS, "__version__"]
 
-# --- viz issue exports ---
 
-try:
-    __version__ = _version("tokvec")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+src"
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the package metadata on first use (importlib.metadata is slow to import)
+        from ._version import version
 
-__all__ = [
-    "Vocabulary",
-    "Tokenizer",
-    "CharTokenizer",
-    "WordTokenizer",
-    "BPETokenizer",
-    "load_tokenizer",
-    "TokenEmbedding",
-    "InputEmbedding",
-    "TokvecError",
-    "TokvecValueError",
-    "TokvecTypeError",
-    "FormatError",
-    "TokenIdError",
-    "UnknownTokenError",
-    "GPT",
-    "ModelConfig",
-    "SequenceClassifier",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDivergedError",
-    "train",
-    "load_run",
-    "save_run",
-    "ClassifyConfig",
-    "train_classifier",
-    "load_classifier",
-    "__version__",
-]
+        globals()[name] = value = version()
+        return value
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokvec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function; `tokvec.train` stays the function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, "__version__"})
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .embedding import InputEmbedding, TokenEmbedding
+    from .errors import FormatError, TokenIdError, TokvecError, TokvecTypeError, TokvecValueError, UnknownTokenError
+    from .model import GPT, ModelConfig, SequenceClassifier
+    from .runs.checkpoint import load_model, load_run, save_run
+    from .runs.classify import ClassifyConfig, load_classifier, train_classifier
+    from .runs.train import TrainConfig, TrainingDivergedError, TrainResult, train
+    from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
+    from .vocab import Vocabulary

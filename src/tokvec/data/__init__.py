@@ -1,7 +1,9 @@
 """Data: corpus -> token ids on disk -> batches of context windows."""
 
 # --- token files (BPE issue): corpus -> flat .bin of token ids + JSON sidecar ---
-from .tokenfile import load_token_file, read_token_file_info, token_dtype, write_token_file
-
 # --- batches (language-model issue): random / contiguous context windows, train/val split ---
 from .batches import Split, eval_batches, random_batch, split_by_position  # noqa: E402
+from .tokenfile import load_token_file, read_token_file_info, token_dtype, write_token_file
+
+__all__ = ["load_token_file", "read_token_file_info", "token_dtype", "write_token_file", "Split", "eval_batches",
+           "random_batch", "split_by_position"]

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 from .._io import atomic_open, read_json, write_json
 from ..errors import FormatError, TokvecError, TokvecValueError
-from .textstream import expand_corpus, iter_corpus_chunks
+from ..textstream import expand_corpus, iter_corpus_chunks
 
 FORMAT = "tokvec.tokens"
 VERSION = 1

@@ -4,7 +4,7 @@ The positional scheme is handed in ready-made (``positional=rope``); the layer a
 new q/k (RoPE), for a score bias (ALiBi, T5) and for a q/k-dependent score term (Shaw relative keys,
 Transformer-XL), and otherwise stays on ``F.scaled_dot_product_attention`` (bias and term go in as
 one float ``attn_mask``). A learned term of the distance alone (T5, Shaw keys and values: the
-scheme's ``distance_scores``) goes through :mod:`tokvec.model.banded`, which keeps the fused kernel
+scheme's ``distance_scores``) goes through :mod:`tokvec.model.fast.banded`, which keeps the fused kernel
 in the backward pass as well. The layer computes the weights explicitly only for ``need_weights=True``
 and, with dropout, for a scheme that adds to the values.
 
@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from ..errors import TokvecValueError
 from ..positional import PositionalEncoding
 from ..positional.base import check_positive_int
-from . import banded
+from .fast import banded
+from .fast.dispatch import _adds_scores, _has_score_term
 
 
 class KVCache:
@@ -73,21 +74,11 @@ def causal_mask(q_len: int, k_len: int, offset: int, device=None) -> Tensor:
 QUERY_BLOCK = 128
 
 
-# The banded backward (model/banded.py) recomputes a band of W diagonals; it pays off once the keys
+# The banded backward (model/fast/banded.py) recomputes a band of W diagonals; it pays off once the keys
 # are a few band widths long. Measured for T5 (W = 113) on a CPU, layer time against NoPE's, the two
 # paths interleaved: 256 keys math 1.09x / banded 1.37x, 512: 1.20x / 1.31x, 768: 1.56x / 1.31x,
 # 1024: 1.74x / 1.32x.
 BAND_PAYS_OFF = 5
-
-
-def _adds_scores(pos: PositionalEncoding) -> bool:
-    """Whether the scheme overrides score_bias or score_term (otherwise attention can stay causal-fused)."""
-    cls = type(pos)
-    return cls.score_bias is not PositionalEncoding.score_bias or cls.score_term is not PositionalEncoding.score_term
-
-
-def _has_score_term(pos: PositionalEncoding) -> bool:
-    return type(pos).score_term is not PositionalEncoding.score_term
 
 
 @lru_cache(maxsize=32)

@@ -16,7 +16,6 @@ from .attention import CausalSelfAttention, KVCache
 from .config import ModelConfig
 
 
-
 def register_alias_hooks(module: nn.Module) -> None:
     """Save each shared tensor once: ``state_dict()`` drops the aliases, ``load_state_dict`` refills them.
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,7 @@ from .attention import KVCache
 from .block import Block, make_norm, register_alias_hooks
 from .cache import PreallocatedKVCache
 from .config import ModelConfig
+from .sampling import generate
 
 IGNORE_INDEX = -100  # targets equal to this add nothing to the loss (F.cross_entropy's default)
 LENGTH_LIMITED = ("learned",)  # schemes that have no vector for positions >= context_length
@@ -217,27 +218,40 @@ class GPT(nn.Module):
 
         See :func:`tokvec.generate.generate` for every option (``stop`` strings need ``tokenizer``).
         """
-        from ..generate import generate
-
         return generate(self, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                         repetition_penalty=repetition_penalty, eos_id=eos_id, stop=stop, tokenizer=tokenizer,
                         seed=seed, use_cache=use_cache)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
-                        device: str | torch.device = "cpu") -> "GPT":
+                        device: str | torch.device = "cpu",
+                        progress: Callable[[int, int], None] | None = None) -> "GPT":
         """The model of a local Hugging Face directory (GPT-2, Llama, Mistral, Qwen2; safetensors
-        weights), in eval mode. See :mod:`tokvec.model.hf`; ``tokvec import`` makes it a run."""
-        from .hf import from_pretrained
+        weights), in eval mode. See :mod:`tokvec.model.hf`; ``tokvec import`` makes it a run.
 
-        return from_pretrained(directory, dtype=dtype, device=device)
+        ``progress(done_bytes, total_bytes)`` is called as the weights are read."""
+        from pathlib import Path
 
-    @classmethod
-    def from_run(cls, path: str | os.PathLike) -> "GPT":
-        """The trained model of a run directory written by ``tokvec train`` (weights + config)."""
-        from ..checkpoint import load_run
+        from . import hf
 
-        return load_run(path)[0]
+        hf_config = hf.read_hf_config(directory)
+        config = hf.config_from_hf(hf_config, source=str(Path(directory) / "config.json"))
+        index = hf.SafetensorsIndex(directory)  # before building: a pickle-only directory fails fast
+        model = cls.empty(config)
+        if dtype != torch.float32:  # parameters only: rope keeps complex and float64 tables as buffers
+            for p in model.parameters():
+                p.data = p.data.to(dtype)
+        total, done = sum(e[4] for e in index.entries.values()), [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            progress(done[0], total)
+
+        try:
+            hf.load_hf_weights(model, index, hf_config["model_type"], advance if progress is not None else None)
+        finally:
+            index.close()
+        return model.to(device).eval()
 
     def extra_repr(self) -> str:
         return f"parameters={self.num_parameters():,}"

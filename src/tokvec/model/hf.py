@@ -14,7 +14,8 @@ concatenated). A tensor is read from its safetensors file into the parameter alr
 the weights plus one block. Going out, :func:`hf_tensors` yields one HF tensor at a time for a
 streamed writer.
 
-Nothing here picks directories or writes files: the run-directory side is :mod:`tokvec.hf_runs`.
+Nothing here picks directories or writes files: ``GPT.from_pretrained`` reads a directory with it, and
+:mod:`tokvec.runs.hf` turns directories into runs and back.
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ def read_hf_config(directory: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise HFModelError(f"{path} must hold a JSON object, got {type(data).__name__}")
     return data
+
+
+def is_hf_directory(path: str | os.PathLike) -> bool:
+    """A directory whose config.json is a Hugging Face model config (it has a model_type)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "model_type" in data and "format" not in data
 
 
 def config_from_hf(hf: Mapping[str, Any], *, source: str = "config.json") -> ModelConfig:
@@ -497,33 +510,6 @@ def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type:
                                                                            model.lm_head.weight):
                 raise HFModelError(f"{index.directory}: config.json says tie_word_embeddings but lm_head.weight "
                                    f"differs from the token embeddings")
-
-
-def from_pretrained(directory: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
-                    device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None):
-    """A :class:`~tokvec.model.GPT` with the weights of a local HF model directory (eval mode).
-
-    ``progress(done_bytes, total_bytes)`` is called as tensors are read."""
-    from .gpt import GPT
-
-    hf = read_hf_config(directory)
-    config = config_from_hf(hf, source=str(Path(directory) / "config.json"))
-    index = SafetensorsIndex(directory)  # before building: a pickle-only directory fails fast
-    model = GPT.empty(config)
-    if dtype != torch.float32:  # parameters only: rope keeps complex and float64 tables as buffers
-        for p in model.parameters():
-            p.data = p.data.to(dtype)
-    total, done = sum(e[4] for e in index.entries.values()), [0]
-
-    def advance(n: int) -> None:
-        done[0] += n
-        progress(done[0], total)
-
-    try:
-        load_hf_weights(model, index, hf["model_type"], advance if progress is not None else None)
-    finally:
-        index.close()
-    return model.to(device).eval()
 
 
 # -- writing (export) ----------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class PositionalEncoding(nn.Module):
         column W for all the farther keys (B' in {1, b}, s' in {1, s}), or None.
 
         q: (b, h, s, hd), the new (rotated) queries. A scheme that gives it lets attention keep the
-        fused kernel in the backward pass too (:mod:`tokvec.model.banded`); it must equal what
+        fused kernel in the backward pass too (:mod:`tokvec.model.fast.banded`); it must equal what
         :meth:`score_bias` plus :meth:`score_term` give (the tests check both against each other).
         """
         return None

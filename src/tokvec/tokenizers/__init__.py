@@ -1,9 +1,10 @@
 """Tokenizers: text <-> token ids. All share :class:`Tokenizer`; ``load_tokenizer`` reads any of them."""
 
 from .base import Tokenizer, load_tokenizer, register_foreign_loader, register_tokenizer
+from .bpe import BPETokenizer  # after base: registers the "bpe" kind and the .tiktoken / tokenizer.json readers
+from .build import BPE_SPECIALS, build_tokenizer  # after the kinds it builds
 from .char import CharTokenizer
 from .word import WORD_PATTERN, WordTokenizer
-from .bpe import BPETokenizer  # after base: registers the "bpe" kind and the .tiktoken / tokenizer.json readers
 
 __all__ = [
     "Tokenizer",
@@ -12,6 +13,8 @@ __all__ = [
     "BPETokenizer",
     "WORD_PATTERN",
     "load_tokenizer",
+    "build_tokenizer",
+    "BPE_SPECIALS",
     "register_tokenizer",
     "register_foreign_loader",
 ]

@@ -90,7 +90,7 @@ class BPETokenizer(Tokenizer):
         corpus and settings. When the corpus runs out of pairs seen ``min_frequency`` times before
         ``vocab_size`` is reached, raises (saying how far it got) unless ``allow_smaller=True``.
         """
-        from ..data.textstream import expand_corpus, iter_corpus_chunks
+        from ..textstream import expand_corpus, iter_corpus_chunks
         from .bpe_train import train_ranks
 
         paths = expand_corpus(files)

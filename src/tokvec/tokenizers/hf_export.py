@@ -16,10 +16,12 @@ code is needed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TokvecValueError
-from .base import Tokenizer
+
+if TYPE_CHECKING:  # the tokenizer classes import this module (save_hf); it needs their attributes only
+    from .base import Tokenizer
 
 # Python's str.isspace() characters (what `\s` matches in Python's re with str patterns)
 _PY_SPACE = ("\\t\\n\\x{0B}\\x{0C}\\r\\x{1C}-\\x{1F} \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}"
@@ -36,11 +38,10 @@ def _oniguruma_class(python_class: str) -> str:
     return "".join(out)
 
 
-def _word_split_regex() -> str:
-    """WORD_PATTERN (``[CJK]|[^\\W CJK]+|\\s+|[^\\w\\s]``) with explicit classes for Oniguruma."""
-    from .word import CJK
-
-    cjk = _oniguruma_class(CJK)
+def _word_split_regex(cjk_class: str) -> str:
+    """WORD_PATTERN (``[CJK]|[^\\W CJK]+|\\s+|[^\\w\\s]``) with explicit classes for Oniguruma;
+    ``cjk_class`` is word.py's CJK (Python escapes)."""
+    cjk = _oniguruma_class(cjk_class)
     return (f"[{cjk}]|[[{_PY_WORD}]&&[^{cjk}]]+|[{_PY_SPACE}]+|[^{_PY_WORD}{_PY_SPACE}]")
 
 
@@ -69,15 +70,13 @@ def _added(content: str, token_id: int) -> dict[str, Any]:
 
 
 def to_hf_json(tokenizer: Tokenizer) -> dict[str, Any]:
-    """The ``tokenizer.json`` object of ``tokenizer`` (BPE, char or word)."""
-    from .bpe import BPETokenizer
-    from .char import CharTokenizer
+    """The ``tokenizer.json`` object of ``tokenizer`` (BPE, char or word: by its ``kind``)."""
     from .interop import bytes_to_printable
     from .patterns import for_oniguruma
-    from .word import WordTokenizer
 
     base: dict[str, Any] = {"version": "1.0", "truncation": None, "padding": None, "post_processor": None}
-    if isinstance(tokenizer, BPETokenizer):
+    kind = getattr(tokenizer, "kind", None)
+    if kind == "bpe":
         ranks = tokenizer.ranks
         vocab = {bytes_to_printable(t): r for t, r in sorted(ranks.items(), key=lambda kv: kv[1])}
         merges = [[bytes_to_printable(a), bytes_to_printable(b)] for a, b in bpe_merges(ranks)]
@@ -91,12 +90,12 @@ def to_hf_json(tokenizer: Tokenizer) -> dict[str, Any]:
                 "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
                           "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
                           "ignore_merges": True, "vocab": vocab, "merges": merges}}
-    if isinstance(tokenizer, (CharTokenizer, WordTokenizer)):
-        if isinstance(tokenizer, WordTokenizer) and tokenizer.segmenter_name:
+    if kind in ("char", "word"):
+        if kind == "word" and tokenizer.segmenter_name:
             raise TokvecValueError(f"this word tokenizer splits with the segmenter {tokenizer.segmenter_name!r}, "
                                    f"a Python function a tokenizer.json cannot hold; export a tokenizer trained "
                                    f"without one, or use tokvec's own format")
-        if isinstance(tokenizer, WordTokenizer) and not tokenizer.keep_whitespace:
+        if kind == "word" and not tokenizer.keep_whitespace:
             raise TokvecValueError("this word tokenizer drops whitespace (keep_whitespace=False) and joins words "
                                    "with its own spacing rule, which a tokenizer.json decoder cannot express; "
                                    "train it with keep_whitespace=True to export")
@@ -105,7 +104,7 @@ def to_hf_json(tokenizer: Tokenizer) -> dict[str, Any]:
         if unk is None:
             raise TokvecValueError("a WordLevel tokenizer.json needs an <unk> token; train with <unk> among specials")
         tokens = vocab.lookup_tokens(list(range(len(vocab))))
-        pattern = "[\\s\\S]" if isinstance(tokenizer, CharTokenizer) else _word_split_regex()
+        pattern = "[\\s\\S]" if kind == "char" else _word_split_regex(tokenizer.CJK)
         norm = tokenizer.normalization
         return {**base, "added_tokens": [_added(tokens[i], i) for i in sorted(vocab.special_ids)],
                 "normalizer": {"type": norm} if norm else None,

@@ -9,12 +9,24 @@ HTML report of a run. Figures are plain matplotlib Figures drawn by Agg (no disp
     >>> viz.write_report(viz.build_report(run), "report.html")
 """
 
-from .analysis import (Neighbor, PositionalScores, attention_maps, embedding_table, final_losses, neighbors, pca_2d,
-                       pe_table, positional_scores, read_metrics, token_strings, top_ids)
+from ..runs.rundir import RunData, open_run, read_metrics
+from .analysis import (
+                       Neighbor,
+                       PositionalScores,
+                       attention_maps,
+                       embedding_table,
+                       final_losses,
+                       neighbors,
+                       pca_2d,
+                       pe_table,
+                       positional_scores,
+                       token_strings,
+                       top_ids,
+)
 from .figure import display_token, figure_png, save_figure
 from .fonts import FontInfo, find_cjk_font, has_cjk
 from .plots import plot_attention, plot_embeddings, plot_loss, plot_pe, plot_pe_similarity
-from .report import RunData, build_report, open_run, write_report
+from .report import build_report, write_report
 from .trace import Stage, Trace, trace
 
 __all__ = [

@@ -6,17 +6,14 @@ Shape legend: V = vocab_size, d = d_model, n = positions, h = heads, hd = head_d
 from __future__ import annotations
 
 import difflib
-import json
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import FormatError, TokvecValueError, UnknownTokenError
+from ..errors import TokvecValueError, UnknownTokenError
 from ..positional import PositionalEncoding, build
 
 METHODS = ("auto", "attention")
@@ -240,33 +237,6 @@ def _find_token(tokens: Sequence[str], query: str | int) -> int:
 
 
 # -- training metrics -------------------------------------------------------------------------
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Loss records of a ``metrics.jsonl`` (one JSON object a line with step, split, loss)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics file at {path} (a training run writes metrics.jsonl)")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                if line.endswith("\n"):
-                    raise FormatError(f"{path} line {number} is not JSON ({e.msg}): {line.strip()[:80]!r}") from None
-                continue  # a last line cut short by a crash mid-write: ignore it
-            missing = [key for key in ("step", "split", "loss") if not isinstance(record, dict) or key not in record]
-            if missing:
-                raise FormatError(f"{path} line {number} lacks {', '.join(missing)}: {line.strip()[:80]!r}")
-            records.append(record)
-    if not records:
-        raise FormatError(f"{path} holds no loss records yet; train for at least one logged step")
-    return records
-
-
 def final_losses(records: Sequence[dict]) -> dict[str, dict]:
     """The last record of each split: ``{"train": {...}, "val": {...}}``."""
     last: dict[str, dict] = {}

@@ -14,7 +14,8 @@ import torch
 
 from ..errors import TokvecValueError
 from ..positional import PositionalEncoding
-from .analysis import final_losses, pca_2d, pe_table, positional_scores, read_metrics
+from ..runs.rundir import read_metrics
+from .analysis import final_losses, pca_2d, pe_table, positional_scores
 from .figure import display_token, new_figure
 
 MAX_TICK_LABELS = 48  # beyond this, token tick labels overlap into a black smear

@@ -16,68 +16,18 @@ import datetime as _dt
 import html
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .._io import atomic_open, read_json
+from .._io import atomic_open
+from .._version import version
 from ..errors import FormatError, TokvecError
-from .analysis import attention_maps, embedding_table, final_losses, read_metrics, token_strings, top_ids
+from ..runs.rundir import RunData, open_run
+from .analysis import attention_maps, embedding_table, final_losses, token_strings, top_ids
 from .figure import figure_png
 from .plots import plot_attention, plot_embeddings, plot_loss, plot_pe, plot_pe_similarity
 
-RUN_FORMAT = "tokvec.run"
 _NOT_SHOWN = ("format", "version", "rng", "files")  # bookkeeping of the checkpoint, not settings
-
-
-@dataclass
-class RunData:
-    """What a report is built from: a loaded model and tokenizer, the run's config dict and metrics."""
-
-    model: Any
-    tokenizer: Any
-    config: dict
-    metrics: list[dict] | None = None
-    path: Path | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def check_run_dir(path: str | os.PathLike) -> dict:
-    """Refuse a path that is not a tokvec run directory, saying what is wrong; return its config dict."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no run directory at {path}; train one with `tokvec train --out {path}`")
-    if not path.is_dir():
-        raise FormatError(f"{path} is a file, not a run directory; pass the directory `tokvec train --out` wrote")
-    try:
-        from ..checkpoint import read_run_config
-    except ImportError:  # pragma: no cover - only before the training code is installed
-        read_run_config = None
-    if read_run_config is not None:
-        return read_run_config(path)
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise FormatError(f"{path} holds no checkpoint (no config.json); train one with `tokvec train --out {path}`")
-    config = read_json(config_path)
-    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
-        found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise FormatError(f"{config_path} is not a tokvec run config (format {found!r}, expected {RUN_FORMAT!r})")
-    return config
-
-
-def open_run(path: str | os.PathLike) -> RunData:
-    """Load a run directory: model (eval mode), tokenizer, config and metrics (None when absent)."""
-    path = Path(path)
-    check_run_dir(path)
-    try:
-        from ..checkpoint import load_run
-    except ImportError:  # pragma: no cover - only before the training code is installed
-        raise TokvecError("this tokvec cannot load runs: tokvec.checkpoint is missing") from None
-    model, tokenizer, config = load_run(path)
-    model.eval()
-    metrics_path = path / "metrics.jsonl"
-    metrics = read_metrics(metrics_path) if metrics_path.is_file() and metrics_path.stat().st_size else None
-    return RunData(model=model, tokenizer=tokenizer, config=config, metrics=metrics, path=path)
 
 
 def run_val_text(config: Mapping, tokenizer) -> str:
@@ -91,7 +41,7 @@ def run_val_text(config: Mapping, tokenizer) -> str:
     if "val_start" not in data or "val_tokens" not in data:
         raise FormatError("the run's config.json records no validation split (data.val_start, data.val_tokens); "
                           "pass the validation text yourself (--val-text)")
-    from ..data.corpus import read_corpus
+    from ..corpus import read_corpus
     ids = tokenizer.encode(read_corpus(train.get("corpus"), train.get("encoding", "utf-8")))
     if data.get("tokens") not in (None, len(ids)):
         raise FormatError(f"the corpus {train.get('corpus') or '(standard library)'} is {len(ids)} tokens now but "
@@ -231,8 +181,7 @@ def _short(value: Any, limit: int = 80) -> Any:
 
 
 def _version() -> str:
-    from .. import __version__
-    return __version__
+    return version()
 
 
 def _need(value, what: str):

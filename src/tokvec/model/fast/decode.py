@@ -25,12 +25,16 @@ Shape legend: b = batch, d = d_model, h = heads, hd = head_dim, t = cached + new
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import KVCache, _adds_scores
-from .block import gelu
+from .dispatch import _adds_scores
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..attention import KVCache
 
 
 class Decoder:
@@ -133,7 +137,7 @@ class Decoder:
             gate, up = hidden.chunk(2, dim=-1)
             hidden = F.silu(gate) * up
         else:
-            hidden = gelu(hidden, mlp.activation)
+            hidden = F.gelu(hidden, approximate="tanh" if mlp.activation == "gelu_new" else "none")
         return self.linear(hidden, mlp.proj)
 
 

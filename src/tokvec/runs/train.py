@@ -1,6 +1,6 @@
 """Train a GPT language model on any text: one config in, a run directory out.
 
-    >>> from tokvec.train import TrainConfig, train
+    >>> from tokvec.runs.train import TrainConfig, train
     >>> result = train(TrainConfig(corpus="novel.txt", tokenizer="char", preset="tiny", out="runs/novel"))
     >>> result.val_loss, result.tokens_per_s
 
@@ -22,17 +22,18 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
 
+from ..corpus import corpus_files
+from ..data.batches import SPLITS, batch_generator, eval_batches, random_batch, split_by_position
+from ..data.tokenfile import load_token_file, write_token_file
+from ..errors import TokvecValueError
+from ..tokenizers import build_tokenizer
 from . import checkpoint as ckpt
 from . import distributed as dist_
-from .data.batches import SPLITS, batch_generator, eval_batches, random_batch, split_by_position
-from .data.corpus import corpus_files, read_corpus
-from .data.tokenfile import load_token_file, write_token_file
-from .errors import TokvecValueError
 
 # nanoGPT's finetune_shakespeare.py: lr 3e-5, no decay (min_lr = lr); a short warmup so that the first
 # steps' Adam moments (estimated from one batch) cannot knock the pretrained weights far off.
@@ -164,7 +165,7 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int):
         """The ModelConfig of this run: the preset, then the explicit fields, then ``model_options``."""
-        from .model.config import ModelConfig
+        from ..model.config import ModelConfig
 
         overrides = {k: getattr(self, k) for k in _MODEL_FLAGS if getattr(self, k) is not None}
         return ModelConfig.preset(self.preset, **{**overrides, **self.model_options, "vocab_size": vocab_size})
@@ -203,34 +204,6 @@ class TrainResult:
     fused_adamw: bool
 
 
-BPE_SPECIALS = ("<|endoftext|>",)
-
-
-def build_tokenizer(spec: str, text: str | Sequence[str] | None = None, *, corpus: str | None = None,
-                    encoding: str = "utf-8"):
-    """The tokenizer ``spec`` names, trained when it is a kind: ``char`` and ``word`` on ``text``
-    (one string or several; or the corpus read whole), ``bpe:N`` (byte-level BPE of N ids) streamed
-    from the corpus files (or on ``text`` when given)."""
-    from .tokenizers import BPETokenizer, CharTokenizer, WordTokenizer, load_tokenizer
-
-    texts = None if text is None else [text] if isinstance(text, str) else list(text)
-    if spec in ("char", "word"):
-        texts = [read_corpus(corpus, encoding)] if texts is None else texts
-        return (CharTokenizer if spec == "char" else WordTokenizer).train(texts)
-    if spec.startswith("bpe:"):
-        size = spec[4:]
-        if not size.isdigit():
-            raise TokvecValueError(f"tokenizer {spec!r}: write bpe:N with N the vocabulary size, e.g. bpe:8192")
-        if texts is not None:
-            return BPETokenizer.train_from_texts(texts, vocab_size=int(size), special_tokens=BPE_SPECIALS)
-        return BPETokenizer.train(corpus_files(corpus), vocab_size=int(size), special_tokens=BPE_SPECIALS,
-                                  encoding=encoding)
-    if Path(spec).is_file():
-        return load_tokenizer(spec)
-    raise TokvecValueError(f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size) "
-                           f"or the path of a saved tokenizer file")
-
-
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, *, allow_fused: bool = True
                    ) -> tuple[torch.optim.AdamW, bool]:
     """AdamW with weight decay on 2-D tensors (matrices, embeddings) only; fused when available
@@ -258,7 +231,7 @@ def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mappi
             continue
         if saved["train"][key] != value:
             diffs.append(f"{key}: checkpoint {saved['train'][key]!r}, now {value!r}")
-    from .model.config import ModelConfig
+    from ..model.config import ModelConfig
 
     saved_model = ModelConfig.from_dict(saved["model"]).to_dict()  # fields added since then at their defaults
     for key, value in model_config.items():
@@ -327,7 +300,7 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
     Ctrl-C finishes the current step, saves a checkpoint, then raises KeyboardInterrupt.
 
     Launched by ``torchrun`` (WORLD_SIZE > 1) it trains data-parallel (``config.strategy``: ddp or
-    fsdp): only rank 0 writes files and calls ``progress``; see :mod:`tokvec.distributed`.
+    fsdp): only rank 0 writes files and calls ``progress``; see :mod:`tokvec.runs.distributed`.
     """
     config.validate()
     threads = torch.get_num_threads()
@@ -347,22 +320,6 @@ def effective_batch(config: TrainConfig, world_size: int) -> int:
     return config.batch_size * world_size * config.grad_accum
 
 
-def init_source(path: str, *, dropout: float | None = None):
-    """``(model, tokenizer)`` to fine-tune from: a tokvec run directory or a local HF model directory."""
-    from .hf_runs import is_hf_directory, load_hf
-    from .model.gpt import GPT
-
-    if is_hf_directory(path):
-        model, tokenizer, _ = load_hf(path)
-    else:
-        model, tokenizer, _ = ckpt.load_run(path)
-    if dropout is not None and dropout != model.config.dropout:
-        state = model.state_dict()
-        model = GPT(dataclasses.replace(model.config, dropout=dropout))
-        model.load_state_dict(state)
-    return model, tokenizer
-
-
 def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext,
                   source_tokenizer=None):
     """Rank 0 builds (or reloads) the tokenizer and encodes the corpus into ``run_dir/tokens.bin``;
@@ -376,7 +333,7 @@ def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx
             tokenizer = build_tokenizer(config.tokenizer, corpus=config.corpus, encoding=config.encoding)
         write_token_file(tokenizer, corpus_files(config.corpus), run_dir / TOKENS_FILE, encoding=config.encoding)
     if ctx.distributed:
-        from .tokenizers.base import tokenizer_from_dict
+        from ..tokenizers.base import tokenizer_from_dict
 
         # also the barrier: once it arrives, tokens.bin is complete
         tok_json = dist_.broadcast_object(tokenizer.to_json_dict() if ctx.is_main else None, ctx)
@@ -386,7 +343,7 @@ def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx
 
 
 def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult:
-    from .model.gpt import GPT
+    from ..model.gpt import GPT
 
     run_dir = Path(config.out)
     saved = None
@@ -400,12 +357,14 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
         run_dir.mkdir(parents=True, exist_ok=True)
     source = None
     if config.init_from is not None and saved is None:
+        from .pretrained import init_source
+
         source = init_source(config.init_from, dropout=config.dropout)
     tokenizer, ids = _prepare_data(config, run_dir, saved, ctx, source[1] if source else None)
     if source is not None:
         model_cfg = source[0].config
     elif saved is not None and config.init_from is not None:  # a fine-tune resumed: the saved architecture
-        from .model.config import ModelConfig
+        from ..model.config import ModelConfig
 
         model_cfg = ModelConfig.from_dict({**saved["model"], **({} if config.dropout is None
                                                                  else {"dropout": config.dropout})})
@@ -543,6 +502,6 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
                        metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused)
 
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "build_tokenizer", "evaluate",
+__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "evaluate",
            "effective_batch",
            "make_optimizer"]

@@ -5,7 +5,7 @@
 
 Every scheme gets the same model, data, seed and budget (:class:`CompareConfig`, the one place the
 budget lives); only ``positional`` differs. Each model trains at ``train_len`` tokens with
-:func:`tokvec.train.train`, then its loss is measured on the held-out split in windows of each eval
+:func:`tokvec.runs.train.train`, then its loss is measured on the held-out split in windows of each eval
 length, the same number of tokens per length. What to expect (Press et al. 2022, Fig. 1; Kazemnejad
 et al. 2023): ALiBi and T5 stay near their train-length perplexity, or improve (more context); the
 learned absolute table cannot run past ``train_len`` at all; sinusoidal and plain RoPE do well at
@@ -27,7 +27,7 @@ import torch
 
 from .._io import atomic_open
 from ..errors import TokvecError, TokvecValueError
-from .registry import available
+from ..positional.registry import available
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def parse_lengths(spec: str) -> tuple[int, ...]:
 
 
 def _train_config(config: CompareConfig, scheme: str, out: str):
-    from ..train import TrainConfig
+    from .train import TrainConfig
 
     return TrainConfig(corpus=config.corpus, tokenizer=config.tokenizer, preset="tiny", positional=scheme,
                        d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
@@ -121,9 +121,9 @@ def compare(config: CompareConfig, *, progress: Optional[Callable[[str], None]] 
     ``progress(message)`` is called as each scheme starts training and as each length is scored.
     Training runs go to a temporary directory (only the measurements are the product).
     """
+    from ..corpus import corpus_ids, read_corpus
     from ..data.batches import split_by_position
-    from ..data.corpus import corpus_ids, read_corpus
-    from ..train import evaluate, train
+    from .train import evaluate, train
 
     config.validate()
     rows: list[CompareRow] = []

@@ -32,8 +32,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from ._io import atomic_open, read_json, write_json
-from .errors import FormatError
+from .._io import atomic_open, read_json, write_json
+from ..errors import FormatError
 
 FORMAT = "tokvec.run"
 VERSION = 1
@@ -203,7 +203,7 @@ def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str
 
 
 def _tokenizer_fingerprint(path: Path) -> str | None:
-    from .tokenizers import load_tokenizer
+    from ..tokenizers import load_tokenizer
 
     try:
         return load_tokenizer(path).fingerprint()
@@ -267,7 +267,7 @@ def load_optimizer(run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer,
 
 def load_run_tokenizer(run_dir: str | os.PathLike, config: Mapping | None = None):
     """The run's tokenizer, checked against the fingerprint in config.json."""
-    from .tokenizers import load_tokenizer
+    from ..tokenizers import load_tokenizer
 
     run_dir = Path(run_dir)
     config = config or read_run_config(run_dir)
@@ -284,13 +284,21 @@ def load_run_tokenizer(run_dir: str | os.PathLike, config: Mapping | None = None
 
 def load_run(run_dir: str | os.PathLike):
     """``(model, tokenizer, config_dict)`` of a run directory; the model is in eval mode on the CPU."""
-    from .model.config import ModelConfig
-    from .model.gpt import GPT
+    from ..model.config import ModelConfig
+    from ..model.gpt import GPT
 
     config = read_run_config(run_dir)
     model = GPT(ModelConfig.from_dict(config["model"]))
     load_weights(run_dir, model, config)
     return model.eval(), load_run_tokenizer(run_dir, config), config
+
+
+def load_model(run_dir: str | os.PathLike):
+    """The trained model of a run directory written by ``tokvec train`` (weights + config), in eval mode.
+
+    (What ``GPT.from_run`` did: loading a run is a job of this layer, which the model does not import.)
+    """
+    return load_run(run_dir)[0]
 
 
 # -- metrics log -------------------------------------------------------------------------------

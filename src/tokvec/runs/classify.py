@@ -3,7 +3,7 @@
     text, label rows (CSV) ──tokenizer──▶ ids, padded on the right to (batch, seq)
         ──SequenceClassifier (InputEmbedding + blocks + pooling + linear)──▶ logits (batch, n_classes)
 
-    >>> from tokvec.classify import ClassifyConfig, train_classifier, load_classifier
+    >>> from tokvec.runs.classify import ClassifyConfig, train_classifier, load_classifier
     >>> result = train_classifier(ClassifyConfig(csv="labels.csv", out="runs/clf"))
     >>> result.val_accuracy
     >>> clf = load_classifier("runs/clf"); clf.predict(["這部電影很好"])
@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
-from safetensors.torch import load as st_load, save as st_save
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
-from ._io import atomic_open, read_json, write_json
-from .errors import FormatError, TokvecValueError
+from .._io import atomic_open, read_json, write_json
+from ..errors import FormatError, TokvecValueError
 
 FORMAT = "tokvec.classifier"
 VERSION = 1
@@ -147,8 +148,8 @@ def train_classifier(config: ClassifyConfig, *, progress: Callable[[int, int, di
     Rows are shuffled by the seed and split: the last ``val_fraction`` is held out for accuracy.
     ``progress(step, max_steps, info)`` is called after every step with ``loss``.
     """
-    from .model import ModelConfig, SequenceClassifier
-    from .train import build_tokenizer
+    from ..model import ModelConfig, SequenceClassifier
+    from ..tokenizers import build_tokenizer
 
     if not 0 <= config.val_fraction < 1:
         raise TokvecValueError(f"val_fraction {config.val_fraction} must be in [0, 1), e.g. 0.2")
@@ -209,8 +210,8 @@ def train_classifier(config: ClassifyConfig, *, progress: Callable[[int, int, di
 
 def load_classifier(run_dir: str | os.PathLike) -> Classifier:
     """The classifier saved by :func:`train_classifier` in ``run_dir`` (no unpickling)."""
-    from .model import ModelConfig, SequenceClassifier
-    from .tokenizers import load_tokenizer
+    from ..model import ModelConfig, SequenceClassifier
+    from ..tokenizers import load_tokenizer
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():

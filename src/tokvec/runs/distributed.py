@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import DistributedError, TokvecError, TokvecValueError
+from ..errors import DistributedError, TokvecError, TokvecValueError
 
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
 BACKENDS = ("auto", "gloo", "nccl")

@@ -4,8 +4,8 @@
     export:  a run directory  ->  config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
              generation_config.json that ``AutoModelForCausalLM`` / ``AutoTokenizer`` load as they are
 
-The mapping of configs and tensors is :mod:`tokvec.model.hf`; this module chooses the files, checks
-the tokenizer against the model, and writes atomically. The exported weights are streamed into
+The mapping of configs and tensors is :mod:`tokvec.model.hf`, the loading of a HF directory with its
+tokenizer :mod:`tokvec.runs.pretrained`; this module writes run and HF directories, atomically. The exported weights are streamed into
 ``model.safetensors`` one tensor at a time (peak memory: the model plus its largest tensor).
 """
 
@@ -19,56 +19,15 @@ from typing import Any, Callable
 
 import torch
 
+from .._io import atomic_open, write_json
+from ..errors import TokvecValueError
+from ..model.hf import config_to_hf, export_problems, hf_tensors, is_hf_directory
+from ..tokenizers.hf_export import to_hf_json
 from . import checkpoint as ckpt
-from ._io import atomic_open, write_json
-from .errors import FormatError, TokvecValueError
-from .model.hf import HFModelError, SafetensorsIndex, config_from_hf, config_to_hf, from_pretrained, hf_tensors, read_hf_config
+from .pretrained import load_hf
+from .train import TrainConfig
 
 _ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
-
-
-def is_hf_directory(path: str | os.PathLike) -> bool:
-    """A directory whose config.json is a Hugging Face config (has a model_type), not a tokvec run."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return False
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and "model_type" in data and data.get("format") != ckpt.FORMAT
-
-
-def load_hf_tokenizer(source: str | os.PathLike, tokenizer: str | os.PathLike | None = None):
-    """The tokenizer of a HF directory (its tokenizer.json), or the file ``tokenizer`` names instead."""
-    from .tokenizers import load_tokenizer
-
-    path = Path(tokenizer) if tokenizer is not None else Path(source) / "tokenizer.json"
-    hint = ("import the weights with --tokenizer PATH (Python: tokenizer=PATH) naming a tokenizer tokvec reads "
-            "whose ids match the model: a tokvec tokenizer file, a .tiktoken rank file or a byte-level BPE "
-            "tokenizer.json")
-    if not path.is_file():
-        raise HFModelError(f"{path} does not exist; {hint}")
-    try:
-        return load_tokenizer(path)
-    except FormatError as e:
-        raise HFModelError(f"tokvec cannot read the tokenizer {path}: {e}. To use the model anyway, {hint}") from None
-
-
-def load_hf(source: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None,
-            progress: Callable[[int, int], None] | None = None):
-    """``(model, tokenizer, hf_config)`` of a local HF directory; the tokenizer's ids must fit the model.
-
-    ``progress(done_bytes, total_bytes)`` follows the weights being read."""
-    hf = read_hf_config(source)
-    config_from_hf(hf, source=str(Path(source) / "config.json"))  # unsupported fields fail before any reading
-    SafetensorsIndex(source).close()  # so do pickle-only and broken weight files (headers only)
-    tok = load_hf_tokenizer(source, tokenizer)
-    model = from_pretrained(source, progress=progress)
-    if tok.vocab_size > model.config.vocab_size:
-        raise HFModelError(f"the tokenizer has {tok.vocab_size} ids but the model's vocab_size is "
-                           f"{model.config.vocab_size}; pass the tokenizer this model was trained with")
-    return model, tok, hf
 
 
 def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None,
@@ -77,8 +36,6 @@ def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: s
 
     ``generate``, ``trace``, ``plot``, ``neighbors``, ``report`` read it like any run; ``train
     --init-from`` fine-tunes it. Returns the run directory."""
-    from .train import TrainConfig
-
     out = Path(out)
     if Path(source).resolve() == out.resolve():
         raise TokvecValueError(f"--out {out} is the Hugging Face directory itself; import into a new directory")
@@ -99,9 +56,6 @@ def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool
     GPT-2-shaped runs (learned, layernorm, gelu) become ``GPT2LMHeadModel``, Llama-shaped ones (rope,
     rmsnorm, swiglu, with or without GQA) ``LlamaForCausalLM`` (``Qwen2ForCausalLM`` with q/k/v biases
     only); anything else is an error naming the fields that block it."""
-    from .model.hf import export_problems
-    from .tokenizers.hf_export import to_hf_json
-
     out = Path(out)
     model, tok, run_config = ckpt.load_run(run)
     model_type, blocking = export_problems(model.config)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from ..errors import TokvecValueError
+from .errors import TokvecValueError
 
 BLOCK_BYTES = 1 << 20  # read size; a chunk is about this many bytes of text
 MAX_CARRY_CHARS = 16 << 20  # a chunk grows past BLOCK_BYTES until a safe cut turns up, up to this

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TokvecValueError
+from .errors import TokvecValueError
 
 
 def default_corpus_files() -> list[Path]:

@@ -1,0 +1,42 @@
+"""The tokenizer a name stands for: ``char``, ``word``, ``bpe:N`` (trained on a corpus) or a saved file.
+
+    >>> tok = build_tokenizer("bpe:512", corpus="novel.txt")      # trained, streamed from the files
+    >>> tok = build_tokenizer("runs/novel/tokenizer.json")         # loaded
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ..corpus import corpus_files, read_corpus
+from ..errors import TokvecValueError
+from .base import load_tokenizer
+from .bpe import BPETokenizer
+from .char import CharTokenizer
+from .word import WordTokenizer
+
+BPE_SPECIALS = ("<|endoftext|>",)
+
+
+def build_tokenizer(spec: str, text: str | Sequence[str] | None = None, *, corpus: str | None = None,
+                    encoding: str = "utf-8"):
+    """The tokenizer ``spec`` names, trained when it is a kind: ``char`` and ``word`` on ``text``
+    (one string or several; or the corpus read whole), ``bpe:N`` (byte-level BPE of N ids) streamed
+    from the corpus files (or on ``text`` when given)."""
+    texts = None if text is None else [text] if isinstance(text, str) else list(text)
+    if spec in ("char", "word"):
+        texts = [read_corpus(corpus, encoding)] if texts is None else texts
+        return (CharTokenizer if spec == "char" else WordTokenizer).train(texts)
+    if spec.startswith("bpe:"):
+        size = spec[4:]
+        if not size.isdigit():
+            raise TokvecValueError(f"tokenizer {spec!r}: write bpe:N with N the vocabulary size, e.g. bpe:8192")
+        if texts is not None:
+            return BPETokenizer.train_from_texts(texts, vocab_size=int(size), special_tokens=BPE_SPECIALS)
+        return BPETokenizer.train(corpus_files(corpus), vocab_size=int(size), special_tokens=BPE_SPECIALS,
+                                  encoding=encoding)
+    if Path(spec).is_file():
+        return load_tokenizer(spec)
+    raise TokvecValueError(f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size) "
+                           f"or the path of a saved tokenizer file")
