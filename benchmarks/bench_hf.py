@@ -30,6 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"  # any text; a built-in sentence when absent
+
 CHILD = r"""
 import json, os, sys, time
 import torch
@@ -44,8 +47,7 @@ def rss(field):
 
 if side == "tokvec":
     from tokvec.model.gpt import GPT
-    from tokvec.runs.hf import import_hf
-    from tokvec.runs.hf import write_safetensors
+    from tokvec.runs.hf import import_hf, write_safetensors
     from tokvec.model.hf import hf_tensors
     load = lambda: GPT.from_pretrained(src)
     save = lambda m: write_safetensors(os.path.join(out, "model.safetensors"), hf_tensors(m, "gpt2"), metadata={"format": "pt"})
@@ -57,7 +59,14 @@ def reset_peak():
     with open("/proc/self/clear_refs", "w") as f:  # Linux: "5" resets VmHWM to the current RSS
         f.write("5")
 
-if op == "import":
+if op == "convert":  # the whole `tokvec import DIR --out RUN` vs from_pretrained + save_pretrained
+    reset_peak(); before = rss("VmRSS"); t0 = time.perf_counter()
+    if side == "tokvec":
+        import_hf(src, os.path.join(out, "run")); model = None
+    else:
+        model = load(); save(model)
+    dt = time.perf_counter() - t0
+elif op == "import":
     reset_peak(); before = rss("VmRSS"); t0 = time.perf_counter(); model = load(); dt = time.perf_counter() - t0
 else:
     model = load()
@@ -72,8 +81,14 @@ def make_checkpoint(directory: Path) -> None:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from tokvec.tokenizers import BPETokenizer
+
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config()).save_pretrained(directory)
+    # `tokvec import` needs a tokenizer whose ids fit the model: a small BPE (fewer ids than 50257 is allowed)
+    text = DATA.read_text(encoding="utf-8") if DATA.is_file() else "the quick brown fox jumps over the lazy dog\n" * 500
+    BPETokenizer.train_from_texts([text], vocab_size=1000, special_tokens=["<|endoftext|>"],
+                                  allow_smaller=True).save_hf(directory)
 
 
 def run_side(side: str, op: str, src: Path, out: Path) -> dict:
