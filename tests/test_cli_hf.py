@@ -24,6 +24,7 @@ def cli(*args):
     return 0
 
 
+@pytest.mark.slow  # real training steps, then transformers loads the export
 def test_import_finetune_export_from_the_command_line(tmp_path, capsys):
     tok = BPETokenizer.train_from_texts([TEXT], vocab_size=300, special_tokens=["<|endoftext|>"])
     torch.manual_seed(0)

@@ -92,6 +92,7 @@ def test_greedy_with_and_without_cache(kind, bpe, tmp_path):
     assert torch.equal(cached, want)
 
 
+@pytest.mark.slow  # real training steps, then transformers loads the export
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "qwen2"])
 def test_round_trip_finetune_export(kind, bpe, tmp_path):
     _save_hf(kind, bpe, tmp_path / "hf")

@@ -41,6 +41,7 @@ def runs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # every run-reading command, the HTML report included
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_plots_neighbors_trace_report_on_imported_runs(kind, runs, tmp_path, capsys):
     run = str(runs[kind])

@@ -83,6 +83,7 @@ def test_word_ids_equal(tmp_path):
     _same_ids(tok, auto, HARD + _corpus_sample())
 
 
+@pytest.mark.slow  # a sweep over every assigned character of planes 0-2
 def test_word_split_matches_python_on_every_bmp_character(tmp_path):
     """The Oniguruma spelling of WORD_PATTERN cuts like Python's re on every assigned character of the
     BMP and of planes 1-2. Characters newer than Python's Unicode database (``unicodedata.unidata_version``,
