@@ -47,6 +47,7 @@ from .model.sampling import (
     generate,
     iter_tokens,
     next_token,
+    sampling_probs,
     top_k_filter,
     top_p_filter,
 )
@@ -55,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.gpt import GPT
     from .tokenizers.base import Tokenizer
 
-__all__ = ["check_options", "apply_repetition_penalty", "top_k_filter", "top_p_filter", "next_token", "iter_tokens",
+__all__ = ["check_options", "apply_repetition_penalty", "top_k_filter", "top_p_filter", "sampling_probs", "next_token", "iter_tokens",
            "generate", "encode_prompt", "stream"]
 
 

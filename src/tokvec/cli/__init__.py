@@ -121,5 +121,5 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 # The command groups register themselves on `app`; imported in the order `tokvec --help` lists them.
 # isort: off
-from . import embed, tokenizer, positional, train, hf, generate, classify, plot, explore, report  # noqa: E402,F401
+from . import embed, tokenizer, positional, train, hf, generate, classify, plot, explore, report, serve  # noqa: E402,F401
 # isort: on

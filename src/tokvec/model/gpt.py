@@ -121,15 +121,16 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def attention_weights(self, ids: Tensor) -> list[Tensor]:
+    def attention_weights(self, ids: Tensor, *, layers: int | None = None) -> list[Tensor]:
         """Every layer's attention pattern. ids: (b, s) -> [(b, h, s, s)] * L (rows sum to 1).
 
         Taken from the model's own attention modules (the same code path as forward, written out).
+        ``layers``: run only the first ``layers`` blocks (layer 0's pattern costs one block, not L).
         Call ``model.eval()`` first when dropout > 0: in training mode dropout changes what later layers see.
         """
         x = self._embed(ids, None)
         weights = []
-        for block in self.blocks:
+        for block in self.blocks[:layers]:
             x, w = block(x, need_weights=True)
             weights.append(w)
         return weights

@@ -90,17 +90,29 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def next_token(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
-    """One id per row from the last-position logits. logits: (b, V) -> (b,) int64."""
+def sampling_probs(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None) -> Tensor:
+    """The distribution :func:`next_token` samples from. logits: (b, V) -> probabilities (b, V), rows sum to 1.
+
+    Steps 2-4 of the module docstring: logits / T, top-k, top-p, softmax. ``T = 0`` (greedy) puts
+    all the mass on the argmax (the first one on a tie).
+    """
     if temperature == 0:
-        return logits.argmax(dim=-1)
+        return torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
     logits = logits.float() / temperature
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
         logits = top_p_filter(logits, top_p)
-    probs = logits.softmax(dim=-1)
+    return logits.softmax(dim=-1)
+
+
+def next_token(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+    """One id per row from the last-position logits. logits: (b, V) -> (b,) int64."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = sampling_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 

@@ -278,7 +278,7 @@ def attention_maps(model, tokenizer, text: str, *, layer: int = 0) -> tuple[torc
     model.eval()
     try:
         with torch.no_grad():
-            weights = model.attention_weights(torch.tensor([ids], dtype=torch.long))
+            weights = model.attention_weights(torch.tensor([ids], dtype=torch.long), layers=layer + 1)
     finally:
         model.train(was_training)
     return weights[layer][0].detach(), pieces
