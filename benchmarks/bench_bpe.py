@@ -1,7 +1,12 @@
 """Byte-level BPE against its peers, side by side in one run (ratios, not absolute timings).
 
     python benchmarks/bench_bpe.py [--quick] [--big-mb 200]
+    python benchmarks/bench_bpe.py --engines-only [--repeat 2]
 
+0. training engines: tokvec's default engine ("auto" = rustbpe, HF as the fallback for
+   min_frequency) against its HF engine (HF BpeTrainer), same files, pattern, vocabulary and
+   min_frequency, runs interleaved, best of --repeat; vocab 4096 and 32768, min_frequency 2 (the
+   default) and 1; compression = tokens per byte of the training corpus (target: within 1%);
 1. train time: tokvec (HF BpeTrainer fed by tokvec's streaming reader, cl100k pattern) vs HF
    tokenizers' BpeTrainer used directly (ByteLevel pre-tokenizer, its own file reader) vs
    sentencepiece BPE, at vocab 4096 and 32000;
@@ -40,6 +45,30 @@ def best_of(*fns, repeat: int = 7) -> list[float]:
             fn()
             best[k] = min(best[k], time.perf_counter() - start)
     return best
+
+
+def bench_engines(name: str, path: Path, repeat: int, results: list) -> None:
+    from tokvec import BPETokenizer
+
+    size = path.stat().st_size
+    text = path.read_text(encoding="utf-8")
+    for vocab in (4096, 32768):
+        for min_frequency in (2, 1):
+            toks: dict[str, BPETokenizer] = {}
+
+            def run(engine: str):
+                return lambda: toks.__setitem__(engine, BPETokenizer.train(
+                    path, vocab_size=vocab, min_frequency=min_frequency, allow_smaller=True, engine=engine))
+
+            t_auto, t_hf = best_of(run("auto"), run("hf"), repeat=repeat)
+            fast, hf = toks["auto"], toks["hf"]
+            tpb_fast, tpb_hf = len(fast.encode(text)) / size, len(hf.encode(text)) / size
+            results.append((f"train {name} vocab {vocab} min_frequency {min_frequency}",
+                            f"tokvec auto ({fast.trained_by}) {t_auto:.2f} s, {fast.vocab_size} tokens, "
+                            f"{tpb_fast:.4f} tokens/byte",
+                            f"tokvec hf {t_hf:.2f} s, {hf.vocab_size} tokens, {tpb_hf:.4f} tokens/byte",
+                            f"{t_hf / t_auto:.2f}x faster, compression {tpb_fast / tpb_hf - 1:+.2%}"))
+            print(" | ".join(results[-1]), flush=True)
 
 
 def hf_bytelevel_trainer(vocab_size: int):
@@ -152,6 +181,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="vocab 4096 only, 50 MB token file")
     parser.add_argument("--big-mb", type=int, default=200)
     parser.add_argument("--skip-sentencepiece", action="store_true")
+    parser.add_argument("--engines-only", action="store_true", help="only section 0 (training engines)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per engine in section 0 (best kept)")
     args = parser.parse_args()
     missing = [str(p) for p in CORPORA.values() if not p.is_file()]
     if missing:
@@ -163,6 +194,11 @@ def main() -> None:
     if args.skip_sentencepiece:
         globals()["train_sentencepiece"] = lambda *a: "skipped"
     results: list[tuple] = []
+    if args.engines_only:
+        for name, path in CORPORA.items():
+            bench_engines(name, path, args.repeat, results)
+        print_table(results)
+        return
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for name, path in CORPORA.items():
@@ -173,6 +209,10 @@ def main() -> None:
             bench_token_file(name, path, toks[vocabs[0]][0], big_mb, tmp, results)
             for row in results[-len(vocabs) - 3:]:
                 print(" | ".join(row), flush=True)
+    print_table(results)
+
+
+def print_table(results: list) -> None:
     from _machine import cpu_name
 
     cpu = cpu_name()

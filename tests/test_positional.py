@@ -27,7 +27,7 @@ from tokvec.positional import (
     t5_bucket,
 )
 
-ALL = ["sinusoidal", "learned", "none", "rope", "alibi", "relative", "t5", "xl"]
+ALL = ["sinusoidal", "learned", "none", "rope", "alibi", "relative", "t5", "xl", "cape"]
 # the fixed input every pinned RoPE number was computed from
 X = torch.sin(torch.arange(24, dtype=torch.float32) * 0.37 + 0.1).reshape(3, 8)
 
@@ -39,13 +39,13 @@ def test_every_scheme_is_registered_and_builds_from_the_model_context():
     for name in ALL:
         scheme = build(name, d_model=32, n_heads=4, head_dim=8, max_len=64)
         assert scheme.name == name
-        assert scheme.acts_on == ("input" if name in ("sinusoidal", "learned") else
+        assert scheme.acts_on == ("input" if name in ("sinusoidal", "learned", "cape") else
                                   "none" if name == "none" else "attention")
 
 
 def test_unknown_scheme_lists_the_known_ones():
     with pytest.raises(TokvecValueError, match=r"unknown positional scheme 'rotary'; known schemes: "
-                                               r"sinusoidal, learned, none, rope, alibi, relative, t5, xl"):
+                                               r"sinusoidal, learned, none, rope, alibi, relative, t5, xl, cape"):
         build("rotary", d_model=32)
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tokvec import FormatError, TokenIdError, UnknownTokenError, Vocabulary
+from tokvec import CharTokenizer, FormatError, TokenIdError, UnknownTokenError, Vocabulary, load_tokenizer
 from tokvec.errors import TokvecValueError
 
 
@@ -110,3 +110,22 @@ def test_saved_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "v.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_first_appearance_order_without_specials_gives_the_tutorials_ids(tmp_path):
+    """The classic tutorials' toy vocabulary: {你: 0, 好: 1, 嗎: 2} for "你好好嗎嗎"."""
+    v = Vocabulary.build("你好好嗎嗎", specials=(), unk_token=None, order="first")
+    assert list(v) == ["你", "好", "嗎"] and v.lookup_ids("你好好嗎嗎") == [0, 1, 1, 2, 2]
+    assert v.pad_id is None and v.specials == ()
+    # by frequency (the default) 好 and 嗎 (twice each) come before 你 (once)
+    assert Vocabulary.build("你好好嗎嗎", specials=()).lookup_ids("你好嗎") == [2, 0, 1]
+    # max_size keeps the first seen
+    assert list(Vocabulary.build("cabbage", specials=(), order="first", max_size=3)) == ["c", "a", "b"]
+    tok = CharTokenizer.train(["你好好嗎嗎"], specials=(), order="first")
+    assert tok.encode("你好好嗎嗎") == [0, 1, 1, 2, 2] and tok.vocab_size == 3
+    tok.save(tmp_path / "tok.json")
+    assert load_tokenizer(tmp_path / "tok.json").encode("嗎你") == [2, 0]
+    with pytest.raises(UnknownTokenError, match=r"token '們' is not in the vocabulary \(3 tokens\) and it has no unk"):
+        tok.encode("你們")
+    with pytest.raises(TokvecValueError, match=r"unknown order 'alphabetical'; choose one of frequency, first"):
+        Vocabulary.build("ab", order="alphabetical")

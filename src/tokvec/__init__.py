@@ -24,6 +24,8 @@ _EXPORTS = {
     "WordTokenizer": ".tokenizers",
     "BPETokenizer": ".tokenizers",
     "load_tokenizer": ".tokenizers",
+    "read_word_vectors": ".tokenizers.word_vectors",
+    "WordVectors": ".tokenizers.word_vectors",
     "TokenEmbedding": ".embedding",
     "InputEmbedding": ".embedding",
     "TokvecError": ".errors",
@@ -76,4 +78,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .runs.classify import ClassifyConfig, load_classifier, train_classifier
     from .runs.train import TrainConfig, TrainingDivergedError, TrainResult, train
     from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
+    from .tokenizers.word_vectors import WordVectors, read_word_vectors
     from .vocab import Vocabulary

@@ -8,16 +8,44 @@ Shape legend: b = batch_size, s = seq_length, d = d_model, V = vocab_size.
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .errors import TokenIdError, TokvecTypeError, TokvecValueError
+from .errors import TokenIdError, TokvecTypeError, TokvecValueError, UnknownTokenError
 from .positional import PositionalEncoding, build
 from .positional.base import check_positive_int
 
+if TYPE_CHECKING:
+    from .tokenizers.word_vectors import WordVectors
+
 INITS = ("normal", "uniform", "xavier")
+OOV_POLICIES = ("random", "zero", "error")
+
+
+@dataclass
+class Coverage:
+    """How many of a vocabulary's tokens a word-vector file holds (special tokens not counted)."""
+
+    found: int
+    total: int
+    source: str = ""
+    missing: list[str] = field(default_factory=list)  # the first missing tokens, in id order
+    n_missing: int = 0
+
+    @property
+    def ratio(self) -> float:
+        return self.found / self.total if self.total else 1.0
+
+    def __str__(self) -> str:
+        text = (f"coverage {self.found:,} / {self.total:,} tokens ({self.ratio:.1%}) found in "
+                f"{self.source or 'the word vectors'}")
+        if self.n_missing:
+            text += f"; {self.n_missing:,} missing, e.g. {', '.join(map(repr, self.missing[:5]))}"
+        return text
 
 
 def check_ids(ids: Tensor, vocab_size: int) -> Tensor:
@@ -46,6 +74,48 @@ def check_ids(ids: Tensor, vocab_size: int) -> Tensor:
                 f"or a larger vocab_size)"
             )
     return ids
+
+
+@dataclass(frozen=True)
+class ContextFit:
+    """Ids padded or cropped to a context length, and what was done: see :func:`fit_to_context`."""
+
+    ids: list[int]               # exactly `context` ids
+    padding_mask: list[bool]     # True at the padding positions
+    original_length: int
+    pad_id: int
+
+    @property
+    def context(self) -> int:
+        return len(self.ids)
+
+    def describe(self, pad_name: str | None = None) -> str:
+        """One line saying what was padded or cropped: ``5 padding ids (0) at positions 11..15``."""
+        n, c = self.original_length, self.context
+        if n == c:
+            return f"{n} tokens fill the context exactly"
+        if n > c:
+            return f"{n} tokens cropped to the first {c} (positions {c}..{n - 1} dropped)"
+        what = f"id {self.pad_id} ({pad_name})" if pad_name else f"id {self.pad_id} (no <pad> token: masked)"
+        where = f"position {n}" if c - n == 1 else f"positions {n}..{c - 1}"
+        return (f"{n} tokens padded with {c - n} x {what} at {where}; "
+                f"padding mask True there, so those output rows are zero")
+
+
+def fit_to_context(ids: list[int], context: int, *, pad_id: int = 0) -> ContextFit:
+    """Pad (on the right, with ``pad_id``) or crop (keeping the first tokens) ``ids`` to ``context``.
+
+    >>> fit_to_context([5, 6, 7], 5).ids, fit_to_context([5, 6, 7], 5).padding_mask
+    ([5, 6, 7, 0, 0], [False, False, False, True, True])
+    >>> fit_to_context([5, 6, 7], 2).ids
+    [5, 6]
+    """
+    check_positive_int("context", context)
+    ids = list(ids)
+    kept = ids[:context]
+    padding = context - len(kept)
+    return ContextFit(ids=kept + [pad_id] * padding, padding_mask=[False] * len(kept) + [True] * padding,
+                      original_length=len(ids), pad_id=pad_id)
 
 
 class TokenEmbedding(nn.Module):
@@ -127,9 +197,89 @@ class TokenEmbedding(nn.Module):
         emb.embedding.weight = nn.Parameter(weights.detach().clone(), requires_grad=not freeze)
         return emb
 
+    @classmethod
+    def from_word_vectors(cls, vectors: "str | os.PathLike | WordVectors", *, vocab: Any, oov: str = "random",
+                          freeze: bool = True, padding_idx: int | None = None, format: str = "auto",
+                          lowercase_fallback: bool = False, seed: int = 0, dtype: torch.dtype = torch.float32,
+                          device: torch.device | str | None = None) -> "tuple[TokenEmbedding, Coverage]":
+        """A (len(vocab), d) table whose row i is the pretrained vector of token i; and the coverage.
+
+        vectors: a GloVe / word2vec / fastText file (see :func:`tokvec.tokenizers.word_vectors.read_word_vectors`) or
+            a loaded :class:`~tokvec.tokenizers.word_vectors.WordVectors`.
+        vocab: a word or char tokenizer, a :class:`~tokvec.Vocabulary`, or token strings in id order.
+        oov: rows of tokens the file lacks: ``"random"`` N(0, std of the file's numbers) from
+            ``seed``; ``"zero"``; ``"error"`` (raise, naming the missing tokens).
+        Special tokens (``<pad>``, ``<unk>``...) are never in such a file: not counted in the
+        coverage, zero under ``"zero"``/``"error"``, random under ``"random"``. The padding row
+        (``padding_idx``, default the tokenizer's ``<pad>``) is zero.
+        ``lowercase_fallback``: a token missing as is takes the vector of its lower-case form
+        (GloVe's files are lower-cased).
+        """
+        from .tokenizers.word_vectors import WordVectors, read_word_vectors
+
+        if oov not in OOV_POLICIES:
+            raise TokvecValueError(f"unknown oov policy {oov!r}; choose one of {', '.join(OOV_POLICIES)}")
+        tokens, specials, pad = _vocab_tokens(vocab)
+        if padding_idx is None:
+            padding_idx = pad
+        wv = vectors if isinstance(vectors, WordVectors) else read_word_vectors(vectors, format=format)
+        index = wv.index
+        ids, rows, missing = [], [], []
+        n_missing = 0
+        for i, tok in enumerate(tokens):
+            if i in specials:
+                continue
+            row = index.get(tok)
+            if row is None and lowercase_fallback:
+                row = index.get(tok.lower())
+            if row is None:
+                n_missing += 1
+                if len(missing) < 20:
+                    missing.append(tok)
+            else:
+                ids.append(i)
+                rows.append(row)
+        coverage = Coverage(found=len(ids), total=len(tokens) - len(specials), source=wv.path, missing=missing,
+                            n_missing=n_missing)
+        if oov == "error" and n_missing:
+            raise UnknownTokenError(
+                f"{n_missing:,} of {coverage.total:,} tokens have no vector in {wv.path or 'the word vectors'} "
+                f"(e.g. {', '.join(map(repr, missing[:5]))}); pass oov='random' or oov='zero' to initialise them"
+                + ("" if lowercase_fallback else ", or lowercase_fallback=True")
+            )
+        table = torch.zeros((len(tokens), wv.dim), dtype=torch.float32)
+        if oov == "random" and len(wv):
+            gen = torch.Generator().manual_seed(seed)
+            std = float(wv.vectors.std()) if wv.vectors.numel() > 1 else 1.0
+            table.normal_(0.0, std, generator=gen)
+        if ids:
+            table[torch.tensor(ids)] = wv.vectors[torch.tensor(rows)]
+        if padding_idx is not None:
+            if not (isinstance(padding_idx, int) and 0 <= padding_idx < len(tokens)):
+                raise TokvecValueError(f"padding_idx {padding_idx!r} is out of range for a vocabulary of "
+                                       f"{len(tokens)} tokens; it must be in [0, {len(tokens) - 1}] or None")
+            table[padding_idx] = 0.0
+        emb = cls.from_pretrained(table.to(dtype=dtype, device=device), freeze=freeze, padding_idx=padding_idx)
+        return emb, coverage
+
     def extra_repr(self) -> str:
         return (f"vocab_size={self.vocab_size}, d_model={self.d_model}, init={self.init!r}, "
                 f"scale={self.scale:g}, padding_idx={self.padding_idx}")
+
+
+def _vocab_tokens(vocab: Any) -> tuple[list[str], set[int], int | None]:
+    """(token strings in id order, ids of special tokens, pad id) of a tokenizer, Vocabulary or list."""
+    from .vocab import Vocabulary
+
+    inner = getattr(vocab, "vocab", None)
+    if isinstance(inner, Vocabulary):
+        vocab = inner
+    if isinstance(vocab, Vocabulary):
+        return list(vocab), set(vocab.special_ids), vocab.pad_id
+    if isinstance(vocab, Sequence) and not isinstance(vocab, str) and all(isinstance(t, str) for t in vocab):
+        return list(vocab), set(), None
+    raise TokvecTypeError(f"vocab must be a word or char tokenizer, a tokvec.Vocabulary or a list of token strings, "
+                          f"got {type(vocab).__name__}; a byte-level BPE has no words to look up")
 
 
 class InputEmbedding(nn.Module):

@@ -2,11 +2,13 @@
 
 Special tokens come first, at fixed ids (``<pad>=0 <unk>=1 <bos>=2 <eos>=3`` by default); then the
 ordinary tokens by descending frequency, ties broken by first appearance, so the same corpus always
-gives the same ids.
+gives the same ids. ``order="first"`` keeps first appearance only (the classic tutorials' ids).
 
 >>> v = Vocabulary.build("abracadabra")
 >>> [v.id_to_token(i) for i in range(len(v))]
 ['<pad>', '<unk>', '<bos>', '<eos>', 'a', 'b', 'r', 'c', 'd']
+>>> Vocabulary.build("你好好嗎嗎", specials=(), unk_token=None, order="first").lookup_ids("你好嗎")
+[0, 1, 2]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .errors import FormatError, TokenIdError, TokvecTypeError, TokvecValueError
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 DEFAULT_SPECIALS: tuple[str, ...] = (PAD, UNK, BOS, EOS)
+ORDERS = ("frequency", "first")
 
 FORMAT = "tokvec.vocab"
 VERSION = 1
@@ -67,12 +70,16 @@ class Vocabulary:
         max_size: int | None = None,
         specials: Sequence[str] = DEFAULT_SPECIALS,
         unk_token: str | None = UNK,
+        order: str = "frequency",
     ) -> "Vocabulary":
         """Count ``tokens`` and keep those seen at least ``min_freq`` times.
 
-        ``max_size`` caps the whole vocabulary, specials included; the most frequent tokens win.
-        Order: specials, then frequency (descending), then first appearance.
+        Order: specials, then ``order="frequency"`` (descending, ties by first appearance) or
+        ``order="first"`` (first appearance only). ``max_size`` caps the whole vocabulary, specials
+        included; the most frequent (or the first seen) tokens win.
         """
+        if order not in ORDERS:
+            raise TokvecValueError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
         if not isinstance(min_freq, int) or min_freq < 1:
             raise TokvecValueError(f"min_freq must be an integer >= 1, got {min_freq!r}")
         if max_size is not None and (not isinstance(max_size, int) or max_size < len(specials)):
@@ -82,10 +89,9 @@ class Vocabulary:
             )
         counts = Counter(tokens)  # insertion order = first appearance; sorted() below is stable
         special_set = set(specials)
-        ranked = sorted(
-            (t for t, c in counts.items() if c >= min_freq and t not in special_set),
-            key=lambda t: -counts[t],
-        )
+        ranked = [t for t, c in counts.items() if c >= min_freq and t not in special_set]
+        if order == "frequency":
+            ranked.sort(key=lambda t: -counts[t])
         if max_size is not None:
             ranked = ranked[: max_size - len(specials)]
         vocab = cls(ranked, specials=specials, unk_token=unk_token)

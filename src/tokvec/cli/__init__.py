@@ -79,7 +79,8 @@ def read_text_file(path: Path, encoding: str = "utf-8") -> str:
     return read_text(path, encoding)
 
 
-def _preview(x, rows: int = 4, cols: int = 6):
+def _preview(x, rows: int = 4, cols: int = 6, also: tuple[int, ...] = ()):
+    """The first ``rows`` rows of x: (seq, d), and the rows ``also`` (e.g. where the padding starts)."""
     from rich.table import Table
 
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -88,9 +89,14 @@ def _preview(x, rows: int = 4, cols: int = 6):
         table.add_column(f"d{j}", justify="right")
     if x.shape[-1] > cols:
         table.add_column("…")
-    for i in range(min(rows, x.shape[0])):
+    shown = sorted(set(range(min(rows, x.shape[0]))) | {i for i in also if 0 <= i < x.shape[0]})
+    previous = -1
+    for i in shown:
+        if i > previous + 1:
+            table.add_row("…")
         cells = [f"{float(v):+.4f}" for v in x[i, :cols]]
         table.add_row(str(i), *cells, *(["…"] if x.shape[-1] > cols else []))
+        previous = i
     return table
 
 
@@ -121,5 +127,5 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 # The command groups register themselves on `app`; imported in the order `tokvec --help` lists them.
 # isort: off
-from . import embed, tokenizer, positional, train, hf, generate, classify, plot, explore, report, serve  # noqa: E402,F401
+from . import embed, tokenizer, positional, train, hf, generate, classify, plot, explore, vectors, report, serve  # noqa: E402,F401
 # isort: on

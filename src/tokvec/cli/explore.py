@@ -8,16 +8,27 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from . import _open_run, _preview, app, out
+from . import CLIError, _open_run, _preview, app, out
 
 
 @app.command()
 def neighbors(
-    token: str = typer.Argument(..., help="A token of the run's vocabulary (or #ID for a token id)."),
+    token: str = typer.Argument(..., help="A token of the run's vocabulary (or #ID for a token id), or a word of "
+                                "--vectors."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run directory."),
+    vectors: Optional[Path] = typer.Option(None, "--vectors", help="A GloVe / word2vec / fastText file instead "
+                                           "of a run."),
     k: int = typer.Option(10, "-k", "--k", help="How many neighbours."),
 ) -> None:
-    """Nearest tokens to TOKEN by cosine similarity of their embedding rows."""
+    """Nearest tokens to TOKEN by cosine similarity of their embedding rows (or of pretrained word vectors)."""
+    if vectors is not None:
+        from .vectors import load_vectors, print_words
+
+        if run is not None:
+            raise CLIError("pass --run or --vectors, not both")
+        wv = load_vectors(vectors)
+        print_words(f"nearest to {token!r} in {vectors}:", wv.neighbors(token, k=k))
+        return
     from ..viz import display_token, embedding_table, token_strings
     from ..viz import neighbors as nearest
 

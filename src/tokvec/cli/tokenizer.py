@@ -23,9 +23,11 @@ def _corpus_args(corpus: Optional[list[str]], extra: Optional[list[str]]) -> lis
 
 def _load_tokenizer_arg(path: str):
     from ..tokenizers import load_tokenizer
+    from ..tokenizers.tiktoken_names import ENCODING_NAMES
 
-    if not Path(path).is_file():
-        raise CLIError(f"no tokenizer file at {path}; train one with `tokvec tokenizer train ... --out {path}`")
+    if not Path(path).is_file() and path not in ENCODING_NAMES:
+        raise CLIError(f"no tokenizer file at {path}; train one with `tokvec tokenizer train ... --out {path}`, "
+                       f"or name one of tiktoken's encodings ({', '.join(ENCODING_NAMES)})")
     return load_tokenizer(path)
 
 
@@ -46,8 +48,10 @@ def tokenizer_train(
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus (e.g. gb18030)."),
     allow_smaller: bool = typer.Option(False, "--allow-smaller", help="Keep a smaller vocabulary if merges run out."),
     out_path: Path = typer.Option(..., "--out", "-o", help="Where to save the tokenizer (JSON; .tiktoken writes ranks only)."),
+    engine: str = typer.Option("auto", "--engine", help="auto (rustbpe, HF when min_frequency needs it), rustbpe "
+                               "or hf (Hugging Face tokenizers' BpeTrainer)."),
 ) -> None:
-    """Train a byte-level BPE tokenizer on a corpus (streamed; HF tokenizers' trainer as the engine)."""
+    """Train a byte-level BPE tokenizer on a corpus (streamed; rustbpe or HF tokenizers' trainer)."""
     import time
 
     from ..textstream import corpus_bytes, expand_corpus
@@ -55,16 +59,23 @@ def tokenizer_train(
 
     paths = expand_corpus(_corpus_args(corpus, files))
     start = time.perf_counter()
-    with progress_bar(corpus_bytes(paths), "reading + counting") as advance:
+    with progress_bar(corpus_bytes(paths), "reading + counting") as advance, \
+            progress_bar(None, "merging") as advance_merges:
+        done = {"merges": 0}
+
+        def on_merges(merges: int, total: int) -> None:
+            advance_merges(merges - done["merges"], total=total)
+            done["merges"] = merges
+
         tok = BPETokenizer.train(paths, vocab_size=vocab_size, pattern=pattern, special_tokens=special or [],
                                  min_frequency=min_frequency, encoding=encoding, allow_smaller=allow_smaller,
-                                 progress=advance)
+                                 progress=advance, engine=engine, on_merges=on_merges)
     if out_path.suffix.lower() == ".tiktoken":
         tok.save_tiktoken(out_path)
     else:
         tok.save(out_path)
     out.print(f"trained BPE vocab_size={tok.vocab_size} ({tok.n_ranks - 256} merges, {len(tok.special_tokens)} "
-              f"specials, pattern {tok.pattern}) on {len(paths)} file(s), {corpus_bytes(paths) / 1e6:.1f} MB in "
+              f"specials, pattern {tok.pattern}) by {tok.trained_by} on {len(paths)} file(s), {corpus_bytes(paths) / 1e6:.1f} MB in "
               f"{time.perf_counter() - start:.1f} s -> {out_path}")
 
 

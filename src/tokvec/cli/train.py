@@ -51,6 +51,9 @@ def train(
     strategy: Optional[str] = typer.Option(None, "--strategy", help="Under torchrun: ddp (default) or fsdp."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Under torchrun: gloo (CPUs) or nccl (GPUs); "
                                           "auto by default."),
+    init_embeddings: Optional[Path] = typer.Option(None, "--init-embeddings", help="GloVe / word2vec / fastText "
+                                                   "file: the token table starts from its vectors (--tokenizer "
+                                                   "word; --d-model must match)."),
 ) -> None:
     """Train a GPT language model on a corpus; checkpoints, tokenizer and metrics go to --out.
 
@@ -65,7 +68,8 @@ def train(
                              activation=activation, max_steps=max_steps,
                              eval_interval=eval_interval, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                              seed=seed, compile=compile_, bf16=bf16, threads=threads, strategy=strategy,
-                             backend=backend)
+                             backend=backend,
+                             init_embeddings=None if init_embeddings is None else str(init_embeddings))
     if resume is not None:
         if out_dir is not None and out_dir.resolve() != resume.resolve():
             raise CLIError(f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
@@ -107,6 +111,9 @@ def train(
                       f"continue with: tokvec train --resume {run_dir}", markup=False, soft_wrap=True)
             raise typer.Exit(130)
     console = out
+    if result.embedding_coverage is not None:
+        console.print(f"token table initialised from word vectors: {result.embedding_coverage}", markup=False,
+                      soft_wrap=True)
     params = result.model.num_parameters()
     losses = "" if result.val_loss is None else f"train {result.train_loss:.4f}  val {result.val_loss:.4f}  "
     console.print(f"done: step {result.step}  {losses}{result.tokens_per_s:,.0f} tok/s  {params:,} parameters"

@@ -2,6 +2,7 @@
 
 from .alibi import ALiBiPositionalEncoding, alibi_slopes
 from .base import PositionalEncoding
+from .cape import CAPEPositionalEncoding
 from .learned import LearnedPositionalEncoding
 from .none import NoPositionalEncoding
 from .registry import SCHEMES, available, build, get_class
@@ -21,6 +22,7 @@ __all__ = [
     "ShawRelativePositionalEncoding",
     "T5RelativePositionalEncoding",
     "TransformerXLPositionalEncoding",
+    "CAPEPositionalEncoding",
     "rope_frequencies",
     "alibi_slopes",
     "t5_bucket",

@@ -18,6 +18,7 @@ SCHEMES: dict[str, str] = {
     "relative": "relative:ShawRelativePositionalEncoding",
     "t5": "t5:T5RelativePositionalEncoding",
     "xl": "xl:TransformerXLPositionalEncoding",
+    "cape": "cape:CAPEPositionalEncoding",
 }
 
 

@@ -33,22 +33,32 @@ LAYOUTS = ("interleaved", "halves")
 def sinusoidal_table(n_positions: int, d_model: int, *, base: float = 10000.0, layout: str = "interleaved",
                      offset: int = 0, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
     """The sinusoid table for positions ``offset .. offset + n_positions - 1``: (n_positions, d_model)."""
+    # float64 for the angles: pos * w loses digits in float32 once pos reaches the tens of thousands
+    pos = torch.arange(offset, offset + n_positions, dtype=torch.float64, device=device)
+    return sinusoids(pos, d_model, base=base, layout=layout).to(dtype)
+
+
+def sinusoids(positions: Tensor, d_model: int, *, base: float = 10000.0, layout: str = "interleaved") -> Tensor:
+    """The sinusoid vectors of (possibly fractional) positions, in the positions' float dtype.
+
+    positions: (...) float -> (..., d_model). Integer positions give the rows of :func:`sinusoidal_table`;
+    fractional ones are what CAPE (:mod:`tokvec.positional.cape`) feeds it.
+    """
     if layout not in LAYOUTS:
         raise TokvecValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     d_even = d_model + (d_model % 2)
-    # float64 for the angles: pos * w loses digits in float32 once pos reaches the tens of thousands
-    pos = torch.arange(offset, offset + n_positions, dtype=torch.float64, device=device).unsqueeze(1)
-    inv_freq = torch.exp(torch.arange(0, d_even, 2, dtype=torch.float64, device=device) * (-math.log(base) / d_model))
-    angles = pos * inv_freq  # (n, d_even/2)
-    table = torch.empty(n_positions, d_even, dtype=torch.float64, device=device)
+    inv_freq = torch.exp(torch.arange(0, d_even, 2, dtype=positions.dtype, device=positions.device)
+                         * (-math.log(base) / d_model))
+    angles = positions.unsqueeze(-1) * inv_freq  # (..., d_even/2)
+    table = torch.empty(*positions.shape, d_even, dtype=positions.dtype, device=positions.device)
     if layout == "interleaved":
-        table[:, 0::2] = torch.sin(angles)
-        table[:, 1::2] = torch.cos(angles)
+        table[..., 0::2] = torch.sin(angles)
+        table[..., 1::2] = torch.cos(angles)
     else:
         half = d_even // 2
-        table[:, :half] = torch.sin(angles)
-        table[:, half:] = torch.cos(angles)
-    return table[:, :d_model].to(dtype)
+        table[..., :half] = torch.sin(angles)
+        table[..., half:] = torch.cos(angles)
+    return table[..., :d_model]
 
 
 class SinusoidalPositionalEncoding(PositionalEncoding):

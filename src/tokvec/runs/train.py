@@ -100,6 +100,7 @@ class TrainConfig:
     backend: str = "auto"                 # auto = nccl on GPUs, gloo on CPUs
     dist_timeout_s: float = 300.0         # a collective waiting longer for a dead peer fails the job
     init_from: Optional[str] = None       # fine-tune: a run directory or a Hugging Face model directory
+    init_embeddings: Optional[str] = None  # GloVe/word2vec/fastText file: token rows start from its vectors
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -156,6 +157,8 @@ class TrainConfig:
             changed += [f"{k}={v!r}" for k, v in self.model_options.items() if k != "dropout"]
             changed += [f"{k}={getattr(self, k)!r}" for k, default in (("preset", "tiny"), ("tokenizer", "char"))
                         if getattr(self, k) != default]
+            if self.init_embeddings:
+                changed.append(f"init_embeddings={self.init_embeddings!r}")
             if changed:
                 problems.append(f"init_from {self.init_from} fixes the architecture and the tokenizer, so "
                                 f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)")
@@ -202,6 +205,7 @@ class TrainResult:
     model: torch.nn.Module
     tokenizer: Any
     fused_adamw: bool
+    embedding_coverage: Any = None  # with init_embeddings: a tokvec.embedding.Coverage
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, *, allow_fused: bool = True
@@ -315,6 +319,28 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
         dist_.shutdown(ctx)
 
 
+def init_token_embeddings(model, tokenizer, path: str, *, seed: int = 0):
+    """Copy pretrained word vectors into ``model``'s token table (rows the file lacks: random, with
+    the file's spread); return the :class:`~tokvec.embedding.Coverage`. The table stays trainable."""
+    from ..embedding import TokenEmbedding
+    from ..tokenizers.word_vectors import vector_dim
+
+    table = model.embed.token.weight  # (V, d)
+    dim = vector_dim(path)
+    if dim != table.shape[1]:
+        raise TokvecValueError(f"--init-embeddings {path} holds {dim}-dimensional vectors but the model's d_model "
+                               f"is {table.shape[1]}; pass --d-model {dim} (or a file of {table.shape[1]}-"
+                               f"dimensional vectors)")
+    if not hasattr(tokenizer, "vocab"):
+        raise TokvecValueError(f"--init-embeddings needs a word (or char) tokenizer, whose tokens are words a "
+                               f"vector file can hold; got {type(tokenizer).__name__}: pass --tokenizer word")
+    emb, coverage = TokenEmbedding.from_word_vectors(path, vocab=tokenizer, oov="random", seed=seed,
+                                                     dtype=table.dtype, device=table.device)
+    with torch.no_grad():
+        table.copy_(emb.weight)
+    return coverage
+
+
 def effective_batch(config: TrainConfig, world_size: int) -> int:
     """Windows per optimizer step over all processes: batch_size x world_size x grad_accum."""
     return config.batch_size * world_size * config.grad_accum
@@ -387,6 +413,9 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
 
     torch.manual_seed(config.seed)
     model = GPT(model_cfg) if source is None else source[0]
+    coverage = None
+    if config.init_embeddings and saved is None:  # a resumed run has its own (trained) rows
+        coverage = init_token_embeddings(model, tokenizer, config.init_embeddings, seed=config.seed)
     start_step, elapsed_before, metrics = 0, 0.0, []
     if saved is not None:
         ckpt.load_weights(run_dir, model, saved)  # whole weights, before any sharding
@@ -499,7 +528,8 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext) -> TrainResult
     return TrainResult(run_dir=run_dir, step=step, start_step=start_step, train_loss=train_loss,
                        val_loss=val_loss, tokens_per_s=tokens_per_s,
                        elapsed_s=elapsed_before + time.perf_counter() - t_start, losses=losses,
-                       metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused)
+                       metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused,
+                       embedding_coverage=coverage)
 
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "evaluate",

@@ -1,7 +1,7 @@
 """Tokenizers: text <-> token ids. All share :class:`Tokenizer`; ``load_tokenizer`` reads any of them."""
 
-from .base import Tokenizer, load_tokenizer, register_foreign_loader, register_tokenizer
-from .bpe import BPETokenizer  # after base: registers the "bpe" kind and the .tiktoken / tokenizer.json readers
+from .base import Tokenizer, load_tokenizer, register_foreign_loader, register_named_tokenizer, register_tokenizer
+from .bpe import BPETokenizer  # after base: registers "bpe", its file readers and tiktoken's names
 from .build import BPE_SPECIALS, build_tokenizer  # after the kinds it builds
 from .char import CharTokenizer
 from .word import WORD_PATTERN, WordTokenizer
@@ -17,4 +17,5 @@ __all__ = [
     "BPE_SPECIALS",
     "register_tokenizer",
     "register_foreign_loader",
+    "register_named_tokenizer",
 ]

@@ -30,6 +30,8 @@ _KINDS: dict[str, type["Tokenizer"]] = {}
 # Loaders for files that are not tokvec JSON (.tiktoken rank files, HF tokenizer.json, ...):
 # each gets (path, parsed JSON or None) and returns a Tokenizer, or None when the file is not its kind.
 _FOREIGN_LOADERS: list[Callable[[Path, Any], "Tokenizer | None"]] = []
+# Tokenizers known by a name rather than a file (tiktoken's "cl100k_base", ...): name -> loader.
+_NAMED_LOADERS: dict[str, Callable[[], "Tokenizer"]] = {}
 
 
 def register_tokenizer(kind: str) -> Callable[[type["Tokenizer"]], type["Tokenizer"]]:
@@ -46,6 +48,11 @@ def register_tokenizer(kind: str) -> Callable[[type["Tokenizer"]], type["Tokeniz
 def register_foreign_loader(loader: Callable[[Path, Any], "Tokenizer | None"]) -> None:
     """Teach ``load_tokenizer`` another file format (see ``_FOREIGN_LOADERS``)."""
     _FOREIGN_LOADERS.append(loader)
+
+
+def register_named_tokenizer(name: str, loader: Callable[[], "Tokenizer"]) -> None:
+    """Teach ``load_tokenizer`` a tokenizer it loads by name (when no file has that name)."""
+    _NAMED_LOADERS[name] = loader
 
 
 def check_normalization(normalization: str | None) -> str | None:
@@ -103,6 +110,13 @@ class Tokenizer(ABC):
     @abstractmethod
     def vocab_size(self) -> int:
         """Number of ids; valid ids are ``0 .. vocab_size - 1``."""
+
+    @property
+    def text_vocab_size(self) -> int:
+        """Ids of plain text (special tokens disallowed) are below this: the rows an embedding table
+        needs when it only ever sees plain text. Default ``vocab_size``; byte-level BPE: its ranks
+        (cl100k_base: 100256, its specials sit at 100257..100276)."""
+        return self.vocab_size
 
     @abstractmethod
     def to_dict(self) -> dict:
@@ -178,14 +192,18 @@ class StreamDecoder:
 
 
 def load_tokenizer(path: str | os.PathLike, **options: Any) -> Tokenizer:
-    """Read any tokenizer file tokvec knows: its own JSON, and formats registered by other modules.
+    """Read any tokenizer file tokvec knows: its own JSON, and formats registered by other modules;
+    or one of tiktoken's encodings by name (``"cl100k_base"``, from tiktoken's cache, never downloaded).
 
     ``options`` go to the tokenizer's ``from_dict`` (e.g. ``segmenter=`` for a WordTokenizer saved
     with a custom segmenter).
     """
+    if isinstance(path, str) and path in _NAMED_LOADERS and not Path(path).is_file():
+        return _NAMED_LOADERS[path]()  # e.g. tiktoken's encoding by name, from tiktoken's cache
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer file at {path}")
+        named = f" (or a name: {', '.join(_NAMED_LOADERS)})" if _NAMED_LOADERS else ""
+        raise FileNotFoundError(f"no tokenizer file at {path}{named}")
     data: Any = None
     if path.suffix.lower() == ".json":
         data = read_json(path)

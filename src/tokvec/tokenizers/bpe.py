@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Literal, Mapping, Sequence
 
 from ..errors import FormatError, TokenIdError, TokvecTypeError, TokvecValueError
-from .base import StreamDecoder, Tokenizer, as_id_list, register_foreign_loader, register_tokenizer
+from .base import (
+    StreamDecoder,
+    Tokenizer,
+    as_id_list,
+    register_foreign_loader,
+    register_named_tokenizer,
+    register_tokenizer,
+)
 from .patterns import PATTERNS, resolve_pattern
+from .tiktoken_names import ENCODING_NAMES
 
 Special = Literal["all"] | Collection[str]
 # encode_batch joins short texts with this private-use separator, encoded as an extra special token:
@@ -65,6 +73,7 @@ class BPETokenizer(Tokenizer):
                 raise TokvecValueError(f"special token {tok!r} has id {i}, already used by a merge or another special")
             taken.add(i)
         self._ranks = ranks
+        self.trained_by: str | None = None  # "rustbpe" or "hf" after train / train_from_texts
         self.special_tokens = specials
         self.name = name
         self._enc = tiktoken.Encoding(name=name, pat_str=self.pat_str, mergeable_ranks=ranks, special_tokens=specials)
@@ -81,40 +90,70 @@ class BPETokenizer(Tokenizer):
     def train(cls, files: str | os.PathLike | Iterable[str | os.PathLike], *, vocab_size: int,
               pattern: str = "cl100k", special_tokens: Sequence[str] = (), min_frequency: int = 2,
               encoding: str = "utf-8", allow_smaller: bool = False,
-              progress: Callable[[int], None] | None = None) -> "BPETokenizer":
+              progress: Callable[[int], None] | None = None, engine: str = "auto",
+              on_merges: Callable[[int, int], None] | None = None) -> "BPETokenizer":
         """Learn merges from corpus ``files`` (paths, directories, glob patterns), streamed.
 
-        Engine: Hugging Face ``tokenizers``' BpeTrainer (Rust, byte-level), fed chunk by chunk.
-        ``vocab_size`` counts the 256 bytes, the merges and ``special_tokens`` (ids after the merges).
-        ``progress(n)`` is called with the number of corpus bytes read. Deterministic for a given
-        corpus and settings. When the corpus runs out of pairs seen ``min_frequency`` times before
-        ``vocab_size`` is reached, raises (saying how far it got) unless ``allow_smaller=True``.
+        ``vocab_size`` counts the 256 bytes, the merges and ``special_tokens`` (ids after the merges;
+        they never take part in training). Merges are made only of pairs seen ``min_frequency``
+        times or more. ``engine``: ``"rustbpe"`` (Rust, ~3x faster than HF), ``"hf"`` (Hugging
+        Face tokenizers' BpeTrainer) or ``"auto"``: rustbpe, falling back to HF when the corpus runs
+        out of pairs seen ``min_frequency`` times (see :mod:`tokvec.tokenizers.bpe_train`); the
+        engine used is kept in ``tok.trained_by``. ``progress(n)`` is called with the number of corpus
+        bytes read (once per byte, even when HF re-reads after a fallback); ``on_merges(done, total)``
+        as rustbpe merges (every percent). Deterministic for a given corpus, settings and engine.
+        When the corpus runs out of pairs before ``vocab_size`` is reached, raises (saying how far
+        it got) unless ``allow_smaller=True``.
         """
         from ..textstream import expand_corpus, iter_corpus_chunks
-        from .bpe_train import train_ranks
+        from .bpe_train import check_engine, train_ranks
 
+        check_engine(engine)
         paths = expand_corpus(files)
-        # 64 KB chunks: enough separate texts for the trainer to pre-tokenise on every core
-        chunks = (chunk for _, chunk in iter_corpus_chunks(paths, encoding=encoding, progress=progress,
-                                                           block_bytes=1 << 16))
+        reported = {"bytes": 0, "total": sum(p.stat().st_size for p in paths)}
+
+        def once(n: int) -> None:  # a second pass over the files (fallback) is not progress
+            if progress is not None and reported["bytes"] < reported["total"]:
+                reported["bytes"] += n
+                progress(n)
+
+        def texts():
+            # 64 KB chunks: enough separate texts for the trainer to pre-tokenise on every core
+            return (chunk for _, chunk in iter_corpus_chunks(paths, encoding=encoding, progress=once,
+                                                             block_bytes=1 << 16))
+
         what = f"the corpus ({', '.join(map(str, paths[:3]))}{', ...' if len(paths) > 3 else ''})"
-        ranks, specials = train_ranks(chunks, vocab_size=vocab_size, pattern=pattern, special_tokens=special_tokens,
-                                      min_frequency=min_frequency, allow_smaller=allow_smaller, what=what)
-        return cls(ranks, pattern=pattern, special_tokens=specials)
+        ranks, specials, used = train_ranks(texts, vocab_size=vocab_size, pattern=pattern,
+                                            special_tokens=special_tokens, min_frequency=min_frequency,
+                                            allow_smaller=allow_smaller, what=what, engine=engine,
+                                            on_merges=on_merges)
+        tok = cls(ranks, pattern=pattern, special_tokens=specials)
+        tok.trained_by = used
+        return tok
 
     @classmethod
     def train_from_texts(cls, texts: Iterable[str], *, vocab_size: int, pattern: str = "cl100k",
                          special_tokens: Sequence[str] = (), min_frequency: int = 2,
-                         allow_smaller: bool = False) -> "BPETokenizer":
-        """As :meth:`train`, on strings in memory (each string is one document)."""
-        from .bpe_train import train_ranks
+                         allow_smaller: bool = False, engine: str = "auto",
+                         on_merges: Callable[[int, int], None] | None = None) -> "BPETokenizer":
+        """As :meth:`train`, on strings in memory (each string is one document). A one-shot iterator
+        (a generator) cannot be read twice, so with ``engine="auto"`` and ``min_frequency > 1`` it
+        trains with HF directly; pass a list to get rustbpe."""
+        from .bpe_train import check_engine, train_ranks
 
+        check_engine(engine)
         if isinstance(texts, str):
             texts = [texts]
-        ranks, specials = train_ranks(iter(texts), vocab_size=vocab_size, pattern=pattern,
-                                      special_tokens=special_tokens, min_frequency=min_frequency,
-                                      allow_smaller=allow_smaller, what="the training texts")
-        return cls(ranks, pattern=pattern, special_tokens=specials)
+        reiterable = isinstance(texts, (list, tuple))
+        once = iter(texts)
+        source = (lambda: iter(texts)) if reiterable else (lambda: once)
+        ranks, specials, used = train_ranks(source, vocab_size=vocab_size, pattern=pattern,
+                                            special_tokens=special_tokens, min_frequency=min_frequency,
+                                            allow_smaller=allow_smaller, what="the training texts", engine=engine,
+                                            reiterable=reiterable, on_merges=on_merges)
+        tok = cls(ranks, pattern=pattern, special_tokens=specials)
+        tok.trained_by = used
+        return tok
 
     # -- the Tokenizer interface -----------------------------------------------------------------
     @property
@@ -125,6 +164,11 @@ class BPETokenizer(Tokenizer):
     @property
     def n_ranks(self) -> int:
         return len(self._ranks)
+
+    @property
+    def text_vocab_size(self) -> int:
+        """``max rank + 1``: plain text encodes to ranks only (specials are disallowed in it)."""
+        return max(self._ranks.values()) + 1
 
     @property
     def ranks(self) -> dict[bytes, int]:
@@ -344,16 +388,27 @@ class BPETokenizer(Tokenizer):
     def from_tiktoken(cls, path: str | os.PathLike, *, pattern: str | None = None,
                       special_tokens: Mapping[str, int] | None = None) -> "BPETokenizer":
         """Read a ``.tiktoken`` rank file. Pattern and specials default to tiktoken's for the file's
-        name when it is one of tiktoken's encodings (``cl100k_base.tiktoken``), else cl100k / none."""
-        from .interop import KNOWN_TIKTOKEN, read_tiktoken
+        name when it is one of tiktoken's encodings (``cl100k_base.tiktoken``: read from tiktoken's
+        registry), else cl100k / none."""
+        from .interop import read_tiktoken
+        from .tiktoken_names import specials_for_file
 
         path = Path(path)
-        known_pattern, known_specials = KNOWN_TIKTOKEN.get(path.name.split(".")[0], ("cl100k", {}))
+        known_pattern, known_specials = specials_for_file(path) or ("cl100k", {})
         ranks = read_tiktoken(path)
         if special_tokens is None:  # tiktoken's specials for that name, unless a rank already holds the id
             taken = set(ranks.values())
             special_tokens = {t: i for t, i in known_specials.items() if i not in taken}
         return cls(ranks, pattern=pattern or known_pattern, special_tokens=special_tokens, name=path.stem)
+
+    @classmethod
+    def from_tiktoken_name(cls, name: str) -> "BPETokenizer":
+        """tiktoken's encoding ``name`` (``"cl100k_base"``, ...) from tiktoken's cache, never downloaded;
+        see :mod:`tokvec.tokenizers.tiktoken_names`. ``load_tokenizer(name)`` calls this."""
+        from .tiktoken_names import load_encoding
+
+        spec = load_encoding(name)
+        return cls(spec["mergeable_ranks"], pattern=spec["pat_str"], special_tokens=spec["special_tokens"], name=name)
 
     @classmethod
     def from_hf(cls, path: str | os.PathLike) -> "BPETokenizer":
@@ -408,4 +463,6 @@ def _load_foreign(path: Path, data: Any) -> BPETokenizer | None:
 
 
 register_foreign_loader(_load_foreign)
+for _name in ENCODING_NAMES:
+    register_named_tokenizer(_name, lambda name=_name: BPETokenizer.from_tiktoken_name(name))
 __all__ = ["BPETokenizer", "BPEStreamDecoder", "PATTERNS"]

@@ -1,4 +1,5 @@
-"""The tokenizer a name stands for: ``char``, ``word``, ``bpe:N`` (trained on a corpus) or a saved file.
+"""The tokenizer a name stands for: ``char``, ``word``, ``bpe:N`` (trained on a corpus), one of
+tiktoken's encodings (``cl100k_base``: from tiktoken's cache) or a saved file.
 
     >>> tok = build_tokenizer("bpe:512", corpus="novel.txt")      # trained, streamed from the files
     >>> tok = build_tokenizer("runs/novel/tokenizer.json")         # loaded
@@ -14,6 +15,7 @@ from ..errors import TokvecValueError
 from .base import load_tokenizer
 from .bpe import BPETokenizer
 from .char import CharTokenizer
+from .tiktoken_names import ENCODING_NAMES
 from .word import WordTokenizer
 
 BPE_SPECIALS = ("<|endoftext|>",)
@@ -36,7 +38,8 @@ def build_tokenizer(spec: str, text: str | Sequence[str] | None = None, *, corpu
             return BPETokenizer.train_from_texts(texts, vocab_size=int(size), special_tokens=BPE_SPECIALS)
         return BPETokenizer.train(corpus_files(corpus), vocab_size=int(size), special_tokens=BPE_SPECIALS,
                                   encoding=encoding)
-    if Path(spec).is_file():
+    if Path(spec).is_file() or spec in ENCODING_NAMES:
         return load_tokenizer(spec)
-    raise TokvecValueError(f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size) "
+    raise TokvecValueError(f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size), "
+                           f"one of tiktoken's encodings ({', '.join(ENCODING_NAMES)}) "
                            f"or the path of a saved tokenizer file")

@@ -32,11 +32,13 @@ class CharTokenizer(VocabTokenizer):
         max_size: int | None = None,
         specials: Sequence[str] = DEFAULT_SPECIALS,
         normalization: str | None = None,
+        order: str = "frequency",
     ) -> "CharTokenizer":
-        """Build the character vocabulary of ``texts`` (most frequent first)."""
+        """Build the character vocabulary of ``texts`` (most frequent first, or ``order="first"``:
+        first appearance; with ``specials=()`` that gives the tutorials' 你=0 好=1 嗎=2 for "你好好嗎嗎")."""
         norm = check_normalization(normalization)
         vocab = cls._train_vocab(
-            texts, lambda t: normalize(t, norm), min_freq=min_freq, max_size=max_size, specials=specials
+            texts, lambda t: normalize(t, norm), min_freq=min_freq, max_size=max_size, specials=specials, order=order
         )
         return cls(vocab, normalization=norm)
 

@@ -2,10 +2,11 @@
 (byte-level BPE, read).
 
 A ``.tiktoken`` file is one ``base64(token bytes) rank`` per line and nothing else: it holds neither
-the pre-tokenisation pattern nor the special tokens. Loading one by name (``cl100k_base.tiktoken``,
-``o200k_base``, ``r50k_base``, ``p50k_base``, ``gpt2``) restores tiktoken's pattern and specials for
-it; any other name gets the cl100k pattern and no specials -- use ``BPETokenizer.from_tiktoken(path,
-pattern=..., special_tokens=...)`` to say otherwise.
+the pre-tokenisation pattern nor the special tokens. A file named after one of tiktoken's encodings
+(``cl100k_base.tiktoken``, ``o200k_base``, ``r50k_base``, ``p50k_base``, ``gpt2``) gets that
+encoding's pattern and specials, read from tiktoken's registry (:mod:`.tiktoken_names`); any other
+name gets the cl100k pattern and no specials -- use ``BPETokenizer.from_tiktoken(path, pattern=...,
+special_tokens=...)`` to say otherwise.
 """
 
 from __future__ import annotations
@@ -19,17 +20,6 @@ from typing import Any, Mapping
 
 from .._io import atomic_open
 from ..errors import FormatError
-
-# tiktoken's published encodings: (pattern name, special tokens) by file-name stem.
-_EOT = "<|endoftext|>"
-KNOWN_TIKTOKEN = {
-    "r50k_base": ("gpt2", {_EOT: 50256}),
-    "gpt2": ("gpt2", {_EOT: 50256}),
-    "p50k_base": ("gpt2", {_EOT: 50256}),
-    "cl100k_base": ("cl100k", {_EOT: 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
-                               "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}),
-    "o200k_base": ("o200k", {_EOT: 199999, "<|endofprompt|>": 200018}),
-}
 
 
 def bytes_to_unicode() -> dict[int, str]:

@@ -40,6 +40,7 @@ class VocabTokenizer(Tokenizer):
         min_freq: int,
         max_size: int | None,
         specials: Sequence[str],
+        order: str = "frequency",
     ) -> Vocabulary:
         if isinstance(texts, str):
             texts = [texts]  # a bare string is one text, not an iterable of one-character texts
@@ -48,6 +49,7 @@ class VocabTokenizer(Tokenizer):
             min_freq=min_freq,
             max_size=max_size,
             specials=specials,
+            order=order,
         )
 
     @property

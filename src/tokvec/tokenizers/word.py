@@ -93,6 +93,31 @@ class WordTokenizer(VocabTokenizer):
         vocab = cls._train_vocab(texts, probe.tokens, min_freq=min_freq, max_size=max_size, specials=specials)
         return cls(vocab, normalization=probe.normalization, keep_whitespace=keep_whitespace, segmenter=segmenter)
 
+    @classmethod
+    def from_word_vectors(
+        cls,
+        path,
+        *,
+        format: str = "auto",
+        limit: int | None = None,
+        specials: Sequence[str] = DEFAULT_SPECIALS,
+        normalization: str | None = None,
+        keep_whitespace: bool = False,
+        segmenter: Segmenter | None = None,
+    ) -> "WordTokenizer":
+        """The vocabulary of a GloVe / word2vec / fastText file (``specials`` first, then the file's
+        words in file order, so the most frequent get the lowest ids). Only the words are read.
+
+        ``keep_whitespace=False`` by default: vector files hold no whitespace tokens. ``limit`` keeps
+        the first ``limit`` words. Pair it with :meth:`TokenEmbedding.from_word_vectors` for the rows.
+        """
+        from .word_vectors import read_word_vectors
+
+        words = read_word_vectors(path, format=format, words_only=True, limit=limit).words
+        vocab = Vocabulary(words, specials=specials)
+        return cls(vocab, normalization=check_normalization(normalization), keep_whitespace=keep_whitespace,
+                   segmenter=segmenter)
+
     def _split(self, text: str) -> list[str]:
         pieces = list(self.segmenter(text)) if self.segmenter else _WORD_RE.findall(text)
         if not self.keep_whitespace:
