@@ -54,9 +54,9 @@ def test_plots_neighbors_trace_report_on_imported_runs(kind, runs, tmp_path, cap
                "--out", str(tmp_path / "att.png")) == 0
     assert (tmp_path / "att.png").read_bytes().startswith(PNG_MAGIC)
     capsys.readouterr()
-    assert cli("neighbors", "the", "--run", run, "-k", "5") == 0
+    assert cli("neighbors", "#260", "--run", run, "-k", "5") == 0
     printed = capsys.readouterr().out
-    assert "nearest to 'the'" in printed and printed.count("\n") >= 6
+    assert "nearest to '#260'" in printed and printed.count("\n") >= 6
     assert cli("trace", "小沈阳 fox", "--run", run) == 0
     printed = capsys.readouterr().out
     assert "token vectors  shape (1, " in printed and ", 64)" in printed
