@@ -48,7 +48,7 @@ def test_config_lists_every_problem_with_field_names():
     for part in ["vocab_size must be a positive integer, got 0", "n_heads (4) must divide d_model (30) (try n_heads=3)",
                  "d_ff must be a positive integer, got -1", "dropout must be a number in [0, 1), got 1.5",
                  "positional 'foo' is not a known scheme", "norm 'batchnorm' is not one of (layernorm, rmsnorm)",
-                 "activation 'relu' is not one of (gelu, swiglu)", "bias must be true or false, got 'yes'"]:
+                 "activation 'relu' is not one of (gelu, gelu_new, swiglu)", "bias must be true or false, got 'yes'"]:
         assert part in msg
 
 

@@ -217,5 +217,5 @@ def _rank_prefix() -> str:
 
 # The command groups register themselves on `app`; imported in the order `tokvec --help` lists them.
 # isort: off
-from . import embed, tokenizer, positional, train, generate, classify, plot, explore, vectors, report, serve, env  # noqa: E402,F401
+from . import embed, tokenizer, positional, train, hf, generate, classify, plot, explore, vectors, report, serve, env  # noqa: E402,F401
 # isort: on

@@ -1,4 +1,4 @@
-"""`tokvec tokenizer train`, `tokvec tokenize`, `tokvec encode`: train and use tokenizers."""
+"""`tokvec tokenizer train|export`, `tokvec tokenize`, `tokvec encode`: train, export and use tokenizers."""
 
 from __future__ import annotations
 
@@ -79,6 +79,31 @@ def tokenizer_train(
     out.print(f"trained BPE vocab_size={tok.vocab_size} ({tok.n_ranks - 256} merges, {len(tok.special_tokens)} "
               f"specials, pattern {tok.pattern}) by {tok.trained_by} on {len(paths)} file(s), {corpus_bytes(paths) / 1e6:.1f} MB in "
               f"{time.perf_counter() - start:.1f} s -> {out_path}")
+
+
+@tokenizer_app.command("export")
+def tokenizer_export(
+    tokenizer: str = typer.Argument(..., help="A tokenizer file (tokvec JSON, .tiktoken or tokenizer.json)."),
+    format_: str = typer.Option(..., "--format", help="hf (tokenizer.json + tokenizer_config.json in a directory) "
+                                "or tiktoken (a rank file; BPE only)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Directory (hf) or .tiktoken file (tiktoken)."),
+) -> None:
+    """Write a tokenizer for other tools: Hugging Face AutoTokenizer or tiktoken, with the same ids."""
+    tok = _load_tokenizer_arg(tokenizer)
+    if format_ == "hf":
+        path = tok.save_hf(out_path)
+        out.print(f"wrote {path} and tokenizer_config.json; load with "
+                  f"transformers.AutoTokenizer.from_pretrained({str(out_path)!r})", markup=False, soft_wrap=True)
+    elif format_ == "tiktoken":
+        if not hasattr(tok, "save_tiktoken"):
+            raise CLIError(f"a {tok.kind} tokenizer has no tiktoken form (tiktoken is byte-level BPE); "
+                           f"use --format hf")
+        tok.save_tiktoken(out_path)
+        out.print(f"wrote {out_path} ({tok.n_ranks} ranks; the pattern {tok.pattern!r} and the special tokens "
+                  f"{sorted(tok.special_tokens)} are not part of the format: pass them to tiktoken.Encoding)",
+                  markup=False, soft_wrap=True)
+    else:
+        raise CLIError(f"--format {format_!r} is not a tokenizer format; use hf or tiktoken")
 
 
 @app.command()

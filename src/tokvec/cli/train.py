@@ -38,11 +38,13 @@ def train(
                                                 "(250)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per micro-batch (12)."),
     grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Micro-batches per step (1)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (1e-3)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (1e-3; 3e-5 with --init-from)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of init, split and batches (1337)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (runs/tokvec)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
     force: bool = typer.Option(False, "--force", help="Replace the run already in --out (it is discarded)."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Fine-tune a run or a Hugging Face model "
+                                             "directory: its architecture, weights and tokenizer (docs/hf.md)."),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="The old spelling of --precision bf16."),
     device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " (auto)"),
@@ -84,7 +86,11 @@ def train(
                            f"directory, so drop --out")
         if force:
             raise CLIError(f"--resume continues the run in {resume} and --force starts it over; pass only one")
+        if init_from is not None:
+            raise CLIError(f"--resume {resume} continues a run as saved; drop --init-from {init_from}")
         config = TrainConfig.for_resume(str(resume), **flags)
+    elif init_from is not None:
+        config = TrainConfig.finetune(str(init_from), **flags, out=str(out_dir or TrainConfig.out)).validate()
     else:
         config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out), force=force)
     config.validate()  # bad numbers and impossible sizes fail before anything is printed or read
@@ -101,8 +107,10 @@ def train(
         if config.precision_spec == "auto":
             err.print(f"tokvec train: precision {chosen.name} (auto: {chosen.reason})", markup=False, soft_wrap=True)
     what = f"resuming {run_dir}" if config.resume else f"training into {run_dir}"
-    err.print(f"tokvec train: {what} (corpus {config.corpus or 'Python standard library'}, "
-              f"tokenizer {config.tokenizer}, preset {config.preset})", markup=False, soft_wrap=True)
+    model_from = (f"fine-tuning {config.init_from} (its model and tokenizer)" if config.init_from
+                  else f"tokenizer {config.tokenizer}, preset {config.preset}")
+    err.print(f"tokvec train: {what} (corpus {config.corpus or 'Python standard library'}, {model_from})",
+              markup=False, soft_wrap=True)
     err.print(f"tokvec train: effective batch {effective_batch(config, world)} windows per step = batch size "
               f"{config.batch_size} x {world} process(es) x {config.grad_accum} accumulation step(s)",
               markup=False, soft_wrap=True)

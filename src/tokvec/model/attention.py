@@ -8,7 +8,12 @@ scheme's ``distance_scores``) goes through :mod:`tokvec.model.fast.banded`, whic
 in the backward pass as well. The layer computes the weights explicitly only for ``need_weights=True``
 and, with dropout, for a scheme that adds to the values.
 
-Shape legend: b = batch, s = new tokens, t = cached + new tokens, h = heads, hd = head_dim, d = d_model.
+Grouped-query attention (Ainslie et al. 2023, Llama 2 70B, Llama 3): ``n_kv_heads`` < ``n_heads``
+key/value heads, each shared by a group of n_heads / n_kv_heads query heads. The cache holds the
+n_kv_heads heads (that is the saving); they are repeated to n_heads right before the scores.
+
+Shape legend: b = batch, s = new tokens, t = cached + new tokens, h = heads, hk = key/value heads,
+hd = head_dim, d = d_model.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import TokvecValueError
 from ..positional import PositionalEncoding
-from ..positional.base import head_dim_for
+from ..positional.base import check_positive_int, head_dim_for
 from .fast import banded
 
 
@@ -84,10 +90,18 @@ class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention. x: (b, s, d) -> (b, s, d)."""
 
     def __init__(self, d_model: int, n_heads: int, *, positional: PositionalEncoding, dropout: float = 0.0,
-                 bias: bool = True, layer_index: int = 0) -> None:
+                 bias: bool = True, layer_index: int = 0, n_kv_heads: int | None = None,
+                 qkv_bias: bool | None = None) -> None:
         super().__init__()
-        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, head_dim_for(d_model, n_heads)
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        head_dim = head_dim_for(d_model, n_heads)
+        n_kv_heads = n_heads if n_kv_heads is None else check_positive_int("n_kv_heads", n_kv_heads)
+        if n_heads % n_kv_heads:
+            raise TokvecValueError(f"n_kv_heads ({n_kv_heads}) must divide n_heads ({n_heads})")
+        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, head_dim
+        self.n_kv_heads = n_kv_heads
+        self.kv_dim = n_kv_heads * self.head_dim
+        # q, k, v in one matmul: (d) -> (d + 2 * kv_dim); with qkv_bias alone (Qwen2) proj has none
+        self.qkv = nn.Linear(d_model, d_model + 2 * self.kv_dim, bias=bias if qkv_bias is None else qkv_bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
@@ -99,15 +113,16 @@ class CausalSelfAttention(nn.Module):
         """x: (b, s, d) -> y: (b, s, d); with ``need_weights`` also the attention (b, h, s, t)."""
         b, s, d = x.shape
         offset = cache.length if cache is not None else 0
-        q, k, v = self.qkv(x).split(d, dim=2)
+        q, k, v = self.qkv(x).split([d, self.kv_dim, self.kv_dim], dim=2)
         q = q.view(b, s, self.n_heads, self.head_dim).transpose(1, 2)  # (b, h, s, hd)
-        k = k.view(b, s, self.n_heads, self.head_dim).transpose(1, 2)  # (b, h, s, hd)
-        v = v.view(b, s, self.n_heads, self.head_dim).transpose(1, 2)  # (b, h, s, hd)
+        k = k.view(b, s, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (b, hk, s, hd)
+        v = v.view(b, s, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (b, hk, s, hd)
         pos = self.positional
         if pos.rotates:
             q, k = pos.rotate(q, k, torch.arange(offset, offset + s, device=x.device), end=offset + s)
         if cache is not None:
-            k, v = cache.update(self.layer_index, k, v)  # (b, h, t, hd)
+            k, v = cache.update(self.layer_index, k, v)  # (b, hk, t, hd)
+        k, v = self.repeat_kv(k), self.repeat_kv(v)  # (b, h, t, hd)
         p = self.dropout if self.training else 0.0
         if not need_weights and not pos.adds_values and not pos.adds_scores:
             # no score term: one fused call; s == 1 with a cache sees every key and needs no mask
@@ -135,6 +150,14 @@ class CausalSelfAttention(nn.Module):
         if self.training and self.resid_dropout.p > 0:  # no call at p = 0: a module call per layer per step
             y = self.resid_dropout(y)
         return (y, weights) if need_weights else y
+
+    def repeat_kv(self, x: Tensor) -> Tensor:
+        """Key/value heads repeated for their query groups: (b, hk, t, hd) -> (b, h, t, hd).
+
+        Head j of the output is kv head j // (h / hk), as Hugging Face's ``repeat_kv``."""
+        if self.n_kv_heads == self.n_heads:
+            return x
+        return x.repeat_interleave(self.n_heads // self.n_kv_heads, dim=1)
 
     def _fused(self, q: Tensor, k: Tensor, v: Tensor, offset: int) -> Tensor | None:
         """The fused CPU kernel for a score-adding scheme, with the kernel's own causal skipping of the

@@ -15,8 +15,6 @@ from ..positional import PositionalEncoding
 from .attention import CausalSelfAttention, KVCache
 from .config import ModelConfig
 
-NORM_EPS = 1e-5  # GPT-2's LayerNorm epsilon; also fine for RMSNorm at float32
-
 
 def register_alias_hooks(module: nn.Module) -> None:
     """Save each shared tensor once: ``state_dict()`` drops the aliases, ``load_state_dict`` refills them.
@@ -55,14 +53,14 @@ def register_alias_hooks(module: nn.Module) -> None:
 def make_norm(config: ModelConfig) -> nn.Module:
     """LayerNorm (with bias when config.bias) or RMSNorm (never a bias) over d_model."""
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(config.d_model, eps=NORM_EPS)
-    return nn.LayerNorm(config.d_model, eps=NORM_EPS, bias=config.bias)
+        return nn.RMSNorm(config.d_model, eps=config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
 
 
 class MLP(nn.Module):
     """The position-wise feed-forward network. x: (b, s, d) -> (b, s, d).
 
-    gelu:   proj(gelu(fc(x)))                   fc: d -> f
+    gelu:   proj(gelu(fc(x)))                   fc: d -> f   (gelu_new: GELU's tanh approximation)
     swiglu: proj(silu(gate(x)) * up(x))         fc: d -> 2f (gate and up in one matmul)
     ``proj`` writes into the residual stream, so it gets the scaled GPT-2 init (see GPT).
     """
@@ -82,10 +80,16 @@ class MLP(nn.Module):
             gate, up = h.chunk(2, dim=-1)  # (b, s, f) each
             h = F.silu(gate) * up
         else:
-            h = F.gelu(h)  # exact erf GELU, as nanoGPT (GPT-2 used the tanh approximation)
+            h = gelu(h, self.activation)
         h = self.proj(h)
         # no call at p = 0 (or in eval): a module call per block per step for nothing
         return self.dropout(h) if self.training and self.dropout.p > 0 else h
+
+
+def gelu(x: Tensor, activation: str) -> Tensor:
+    """``"gelu"``: the exact erf GELU, as nanoGPT; ``"gelu_new"``: the tanh approximation GPT-2 trained
+    with (Hendrycks & Gimpel 2016, eq. 2; HF's ``gelu_new``). x: any shape -> the same shape."""
+    return F.gelu(x, approximate="tanh" if activation == "gelu_new" else "none")
 
 
 class Block(nn.Module):
@@ -95,7 +99,9 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = make_norm(config)
         self.attn = CausalSelfAttention(config.d_model, config.n_heads, positional=positional,
-                                        dropout=config.dropout, bias=config.bias, layer_index=layer_index)
+                                        dropout=config.dropout, bias=config.bias, layer_index=layer_index,
+                                        n_kv_heads=config.kv_heads,
+                                        qkv_bias=config.bias if config.qkv_bias is None else config.qkv_bias)
         self.norm2 = make_norm(config)
         self.mlp = MLP(config)
 

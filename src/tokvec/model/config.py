@@ -28,7 +28,7 @@ from .._checks import MAX_DIM
 from ..errors import TokvecValueError
 
 NORMS = ("layernorm", "rmsnorm")
-ACTIVATIONS = ("gelu", "swiglu")
+ACTIVATIONS = ("gelu", "gelu_new", "swiglu")  # gelu_new: the tanh approximation GPT-2 trained with
 
 PRESETS: dict[str, dict[str, Any]] = {
     # nanoGPT's CPU config for char-level Shakespeare: trains in minutes on 2 cores
@@ -67,6 +67,9 @@ class ModelConfig:
     activation: str = "gelu"  # GPT-2's; "swiglu" as in Llama (gated, three matrices)
     bias: bool = True  # GPT-2 has biases in linears and norms; False is slightly faster and as good
     tie_embeddings: bool = True  # LM head reuses the token table (Press & Wolf 2017): fewer params, better
+    n_kv_heads: int | None = None  # grouped-query attention (Ainslie et al. 2023); None -> n_heads (plain MHA)
+    qkv_bias: bool | None = None  # bias on q/k/v only (Qwen2 has it, its other linears do not); None -> bias
+    norm_eps: float = 1e-5  # GPT-2's LayerNorm epsilon; Llama checkpoints use 1e-5 or 1e-6
 
     def __post_init__(self) -> None:
         self.validate()
@@ -76,11 +79,16 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     @property
+    def kv_heads(self) -> int:
+        """Heads of keys and values (n_kv_heads resolved): n_heads / kv_heads queries share each."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
     def hidden_dim(self) -> int:
         """The feed-forward width actually used (d_ff resolved)."""
         if self.d_ff is not None:
             return self.d_ff
-        return 4 * self.d_model if self.activation == "gelu" else swiglu_hidden(self.d_model)
+        return swiglu_hidden(self.d_model) if self.activation == "swiglu" else 4 * self.d_model
 
     def validate(self) -> "ModelConfig":
         """Check every field; raise one TokvecValueError listing all problems by field name."""
@@ -108,6 +116,12 @@ class ModelConfig:
                 problems.append(str(e))
         if self.d_ff is not None and positive("d_ff") and self.d_ff > MAX_DIM:
             problems.append(f"d_ff must be at most {MAX_DIM}, got {self.d_ff}")
+        if self.n_kv_heads is not None and positive("n_kv_heads") and isinstance(self.n_heads, int) \
+                and self.n_heads > 0 and self.n_heads % self.n_kv_heads:
+            problems.append(f"n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads}): each key/value "
+                            f"head serves a whole group of query heads")
+        if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
+            problems.append(f"norm_eps must be a number in (0, 1), e.g. 1e-5, got {self.norm_eps!r}")
         if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
                 or not 0.0 <= self.dropout < 1.0):  # NaN fails both comparisons
             problems.append(f"dropout must be a number in [0, 1), got {self.dropout!r}")
@@ -123,6 +137,8 @@ class ModelConfig:
             problems.append(f"norm {self.norm!r} is not one of ({', '.join(NORMS)})")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation {self.activation!r} is not one of ({', '.join(ACTIVATIONS)})")
+        if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
+            problems.append(f"qkv_bias must be true, false or null (= bias), got {self.qkv_bias!r}")
         for name in ("bias", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")

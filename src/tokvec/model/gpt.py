@@ -23,7 +23,8 @@ h = heads, L = n_layers.
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
+from ..positional import build as build_positional
 from .attention import KVCache
 from .block import Block, make_norm, register_alias_hooks
 from .cache import PreallocatedKVCache
@@ -77,6 +79,26 @@ class GPT(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+    @classmethod
+    def empty(cls, config: ModelConfig, *, device: str | torch.device = "cpu") -> "GPT":
+        """A GPT whose parameters are allocated on ``device`` but NOT initialised: to load weights into.
+
+        Skips the random init (seconds for gpt2-124m): the model is built on the meta device, then
+        given storage. The positional module is built for real, since its tables are computed
+        rather than loaded; a tied head is tied again."""
+        with torch.device("meta"):
+            model = cls(config)
+        model.to_empty(device=device)
+        context = dict(d_model=config.d_model, max_len=config.context_length, n_heads=config.n_heads,
+                       head_dim=config.head_dim)
+        positional = build_positional(config.positional, **context, **dict(config.positional_options)).to(device)
+        model.embed.positional = positional
+        for block in model.blocks:
+            block.attn.positional = positional
+        if config.tie_embeddings:
+            model.lm_head.weight = model.embed.token.weight
+        return model
 
     # -- forward --------------------------------------------------------------------------------
     def hidden(self, ids: Tensor, *, cache: KVCache | None = None, checked: bool = False) -> Tensor:
@@ -212,6 +234,37 @@ class GPT(nn.Module):
         return generate(self, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                         repetition_penalty=repetition_penalty, eos_id=eos_id, stop=stop, tokenizer=tokenizer,
                         seed=seed, use_cache=use_cache)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu",
+                        progress: Callable[[int, int], None] | None = None) -> "GPT":
+        """The model of a local Hugging Face directory (GPT-2, Llama, Mistral, Qwen2; safetensors
+        weights), in eval mode. See :mod:`tokvec.model.hf`; ``tokvec import`` makes it a run.
+
+        ``progress(done_bytes, total_bytes)`` is called as the weights are read."""
+        from pathlib import Path
+
+        from . import hf
+
+        hf_config = hf.read_hf_config(directory)
+        config = hf.config_from_hf(hf_config, source=str(Path(directory) / "config.json"))
+        index = hf.SafetensorsIndex(directory)  # before building: a pickle-only directory fails fast
+        model = cls.empty(config)
+        if dtype != torch.float32:  # parameters only: rope keeps complex and float64 tables as buffers
+            for p in model.parameters():
+                p.data = p.data.to(dtype)
+        total, done = sum(e[4] for e in index.entries.values()), [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            progress(done[0], total)
+
+        try:
+            hf.load_hf_weights(model, index, hf_config["model_type"], advance if progress is not None else None)
+        finally:
+            index.close()
+        return model.to(device).eval()
 
     def extra_repr(self) -> str:
         return f"parameters={self.num_parameters():,}"

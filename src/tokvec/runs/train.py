@@ -40,6 +40,10 @@ from . import checkpoint as ckpt
 from . import distributed as dist_
 from .lock import RunClaim
 
+# nanoGPT's finetune_shakespeare.py: lr 3e-5, no decay (min_lr = lr); a short warmup so that the first
+# steps' Adam moments (estimated from one batch) cannot knock the pretrained weights far off.
+FINETUNE_DEFAULTS: dict[str, Any] = dict(lr=3e-5, min_lr=3e-5, warmup_steps=10, max_steps=200, eval_interval=50)
+
 # Fields that may change when a run is resumed; any other difference is an error.
 RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval", "compile", "bf16",
              "threads", "out", "resume", "force", "strategy", "backend", "dist_timeout_s", "device", "precision",
@@ -106,6 +110,7 @@ class TrainConfig:
     strategy: str = "auto"                # several processes (torchrun): auto = ddp; or fsdp, none
     backend: str = "auto"                 # auto = nccl on GPUs, gloo on CPUs
     dist_timeout_s: float = 300.0         # a collective waiting longer for a dead peer fails the job
+    init_from: Optional[str] = None       # fine-tune: a run directory or a Hugging Face model directory
     init_embeddings: Optional[str] = None  # GloVe/word2vec/fastText file: token rows start from its vectors
 
     def to_dict(self) -> dict:
@@ -118,6 +123,14 @@ class TrainConfig:
         if unknown:
             raise TokvecValueError(f"unknown train config keys {unknown}; known: {', '.join(sorted(names))}")
         return cls(**data)
+
+    @classmethod
+    def finetune(cls, init_from: str, **overrides: Any) -> "TrainConfig":
+        """A fine-tuning run of ``init_from`` (a run or HF directory) with :data:`FINETUNE_DEFAULTS`
+        (nanoGPT's finetune_shakespeare recipe: a small constant lr after a short warmup), then ``overrides``.
+
+        The architecture, weights and tokenizer come from ``init_from``; the model flags are refused."""
+        return cls(**{**FINETUNE_DEFAULTS, **overrides, "init_from": str(init_from)})
 
     @classmethod
     def for_resume(cls, run_dir: str, **overrides: Any) -> "TrainConfig":
@@ -181,6 +194,16 @@ class TrainConfig:
             problems.append(f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
         elif self.bf16 and self.precision not in ("auto", "bf16"):
             problems.append(f"bf16=True (--bf16) contradicts precision {self.precision!r}; drop --bf16")
+        if self.init_from is not None:
+            changed = [f"{k}={getattr(self, k)!r}" for k in _MODEL_FLAGS if k != "dropout" and getattr(self, k) is not None]
+            changed += [f"{k}={v!r}" for k, v in self.model_options.items() if k != "dropout"]
+            changed += [f"{k}={getattr(self, k)!r}" for k, default in (("preset", "tiny"), ("tokenizer", "char"))
+                        if getattr(self, k) != default]
+            if self.init_embeddings:
+                changed.append(f"init_embeddings={self.init_embeddings!r}")
+            if changed:
+                problems.append(f"init_from {self.init_from} fixes the architecture and the tokenizer, so "
+                                f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)")
         if problems:
             raise TokvecValueError("bad training config: " + "; ".join(problems))
         self._check_memory_early()
@@ -280,9 +303,12 @@ def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mappi
             before, value = Path(before).name, Path(value).name  # stored relative by older versions
         if before != value:
             diffs.append(f"{key}: checkpoint {saved['train'][key]!r}, now {value!r}")
+    from ..model.config import ModelConfig
+
+    saved_model = ModelConfig.from_dict(saved["model"]).to_dict()  # fields added since then at their defaults
     for key, value in model_config.items():
-        if saved["model"].get(key) != value:
-            diffs.append(f"model {key}: checkpoint {saved['model'].get(key)!r}, now {value!r}")
+        if saved_model.get(key) != value:
+            diffs.append(f"model {key}: checkpoint {saved_model.get(key)!r}, now {value!r}")
     return diffs
 
 
@@ -476,7 +502,7 @@ def effective_batch(config: TrainConfig, world_size: int) -> int:
 
 
 def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext,
-                  files: list[Path] | None):
+                  files: list[Path] | None, source_tokenizer=None):
     """Rank 0 builds (or reloads) the tokenizer and encodes the corpus into ``run_dir/tokens.bin``;
     every rank then memory-maps that file and reads only the windows it trains on.
 
@@ -495,6 +521,9 @@ def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx
                     f"trained on cannot be rebuilt; restore the corpus (or tokens.bin) and resume again")
             else:
                 write_token_file(tokenizer, files, tokens, encoding=config.encoding)
+        elif source_tokenizer is not None:
+            tokenizer = source_tokenizer
+            write_token_file(tokenizer, files, tokens, encoding=config.encoding)
         else:
             tokenizer = build_tokenizer(config.tokenizer, corpus=files, encoding=config.encoding)
             write_token_file(tokenizer, files, tokens, encoding=config.encoding)
@@ -534,8 +563,21 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     run_dir = Path(config.out)
     precision = resolve_precision(config.precision_spec, ctx.device)  # fp16 on a CPU fails before any work
     saved = ckpt.read_run_config(run_dir) if config.resume else None
-    tokenizer, ids = _prepare_data(config, run_dir, saved, ctx, files)
-    model_cfg = config.model_config(tokenizer.vocab_size)
+    source = None
+    if config.init_from is not None and saved is None:
+        from .pretrained import init_source
+
+        source = init_source(config.init_from, dropout=config.dropout)
+    tokenizer, ids = _prepare_data(config, run_dir, saved, ctx, files, source[1] if source else None)
+    if source is not None:
+        model_cfg = source[0].config
+    elif saved is not None and config.init_from is not None:  # a fine-tune resumed: the saved architecture
+        from ..model.config import ModelConfig
+
+        model_cfg = ModelConfig.from_dict({**saved["model"], **({} if config.dropout is None
+                                                                 else {"dropout": config.dropout})})
+    else:
+        model_cfg = config.model_config(tokenizer.vocab_size)
     model_cfg.check_memory(config.batch_size, what="this model")
     model_dict = model_cfg.to_dict()
     data_info = {"tokens": int(len(ids)), "sha256": _ids_digest(ids)}
@@ -557,7 +599,7 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     data_info.update(val_start=split.val_start, val_tokens=int(len(split.val)))
 
     torch.manual_seed(config.seed)
-    model = GPT(model_cfg)
+    model = GPT(model_cfg) if source is None else source[0]
     coverage = None
     if config.init_embeddings and saved is None:  # a resumed run has its own (trained) rows
         coverage = init_token_embeddings(model, tokenizer, config.init_embeddings, seed=config.seed)
@@ -573,7 +615,8 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     model.grad_checkpoint = config.grad_checkpoint
     wrapped = dist_.wrap_model(model, ctx)
     optimizer, fused = make_optimizer(model, config, allow_fused=ctx.strategy != "fsdp")
-    if saved is not None:
+    if saved is not None and (saved["step"] > 0 or ckpt.OPTIMIZER_FILE in saved["files"]):
+        # (an imported model is a run at step 0 without optimizer state: it starts a fresh one)
         ckpt.load_optimizer(run_dir, optimizer, saved)
         dist_.reshard_optimizer_state(optimizer)  # FSDP: whole moments -> this rank's shards
     if ctx.is_main:

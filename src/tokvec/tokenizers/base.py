@@ -158,6 +158,19 @@ class Tokenizer(ABC):
         """Write the tokenizer as versioned JSON (atomically); read it back with ``tokvec.load_tokenizer``."""
         write_json(path, self.to_json_dict())
 
+    def save_hf(self, directory: str | os.PathLike) -> Path:
+        """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``directory`` (atomically) so that
+        transformers' ``AutoTokenizer.from_pretrained(directory)`` gives the same ids. Returns the
+        tokenizer.json path. See :mod:`tokvec.tokenizers.hf_export` for what each kind becomes."""
+        from .hf_export import to_hf_json, tokenizer_config
+
+        data = to_hf_json(self)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json(directory / "tokenizer.json", data)
+        write_json(directory / "tokenizer_config.json", tokenizer_config(self))
+        return directory / "tokenizer.json"
+
     def to_json_dict(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "kind": self.kind, **self.to_dict()}
 

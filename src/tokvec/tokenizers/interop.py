@@ -141,7 +141,7 @@ def read_hf_bpe(path: Path, data: Mapping) -> tuple[dict[bytes, int], str, dict[
     vocabulary the HF trainer made, and for GPT-2's); other layouts are refused.
     """
     from .._schema import Doc
-    from .patterns import PATTERNS
+    from .patterns import PATTERNS, for_oniguruma
 
     doc = Doc(data, str(path), fix="is it a tokenizer.json that Hugging Face tokenizers wrote?")
     model = doc.obj("model")
@@ -171,6 +171,8 @@ def read_hf_bpe(path: Path, data: Mapping) -> tuple[dict[bytes, int], str, dict[
         pat_str = pattern.get("Regex") if isinstance(pattern, Mapping) else None
         if not isinstance(pat_str, str) or not pat_str:
             raise FormatError(f"{path}: the Split pre-tokenizer has no Regex pattern tokvec can use")
+        # tokvec's own export writes a named pattern in Oniguruma syntax: read it back as that name
+        pat_str = next((p for p in PATTERNS.values() if for_oniguruma(p) == pat_str), pat_str)
     elif byte_level[0].get("use_regex", True):
         pat_str = PATTERNS["gpt2"]
     else:

@@ -52,6 +52,8 @@ class WordTokenizer(VocabTokenizer):
     vocabulary, smaller but lossy (newlines, double spaces and "a , b" spacing are not kept).
     """
 
+    CJK = CJK  # the ideograph/kana class of WORD_PATTERN (the tokenizer.json export spells it out)
+
     def __init__(
         self,
         vocab: Vocabulary,

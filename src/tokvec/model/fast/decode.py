@@ -120,14 +120,15 @@ class Decoder:
     def _attention(self, x: Tensor, attn: nn.Module, cache: KVCache, positions: Tensor | None) -> Tensor:
         """One query per row. x: (b, d) -> (b, d); appends this token's k, v to layer attn's cache."""
         b, d = x.shape
-        h, hd = attn.n_heads, attn.head_dim
-        qkv = self.linear(x, attn.qkv)  # (b, 3d)
+        h, hk, hd, kv = attn.n_heads, attn.n_kv_heads, attn.head_dim, attn.kv_dim
+        qkv = self.linear(x, attn.qkv)  # (b, d + 2 kv)
         q = qkv[:, :d].view(b, h, 1, hd)  # (b, h, 1, hd) views of the one product
-        k = qkv[:, d:2 * d].view(b, h, 1, hd)
-        v = qkv[:, 2 * d:].view(b, h, 1, hd)
+        k = qkv[:, d:d + kv].view(b, hk, 1, hd)  # (b, hk, 1, hd)
+        v = qkv[:, d + kv:].view(b, hk, 1, hd)
         if positions is not None:
             q, k = attn.positional.rotate(q, k, positions, end=cache.length + 1)
-        k, v = cache.update(attn.layer_index, k, v)  # (b, h, t, hd)
+        k, v = cache.update(attn.layer_index, k, v)  # (b, hk, t, hd)
+        k, v = attn.repeat_kv(k), attn.repeat_kv(v)  # (b, h, t, hd)
         y = F.scaled_dot_product_attention(q, k, v)  # (b, h, 1, hd): one query sees every cached key
         return self.linear(y.reshape(b, d), attn.proj)  # with one query, (b, h, 1, hd) -> (b, d) is a view
 
@@ -138,7 +139,7 @@ class Decoder:
             gate, up = hidden.chunk(2, dim=-1)
             hidden = F.silu(gate) * up
         else:
-            hidden = F.gelu(hidden)
+            hidden = F.gelu(hidden, approximate="tanh" if mlp.activation == "gelu_new" else "none")
         return self.linear(hidden, mlp.proj)
 
 

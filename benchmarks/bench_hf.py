@@ -1,0 +1,137 @@
+"""Import and export of a GPT-2 small checkpoint: tokvec against transformers, same directory, same run.
+
+A randomly initialised ``GPT2Config()`` (124 M parameters, 498 MB of float32) is saved once with
+``save_pretrained`` (one model.safetensors). Then, each side in its own fresh subprocess (1 torch
+thread), sides alternating:
+
+- import: tokvec ``GPT.from_pretrained(dir)`` vs transformers ``AutoModelForCausalLM.from_pretrained(dir)``
+- export: the loaded model written as a HF directory's weights: tokvec's streamed writer
+  (``tokvec.runs.hf.write_safetensors(hf_tensors(model))``) vs ``model.save_pretrained(out)``
+- convert: the whole ``tokvec import DIR --out RUN`` (read, write the run directory with its
+  checkpoint code) vs ``from_pretrained`` + ``save_pretrained``
+
+Time is the operation's wall time; memory is the process's peak RSS (VmHWM, reset just before) above
+its RSS just before the operation (after imports; for export, with the model already loaded), as a
+multiple of the weights. transformers memory-maps the checkpoint, so its imported weights are file
+pages that RSS counts only once touched (by the first forward, or by save_pretrained).
+Targets (issue 14): time <= 1.5x transformers', peak <= 1.3x the weights.
+
+    python benchmarks/bench_hf.py [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"  # any text; a built-in sentence when absent
+
+CHILD = r"""
+import json, os, sys, time
+import torch
+torch.set_num_threads(1)
+side, op, src, out = sys.argv[1:5]
+
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(field)
+
+if side == "tokvec":
+    from tokvec.model.gpt import GPT
+    from tokvec.runs.hf import import_hf, write_safetensors
+    from tokvec.model.hf import hf_tensors
+    load = lambda: GPT.from_pretrained(src)
+    save = lambda m: write_safetensors(os.path.join(out, "model.safetensors"), hf_tensors(m, "gpt2"), metadata={"format": "pt"})
+else:
+    from transformers import AutoModelForCausalLM
+    load = lambda: AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    save = lambda m: m.save_pretrained(out)
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:  # Linux: "5" resets VmHWM to the current RSS
+        f.write("5")
+
+if op == "convert":  # the whole `tokvec import DIR --out RUN` vs from_pretrained + save_pretrained
+    reset_peak(); before = rss("VmRSS"); t0 = time.perf_counter()
+    if side == "tokvec":
+        import_hf(src, os.path.join(out, "run")); model = None
+    else:
+        model = load(); save(model)
+    dt = time.perf_counter() - t0
+elif op == "import":
+    reset_peak(); before = rss("VmRSS"); t0 = time.perf_counter(); model = load(); dt = time.perf_counter() - t0
+else:
+    model = load()
+    reset_peak(); before = rss("VmRSS"); t0 = time.perf_counter(); save(model); dt = time.perf_counter() - t0
+weights = (os.path.getsize(os.path.join(src, "model.safetensors")) if model is None else
+           sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()))
+print(json.dumps({"seconds": dt, "peak_above": rss("VmHWM") - before, "weights": weights}))
+"""
+
+
+def make_checkpoint(directory: Path) -> None:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tokvec.tokenizers import BPETokenizer
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config()).save_pretrained(directory)
+    # `tokvec import` needs a tokenizer whose ids fit the model: a small BPE (fewer ids than 50257 is allowed)
+    text = DATA.read_text(encoding="utf-8") if DATA.is_file() else "the quick brown fox jumps over the lazy dog\n" * 500
+    BPETokenizer.train_from_texts([text], vocab_size=1000, special_tokens=["<|endoftext|>"],
+                                  allow_smaller=True).save_hf(directory)
+
+
+def run_side(side: str, op: str, src: Path, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", CHILD, side, op, str(src), str(out)], capture_output=True,
+                            text=True, env=env, check=False)
+    if result.returncode:
+        raise SystemExit(f"{side} {op} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds (1: the issue's one run)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_hf_") as tmp:
+        src = Path(tmp) / "gpt2"
+        make_checkpoint(src)
+        size = (src / "model.safetensors").stat().st_size
+        rows = {}
+        for r in range(args.rounds):
+            for op in ("import", "export", "convert"):
+                sides = ("tokvec", "transformers") if r % 2 == 0 else ("transformers", "tokvec")
+                for side in sides:
+                    res = run_side(side, op, src, Path(tmp) / f"out-{side}-{op}-{r}")
+                    rows.setdefault((op, side), []).append(res)
+        load = os.getloadavg()
+        print(f"GPT2Config() checkpoint: {size / 1e6:.0f} MB; load average {load[0]:.1f} {load[1]:.1f}; "
+              f"{args.rounds} round(s), best of rounds")
+        print("| operation | tokvec s | transformers s | time ratio | tokvec peak / weights | "
+              "transformers peak / weights |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for op in ("import", "export", "convert"):
+            t = min(rows[(op, "tokvec")], key=lambda x: x["seconds"])
+            h = min(rows[(op, "transformers")], key=lambda x: x["seconds"])
+            tp = min(x["peak_above"] for x in rows[(op, "tokvec")]) / t["weights"]
+            hp = min(x["peak_above"] for x in rows[(op, "transformers")]) / h["weights"]
+            print(f"| {op} | {t['seconds']:.2f} | {h['seconds']:.2f} | {t['seconds'] / h['seconds']:.2f}x | "
+                  f"{tp:.2f}x | {hp:.2f}x |")
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    main()
+    print(f"(benchmark wall time {time.perf_counter() - start:.0f} s)")

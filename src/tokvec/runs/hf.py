@@ -1,0 +1,111 @@
+"""Hugging Face model directories <-> tokvec run directories: ``tokvec import`` and ``tokvec export``.
+
+    import:  config.json + model.safetensors (or shards) + tokenizer.json  ->  a run directory (step 0)
+    export:  a run directory  ->  config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
+             generation_config.json that ``AutoModelForCausalLM`` / ``AutoTokenizer`` load as they are
+
+The mapping of configs and tensors is :mod:`tokvec.model.hf`, the loading of a HF directory with its
+tokenizer :mod:`tokvec.runs.pretrained`; this module writes run and HF directories, atomically. The exported weights are streamed into
+``model.safetensors`` one tensor at a time (peak memory: the model plus its largest tensor).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .._io import atomic_open, write_json
+from ..errors import TokvecValueError
+from ..model.hf import config_to_hf, export_problems, hf_tensors, is_hf_directory
+from ..tokenizers.hf_export import to_hf_json
+from . import checkpoint as ckpt
+from .pretrained import load_hf
+from .train import TrainConfig
+
+_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+
+
+def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Path:
+    """Turn a local HF model directory into a tokvec run directory ``out`` (step 0, no optimizer state).
+
+    ``generate``, ``trace``, ``plot``, ``neighbors``, ``report`` read it like any run; ``train
+    --init-from`` fine-tunes it. Returns the run directory."""
+    out = Path(out)
+    if Path(source).resolve() == out.resolve():
+        raise TokvecValueError(f"--out {out} is the Hugging Face directory itself; import into a new directory")
+    if ckpt.has_checkpoint(out):
+        raise TokvecValueError(f"{out} already holds a checkpoint or model (config.json); pick another --out")
+    model, tok, hf = load_hf(source, tokenizer=tokenizer, progress=progress)
+    train_config = TrainConfig.finetune(str(source), out=str(out)).to_dict()
+    ckpt.save_run(out, model=model, tokenizer=tok, model_config=model.config.to_dict(), train_config=train_config,
+                  step=0, extra={"source": {"format": "huggingface", "path": str(source),
+                                            "model_type": hf["model_type"]}})
+    return out
+
+
+def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write the model and tokenizer of run directory ``run`` as a HF directory ``out``; returns ``out``.
+
+    GPT-2-shaped runs (learned, layernorm, gelu) become ``GPT2LMHeadModel``, Llama-shaped ones (rope,
+    rmsnorm, swiglu, with or without GQA) ``LlamaForCausalLM`` (``Qwen2ForCausalLM`` with q/k/v biases
+    only); anything else is an error naming the fields that block it."""
+    out = Path(out)
+    model, tok, run_config = ckpt.load_run(run)
+    model_type, blocking = export_problems(model.config)
+    hf = config_to_hf(model.config, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id)  # raises if blocked
+    to_hf_json(tok)  # the tokenizer's export errors come before any file is written
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        if (out / "config.json").is_file() and is_hf_directory(out):
+            raise TokvecValueError(f"{out} already holds a Hugging Face model; pass --force (overwrite=True) "
+                                   f"to replace it, or pick another --out")
+        raise TokvecValueError(f"{out} exists and is not empty; export into a new or empty directory")
+    if (out / "config.json").is_file() and not is_hf_directory(out):
+        raise TokvecValueError(f"{out} holds a tokvec run; export into another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    write_safetensors(out / "model.safetensors", hf_tensors(model, model_type), metadata={"format": "pt"},
+                      progress=progress)
+    tok.save_hf(out)
+    write_json(out / "generation_config.json", {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id,
+                                                "pad_token_id": tok.pad_id, "do_sample": True,
+                                                "max_length": model.config.context_length})
+    write_json(out / "config.json", {**hf, "tokvec": {"run": str(run), "step": run_config["step"]}})
+    return out
+
+
+def write_safetensors(path: Path, tensors, *, metadata: dict[str, str] | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> None:
+    """Write a safetensors file from ``(name, make, shape, dtype)`` rows, building one tensor at a time.
+    ``progress(done_bytes, total_bytes)`` is called after each tensor.
+
+    The format: an 8-byte little-endian header size, a JSON header (dtype, shape, byte offsets per
+    tensor; padded with spaces to 8 bytes), then the raw little-endian tensor bytes in header order."""
+    rows = list(tensors)
+    header: dict[str, Any] = {"__metadata__": dict(metadata or {})}
+    offset = 0
+    for name, _, shape, dtype in rows:
+        if dtype not in _ST_DTYPES:
+            raise TokvecValueError(f"tensor {name!r} has dtype {dtype}, which this writer does not store")
+        nbytes = int(torch.Size(shape).numel()) * torch.empty((), dtype=dtype).element_size()
+        header[name] = {"dtype": _ST_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)
+    with atomic_open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        done = 0
+        for name, make, shape, dtype in rows:
+            t = make()
+            if tuple(t.shape) != tuple(shape) or t.dtype != dtype:  # a mapping bug: never write a wrong file
+                raise RuntimeError(f"{name}: built {tuple(t.shape)} {t.dtype}, header says {tuple(shape)} {dtype}")
+            f.write(memoryview(t.contiguous().view(torch.uint8).numpy()) if t.numel() else b"")
+            done += t.numel() * t.element_size()
+            if progress is not None:
+                progress(done, offset)
