@@ -155,7 +155,8 @@ def test_hostile_text_is_shown_not_run(page, trained):
     page.wait_for_function(f"document.querySelectorAll('#pieces-b .tok').length === {len(bpe.encode(HOSTILE))}")
     pieces = [p for p, _, _ in shown_tokens(page, "#pieces-b")]
     assert pieces == bpe.tokens(HOSTILE) and "<script>" in pieces  # a token learned from the corpus, as text
-    assert page.text_content("#pieces-b .tok >> nth=2") == "<script>"
+    at = pieces.index("<script>")  # where it falls depends on the trained merges
+    assert page.text_content(f"#pieces-b .tok >> nth={at}") == "<script>"
     assert BPE_NAME in page.text_content("#token-stats-b") and BPE_NAME in page.text_content("#compare")
     page.wait_for_function("document.querySelectorAll('#attn-tokens .tok').length > 0")
     page.wait_for_timeout(500)
