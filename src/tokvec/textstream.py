@@ -57,12 +57,9 @@ def corpus_bytes(files: Sequence[Path]) -> int:
     return sum(f.stat().st_size for f in files)
 
 
-def safe_cut(text: str) -> int:
-    """Index just after the last letter that is followed by whitespace (0 if none).
-
-    >>> safe_cut("one two thr")
-    7
-    """
+def whitespace_cut(text: str, before: Callable[[str], bool]) -> int:
+    """Index of the last space or newline of ``text`` whose previous character passes ``before``
+    (0 if none): the cut sits just before that whitespace."""
     best = 0
     for ws in (" ", "\n"):
         i = len(text)
@@ -70,10 +67,19 @@ def safe_cut(text: str) -> int:
             i = text.rfind(ws, 0, i)
             if i <= best:
                 break
-            if text[i - 1].isalpha():
+            if before(text[i - 1]):
                 best = i
                 break
     return best
+
+
+def safe_cut(text: str) -> int:
+    """Index just after the last letter that is followed by whitespace (0 if none).
+
+    >>> safe_cut("one two thr")
+    7
+    """
+    return whitespace_cut(text, str.isalpha)
 
 
 Cut = Callable[[str], int]  # text -> the last index where a chunk may end (0: nowhere in this text)

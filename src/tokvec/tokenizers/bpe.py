@@ -379,7 +379,7 @@ class BPETokenizer(Tokenizer):
         A custom pattern promises nothing: 0, and its files are encoded whole."""
         if self.pattern == "custom":
             return 0
-        from .word import whitespace_cut
+        from ..textstream import whitespace_cut
 
         longest = max(map(len, self.special_tokens), default=0)
         # a cut must leave room for a whole special token after it, so one cut off by the end of

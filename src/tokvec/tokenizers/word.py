@@ -24,6 +24,7 @@ import re
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import TokvecValueError
+from ..textstream import whitespace_cut
 from ..vocab import DEFAULT_SPECIALS, Vocabulary
 from .base import check_normalization, read_normalization, register_tokenizer
 from .vocab_tokenizer import VocabTokenizer
@@ -158,22 +159,6 @@ class WordTokenizer(VocabTokenizer):
             segmenter=segmenter,
             segmenter_name=doc.optional("segmenter", lambda k: doc.str(k, max_len=500)),
         )
-
-
-def whitespace_cut(text: str, before: Callable[[str], bool]) -> int:
-    """Index of the last space or newline of ``text`` whose previous character passes ``before``
-    (0 if none): the cut sits just before that whitespace."""
-    best = 0
-    for ws in (" ", "\n"):
-        i = len(text)
-        while True:
-            i = text.rfind(ws, 0, i)
-            if i <= best:
-                break
-            if before(text[i - 1]):
-                best = i
-                break
-    return best
 
 
 def _space_between(left: str, right: str) -> bool:
