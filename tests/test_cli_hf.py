@@ -40,6 +40,11 @@ def test_import_finetune_export_from_the_command_line(tmp_path, capsys):
                "--max-steps", "3", "--eval-interval", "3", "--batch-size", "2") == 0
     saved = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert saved["train"]["lr"] == 3e-5 and saved["train"]["init_from"] == str(tmp_path / "run")
+    # fine-tuning again into the same run directory is refused, and --force replaces it
+    again = ("train", "--init-from", tmp_path / "run", "--corpus", tmp_path / "c.txt", "--out", tmp_path / "ft",
+             "--max-steps", "3", "--eval-interval", "3", "--batch-size", "2")
+    assert cli(*again) == 2 and "--force" in capsys.readouterr().err
+    assert cli(*again, "--force") == 0
     assert cli("export", "--run", tmp_path / "ft", "--format", "hf", "--out", tmp_path / "out") == 0
     assert "GPT2LMHeadModel" in capsys.readouterr().out
     assert transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out").config.n_embd == 32

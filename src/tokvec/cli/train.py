@@ -90,7 +90,7 @@ def train(
             raise CLIError(f"--resume {resume} continues a run as saved; drop --init-from {init_from}")
         config = TrainConfig.for_resume(str(resume), **flags)
     elif init_from is not None:
-        config = TrainConfig.finetune(str(init_from), **flags, out=str(out_dir or TrainConfig.out)).validate()
+        config = TrainConfig.finetune(str(init_from), **flags, out=str(out_dir or TrainConfig.out), force=force)
     else:
         config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out), force=force)
     config.validate()  # bad numbers and impossible sizes fail before anything is printed or read
@@ -101,7 +101,6 @@ def train(
     if world == 1:  # under torchrun each rank takes its LOCAL_RANK GPU (or the CPU under gloo)
         from ..device import resolve_precision
 
-        config.validate()
         where = resolve_device_flag(config.device, "train")
         chosen = resolve_precision(config.precision_spec, where)
         if config.precision_spec == "auto":
