@@ -16,7 +16,7 @@ multiple of the weights. transformers memory-maps the checkpoint, so its importe
 pages that RSS counts only once touched (by the first forward, or by save_pretrained).
 Targets (issue 14): time <= 1.5x transformers', peak <= 1.3x the weights.
 
-    python benchmarks/bench_hf.py [--rounds 2]
+    python benchmarks/bench_hf.py [--rounds 2] [--ops import export convert]
 """
 
 from __future__ import annotations
@@ -77,6 +77,9 @@ print(json.dumps({"seconds": dt, "peak_above": rss("VmHWM") - before, "weights":
 """
 
 
+OPS = ("import", "export", "convert")
+
+
 def make_checkpoint(directory: Path) -> None:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -104,6 +107,7 @@ def run_side(side: str, op: str, src: Path, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds (1: the issue's one run)")
+    parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS), help="operations to measure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_hf_") as tmp:
         src = Path(tmp) / "gpt2"
@@ -111,7 +115,7 @@ def main() -> None:
         size = (src / "model.safetensors").stat().st_size
         rows = {}
         for r in range(args.rounds):
-            for op in ("import", "export", "convert"):
+            for op in args.ops:
                 sides = ("tokvec", "transformers") if r % 2 == 0 else ("transformers", "tokvec")
                 for side in sides:
                     res = run_side(side, op, src, Path(tmp) / f"out-{side}-{op}-{r}")
@@ -122,7 +126,7 @@ def main() -> None:
         print("| operation | tokvec s | transformers s | time ratio | tokvec peak / weights | "
               "transformers peak / weights |")
         print("| --- | --- | --- | --- | --- | --- |")
-        for op in ("import", "export", "convert"):
+        for op in args.ops:
             t = min(rows[(op, "tokvec")], key=lambda x: x["seconds"])
             h = min(rows[(op, "transformers")], key=lambda x: x["seconds"])
             tp = min(x["peak_above"] for x in rows[(op, "tokvec")]) / t["weights"]

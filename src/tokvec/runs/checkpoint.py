@@ -24,6 +24,7 @@ so a resume is bit-exact without one (the "rng" entry of runs written before is 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import struct
@@ -32,11 +33,11 @@ from typing import Any, Mapping
 
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from .._io import atomic_open, read_json, write_json
 from .._schema import Doc, metric_record, parse_json, read_json_lines
 from ..errors import FormatError, TokvecValueError
+from .tensorfile import rows_of, save_tensors, write_tensors
 
 FORMAT = "tokvec.run"
 VERSION = 1
@@ -55,7 +56,10 @@ class CheckpointError(FormatError):
 
 # -- tensors <-> safetensors bytes -------------------------------------------------------------
 def _dedupe(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Store tensors that share memory (tied embeddings) once; return (unique, alias -> stored name)."""
+    """Store tensors that share memory (tied embeddings) once; return (unique, alias -> stored name).
+
+    Two names are one tensor when they view the same memory the same way (storage, offset, shape,
+    stride, dtype); an empty tensor is never an alias."""
     unique: dict[str, torch.Tensor] = {}
     seen: dict[tuple, str] = {}
     aliases: dict[str, str] = {}
@@ -65,8 +69,20 @@ def _dedupe(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
             aliases[name] = seen[key]
             continue
         seen[key] = name
-        unique[name] = t.detach().contiguous().cpu()
+        unique[name] = t.detach()  # made contiguous and moved to the CPU one at a time, when written
     return unique, aliases
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """No NaN or infinity in ``t`` (any shape). One reduction, no mask as large as ``t`` (8x faster
+    than ``isfinite(t).all()`` on a CPU): a NaN propagates into both the min and the max, and an
+    infinity is one of them."""
+    if t.is_complex():
+        return bool(torch.isfinite(t).all())
+    if not t.is_floating_point() or not t.numel():
+        return True
+    lo, hi = torch.aminmax(t)
+    return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
 
 
 def _header_metadata(data: bytes, path: Path) -> dict[str, str]:
@@ -119,15 +135,17 @@ def _read_committed(run_dir: Path, name: str, expected: Mapping[str, Any]) -> tu
                           f"recorded in {CONFIG_FILE}); restore it from a backup or train again")
 
 
-def _write_pending(run_dir: Path, name: str, data: bytes) -> dict[str, Any]:
-    with atomic_open(_pending(run_dir, name), "wb") as f:
-        f.write(data)
-    return {"sha256": _sha256(data), "bytes": len(data)}
+def _write_pending(run_dir: Path, name: str, tensors: Mapping[str, torch.Tensor],
+                   metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Stream ``tensors`` into the pending file of ``name`` (atomically: a temporary file, fsynced,
+    renamed); returns the ``{"sha256", "bytes"}`` entry config.json records, hashed while writing."""
+    return save_tensors(_pending(run_dir, name), tensors, metadata=metadata)
 
 
 # -- optimizer state without pickle ------------------------------------------------------------
-def optimizer_to_bytes(optimizer: torch.optim.Optimizer | Mapping[str, Any]) -> bytes:
-    """``optimizer.state_dict()`` as safetensors: tensors as ``state/<param>/<name>``, the rest as JSON.
+def optimizer_tensors(optimizer: torch.optim.Optimizer | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``optimizer.state_dict()`` as (tensors, safetensors metadata): tensors as ``state/<param>/<name>``,
+    the rest as JSON in the metadata. The tensors are the optimizer's own (not copied).
 
     ``optimizer`` may also be a ready state dict (a sharded run gathers one on every rank first)."""
     sd = optimizer if isinstance(optimizer, Mapping) else optimizer.state_dict()
@@ -135,12 +153,20 @@ def optimizer_to_bytes(optimizer: torch.optim.Optimizer | Mapping[str, Any]) -> 
     for pid, state in sd["state"].items():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"state/{pid}/{key}"] = value.detach().contiguous().cpu()
+                tensors[f"state/{pid}/{key}"] = value.detach()
             else:
                 scalars[f"{pid}/{key}"] = value
     meta = {"format": "tokvec.optimizer", "class": "AdamW" if isinstance(optimizer, Mapping) else type(optimizer).__name__,
             "param_groups": json.dumps(sd["param_groups"]), "scalars": json.dumps(scalars)}
-    return st_save(tensors, metadata=meta)
+    return tensors, meta
+
+
+def optimizer_to_bytes(optimizer: torch.optim.Optimizer | Mapping[str, Any]) -> bytes:
+    """The optimizer file's bytes in memory (what :func:`save_run` streams to disk instead)."""
+    tensors, meta = optimizer_tensors(optimizer)
+    out = io.BytesIO()
+    write_tensors(out, rows_of(tensors), metadata=meta)
+    return out.getvalue()
 
 
 def optimizer_from_bytes(data: bytes, path: Path) -> dict:
@@ -200,7 +226,7 @@ def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str
     """
     run_dir = Path(run_dir)
     tensors, aliases = _dedupe(model if isinstance(model, Mapping) else model.state_dict())
-    bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [name for name, t in tensors.items() if not _all_finite(t)]
     if bad:
         raise CheckpointError(f"{', '.join(bad[:3])} hold NaN or infinite values; refusing to save step {step} as a "
                               f"checkpoint in {run_dir} (the last good one is kept); training diverged, lower the lr")
@@ -209,11 +235,11 @@ def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str
     if not tok_path.is_file() or _tokenizer_fingerprint(tok_path) != tokenizer.fingerprint():
         tokenizer.save(tok_path)
 
-    weights = st_save(tensors, metadata={"format": "tokvec.model", "step": str(step),
-                                         "aliases": json.dumps(aliases)})
-    files = {MODEL_FILE: _write_pending(run_dir, MODEL_FILE, weights)}
+    # streamed: header, then tensor by tensor, hashed as written (no copy of the weights in memory)
+    files = {MODEL_FILE: _write_pending(run_dir, MODEL_FILE, tensors, {"format": "tokvec.model", "step": str(step),
+                                                                       "aliases": json.dumps(aliases)})}
     if optimizer is not None:
-        files[OPTIMIZER_FILE] = _write_pending(run_dir, OPTIMIZER_FILE, optimizer_to_bytes(optimizer))
+        files[OPTIMIZER_FILE] = _write_pending(run_dir, OPTIMIZER_FILE, *optimizer_tensors(optimizer))
 
     config = {"format": FORMAT, "version": VERSION, "model": dict(model_config), "train": dict(train_config),
               "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()},

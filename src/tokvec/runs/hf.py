@@ -11,23 +11,18 @@ tokenizer :mod:`tokvec.runs.pretrained`; this module writes run and HF directori
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
-from .._io import atomic_open, write_json
+from .._io import write_json
 from ..errors import TokvecValueError
 from ..model.hf import config_to_hf, export_problems, hf_tensors, is_hf_directory
 from ..tokenizers.hf_export import to_hf_json
 from . import checkpoint as ckpt
 from .pretrained import load_hf
+from .tensorfile import TensorRow, save_tensors
 from .train import TrainConfig
-
-_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
 
 
 def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None,
@@ -80,32 +75,10 @@ def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool
 
 
 def write_safetensors(path: Path, tensors, *, metadata: dict[str, str] | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> None:
-    """Write a safetensors file from ``(name, make, shape, dtype)`` rows, building one tensor at a time.
-    ``progress(done_bytes, total_bytes)`` is called after each tensor.
-
-    The format: an 8-byte little-endian header size, a JSON header (dtype, shape, byte offsets per
-    tensor; padded with spaces to 8 bytes), then the raw little-endian tensor bytes in header order."""
-    rows = list(tensors)
-    header: dict[str, Any] = {"__metadata__": dict(metadata or {})}
-    offset = 0
-    for name, _, shape, dtype in rows:
-        if dtype not in _ST_DTYPES:
-            raise TokvecValueError(f"tensor {name!r} has dtype {dtype}, which this writer does not store")
-        nbytes = int(torch.Size(shape).numel()) * torch.empty((), dtype=dtype).element_size()
-        header[name] = {"dtype": _ST_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)
-    with atomic_open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)))
-        f.write(blob)
-        done = 0
-        for name, make, shape, dtype in rows:
-            t = make()
-            if tuple(t.shape) != tuple(shape) or t.dtype != dtype:  # a mapping bug: never write a wrong file
-                raise RuntimeError(f"{name}: built {tuple(t.shape)} {t.dtype}, header says {tuple(shape)} {dtype}")
-            f.write(memoryview(t.contiguous().view(torch.uint8).numpy()) if t.numel() else b"")
-            done += t.numel() * t.element_size()
-            if progress is not None:
-                progress(done, offset)
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Write a safetensors file from :func:`~tokvec.model.hf.hf_tensors`' ``(name, make, shape, dtype)``
+    rows, building one tensor at a time (streamed, atomic: :func:`tokvec.runs.tensorfile.save_tensors`).
+    ``progress(done_bytes, total_bytes)`` is called after each tensor. Returns ``{"bytes": ...}`` (no
+    checksum: nothing records one for a HF directory, and hashing costs as much as writing)."""
+    rows = [TensorRow(name, tuple(shape), dtype, make) for name, make, shape, dtype in tensors]
+    return {"bytes": save_tensors(path, rows, metadata=metadata, sha256=False, progress=progress)["bytes"]}

@@ -1,0 +1,126 @@
+"""Streamed safetensors writing: the header, then each tensor's bytes, hashed while they are written.
+
+The format (what ``safetensors.torch.save`` produces and ``safe_open`` / ``load_file`` read)::
+
+    8 bytes     N, the header's length, little-endian
+    N bytes     JSON: {"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [a, b]}, ...},
+                padded with spaces to a multiple of 8
+    ...         each tensor's raw little-endian bytes, at data_offsets relative to the end of the header
+
+Tensors are laid out as safetensors 0.8 lays them out (widest dtype first, then by name), so every
+tensor starts aligned to its element size, and a file with at most one metadata key is byte for byte
+what ``safetensors.torch.save`` returns (more keys: safetensors orders them at random, tokvec sorts).
+
+Why not the library: ``save`` builds the whole file in memory (twice: its buffer, then ``bytes``),
+and ``save_file`` writes from pointers but cannot hash what it writes (a second read of the file)
+nor build a tensor only when it is written (the transposed weights of an export). Here a row's
+``make()`` is called when its bytes are due, so the peak is the source tensors plus one built tensor,
+and the sha256 a run's config.json records comes out of the same pass (see benchmarks/bench_hf.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Mapping, NamedTuple
+
+import torch
+
+from .._io import atomic_open
+
+# safetensors' dtype names, in the order safetensors 0.8 writes them (its Dtype enum, widest last:
+# a file lists the last ones first)
+_ST_DTYPES = {torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.float8_e5m2: "F8_E5M2",
+              torch.float8_e4m3fn: "F8_E4M3", torch.int16: "I16", torch.uint16: "U16", torch.float16: "F16",
+              torch.bfloat16: "BF16", torch.int32: "I32", torch.uint32: "U32", torch.float32: "F32",
+              torch.complex64: "C64", torch.float64: "F64", torch.int64: "I64", torch.uint64: "U64"}
+_RANK = {dtype: i for i, dtype in enumerate(_ST_DTYPES)}
+
+
+class TensorRow(NamedTuple):
+    """One tensor of a file to write: ``make()`` returns it (any device, any layout) when it is due;
+    it must have ``shape`` and ``dtype``, which the header announces before any tensor is built."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    make: Callable[[], torch.Tensor]
+
+
+def rows_of(tensors: Mapping[str, torch.Tensor]) -> list[TensorRow]:
+    """Rows that write ``tensors`` as they are (each made contiguous and moved to the CPU when due)."""
+    return [TensorRow(name, tuple(t.shape), t.dtype, lambda t=t: t) for name, t in tensors.items()]
+
+
+def header_bytes(rows: Iterable[TensorRow], metadata: Mapping[str, str] | None = None) -> tuple[bytes, list[TensorRow]]:
+    """The 8-byte length and the padded JSON header of a file holding ``rows``, and the rows in the
+    order their bytes follow it. An unsupported dtype is a ``TypeError`` naming the tensor."""
+    rows = sorted(rows, key=lambda r: (-_RANK.get(r.dtype, -1), r.name))
+    header: dict[str, Any] = {}
+    if metadata is not None:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise TypeError("safetensors metadata maps strings to strings")
+        header["__metadata__"] = dict(sorted(metadata.items()))
+    offset = 0
+    for row in rows:
+        if row.dtype not in _ST_DTYPES:
+            raise TypeError(f"tensor {row.name!r} has dtype {row.dtype}, which safetensors does not store; "
+                            f"convert it first (e.g. .float())")
+        if row.name in header:
+            raise ValueError(f"tensor name {row.name!r} appears twice")
+        nbytes = torch.Size(row.shape).numel() * row.dtype.itemsize
+        header[row.name] = {"dtype": _ST_DTYPES[row.dtype], "shape": list(row.shape),
+                            "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)
+    return struct.pack("<Q", len(blob)) + blob, rows
+
+
+def write_tensors(f: IO[bytes], rows: Iterable[TensorRow], *, metadata: Mapping[str, str] | None = None,
+                  sha256: bool = True, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Write a safetensors file into the open binary file ``f``, one tensor at a time; returns
+    ``{"sha256": hex digest of every byte written (None when ``sha256`` is false), "bytes": how many}``.
+
+    ``progress(done_bytes, total_bytes)`` is called after each tensor. A ``make()`` that returns a
+    tensor of another shape or dtype than its row announced is a bug of the caller: RuntimeError
+    (the file is then incomplete; write it through :func:`tokvec._io.atomic_open` so it never lands)."""
+    if sys.byteorder != "little":
+        raise RuntimeError("tokvec writes safetensors on little-endian machines only")
+    head, rows = header_bytes(rows, metadata)
+    sha = hashlib.sha256(head) if sha256 else None
+    f.write(head)
+    total = sum(torch.Size(r.shape).numel() * r.dtype.itemsize for r in rows)
+    done = 0
+    for row in rows:
+        t = row.make()
+        if tuple(t.shape) != tuple(row.shape) or t.dtype != row.dtype:
+            raise RuntimeError(f"{row.name}: built {tuple(t.shape)} {t.dtype}, the header says "
+                               f"{tuple(row.shape)} {row.dtype}")
+        if t.numel():
+            # (rows, cols) -> flat bytes: a view of the tensor's memory, no copy when it is a
+            # contiguous CPU tensor already
+            data = memoryview(t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy())
+            if sha is not None:
+                sha.update(data)
+            f.write(data)
+            done += len(data)
+            del data, t
+        if progress is not None:
+            progress(done, total)
+    return {"sha256": sha.hexdigest() if sha is not None else None, "bytes": len(head) + done}
+
+
+def save_tensors(path: str | Path, rows: Iterable[TensorRow] | Mapping[str, torch.Tensor], *,
+                 metadata: Mapping[str, str] | None = None, sha256: bool = True,
+                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Write ``rows`` (or a name -> tensor mapping) as the safetensors file ``path``, atomically (a
+    temporary file, fsynced, renamed); returns ``{"sha256", "bytes"}`` of the file (see
+    :func:`write_tensors`)."""
+    if isinstance(rows, Mapping):
+        rows = rows_of(rows)
+    with atomic_open(path, "wb") as f:
+        return write_tensors(f, rows, metadata=metadata, sha256=sha256, progress=progress)
