@@ -10,6 +10,9 @@ A run directory holds::
     tokenizer.json         Tokenizer.save()
     metrics.jsonl          {"step", "split": "train"|"val", "loss", "lr", "tokens_per_s", "elapsed_s"}
 
+Weights and optimizer state are streamed into their files tensor by tensor, hashed while written
+(:mod:`tokvec.runs.tensorfile`): a save holds no copy of the weights besides the model's own.
+
 Crash safety: every file is written to a temporary name, fsynced and renamed (``tokvec._io.atomic_open``).
 A checkpoint spans several files, so ``config.json`` is the commit point: the new weights are first
 written as ``.model.safetensors.pending`` (and the optimizer likewise), then ``config.json`` - which
