@@ -9,16 +9,20 @@ thread), sides alternating:
   (``tokvec.runs.hf.write_safetensors(hf_tensors(model))``) vs ``model.save_pretrained(out)``
 - convert: the whole ``tokvec import DIR --out RUN`` (read, write the run directory with its
   checkpoint code) vs ``from_pretrained`` + ``save_pretrained``
+- checkpoint: the weights file of a run and its sha256 (what ``save_run`` records): tokvec's streamed
+  writer (``tokvec.runs.tensorfile.save_tensors``, hashing while writing) vs the library:
+  ``safetensors.torch.save_file``, fsync, rename, then the file read back to hash it
 
 Time is the operation's wall time (and its process CPU time: on a loaded machine the wall time
-mostly measures the scheduler); ``os.sync()`` before each so no side pays for the other's dirty
-pages (tokvec fsyncs what it writes, transformers leaves the flush to the kernel); memory is the process's peak RSS (VmHWM, reset just before) above
-its RSS just before the operation (after imports; for export, with the model already loaded), as a
-multiple of the weights. transformers memory-maps the checkpoint, so its imported weights are file
-pages that RSS counts only once touched (by the first forward, or by save_pretrained).
+mostly measures the scheduler); ``os.sync()`` runs before each, so no side pays for the dirty pages
+the other side left (tokvec fsyncs what it writes, transformers leaves the flush to the kernel).
+Memory is the process's peak RSS (VmHWM, reset just before) above its RSS just before the operation
+(after imports; for export and checkpoint, with the model already loaded), as a multiple of the
+weights. transformers memory-maps the checkpoint, so its imported weights are file pages that RSS
+counts only once touched (by the first forward, or by save_pretrained).
 Targets (issue 14): time <= 1.5x transformers', peak <= 1.3x the weights.
 
-    python benchmarks/bench_hf.py [--rounds 2] [--ops import export convert]
+    python benchmarks/bench_hf.py [--rounds 2] [--ops import export convert checkpoint]
 """
 
 from __future__ import annotations
@@ -66,7 +70,25 @@ def start():
     reset_peak()
     return rss("VmRSS"), time.perf_counter(), time.process_time()
 
-if op == "convert":  # the whole `tokvec import DIR --out RUN` vs from_pretrained + save_pretrained
+if op == "checkpoint":  # what save_run needs (the file and its sha256): the streamed writer vs the library
+    from tokvec.model.gpt import GPT
+    model = GPT.from_pretrained(src)
+    sd = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # the tied head: stored once
+    path = os.path.join(out, "model.safetensors")
+    before, t0, c0 = start()
+    if side == "tokvec":
+        from tokvec.runs.tensorfile import save_tensors
+        save_tensors(path, sd, metadata={"format": "tokvec.model"})
+    else:  # safetensors' save_file (from the tensors' memory, no copy), fsync, rename, then hash the file
+        import hashlib
+        from safetensors.torch import save_file
+        save_file(sd, path + ".tmp", metadata={"format": "tokvec.model"})
+        fd = os.open(path + ".tmp", os.O_RDONLY); os.fsync(fd); os.close(fd); os.replace(path + ".tmp", path)
+        sha, buf = hashlib.sha256(), bytearray(1 << 20)
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                sha.update(memoryview(buf)[:n])
+elif op == "convert":  # the whole `tokvec import DIR --out RUN` vs from_pretrained + save_pretrained
     before, t0, c0 = start()
     if side == "tokvec":
         import_hf(src, os.path.join(out, "run")); model = None
@@ -84,7 +106,7 @@ print(json.dumps({"seconds": dt, "cpu": cpu, "peak_above": rss("VmHWM") - before
 """
 
 
-OPS = ("import", "export", "convert")
+OPS = ("import", "export", "convert", "checkpoint")
 
 
 def make_checkpoint(directory: Path) -> None:
@@ -130,8 +152,8 @@ def main() -> None:
         load = os.getloadavg()
         print(f"GPT2Config() checkpoint: {size / 1e6:.0f} MB; load average {load[0]:.1f} {load[1]:.1f}; "
               f"{args.rounds} round(s), best of rounds")
-        print("| operation | tokvec s | transformers s | time ratio | tokvec CPU s | transformers CPU s | CPU ratio | "
-              "tokvec peak / weights | transformers peak / weights |")
+        print("| operation | tokvec s | peer s | time ratio | tokvec CPU s | peer CPU s | CPU ratio | "
+              "tokvec peak / weights | peer peak / weights |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for op in args.ops:
             t = min(rows[(op, "tokvec")], key=lambda x: x["seconds"])
