@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
+from tokvec.errors import TokvecTypeError, TokvecValueError
 from tokvec.model import GPT, ModelConfig
 from tokvec.runs import checkpoint as ckpt
 from tokvec.runs import tensorfile
@@ -90,9 +91,14 @@ def test_rows_are_built_only_when_written_and_checked_against_the_header(tmp_pat
     assert list(tmp_path.iterdir()) == []  # atomic: no partial file, no temporary left
 
 
-def test_an_unsupported_dtype_names_the_tensor():
-    with pytest.raises(TypeError, match=r"tensor 'w' has dtype torch.complex128.*convert it"):
+def test_bad_inputs_name_the_tensor_or_key():
+    with pytest.raises(TokvecTypeError, match=r"tensor 'w' has dtype torch.complex128.*F32.*convert it"):
         write_tensors(io.BytesIO(), rows_of({"w": torch.zeros(2, dtype=torch.complex128)}))
+    with pytest.raises(TokvecTypeError, match=r"'step' maps to int"):
+        write_tensors(io.BytesIO(), rows_of({"w": torch.zeros(2)}), metadata={"format": "x", "step": 3})
+    twice = [TensorRow("w", (1,), torch.float32, lambda: torch.zeros(1))] * 2
+    with pytest.raises(TokvecValueError, match=r"tensor name 'w' appears twice"):
+        write_tensors(io.BytesIO(), twice)
 
 
 # -- save_run streams through it -------------------------------------------------------------------
@@ -164,7 +170,8 @@ def test_a_crash_mid_write_keeps_the_last_good_checkpoint(tmp_path, monkeypatch)
 # a child that commits step 1, then writes step 2 slowly (one tensor every 50 ms) until it is killed
 KILLED_MID_WRITE = textwrap.dedent("""
     import sys, time, torch
-    from tokvec.model import GPT, ModelConfig
+    from tokvec.errors import TokvecTypeError, TokvecValueError
+from tokvec.model import GPT, ModelConfig
     from tokvec.runs import checkpoint as ckpt, tensorfile
     from tokvec.tokenizers import CharTokenizer
     run = sys.argv[1]

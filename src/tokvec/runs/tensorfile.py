@@ -30,6 +30,7 @@ from typing import IO, Any, Callable, Iterable, Mapping, NamedTuple
 import torch
 
 from .._io import atomic_open
+from ..errors import TokvecTypeError, TokvecValueError
 
 # safetensors' dtype names, in the order safetensors 0.8 writes them (its Dtype enum, widest last:
 # a file lists the last ones first)
@@ -57,20 +58,22 @@ def rows_of(tensors: Mapping[str, torch.Tensor]) -> list[TensorRow]:
 
 def header_bytes(rows: Iterable[TensorRow], metadata: Mapping[str, str] | None = None) -> tuple[bytes, list[TensorRow]]:
     """The 8-byte length and the padded JSON header of a file holding ``rows``, and the rows in the
-    order their bytes follow it. An unsupported dtype is a ``TypeError`` naming the tensor."""
+    order their bytes follow it. An unsupported dtype is a ``TokvecTypeError`` naming the tensor."""
     rows = sorted(rows, key=lambda r: (-_RANK.get(r.dtype, -1), r.name))
     header: dict[str, Any] = {}
     if metadata is not None:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-            raise TypeError("safetensors metadata maps strings to strings")
+            bad = next(k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str)))
+            raise TokvecTypeError(f"safetensors metadata maps strings to strings; {bad!r} maps to "
+                                  f"{type(metadata[bad]).__name__} (store it as JSON text)")
         header["__metadata__"] = dict(sorted(metadata.items()))
     offset = 0
     for row in rows:
         if row.dtype not in _ST_DTYPES:
-            raise TypeError(f"tensor {row.name!r} has dtype {row.dtype}, which safetensors does not store; "
-                            f"convert it first (e.g. .float())")
+            raise TokvecTypeError(f"tensor {row.name!r} has dtype {row.dtype}, which safetensors does not store "
+                                  f"({', '.join(_ST_DTYPES.values())}); convert it first (e.g. .float())")
         if row.name in header:
-            raise ValueError(f"tensor name {row.name!r} appears twice")
+            raise TokvecValueError(f"tensor name {row.name!r} appears twice; every tensor of a file needs its own")
         nbytes = torch.Size(row.shape).numel() * row.dtype.itemsize
         header[row.name] = {"dtype": _ST_DTYPES[row.dtype], "shape": list(row.shape),
                             "data_offsets": [offset, offset + nbytes]}
