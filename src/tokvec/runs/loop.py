@@ -103,8 +103,10 @@ class Task(Protocol):
     def record(self, step: int, values: Mapping[str, float], info: Mapping[str, Any]) -> None:
         """Log an eval's ``values`` (with the loop's ``info``: lr, speed, elapsed_s), e.g. to metrics.jsonl."""
 
-    def save(self, step: int, weights: Any, optimizer_state: Any, elapsed_s: float) -> None:
-        """Commit a checkpoint (rank 0 only): ``weights`` a module or full float32 state dict."""
+    def save(self, step: int, weights: Any, optimizer_state: Any, info: Mapping[str, Any]) -> None:
+        """Commit a checkpoint (rank 0 only): ``weights`` a module or a full float32 state dict,
+        ``optimizer_state`` the optimizer or its full state dict; ``info``: ``elapsed_s``, ``loss``
+        (the step's training loss, None when no step ran)."""
 
 
 @dataclass
@@ -275,7 +277,8 @@ class TrainingLoop:
                        for k, v in (weights if isinstance(weights, Mapping) else t.model.state_dict()).items()}
         opt_state = dist_.full_optimizer_state(t.optimizer, t.ctx) if t.ctx.strategy == "fsdp" else t.optimizer
         if t.ctx.is_main:
-            self.task.save(step, weights, opt_state, self.elapsed())
+            self.task.save(step, weights, opt_state,
+                           {"elapsed_s": self.elapsed(), "loss": self.losses[-1] if self.losses else None})
         dist_.barrier(t.ctx)  # no rank runs ahead of a checkpoint that may yet fail
         self.last_ckpt = step
 
@@ -293,6 +296,19 @@ class TrainingLoop:
             if self.last_ckpt != step:
                 self.checkpoint()
             raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved in {self.run_dir}")
+
+
+def warmup_cosine(step: int, *, lr: float, min_lr: float, warmup: int, max_steps: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): nanoGPT's ``get_lr``, a linear warmup to ``lr``
+    over ``warmup`` steps, then a cosine to ``min_lr`` at ``max_steps``; ``min_lr`` after it.
+
+    With ``warmup=0, min_lr=0``: ``lr * (1 + cos(pi * step / max_steps)) / 2`` (step 0 -> lr)."""
+    if step < warmup:
+        return lr * (step + 1) / (warmup + 1)
+    if step >= max_steps:
+        return min_lr
+    ratio = (step - warmup) / max(1, max_steps - warmup)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
 
 class _InterruptFlag:
@@ -331,4 +347,4 @@ def first_nonfinite(model: torch.nn.Module) -> str | None:
 
 
 __all__ = ["LoopSettings", "LoopResult", "Task", "Trainee", "TrainingLoop", "TrainingDivergedError",
-           "first_nonfinite"]
+           "first_nonfinite", "warmup_cosine"]

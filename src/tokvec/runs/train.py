@@ -32,13 +32,13 @@ from ..data.batches import SPLITS, batch_generator, eval_batches, random_batch, 
 from ..data.tokenfile import load_token_file, write_token_file
 from ..device import PRECISIONS, resolve_precision, to_device
 from ..errors import FormatError, RunDirError, TokvecError, TokvecValueError, TokvecWarning
-from ..model.config import ModelConfig
+from ..model.config import ModelConfig, model_fields, model_overrides
 from ..model.gpt import GPT
 from ..tokenizers import build_tokenizer
 from . import checkpoint as ckpt
 from . import distributed as dist_
 from .lock import RunClaim
-from .loop import LoopSettings, Trainee, TrainingDivergedError, TrainingLoop
+from .loop import LoopSettings, Trainee, TrainingDivergedError, TrainingLoop, warmup_cosine
 
 # nanoGPT's finetune_shakespeare.py: lr 3e-5, no decay (min_lr = lr); a short warmup so that the first
 # steps' Adam moments (estimated from one batch) cannot knock the pretrained weights far off.
@@ -49,29 +49,23 @@ RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval"
              "threads", "out", "resume", "force", "strategy", "backend", "dist_timeout_s", "device", "precision",
              "grad_checkpoint", "log_interval")
 TOKENS_FILE = "tokens.bin"  # the corpus as token ids (+ tokens.bin.json), written by rank 0, memory-mapped
-_MODEL_FLAGS = {"positional": "positional", "d_model": "d_model", "n_layers": "n_layers",
-                "n_heads": "n_heads", "context_length": "context_length", "d_ff": "d_ff", "dropout": "dropout",
-                "norm": "norm", "activation": "activation"}
+
+# Every ModelConfig field but vocab_size (the tokenizer's) is a training option, declared once, in
+# ModelConfig: TrainConfig(d_model=64, norm="rmsnorm", ...). None takes the preset's value.
+ModelFields = model_fields("ModelFields")
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelFields))
 
 
 @dataclass
-class TrainConfig:
-    """Everything a training run depends on. ``None`` model fields take the preset's value."""
+class TrainConfig(ModelFields):
+    """Everything a training run depends on. The model fields (every :class:`~tokvec.model.ModelConfig`
+    field but vocab_size, keyword-only) default to None: the preset's value."""
 
     corpus: Optional[str] = None          # file or directory; None: the Python standard library's source
     encoding: str = "utf-8"
     tokenizer: str = "char"               # char | word | bpe:N | path of a saved tokenizer
     preset: str = "tiny"
-    positional: Optional[str] = None
-    d_model: Optional[int] = None
-    n_layers: Optional[int] = None
-    n_heads: Optional[int] = None
-    context_length: Optional[int] = None
-    d_ff: Optional[int] = None
-    dropout: Optional[float] = None
-    norm: Optional[str] = None            # layernorm | rmsnorm
-    activation: Optional[str] = None      # gelu | swiglu
-    model_options: dict = field(default_factory=dict)  # any other ModelConfig field (norm, activation, ...)
+    model_options: dict = field(default_factory=dict)  # model fields as a dict (older spelling; wins over both)
     max_steps: int = 2000
     batch_size: int = 12
     grad_accum: int = 1                   # micro-batches per optimizer step
@@ -159,7 +153,7 @@ class TrainConfig:
         check(check_int_arg, "checkpoint_interval", lo=1, hi=big, none_ok=True)
         check(check_int_arg, "warmup_steps", lo=0, hi=big, none_ok=True)
         check(check_int_arg, "seed", lo=0, hi=MAX_SEED)
-        for name in ("d_model", "n_heads", "context_length", "d_ff"):
+        for name in ("d_model", "n_heads", "context_length", "d_ff", "n_kv_heads"):
             check(check_int_arg, name, lo=1, hi=MAX_DIM, none_ok=True)
         check(check_int_arg, "n_layers", lo=1, hi=None, none_ok=True)  # depth: the memory estimate judges it
         check(check_float_arg, "lr", lo=0.0, lo_open=True, hi=1e3, fix="e.g. 1e-3")
@@ -186,7 +180,7 @@ class TrainConfig:
         elif self.bf16 and self.precision not in ("auto", "bf16"):
             problems.append(f"bf16=True (--bf16) contradicts precision {self.precision!r}; drop --bf16")
         if self.init_from is not None:
-            changed = [f"{k}={getattr(self, k)!r}" for k in _MODEL_FLAGS if k != "dropout" and getattr(self, k) is not None]
+            changed = [f"{k}={v!r}" for k, v in model_overrides(self).items() if k != "dropout"]
             changed += [f"{k}={v!r}" for k, v in self.model_options.items() if k != "dropout"]
             changed += [f"{k}={getattr(self, k)!r}" for k, default in (("preset", "tiny"), ("tokenizer", "char"))
                         if getattr(self, k) != default]
@@ -218,8 +212,8 @@ class TrainConfig:
     def model_config(self, vocab_size: int):
         """The ModelConfig of this run: the preset, then the explicit fields, then ``model_options``."""
 
-        overrides = {k: getattr(self, k) for k in _MODEL_FLAGS if getattr(self, k) is not None}
-        return ModelConfig.preset(self.preset, **{**overrides, **self.model_options, "vocab_size": vocab_size})
+        return ModelConfig.preset(self.preset, **{**model_overrides(self), **self.model_options,
+                                                  "vocab_size": vocab_size})
 
     @property
     def precision_spec(self) -> str:
@@ -239,14 +233,8 @@ class TrainConfig:
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimizer step ``step`` (0-based): linear warmup, cosine to min_lr at max_steps."""
-        warmup = self.effective_warmup
-        min_lr = self.lr / 10 if self.min_lr is None else self.min_lr
-        if step < warmup:
-            return self.lr * (step + 1) / (warmup + 1)
-        if step >= self.max_steps:
-            return min_lr
-        ratio = (step - warmup) / max(1, self.max_steps - warmup)
-        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (self.lr - min_lr)
+        return warmup_cosine(step, lr=self.lr, min_lr=self.lr / 10 if self.min_lr is None else self.min_lr,
+                             warmup=self.effective_warmup, max_steps=self.max_steps)
 
 
 @dataclass
@@ -292,7 +280,7 @@ def _ids_digest(ids: np.ndarray) -> str:
 def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mapping) -> list[str]:
     diffs = []
     for key, value in config.to_dict().items():
-        if key in RESUMABLE or key in _MODEL_FLAGS or key in ("preset", "model_options", "corpus") \
+        if key in RESUMABLE or key in MODEL_FIELDS or key in ("preset", "model_options", "corpus") \
                 or key not in saved["train"]:
             continue  # the corpus: a resumed run reads the ids it trained on from tokens.bin
         before = saved["train"][key]
@@ -650,11 +638,11 @@ class _LanguageModelTask:
         if self.ctx.is_main:
             ckpt.write_metrics(self.config.out, self.metrics)
 
-    def save(self, step: int, weights: Any, optimizer_state: Any, elapsed_s: float) -> None:
+    def save(self, step: int, weights: Any, optimizer_state: Any, info: Mapping[str, Any]) -> None:
         ckpt.save_run(self.config.out, model=weights, tokenizer=self.tokenizer, model_config=self.model_dict,
                       train_config=self.config.to_dict(), step=step, optimizer=optimizer_state,
                       extra={"data": {**self.data_info, "position": step}, "world_size": self.ctx.world_size,
-                             "elapsed_s": elapsed_s})
+                             "elapsed_s": info["elapsed_s"]})
 
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "evaluate",
