@@ -81,18 +81,19 @@ class ClassifyConfig(ClassifierModelFields):
         from .._checks import check_float_arg, check_int_arg, check_seed
 
         problems = []
-        checks = [(check_float_arg, "val_fraction", dict(lo=0.0, hi=1.0, hi_open=True, fix="e.g. 0.2")),
+        checks = [(check_float_arg, "val_fraction", dict(lo=0.0, hi=1.0, hi_open=True, fix="e.g. --val-fraction 0.2")),
                   (check_int_arg, "max_steps", dict(lo=1, hi=10 ** 9)),
                   (check_int_arg, "batch_size", dict(lo=1, hi=1 << 20)),
                   (check_int_arg, "context", dict(lo=1, hi=1 << 20)),
-                  (check_int_arg, "warmup_steps", dict(lo=0, hi=10 ** 9)),
-                  (check_int_arg, "eval_interval", dict(lo=1, hi=10 ** 9, none_ok=True)),
+                  (check_int_arg, "warmup_steps", dict(lo=0, hi=10 ** 9, fix="--warmup 0 turns warmup off")),
+                  (check_int_arg, "eval_interval", dict(lo=1, hi=10 ** 9, none_ok=True, fix="e.g. --eval-interval 100")),
                   (check_int_arg, "log_interval", dict(lo=1, hi=10 ** 9)),
                   (check_float_arg, "lr", dict(lo=0.0, lo_open=True, hi=10.0, fix="e.g. 3e-3")),
-                  (check_float_arg, "min_lr", dict(lo=0.0, hi=self.lr if isinstance(self.lr, (int, float)) else None)),
-                  (check_float_arg, "weight_decay", dict(lo=0.0, hi=1e3)),
+                  (check_float_arg, "min_lr", dict(lo=0.0, hi=self.lr if isinstance(self.lr, (int, float)) else None,
+                                                    fix="--min-lr ends the cosine, at most --lr")),
+                  (check_float_arg, "weight_decay", dict(lo=0.0, hi=1e3, fix="e.g. --weight-decay 0.01")),
                   (check_float_arg, "grad_clip", dict(lo=0.0, fix="0 disables clipping")),
-                  (check_float_arg, "dropout", dict(lo=0.0, hi=1.0, hi_open=True, none_ok=True)),
+                  (check_float_arg, "dropout", dict(lo=0.0, hi=1.0, hi_open=True, none_ok=True, fix="e.g. --dropout 0.1")),
                   (check_seed, "seed", {})]
         for check, name, limits in checks:
             try:

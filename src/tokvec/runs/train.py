@@ -146,25 +146,26 @@ class TrainConfig(ModelFields):
                 problems.append(str(e))
 
         big = 10 ** 12  # steps and intervals: more than any run could take, less than int64 overflow
-        for name in ("max_steps", "eval_interval", "eval_batches"):
+        for name in ("max_steps", "eval_interval"):
             check(check_int_arg, name, lo=1, hi=big)
+        check(check_int_arg, "eval_batches", lo=1, hi=big, fix="e.g. --eval-batches 20")
         for name in ("batch_size", "grad_accum"):
             check(check_int_arg, name, lo=1, hi=1 << 24)
         check(check_int_arg, "checkpoint_interval", lo=1, hi=big, none_ok=True)
-        check(check_int_arg, "warmup_steps", lo=0, hi=big, none_ok=True)
+        check(check_int_arg, "warmup_steps", lo=0, hi=big, none_ok=True, fix="--warmup 0 turns warmup off")
         check(check_int_arg, "seed", lo=0, hi=MAX_SEED)
         for name in ("d_model", "n_heads", "context_length", "d_ff", "n_kv_heads"):
             check(check_int_arg, name, lo=1, hi=MAX_DIM, none_ok=True)
         check(check_int_arg, "n_layers", lo=1, hi=None, none_ok=True)  # depth: the memory estimate judges it
         check(check_float_arg, "lr", lo=0.0, lo_open=True, hi=1e3, fix="e.g. 1e-3")
         check(check_float_arg, "min_lr", lo=0.0, hi=self.lr if isinstance(self.lr, (int, float)) else None,
-              none_ok=True)
-        check(check_float_arg, "dropout", lo=0.0, hi=1.0, hi_open=True, none_ok=True)
-        check(check_float_arg, "weight_decay", lo=0.0, hi=1e3)
+              none_ok=True, fix="--min-lr ends the cosine, at most --lr (default lr/10)")
+        check(check_float_arg, "dropout", lo=0.0, hi=1.0, hi_open=True, none_ok=True, fix="e.g. --dropout 0.1")
+        check(check_float_arg, "weight_decay", lo=0.0, hi=1e3, fix="e.g. --weight-decay 0.1; 0 turns it off")
         for name in ("beta1", "beta2"):
             check(check_float_arg, name, lo=0.0, hi=1.0, hi_open=True)
         check(check_float_arg, "grad_clip", lo=0.0, fix="0 disables clipping")
-        check(check_float_arg, "val_fraction", lo=0.0, hi=1.0, lo_open=True, hi_open=True, fix="e.g. 0.1")
+        check(check_float_arg, "val_fraction", lo=0.0, hi=1.0, lo_open=True, hi_open=True, fix="e.g. --val-fraction 0.1")
         check(check_float_arg, "dist_timeout_s", lo=0.0, lo_open=True, hi=1e7)
         if self.val_split not in SPLITS:
             problems.append(f"val_split {self.val_split!r} must be one of {', '.join(SPLITS)}")
