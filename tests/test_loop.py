@@ -116,6 +116,13 @@ def test_a_diverging_classifier_stops_and_names_the_step_and_the_fix(tmp_path):
     load_classifier(tmp_path / "clf")
 
 
+def test_a_classifier_without_held_out_rows_has_no_val_accuracy(tmp_path):
+    result = train_classifier(small_classifier(tmp_path, val_fraction=0.0, max_steps=2))
+    assert result.val_accuracy is None and 0.0 <= result.train_accuracy <= 1.0
+    meta = json.loads((tmp_path / "clf" / "classifier.json").read_text(encoding="utf-8"))
+    assert (meta["n_train"], meta["n_val"], meta["val_accuracy"]) == (60, 0, None)
+
+
 def test_classifier_model_fields_come_from_model_config(tmp_path):
     names = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size", "context_length"}
     assert names <= {f.name for f in dataclasses.fields(ClassifyConfig)}

@@ -190,7 +190,7 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, : len(r)] = False
-    mask[:, 0] &= torch.tensor([len(r) > 0 for r in rows])  # an empty text is read as one pad token
+    mask[:, 0] &= torch.tensor([len(r) > 0 for r in rows], dtype=torch.bool)  # an empty text: one pad token
     return ids, mask
 
 
