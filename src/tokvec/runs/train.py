@@ -180,20 +180,26 @@ class TrainConfig(ModelFields):
             problems.append(f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
         elif self.bf16 and self.precision not in ("auto", "bf16"):
             problems.append(f"bf16=True (--bf16) contradicts precision {self.precision!r}; drop --bf16")
-        if self.init_from is not None:
-            changed = [f"{k}={v!r}" for k, v in model_overrides(self).items() if k != "dropout"]
-            changed += [f"{k}={v!r}" for k, v in self.model_options.items() if k != "dropout"]
-            changed += [f"{k}={getattr(self, k)!r}" for k, default in (("preset", "tiny"), ("tokenizer", "char"))
-                        if getattr(self, k) != default]
-            if self.init_embeddings:
-                changed.append(f"init_embeddings={self.init_embeddings!r}")
-            if changed:
-                problems.append(f"init_from {self.init_from} fixes the architecture and the tokenizer, so "
-                                f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)")
+        problems += self._init_from_problems()
         if problems:
             raise TokvecValueError("bad training config: " + "; ".join(problems))
         self._check_memory_early()
         return self
+
+    def _init_from_problems(self) -> list[str]:
+        """A fine-tune takes its architecture and tokenizer from ``init_from``: the flags that would change them."""
+        if self.init_from is None:
+            return []
+        changed = [f"{k}={v!r}" for k, v in model_overrides(self).items() if k != "dropout"]
+        changed += [f"{k}={v!r}" for k, v in self.model_options.items() if k != "dropout"]
+        changed += [f"{k}={getattr(self, k)!r}" for k, default in (("preset", "tiny"), ("tokenizer", "char"))
+                    if getattr(self, k) != default]
+        if self.init_embeddings:
+            changed.append(f"init_embeddings={self.init_embeddings!r}")
+        if not changed:
+            return []
+        return [f"init_from {self.init_from} fixes the architecture and the tokenizer, so "
+                f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)"]
 
     def _check_memory_early(self) -> None:
         """The model these flags describe, measured with the smallest vocabulary its tokenizer could
