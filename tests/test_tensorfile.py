@@ -170,8 +170,7 @@ def test_a_crash_mid_write_keeps_the_last_good_checkpoint(tmp_path, monkeypatch)
 # a child that commits step 1, then writes step 2 slowly (one tensor every 50 ms) until it is killed
 KILLED_MID_WRITE = textwrap.dedent("""
     import sys, time, torch
-    from tokvec.errors import TokvecTypeError, TokvecValueError
-from tokvec.model import GPT, ModelConfig
+    from tokvec.model import GPT, ModelConfig
     from tokvec.runs import checkpoint as ckpt, tensorfile
     from tokvec.tokenizers import CharTokenizer
     run = sys.argv[1]
