@@ -34,7 +34,7 @@ class CliResult:
 def cli(capsys, monkeypatch):
     """Run ``tokvec ARGS...`` and return its CliResult: ``cli("embed", "你好").out``.
 
-    In this process through ``tokvec.cli.main`` (fast; ``stdin=`` feeds standard input), or with
+    In this process through the entry point ``tokvec.__main__.main`` (fast; ``stdin=`` feeds standard input), or with
     ``subprocess=True`` as a user runs it: the installed console script in a fresh interpreter.
     """
 
@@ -42,7 +42,7 @@ def cli(capsys, monkeypatch):
         argv = [str(a) for a in args]
         if subprocess:
             return _run_script(argv, stdin, cwd)
-        from tokvec.cli import main
+        from tokvec.__main__ import main  # the entry point, as the console script runs it
 
         capsys.readouterr()  # output printed before this call is not this command's
         if stdin is not None:
