@@ -1,7 +1,9 @@
 import io
 import os
+import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def error_says():
+    """``with error_says(TokenIdError, "70000", "vocab_size 65536"): ...`` - the block raises that error (or
+    warns that warning) and its message carries each fact: the bad value, the limit, the fix, in any
+    wording. A fact is a substring, or a compiled regex for a value that varies (a path, a hash).
+    Yields pytest's ExceptionInfo (``.value`` is the error)."""
+
+    @contextmanager
+    def check(kind, *facts, warns: bool = False):
+        if warns:
+            with pytest.warns(kind) as record:
+                yield record
+            messages = [str(w.message) for w in record if issubclass(w.category, kind)]
+        else:
+            with pytest.raises(kind) as info:
+                yield info
+            messages = [str(info.value)]
+        for message in messages:
+            missing = [f for f in facts if (f.search(message) is None if isinstance(f, re.Pattern) else f not in message)]
+            if not missing:
+                return
+        raise AssertionError(f"{kind.__name__} {messages[-1]!r} does not say {missing}")
+
+    return check
 
 
 @dataclass
