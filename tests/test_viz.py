@@ -364,6 +364,28 @@ def test_attention_maps_come_from_the_model_and_plot_per_head(tok):
     assert fig._suptitle.get_text() == "layer 1: 2 heads × (query × key), 5 tokens"
 
 
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned", "rope", "alibi", "relative", "t5", "xl", "cape",
+                                        "none"])
+def test_a_models_scheme_is_measured_on_its_own_device(tok, positional):
+    # Under a meta default device every tensor made without naming a device lands on meta (no data): a
+    # device mix-up fails here on a CPU-only machine as it would with the model on a GPU (ids or scores
+    # built on the CPU against a CUDA scheme: "expected all tensors to be on the same device").
+    model = tiny_gpt(tok.vocab_size, positional=positional)
+    scheme = model.embed.positional
+    methods = ["auto", "attention"] if scheme.acts_on == "attention" else ["auto"]
+    expected = [positional_scores(scheme, n_positions=6, d_model=16, n_heads=2, method=m).scores for m in methods]
+    want_trace = trace("你好好", tok, model.embed).stage("input vectors").value
+    want_maps = attention_maps(model, tok, "你好好", layer=1)[0]
+    with torch.device("meta"):
+        got = [positional_scores(scheme, n_positions=6, d_model=16, n_heads=2, method=m).scores for m in methods]
+        got_trace = trace("你好好", tok, model.embed).stage("input vectors").value
+        got_maps = attention_maps(model, tok, "你好好", layer=1)[0]
+    for want, have in zip(expected, got):
+        np.testing.assert_array_equal(want, have)
+    torch.testing.assert_close(got_trace, want_trace, rtol=0, atol=0)
+    torch.testing.assert_close(got_maps, want_maps, rtol=0, atol=0)
+
+
 def test_attention_layer_out_of_range_names_the_number_of_layers(tok, error_says):
     model = tiny_gpt(tok.vocab_size, n_layers=2)
     with error_says(TokvecValueError, "layer 2", "2 layers", "0..1"):

@@ -101,9 +101,10 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
                                f"acts on {scheme.acts_on!r}: use method 'auto'")
     n = n_positions
     causal = np.tril(np.ones((n, n), dtype=bool))
+    device = _device_of(scheme)  # a run's scheme may live on a GPU: compute there, return NumPy
     with torch.no_grad():
         if scheme.acts_on == "input":
-            table = scheme.table(n).detach().double()
+            table = scheme.table(n).detach().double().cpu()
             scores = (table @ table.T).unsqueeze(0).numpy()
             return PositionalScores(scheme.name, "dot", scores, "PE(i)·PE(j)")
         if scheme.acts_on == "none":
@@ -114,12 +115,13 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
         if method == "attention":
             return _masked(scheme.name, "attention", _attention_scores(scheme, n, d_model, n_heads).numpy(),
                            "log w(i,j) - log w(i,i)", causal)
-        v = torch.ones(head_dim) if vector is None else torch.as_tensor(vector, dtype=torch.float32)
+        v = torch.ones(head_dim, device=device) if vector is None else \
+            torch.as_tensor(vector, dtype=torch.float32, device=device)
         if v.shape != (head_dim,):
             raise TokvecValueError(f"vector must have shape ({head_dim},) = (head_dim,), got {tuple(v.shape)}")
         x = v.expand(1, heads, n, head_dim).contiguous()  # (b=1, h, n, hd): the same content everywhere
-        q, k = scheme.rotate(x.clone(), x.clone(), torch.arange(n)) if scheme.rotates else (x, x)
-        scores, parts = torch.zeros(heads, n, n, dtype=torch.float64), []
+        q, k = scheme.rotate(x.clone(), x.clone(), torch.arange(n, device=device)) if scheme.rotates else (x, x)
+        scores, parts = torch.zeros(heads, n, n, dtype=torch.float64, device=device), []
         if scheme.rotates:
             scores = scores + (q[0] @ k[0].transpose(-2, -1)).double() / math.sqrt(head_dim)
             parts.append("q_i·k_j/√hd")
@@ -135,7 +137,7 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
             return _masked(scheme.name, "attention", _attention_scores(scheme, n, d_model, n_heads).numpy(),
                            "log w(i,j) - log w(i,i)", causal)
         kind = "+".join(_KINDS[p] for p in parts)
-        scores, label = scores.numpy(), " + ".join(parts)
+        scores, label = scores.cpu().numpy(), " + ".join(parts)
         return _masked(scheme.name, kind, scores, label, causal)
 
 
@@ -150,12 +152,19 @@ def _attention_scores(scheme: PositionalEncoding, n: int, d_model: int, n_heads:
     content is the same everywhere, so what varies is position alone. -> (h, n, n)."""
     from ..model.attention import CausalSelfAttention
 
-    attn = CausalSelfAttention(d_model, n_heads, positional=scheme, bias=False).eval()
-    with torch.no_grad():
+    with torch.device(_device_of(scheme)), torch.no_grad():  # built beside the scheme (a run's may be on a GPU)
+        attn = CausalSelfAttention(d_model, n_heads, positional=scheme, bias=False).eval()
         attn.qkv.weight.copy_(torch.cat([torch.eye(d_model)] * 3))
         _, weights = attn(torch.ones(1, n, d_model), need_weights=True)  # (1, h, n, n)
     logw = weights[0].double().log()
-    return logw - torch.diagonal(logw, dim1=-2, dim2=-1).unsqueeze(-1)
+    return (logw - torch.diagonal(logw, dim1=-2, dim2=-1).unsqueeze(-1)).cpu()
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer; the CPU for a module that holds none."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 # -- embedding tables -------------------------------------------------------------------------
