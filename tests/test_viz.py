@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from tokvec import CharTokenizer, InputEmbedding
+from tokvec import BPETokenizer, CharTokenizer, InputEmbedding
 from tokvec.errors import FormatError, TokvecValueError, UnknownTokenError
 from tokvec.positional import build, sinusoidal_table
 from tokvec.runs.rundir import RunData, check_run_dir
 from tokvec.viz import (
+    Neighbor,
     display_token,
     find_cjk_font,
     neighbors,
@@ -279,6 +280,19 @@ def test_token_strings_of_a_char_tokenizer(tok):
     assert strings[:4] == ["<pad>", "<unk>", "<bos>", "<eos>"] and len(strings) == tok.vocab_size
     assert strings[tok.encode("王")[0]] == "<unk>" and strings[tok.encode("好")[0]] == "好"
 
+
+
+def test_token_strings_of_a_bpe_vocabulary_with_unassigned_ids():
+    # ids 257..299 are no token (as the unused ids of an imported HF vocabulary): their rows still exist
+    ranks = {**{bytes([b]): b for b in range(256)}, b"ab": 300, "好".encode(): 301}
+    bpe = BPETokenizer(ranks, special_tokens={"<|endoftext|>": 256})
+    strings = token_strings(bpe)
+    assert len(strings) == bpe.vocab_size == 302
+    assert strings[97] == "a" and strings[0xE5] == "\\xe5" and strings[256] == "<|endoftext|>"
+    assert strings[257:300] == [""] * 43 and strings[300:] == ["ab", "好"]
+    table = torch.randn(302, 8, generator=torch.Generator().manual_seed(0))  # the model's table: a row per id
+    table[5] = table[300]  # "ab" is found at id 300, and its twin row is its nearest neighbour
+    assert neighbors(table, strings, "ab", k=1)[0] == Neighbor("\x05", 5, pytest.approx(1.0))
 
 # -- loss -------------------------------------------------------------------------------------------------
 def write_metrics(path, records, tail=""):

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import TokvecValueError, UnknownTokenError
+from ..errors import TokenIdError, TokvecValueError, UnknownTokenError
 from ..positional import PositionalEncoding, build
 from ..positional.base import head_dim_for
 
@@ -188,14 +188,22 @@ def pca_2d(x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def token_strings(tokenizer) -> list[str]:
-    """The string of every id 0..V-1 (bytes that are not whole UTF-8 characters shown as \\xNN)."""
+    """The string of every id 0..V-1 (bytes that are not whole UTF-8 characters shown as \\xNN); ``""``
+    for an id that is no token (a BPE vocabulary imported with gaps in its ids, e.g. a HF model's
+    unused ids: its embedding table still has their rows)."""
     vocab = getattr(tokenizer, "vocab", None)
     if vocab is not None and hasattr(vocab, "lookup_tokens"):
         return vocab.lookup_tokens(range(tokenizer.vocab_size))
     if hasattr(tokenizer, "decode_bytes"):
-        return [tokenizer.decode_bytes([i]).decode("utf-8", errors="backslashreplace")
-                for i in range(tokenizer.vocab_size)]
+        return [_token_string(tokenizer, i) for i in range(tokenizer.vocab_size)]
     return [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+
+
+def _token_string(tokenizer, i: int) -> str:
+    try:
+        return tokenizer.decode_bytes([i]).decode("utf-8", errors="backslashreplace")
+    except TokenIdError:  # an unassigned id between assigned ones
+        return ""
 
 
 def embedding_table(model) -> torch.Tensor:
