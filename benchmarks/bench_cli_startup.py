@@ -30,6 +30,8 @@ SIDES = {
     "python -c 'import typer, rich.console'": [sys.executable, "-c", "import typer, rich.console"],
     "tokvec --help": [*TOKVEC, "--help"],
     "tokvec --version": [*TOKVEC, "--version"],
+    # the typer app's own --help: what the entry point's fast path saves (and what every command pays)
+    "typer app --help": [sys.executable, "-c", "from tokvec.cli import main; main(['--help'])"],
 }
 
 

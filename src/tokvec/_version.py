@@ -1,7 +1,7 @@
 """tokvec's version: the one place it is written (pyproject.toml reads it from here at build time).
 
-A plain string, not ``importlib.metadata.version("tokvec")``: importing importlib.metadata costs about
-1.5x a bare interpreter's start, and ``tokvec --version`` should cost little more than the start.
+A plain string, not ``importlib.metadata.version("tokvec")``: that lookup costs several times a bare
+interpreter's start (docs/benchmarks.md), and ``tokvec --version`` should cost little more than the start.
 """
 
 __version__ = "0.1.0"
