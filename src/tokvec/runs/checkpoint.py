@@ -40,6 +40,7 @@ from safetensors.torch import load as st_load
 from .._io import atomic_open, read_json, write_json
 from .._schema import Doc, metric_record, parse_json, read_json_lines
 from ..errors import FormatError, TokvecValueError
+from ..model.aliases import drop_aliases, refill_aliases
 from .tensorfile import rows_of, save_tensors, write_tensors
 
 FORMAT = "tokvec.run"
@@ -60,20 +61,9 @@ class CheckpointError(FormatError):
 # -- tensors <-> safetensors bytes -------------------------------------------------------------
 def _dedupe(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Store tensors that share memory (tied embeddings) once; return (unique, alias -> stored name).
-
-    Two names are one tensor when they view the same memory the same way (storage, offset, shape,
-    stride, dtype); an empty tensor is never an alias."""
-    unique: dict[str, torch.Tensor] = {}
-    seen: dict[tuple, str] = {}
-    aliases: dict[str, str] = {}
-    for name, t in tensors.items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
-        if t.numel() and key in seen:
-            aliases[name] = seen[key]
-            continue
-        seen[key] = name
-        unique[name] = t.detach()  # made contiguous and moved to the CPU one at a time, when written
-    return unique, aliases
+    The unique tensors are not copied: each is made contiguous and moved to the CPU when written."""
+    unique, aliases = drop_aliases(tensors)
+    return {name: t.detach() for name, t in unique.items()}, aliases
 
 
 def _all_finite(t: torch.Tensor) -> bool:
@@ -400,8 +390,7 @@ def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, config: Map
     aliases = _meta_json(meta, "aliases", path, "{}")
     if not isinstance(aliases, dict) or not all(isinstance(v, str) and v in tensors for v in aliases.values()):
         raise CheckpointError(f"{path}: metadata 'aliases' must map tensor names to stored tensors")
-    for alias, name in aliases.items():
-        tensors[alias] = tensors[name]
+    refill_aliases(tensors, aliases)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
