@@ -6,9 +6,10 @@ batch 12, dropout 0, no biases. Every contender runs the same step on the same b
 (character-level tiny Shakespeare windows, drawn once): forward with targets, backward, gradient
 clipping at 1.0, fused AdamW, zero_grad; timed in interleaved rounds so all see the same machine load.
 
-- ``nanoGPT-style``: nanoGPT's model.py written out (fused qkv Linear, F.scaled_dot_product_attention
-  with is_causal, exact GELU, its LayerNorm, learned positions, tied head); its loop reads the loss
-  back every ``log_interval`` (10) steps, as nanoGPT does.
+- ``nanoGPT-style``: nanoGPT's model.py written out, the reference of benchmarks/parity_nanogpt.py
+  (fused qkv Linear, F.scaled_dot_product_attention with is_causal, exact GELU, its LayerNorm, learned
+  positions, tied head, its Dropout modules at p = 0); its loop reads the loss back every
+  ``log_interval`` (10) steps, as nanoGPT does.
 - ``tokvec, checks + sync every step``: the loop tokvec had before: the ids and targets range-checked on
   every forward (two reductions read back to the host) and ``float(loss)`` after every step.
 - ``tokvec``: the loop tokvec has now: batches from a token file checked once (``checked=True``), the
@@ -32,7 +33,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,85 +43,12 @@ from tokvec.device import describe_environment  # noqa: E402
 from tokvec.model import GPT, ModelConfig  # noqa: E402
 from tokvec.tokenizers import CharTokenizer  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parity_nanogpt import RefConfig, RefGPT  # noqa: E402  (the one nanoGPT reference of the benchmarks)
+
 DATA = ROOT / ".." / "shared" / "data" / "tinyshakespeare.txt"
 LAYERS, HEADS, D, CONTEXT, BATCH = 4, 4, 128, 64, 12
 LOG_INTERVAL = 10
-
-
-# -- nanoGPT's model.py, the parts this config uses (bias=False, dropout=0: its Dropout modules are
-# still called, as in nanoGPT) ------------------------------------------------------------------
-class NanoLayerNorm(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(d))
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, None, 1e-5)
-
-
-class NanoAttention(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.c_attn = nn.Linear(D, 3 * D, bias=False)
-        self.c_proj = nn.Linear(D, D, bias=False)
-        self.resid_dropout = nn.Dropout(0.0)
-
-    def forward(self, x):
-        b, t, c = x.size()
-        q, k, v = self.c_attn(x).split(D, dim=2)
-        k = k.view(b, t, HEADS, c // HEADS).transpose(1, 2)  # (B, nh, T, hs)
-        q = q.view(b, t, HEADS, c // HEADS).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(b, t, HEADS, c // HEADS).transpose(1, 2)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=True)
-        y = y.transpose(1, 2).contiguous().view(b, t, c)
-        return self.resid_dropout(self.c_proj(y))
-
-
-class NanoMLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.c_fc = nn.Linear(D, 4 * D, bias=False)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * D, D, bias=False)
-        self.dropout = nn.Dropout(0.0)
-
-    def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
-
-
-class NanoBlock(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ln_1, self.attn, self.ln_2, self.mlp = NanoLayerNorm(D), NanoAttention(), NanoLayerNorm(D), NanoMLP()
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class NanoGPT(nn.Module):
-    def __init__(self, vocab: int) -> None:
-        super().__init__()
-        self.wte, self.wpe = nn.Embedding(vocab, D), nn.Embedding(CONTEXT, D)
-        self.drop = nn.Dropout(0.0)
-        self.h = nn.ModuleList(NanoBlock() for _ in range(LAYERS))
-        self.ln_f = NanoLayerNorm(D)
-        self.lm_head = nn.Linear(D, vocab, bias=False)
-        self.wte.weight = self.lm_head.weight
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * LAYERS))
-            elif p.dim() == 2:
-                nn.init.normal_(p, 0.0, 0.02)
-
-    def forward(self, idx, targets):
-        t = idx.size(1)
-        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
-        for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.ln_f(x))
-        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
 
 
 # -- the contenders --------------------------------------------------------------------------------
@@ -168,9 +95,10 @@ def main() -> None:
                for i in range(64)]
     cfg = dict(vocab_size=tok.vocab_size, d_model=D, n_layers=LAYERS, n_heads=HEADS, context_length=CONTEXT,
                dropout=0.0, bias=False)
+    nano = RefConfig(block_size=CONTEXT, vocab_size=tok.vocab_size, n_layer=LAYERS, n_head=HEADS, n_embd=D)
     torch.manual_seed(0)
     steps = {
-        "nanoGPT-style model": contender(NanoGPT(tok.vocab_size), batches, checked=None, sync_every=LOG_INTERVAL),
+        "nanoGPT-style model": contender(RefGPT(nano), batches, checked=None, sync_every=LOG_INTERVAL),
         "tokvec, checks + sync every step (before)": contender(GPT(ModelConfig(**cfg)), batches, checked=False,
                                                                sync_every=1),
         "tokvec (now)": contender(GPT(ModelConfig(**cfg)), batches, checked=True, sync_every=LOG_INTERVAL),

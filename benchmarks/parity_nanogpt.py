@@ -67,6 +67,7 @@ class RefConfig:
     n_head: int
     n_embd: int
     bias: bool = False
+    dropout: float = 0.0  # nanoGPT calls its Dropout modules even at p = 0; so does this reference
 
 
 class LayerNorm(nn.Module):
@@ -86,7 +87,8 @@ class RefAttention(nn.Module):
         super().__init__()
         self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd, bias=c.bias)
         self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=c.bias)
-        self.n_head = c.n_head
+        self.resid_dropout = nn.Dropout(c.dropout)
+        self.n_head, self.dropout = c.n_head, c.dropout
 
     def forward(self, x):
         B, T, C = x.size()
@@ -94,18 +96,21 @@ class RefAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=True)  # (B, nh, T, hs)
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
 class RefMLP(nn.Module):
     def __init__(self, c: RefConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(c.n_embd, 4 * c.n_embd, bias=c.bias)
+        self.gelu = nn.GELU()
         self.c_proj = nn.Linear(4 * c.n_embd, c.n_embd, bias=c.bias)
+        self.dropout = nn.Dropout(c.dropout)
 
     def forward(self, x):
-        return self.c_proj(F.gelu(self.c_fc(x)))
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class RefBlock(nn.Module):
@@ -125,7 +130,7 @@ class RefGPT(nn.Module):
         self.config = c
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(c.vocab_size, c.n_embd), wpe=nn.Embedding(c.block_size, c.n_embd),
-            h=nn.ModuleList(RefBlock(c) for _ in range(c.n_layer)), ln_f=LayerNorm(c.n_embd, c.bias)))
+            drop=nn.Dropout(c.dropout), h=nn.ModuleList(RefBlock(c) for _ in range(c.n_layer)), ln_f=LayerNorm(c.n_embd, c.bias)))
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied
         self.apply(self._init_weights)
@@ -145,7 +150,7 @@ class RefGPT(nn.Module):
     def forward(self, idx, targets=None):
         t = idx.size(1)
         pos = torch.arange(t, dtype=torch.long, device=idx.device)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
             x = block(x)
         logits = self.lm_head(self.transformer.ln_f(x))
