@@ -151,8 +151,7 @@ class BPETokenizer(Tokenizer):
                                             special_tokens=special_tokens, min_frequency=min_frequency,
                                             allow_smaller=allow_smaller, what=what, engine=engine,
                                             on_merges=on_merges)
-        # rustbpe compiled the pattern with tiktoken's regex engine: nothing left to check at build time
-        tok = cls(ranks, pattern=pattern, special_tokens=specials, build_encoder=used != "rustbpe")
+        tok = cls(ranks, pattern=pattern, special_tokens=specials, build_encoder=not _pattern_checked(pattern, used))
         tok.trained_by = used
         return tok
 
@@ -176,8 +175,7 @@ class BPETokenizer(Tokenizer):
                                             special_tokens=special_tokens, min_frequency=min_frequency,
                                             allow_smaller=allow_smaller, what="the training texts", engine=engine,
                                             reiterable=reiterable, on_merges=on_merges)
-        # rustbpe compiled the pattern with tiktoken's regex engine: nothing left to check at build time
-        tok = cls(ranks, pattern=pattern, special_tokens=specials, build_encoder=used != "rustbpe")
+        tok = cls(ranks, pattern=pattern, special_tokens=specials, build_encoder=not _pattern_checked(pattern, used))
         tok.trained_by = used
         return tok
 
@@ -522,6 +520,12 @@ class BPEStreamDecoder(StreamDecoder):
         text = self._utf8.decode(b"", final=True)
         self._utf8.reset()
         return text
+
+
+def _pattern_checked(pattern: str, engine: str) -> bool:
+    """Whether tiktoken's regex engine (fancy-regex) is known to take ``pattern``: a named one, or one
+    rustbpe (the same engine) trained with. Then the encoder can wait until the first encode."""
+    return engine == "rustbpe" or resolve_pattern(pattern)[0] != "custom"
 
 
 def _occurrences(text: str, sub: str) -> list[int]:
