@@ -233,6 +233,7 @@ def main() -> None:
     parser.add_argument("--skip-sentencepiece", action="store_true")
     parser.add_argument("--engines-only", action="store_true", help="only section 0 (training engines)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per engine in section 0 (best kept)")
+    parser.add_argument("--corpus", choices=sorted(CORPORA), action="append", help="with --engines-only: only these")
     parser.add_argument("--memory-mb", type=int, default=0,
                         help="only: peak RSS of training on this many MB of text without whitespace (issue 11)")
     parser.add_argument("--before-src", type=Path, help="with --memory-mb: also run another checkout's src/")
@@ -255,7 +256,8 @@ def main() -> None:
         return
     if args.engines_only:
         for name, path in CORPORA.items():
-            bench_engines(name, path, args.repeat, results)
+            if not args.corpus or name in args.corpus:
+                bench_engines(name, path, args.repeat, results)
         print_table(results)
         return
     with tempfile.TemporaryDirectory() as tmp_name:
