@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -16,21 +17,28 @@ app.add_typer(classify_app, name="classify")
 @classify_app.command("train")
 def classify_train(
     csv_path: Path = typer.Option(..., "--csv", help="CSV with a header; one text and one label per row."),
-    text_column: str = typer.Option("text", "--text-column"),
-    label_column: str = typer.Option("label", "--label-column"),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the CSV."),
-    tokenizer: str = typer.Option("char", "--tokenizer", "-t", help="char, word or a saved tokenizer file."),
-    positional: str = typer.Option("learned", "--positional"),
-    d_model: int = typer.Option(64, "--d-model"),
-    layers: int = typer.Option(2, "--layers"),
-    heads: int = typer.Option(4, "--heads"),
-    context: int = typer.Option(128, "--context", help="Texts are cut to this many tokens."),
-    pooling: str = typer.Option("last", "--pooling", help="last (default), mean or first."),
-    max_steps: int = typer.Option(300, "--max-steps"),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    lr: float = typer.Option(3e-3, "--lr"),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Rows held out for accuracy."),
-    seed: int = typer.Option(1337, "--seed"),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="(text)"),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="(label)"),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of the CSV (utf-8)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="char, word or a saved tokenizer "
+                                            "file (char)."),
+    positional: Optional[str] = typer.Option(None, "--positional", help="(learned)"),
+    d_model: Optional[int] = typer.Option(None, "--d-model", help="(64)"),
+    layers: Optional[int] = typer.Option(None, "--layers", help="(2)"),
+    heads: Optional[int] = typer.Option(None, "--heads", help="(4)"),
+    context: Optional[int] = typer.Option(None, "--context", help="Texts are cut to this many tokens (128)."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="last (default), mean or first."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout in [0, 1) (0)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="(300)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="(16)"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (3e-3)."),
+    min_lr: Optional[float] = typer.Option(None, "--min-lr", help="Learning rate at the end of the cosine (0)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warmup steps before the cosine (0)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (0.01)."),
+    eval_interval: Optional[int] = typer.Option(None, "--eval-interval", help="Accuracy + checkpoint every N "
+                                                "steps (after the last step only)."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Rows held out for accuracy (0.2)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="(1337)"),
     out_dir: Path = typer.Option(Path("runs/classifier"), "--out"),
     force: bool = typer.Option(False, "--force", help="Replace the classifier already in --out."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
@@ -38,15 +46,17 @@ def classify_train(
     """Train a sequence classifier on labelled text; prints train/val accuracy."""
     from ..runs.classify import ClassifyConfig, train_classifier
 
-    config = ClassifyConfig(csv=str(csv_path), text_column=text_column, label_column=label_column, encoding=encoding,
-                            tokenizer=tokenizer, positional=positional, d_model=d_model, n_layers=layers,
-                            n_heads=heads, context=context, pooling=pooling, max_steps=max_steps,
-                            batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, out=str(out_dir),
-                            force=force,
-                            device=str(resolve_device_flag(device, "classify train", announce=False)))
-    with progress_bar(max_steps, "classifier") as advance:
+    given = dict(text_column=text_column, label_column=label_column, encoding=encoding, tokenizer=tokenizer,
+                 positional=positional, d_model=d_model, n_layers=layers, n_heads=heads, context=context,
+                 pooling=pooling, dropout=dropout, max_steps=max_steps, batch_size=batch_size, lr=lr, min_lr=min_lr,
+                 warmup_steps=warmup, weight_decay=weight_decay, eval_interval=eval_interval,
+                 val_fraction=val_fraction, seed=seed)
+    config = ClassifyConfig(csv=str(csv_path), out=str(out_dir), force=force,
+                            **{k: v for k, v in given.items() if v is not None}).validate()
+    config.device = str(resolve_device_flag(device, "classify train", announce=False))
+    with progress_bar(config.max_steps, "classifier") as advance:
         result = train_classifier(config, progress=lambda step, total, info: advance(
-            1, description=f"loss {info['loss']:.3f}"))
+            1, description=f"loss {info['loss']:.3f}" if "loss" in info else None))
     announce_device(device, result.classifier.model, "classify train")
     val = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
     out.print(f"done: {len(result.labels)} labels {result.labels}  train accuracy {result.train_accuracy:.3f}  "

@@ -39,6 +39,17 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per micro-batch (12)."),
     grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Micro-batches per step (1)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (1e-3; 3e-5 with --init-from)."),
+    min_lr: Optional[float] = typer.Option(None, "--min-lr", help="Learning rate at the end of the cosine "
+                                           "(lr/10)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warmup steps (min(100, max-steps/10))."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay on matrices "
+                                                 "and embeddings (0.1)."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout in [0, 1) (preset's; the only "
+                                            "model flag --init-from takes)."),
+    eval_batches: Optional[int] = typer.Option(None, "--eval-batches", help="Batches per split at each eval "
+                                               "(20)."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of the corpus held out "
+                                                 "for the val loss, in (0, 1) (0.1)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of init, split and batches (1337)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (runs/tokvec)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory."),
@@ -76,6 +87,8 @@ def train(
                              n_layers=layers, n_heads=heads, context_length=context, norm=norm,
                              activation=activation, max_steps=max_steps,
                              eval_interval=eval_interval, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+                             min_lr=min_lr, warmup_steps=warmup, weight_decay=weight_decay, dropout=dropout,
+                             eval_batches=eval_batches, val_fraction=val_fraction,
                              seed=seed, compile=compile_, bf16=bf16, threads=threads, strategy=strategy,
                              backend=backend, device=device, precision=precision, grad_checkpoint=grad_checkpoint,
                              log_interval=log_interval,

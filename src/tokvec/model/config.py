@@ -213,6 +213,33 @@ class ModelConfig:
         return cls.from_dict(fields)
 
 
+def model_fields(name: str, *, defaults: Mapping[str, Any] | None = None,
+                 exclude: tuple[str, ...] = ("vocab_size",)) -> type:
+    """A dataclass holding :class:`ModelConfig`'s fields (but ``exclude``), each keyword-only and
+    defaulting to ``defaults[field]`` or None ("the preset's or ModelConfig's value").
+
+    The base class of a training config that lets its user set any model field by keyword
+    (``TrainConfig(d_model=64)``), so that the fields are declared once, here, and a field added
+    to ModelConfig is a training option at once. :func:`model_overrides` reads the set ones back."""
+    defaults = dict(defaults or {})
+    unknown = sorted(set(defaults) - {f.name for f in dataclasses.fields(ModelConfig)})
+    if unknown:
+        raise TypeError(f"model_fields defaults name no ModelConfig field: {unknown}")
+    specs = [(f.name, f.type if "None" in str(f.type) else f"{f.type} | None",
+              field(default=defaults.get(f.name), kw_only=True))
+             for f in dataclasses.fields(ModelConfig) if f.name not in exclude]
+    cls = dataclasses.make_dataclass(name, specs)
+    cls.__module__ = __name__
+    cls.__doc__ = f"ModelConfig's fields{' but ' + ', '.join(exclude) if exclude else ''} (None: not set)."
+    return cls
+
+
+def model_overrides(config: Any) -> dict[str, Any]:
+    """The model fields set (not None) on an instance of a :func:`model_fields` class."""
+    names = [f.name for f in dataclasses.fields(ModelConfig)]
+    return {k: getattr(config, k) for k in names if getattr(config, k, None) is not None}
+
+
 def _option_problems(scheme: str, options: Mapping[str, Any]) -> list[str]:
     """Options the scheme's constructor does not take (checked without building it)."""
     from ..positional import get_class

@@ -102,9 +102,11 @@ def _pending(run_dir: Path, name: str) -> Path:
     return run_dir / f".{name}.pending"
 
 
-def _read_committed(run_dir: Path, name: str, expected: Mapping[str, Any]) -> tuple[bytes, Path]:
-    """Bytes of the committed version of ``name``: the final file, or the pending one a crash left
-    before it was renamed. Anything else means the file was damaged after it was written."""
+def read_committed(run_dir: Path, name: str, expected: Mapping[str, Any], config_name: str = CONFIG_FILE
+                   ) -> tuple[bytes, Path]:
+    """Bytes of the committed version of ``name`` (``expected``: its ``files`` entry in ``config_name``):
+    the final file, or the pending one a crash left before it was renamed. Anything else means the
+    file was damaged after it was written."""
     final = run_dir / name
     for candidate in (final, _pending(run_dir, name)):
         if candidate.is_file():
@@ -116,7 +118,7 @@ def _read_committed(run_dir: Path, name: str, expected: Mapping[str, Any]) -> tu
     size = final.stat().st_size
     what = "truncated" if size < expected["bytes"] else "corrupted"
     raise CheckpointError(f"{final} is {what} ({size} bytes, sha256 does not match the {expected['bytes']} bytes "
-                          f"recorded in {CONFIG_FILE}); restore it from a backup or train again")
+                          f"recorded in {config_name}); restore it from a backup or train again")
 
 
 def _write_pending(run_dir: Path, name: str, data: bytes) -> dict[str, Any]:
@@ -205,25 +207,52 @@ def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str
         raise CheckpointError(f"{', '.join(bad[:3])} hold NaN or infinite values; refusing to save step {step} as a "
                               f"checkpoint in {run_dir} (the last good one is kept); training diverged, lower the lr")
     run_dir.mkdir(parents=True, exist_ok=True)
+    save_tokenizer(run_dir, tokenizer)
+    blobs = {MODEL_FILE: st_save(tensors, metadata={"format": "tokvec.model", "step": str(step),
+                                                   "aliases": json.dumps(aliases)})}
+    if optimizer is not None:
+        blobs[OPTIMIZER_FILE] = optimizer_to_bytes(optimizer)
+    config = {"format": FORMAT, "version": VERSION, "model": dict(model_config), "train": dict(train_config),
+              "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()},
+              "step": int(step), **dict(extra or {})}
+    path = commit_files(run_dir, CONFIG_FILE, blobs, config)
+    if optimizer is None and (run_dir / OPTIMIZER_FILE).exists():
+        os.unlink(run_dir / OPTIMIZER_FILE)  # stale: would not match this checkpoint
+    return path
+
+
+def commit_files(run_dir: str | os.PathLike, config_name: str, blobs: Mapping[str, bytes],
+                 config: Mapping[str, Any]) -> Path:
+    """Write ``blobs`` (file name -> bytes) and ``config_name`` into ``run_dir`` as one crash-safe commit.
+
+    Each blob goes to ``.NAME.pending`` first; then ``config`` - with ``"files"``: each blob's sha256
+    and size, and its checksum - is written atomically (the commit point); then the pending files
+    are renamed into place. A kill at any moment leaves either the old run or the new one
+    (:class:`~tokvec.runs.lock.RunClaim` rolls a committed pending file forward, removes the others).
+    Every run kind saves through here: LM checkpoints (config.json) and classifiers (classifier.json)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files = {name: _write_pending(run_dir, name, data) for name, data in blobs.items()}
+    write_json(run_dir / config_name, seal_config({**config, "files": files}))  # the commit point
+    for name in files:
+        os.replace(_pending(run_dir, name), run_dir / name)
+    return run_dir / config_name
+
+
+def save_tokenizer(run_dir: Path, tokenizer) -> None:
+    """Write ``tokenizer.json`` (atomically) unless the run already holds this very tokenizer."""
     tok_path = run_dir / TOKENIZER_FILE
     if not tok_path.is_file() or _tokenizer_fingerprint(tok_path) != tokenizer.fingerprint():
         tokenizer.save(tok_path)
 
-    weights = st_save(tensors, metadata={"format": "tokvec.model", "step": str(step),
-                                         "aliases": json.dumps(aliases)})
-    files = {MODEL_FILE: _write_pending(run_dir, MODEL_FILE, weights)}
-    if optimizer is not None:
-        files[OPTIMIZER_FILE] = _write_pending(run_dir, OPTIMIZER_FILE, optimizer_to_bytes(optimizer))
 
-    config = {"format": FORMAT, "version": VERSION, "model": dict(model_config), "train": dict(train_config),
-              "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()},
-              "step": int(step), **dict(extra or {}), "files": files}
-    write_json(run_dir / CONFIG_FILE, seal_config(config))  # the commit point
-    for name in files:
-        os.replace(_pending(run_dir, name), run_dir / name)
-    if optimizer is None and (run_dir / OPTIMIZER_FILE).exists():
-        os.unlink(run_dir / OPTIMIZER_FILE)  # stale: would not match this checkpoint
-    return run_dir / CONFIG_FILE
+def committed_files(doc: Doc, allowed: tuple[str, ...]) -> dict[str, dict]:
+    """The ``files`` entry of a run config, checked: only ``allowed`` names, each a sha256 and a size."""
+    files = doc.obj("files")
+    for name in files.data:
+        if name not in allowed:
+            raise files.error(name, f"one of {', '.join(map(repr, allowed))} (no other file is recorded)", name)
+    return {name: _sha_entry(files, name) for name in files.data}
 
 
 def _tokenizer_fingerprint(path: Path) -> str | None:
@@ -300,12 +329,8 @@ def validate_run_config(config: Any, path: Path) -> dict:
     tok.str("kind", nonempty=True, max_len=64)
     tok.optional("fingerprint", lambda k: tok.str(k, max_len=128))
     doc.int("step", lo=0, hi=2 ** 62)
-    files = doc.obj("files")
-    files.missing((MODEL_FILE,))
-    for name in files.data:
-        if name not in (MODEL_FILE, OPTIMIZER_FILE):
-            raise files.error(name, f"one of {MODEL_FILE!r}, {OPTIMIZER_FILE!r} (no other file is recorded)", name)
-        _sha_entry(files, name)
+    doc.obj("files").missing((MODEL_FILE,))
+    committed_files(doc, (MODEL_FILE, OPTIMIZER_FILE))
     if "rng" in doc.data:
         doc.obj("rng").str("torch_cpu", max_len=1 << 16)
     if doc.data.get("data") is not None:
@@ -334,7 +359,7 @@ def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, config: Map
     """Load the checkpoint's weights into ``model`` (strict: every parameter must match)."""
     run_dir = Path(run_dir)
     config = config or read_run_config(run_dir)
-    data, path = _read_committed(run_dir, MODEL_FILE, config["files"][MODEL_FILE])
+    data, path = read_committed(run_dir, MODEL_FILE, config["files"][MODEL_FILE])
     tensors, meta = _load_tensors(data, path)
     aliases = _meta_json(meta, "aliases", path, "{}")
     if not isinstance(aliases, dict) or not all(isinstance(v, str) and v in tensors for v in aliases.values()):
@@ -354,7 +379,7 @@ def load_optimizer(run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer,
     config = config or read_run_config(run_dir)
     if OPTIMIZER_FILE not in config["files"]:
         raise CheckpointError(f"{run_dir} was saved without optimizer state; it cannot be resumed exactly")
-    data, path = _read_committed(run_dir, OPTIMIZER_FILE, config["files"][OPTIMIZER_FILE])
+    data, path = read_committed(run_dir, OPTIMIZER_FILE, config["files"][OPTIMIZER_FILE])
     try:
         optimizer.load_state_dict(optimizer_from_bytes(data, path))
     except (ValueError, KeyError) as e:

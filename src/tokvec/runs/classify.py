@@ -9,14 +9,16 @@
     >>> clf = load_classifier("runs/clf"); clf.predict(["這部電影很好"])
 
 A classifier run directory holds ``classifier.json`` (format, model config, labels, train config,
-metrics), ``classifier.safetensors`` and ``tokenizer.json``, each written atomically.
+accuracy, step, the sha256 of the weights), ``classifier.safetensors`` and ``tokenizer.json``. It is
+trained by the loop LM training uses (:mod:`tokvec.runs.loop`) and committed the way LM runs are
+(:func:`tokvec.runs.checkpoint.commit_files`: the weights written aside, ``classifier.json``
+written last is the commit); runs written before that (no ``files`` entry) still load.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import os
 import random
 from dataclasses import dataclass
@@ -27,42 +29,91 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .._io import atomic_open, read_json, write_json
+from .._io import read_json
 from .._schema import Doc
 from ..device import resolve_device, to_device
-from ..errors import FormatError, TokvecValueError
-from .checkpoint import check_config_checksum, seal_config
+from ..errors import FormatError, TokvecError, TokvecValueError
+from ..model.config import ModelConfig, model_fields, model_overrides
+from . import distributed as dist_
+from .checkpoint import check_config_checksum, commit_files, committed_files, read_committed, save_tokenizer
 from .lock import RunClaim
+from .loop import LoopSettings, Trainee, TrainingLoop, warmup_cosine
 
 FORMAT = "tokvec.classifier"
 VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "classifier.json", "classifier.safetensors", "tokenizer.json"
 
+# The model fields, declared once in ModelConfig (context_length is ``context`` here); a small, fast model.
+ClassifierModelFields = model_fields("ClassifierModelFields", exclude=("vocab_size", "context_length"),
+                                     defaults=dict(positional="learned", d_model=64, n_layers=2, n_heads=4,
+                                                   dropout=0.0))
+
 
 @dataclass
-class ClassifyConfig:
-    """Everything a classifier run depends on. Model sizes default to a small, fast model."""
+class ClassifyConfig(ClassifierModelFields):
+    """Everything a classifier run depends on. Every ModelConfig field can be set by keyword
+    (``d_model=32, norm="rmsnorm"``); those left None take ModelConfig's default."""
 
     csv: str = "labels.csv"
     text_column: str = "text"
     label_column: str = "label"
     encoding: str = "utf-8"
     tokenizer: str = "char"               # char | word | path of a saved tokenizer
-    positional: str = "learned"
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
     context: int = 128                    # longer texts are cut to their first `context` tokens
     pooling: str = "last"                 # last: the one token that has seen the whole text (causal blocks)
-    dropout: float = 0.0
     max_steps: int = 300
     batch_size: int = 16
     lr: float = 3e-3
+    min_lr: float = 0.0                   # end of the cosine
+    warmup_steps: int = 0                 # linear warmup steps before the cosine
+    weight_decay: float = 0.01            # AdamW's, on every parameter
+    grad_clip: float = 1.0                # 0 disables clipping
+    eval_interval: Optional[int] = None   # accuracy + checkpoint every N steps; None: after the last step only
+    log_interval: int = 10                # the loss is read back (a device sync) every N steps
     val_fraction: float = 0.2
     seed: int = 1337
     out: str = "runs/classifier"
     force: bool = False                   # replace a classifier already in ``out`` instead of refusing
     device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps (tokvec.device.resolve_device)
+
+    def validate(self) -> "ClassifyConfig":
+        """Collect every problem, then raise once naming each field, its value and the limit."""
+        from .._checks import check_float_arg, check_int_arg, check_seed
+
+        problems = []
+        checks = [(check_float_arg, "val_fraction", dict(lo=0.0, hi=1.0, hi_open=True, fix="e.g. --val-fraction 0.2")),
+                  (check_int_arg, "max_steps", dict(lo=1, hi=10 ** 9)),
+                  (check_int_arg, "batch_size", dict(lo=1, hi=1 << 20)),
+                  (check_int_arg, "context", dict(lo=1, hi=1 << 20)),
+                  (check_int_arg, "warmup_steps", dict(lo=0, hi=10 ** 9, fix="--warmup 0 turns warmup off")),
+                  (check_int_arg, "eval_interval", dict(lo=1, hi=10 ** 9, none_ok=True, fix="e.g. --eval-interval 100")),
+                  (check_int_arg, "log_interval", dict(lo=1, hi=10 ** 9)),
+                  (check_float_arg, "lr", dict(lo=0.0, lo_open=True, hi=10.0, fix="e.g. 3e-3")),
+                  (check_float_arg, "min_lr", dict(lo=0.0, hi=self.lr if isinstance(self.lr, (int, float)) else None,
+                                                    fix="--min-lr ends the cosine, at most --lr")),
+                  (check_float_arg, "weight_decay", dict(lo=0.0, hi=1e3, fix="e.g. --weight-decay 0.01")),
+                  (check_float_arg, "grad_clip", dict(lo=0.0, fix="0 disables clipping")),
+                  (check_float_arg, "dropout", dict(lo=0.0, hi=1.0, hi_open=True, none_ok=True, fix="e.g. --dropout 0.1")),
+                  (check_seed, "seed", {})]
+        for check, name, limits in checks:
+            try:
+                check(name, getattr(self, name), **limits)
+            except TokvecError as e:
+                problems.append(str(e))
+        if problems:
+            raise TokvecValueError("bad classifier config: " + "; ".join(problems))
+        return self
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        """The ModelConfig of this classifier: the set model fields, ``context`` as the context length."""
+        return ModelConfig(**{**model_overrides(self), "vocab_size": vocab_size, "context_length": self.context})
+
+    def loop_settings(self) -> LoopSettings:
+        return LoopSettings(max_steps=self.max_steps, grad_accum=1, grad_clip=self.grad_clip,
+                            log_interval=self.log_interval, eval_interval=self.eval_interval,
+                            lr_at=lambda step: warmup_cosine(step, lr=self.lr, min_lr=self.min_lr,
+                                                             warmup=self.warmup_steps, max_steps=self.max_steps),
+                            dropout_seed=self.seed, lr_hint=f"Lower --lr (now {self.lr:g}) or check the CSV")
 
 
 @dataclass
@@ -139,7 +190,7 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, : len(r)] = False
-    mask[:, 0] &= torch.tensor([len(r) > 0 for r in rows])  # an empty text is read as one pad token
+    mask[:, 0] &= torch.tensor([len(r) > 0 for r in rows], dtype=torch.bool)  # an empty text: one pad token
     return ids, mask
 
 
@@ -156,23 +207,45 @@ def train_classifier(config: ClassifyConfig, *, progress: Callable[[int, int, di
     """Train a classifier on the CSV ``config.csv``; the run goes to ``config.out``.
 
     Rows are shuffled by the seed and split: the last ``val_fraction`` is held out for accuracy.
-    ``progress(step, max_steps, info)`` is called after every step with ``loss``. ``config.out`` must
+    It trains in the loop LM training uses (:class:`~tokvec.runs.loop.TrainingLoop`):
+    ``progress(step, max_steps, info)`` is called after every step, with ``loss`` every
+    ``log_interval`` steps and ``train_accuracy`` / ``val_accuracy`` at evals. Every eval commits a
+    checkpoint the way LM runs are committed (a kill -9 leaves the previous one). ``config.out`` must
     be new, empty, or (with ``force``) hold a classifier run; it is locked while the run trains.
     """
-    from .._checks import check_float_arg, check_int_arg, check_seed
-
-    check_float_arg("val_fraction", config.val_fraction, lo=0.0, hi=1.0, hi_open=True, fix="e.g. 0.2")
-    for name, hi in (("max_steps", 10 ** 9), ("batch_size", 1 << 20), ("context", 1 << 20)):
-        check_int_arg(name, getattr(config, name), lo=1, hi=hi)
-    check_float_arg("lr", config.lr, lo=0.0, lo_open=True, hi=10.0, fix="e.g. 3e-3")
-    check_seed("seed", config.seed)
+    config.validate()
     inputs = [config.csv] + ([config.tokenizer] if config.tokenizer not in ("char", "word") else [])
     with RunClaim(config.out, "classifier", force=config.force, inputs=inputs):
         return _train_classifier(config, progress)
 
 
+@dataclass
+class _Rows:
+    """Labelled texts as padded ids: ids (n, width) right-padded, lengths (n,), labels (n,), all on the CPU."""
+
+    texts: list[str]
+    ids: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def encode(cls, tokenizer, texts: list[str], labels: list[int], context: int) -> "_Rows":
+        rows = [tokenizer.encode(t)[:context] for t in texts]
+        ids, _ = pad_batch(rows, tokenizer.pad_id or 0)
+        return cls(texts, ids, torch.tensor([len(r) for r in rows], dtype=torch.long),
+                   torch.tensor(labels, dtype=torch.long))
+
+    def batch(self, pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ids (b, s), padding mask (b, s) True at padding (as :func:`pad_batch`), labels (b,) of rows ``pick``."""
+        lengths = self.lengths[pick]
+        width = max(1, int(lengths.max()))  # a CPU tensor: no device sync
+        ids = self.ids[pick, :width]
+        mask = torch.arange(width) >= lengths.clamp(min=1).unsqueeze(1)  # an empty text reads as one pad token
+        return ids, mask, self.labels[pick]
+
+
 def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
-    from ..model import ModelConfig, SequenceClassifier
+    from ..model import SequenceClassifier
     from ..tokenizers import build_tokenizer
 
     texts, names = read_labelled_csv(config.csv, text_column=config.text_column, label_column=config.label_column,
@@ -183,54 +256,75 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
     random.Random(config.seed).shuffle(order)
     n_val = int(round(len(order) * config.val_fraction))
     train_idx, val_idx = order[: len(order) - n_val], order[len(order) - n_val:]
-    train_texts = [texts[i] for i in train_idx]
-    tokenizer = build_tokenizer(config.tokenizer, "\n".join(train_texts))
-    model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, context_length=config.context, d_model=config.d_model,
-                            n_layers=config.n_layers, n_heads=config.n_heads, positional=config.positional,
-                            dropout=config.dropout)
+    tokenizer = build_tokenizer(config.tokenizer, "\n".join(texts[i] for i in train_idx))
+    train_rows, val_rows = (_Rows.encode(tokenizer, [texts[i] for i in idx], [y_all[i] for i in idx], config.context)
+                            for idx in (train_idx, val_idx))
+    model_cfg = config.model_config(tokenizer.vocab_size)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = SequenceClassifier(model_cfg, len(labels), pooling=config.pooling).to(device)
     clf = Classifier(model, tokenizer, labels, config.context)
-    rows = [tokenizer.encode(t)[: config.context] for t in train_texts]
-    ys = torch.tensor([y_all[i] for i in train_idx], device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(config.seed)
-    losses = []
-    model.train()
-    for step in range(1, config.max_steps + 1):
-        pick = torch.randint(0, len(rows), (min(config.batch_size, len(rows)),), generator=gen).tolist()
-        ids, mask = pad_batch([rows[i] for i in pick], tokenizer.pad_id or 0)
-        ids, mask = to_device(ids, device), to_device(mask, device)
-        lr = config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / config.max_steps))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        _, loss = model(ids, labels=ys[pick], padding_mask=mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(step, config.max_steps, {"loss": losses[-1]})
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    trainee = Trainee(model=model, optimizer=optimizer, ctx=dist_.DistContext(device=device))
+    task = _ClassifierTask(config, clf, train_rows, val_rows, model_cfg.to_dict())
+    done = TrainingLoop(task, trainee, config.loop_settings(), run_dir=config.out, progress=progress).run()
     model.eval()
-    train_acc = _accuracy(clf, train_texts, ys.tolist())  # (ys.tolist(): one read-back, after training)
-    val_acc = _accuracy(clf, [texts[i] for i in val_idx], [y_all[i] for i in val_idx]) if val_idx else None
-    run_dir = Path(config.out)
-    tokenizer.save(run_dir / TOKENIZER_FILE)  # classifier.json, written last, commits the run
-    with atomic_open(run_dir / WEIGHTS_FILE, "wb") as f:
-        f.write(st_save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}))
-    write_json(run_dir / CONFIG_FILE, seal_config({
-        "format": FORMAT, "version": VERSION, "model": model_cfg.to_dict(), "pooling": config.pooling,
-        "labels": labels, "train": dataclasses.asdict(config), "n_train": len(train_idx), "n_val": len(val_idx),
-        "train_accuracy": train_acc, "val_accuracy": val_acc, "final_loss": losses[-1]}))
-    return ClassifyResult(run_dir=run_dir, labels=labels, train_accuracy=train_acc, val_accuracy=val_acc,
-                          losses=losses, classifier=clf)
+    return ClassifyResult(run_dir=Path(config.out), labels=labels, train_accuracy=task.accuracy["train_accuracy"],
+                          val_accuracy=task.accuracy.get("val_accuracy"), losses=done.losses, classifier=clf)
+
+
+class _ClassifierTask:
+    """Sequence classification for :class:`~tokvec.runs.loop.TrainingLoop`: random rows of the train
+    split per step (drawn from (seed, step)), cross-entropy of the pooled logits, accuracy as eval."""
+
+    throughput_key = "texts_per_s"
+
+    def __init__(self, config: ClassifyConfig, clf: Classifier, train: _Rows, val: _Rows, model_dict: dict) -> None:
+        self.config, self.clf, self.train, self.val, self.model_dict = config, clf, train, val, model_dict
+        self.items_per_step = min(config.batch_size, len(train.texts))
+        self.accuracy: dict[str, float] = {}
+
+    def batch(self, step: int, micro: int):
+        from ..data.batches import batch_generator
+
+        pick = torch.randint(0, len(self.train.texts), (self.items_per_step,),
+                             generator=batch_generator(self.config.seed, step, micro))
+        return tuple(to_device(t, self.clf.device) for t in self.train.batch(pick))
+
+    def loss(self, forward: Callable, batch) -> torch.Tensor:
+        ids, mask, labels = batch
+        return forward(ids, labels=labels, padding_mask=mask)[1]
+
+    def evaluate(self, trainee: Trainee) -> dict[str, float]:
+        model = trainee.model
+        was_training = model.training
+        model.eval()
+        values = {"train_accuracy": _accuracy(self.clf, self.train.texts, self.train.labels.tolist())}
+        if self.val.texts:
+            values["val_accuracy"] = _accuracy(self.clf, self.val.texts, self.val.labels.tolist())
+        model.train(was_training)
+        return values
+
+    def record(self, step: int, values, info) -> None:
+        self.accuracy = dict(values)
+
+    def save(self, step: int, weights, optimizer_state, info) -> None:
+        """Commit classifier.safetensors + classifier.json (written last) as LM checkpoints are committed."""
+        run_dir, tokenizer = Path(self.config.out), self.clf.tokenizer
+        state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
+        save_tokenizer(run_dir, tokenizer)
+        blob = st_save({k: v.detach().contiguous().cpu() for k, v in state.items()})
+        commit_files(run_dir, CONFIG_FILE, {WEIGHTS_FILE: blob}, {
+            "format": FORMAT, "version": VERSION, "model": self.model_dict, "pooling": self.config.pooling,
+            "labels": self.clf.labels, "train": dataclasses.asdict(self.config), "n_train": len(self.train.texts),
+            "n_val": len(self.val.texts), "train_accuracy": self.accuracy.get("train_accuracy"),
+            "val_accuracy": self.accuracy.get("val_accuracy"), "final_loss": info["loss"], "step": step,
+            "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()}})
 
 
 def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Classifier:
     """The classifier saved by :func:`train_classifier` in ``run_dir`` (no unpickling), on ``device``."""
-    from ..model import ModelConfig, SequenceClassifier
+    from ..model import SequenceClassifier
     from ..model.classifier import POOLINGS
     from ..tokenizers import load_tokenizer
 
@@ -254,10 +348,7 @@ def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = 
     except TokvecValueError as e:
         raise FormatError(f"{path}: 'model' is not a valid model config: {e}") from None
     model = SequenceClassifier(model_cfg, len(labels), pooling=pooling)
-    try:
-        state = st_load((run_dir / WEIGHTS_FILE).read_bytes())
-    except Exception as e:  # safetensors raises its own error types on a damaged file
-        raise FormatError(f"{run_dir / WEIGHTS_FILE} cannot be read ({e}); the run is damaged") from None
+    state = _read_weights(run_dir, doc)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -269,6 +360,24 @@ def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = 
         raise FormatError(f"{run_dir / TOKENIZER_FILE} has vocab_size {tokenizer.vocab_size} but {path} says "
                           f"{model_cfg.vocab_size}; the tokenizer file was replaced")
     return Classifier(model, tokenizer, labels, model_cfg.context_length)
+
+
+def _read_weights(run_dir: Path, doc: Doc) -> dict[str, torch.Tensor]:
+    """The committed classifier.safetensors: checked against its sha256 in classifier.json (or, in a
+    run written before classifiers were committed like LM runs, the file as it is)."""
+    if "files" in doc.data:
+        doc.obj("files").missing((WEIGHTS_FILE,))
+        data, path = read_committed(run_dir, WEIGHTS_FILE, committed_files(doc, (WEIGHTS_FILE,))[WEIGHTS_FILE],
+                                    CONFIG_FILE)
+    else:
+        path = run_dir / WEIGHTS_FILE
+        if not path.is_file():
+            raise FormatError(f"{path} is missing; the classifier run in {run_dir} is incomplete")
+        data = path.read_bytes()
+    try:
+        return st_load(data)
+    except Exception as e:  # safetensors raises its own error types on a damaged file
+        raise FormatError(f"{path} cannot be read ({e}); the run is damaged") from None
 
 
 __all__ = ["ClassifyConfig", "ClassifyResult", "Classifier", "train_classifier", "load_classifier",

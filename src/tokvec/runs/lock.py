@@ -44,7 +44,8 @@ _LM_FILES = ("config.json", "model.safetensors", "optimizer.safetensors", "token
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lm": ("config.json", _LM_FILES),
     "imported": ("config.json", _LM_FILES),
-    "classifier": ("classifier.json", ("classifier.json", "classifier.safetensors", "tokenizer.json")),
+    "classifier": ("classifier.json", ("classifier.json", "classifier.safetensors", "tokenizer.json",
+                                       ".classifier.safetensors.pending")),
     "positional-compare": ("compare.csv", ("compare.csv", "compare.png")),
 }
 FOREIGN = "foreign"  # a non-empty directory tokvec did not write
@@ -189,8 +190,8 @@ class RunClaim:
             self._lock = RunLock(path).acquire()
             self._check(discard=True)  # again under the lock: another writer may have won the race
             clean_temp_files(path)
-            if self.kind in ("lm", "imported"):
-                _roll_forward(path)
+            if self.kind in ("lm", "imported", "classifier"):  # the kinds committed by checkpoint.commit_files
+                _roll_forward(path, KINDS[self.kind][0])
             write_json(path / MARKER_FILE, {"format": MARKER_FORMAT, "version": 1, "kind": self.kind})
         except BaseException:
             self._release(failed=True)
@@ -234,15 +235,15 @@ class RunClaim:
         self._release(failed=exc_type is not None)
 
 
-def _roll_forward(path: Path) -> None:
-    """Settle the ``.NAME.pending`` files a killed checkpoint left: one that config.json vouches for
+def _roll_forward(path: Path, config_name: str) -> None:
+    """Settle the ``.NAME.pending`` files a killed checkpoint left: one that ``config_name`` vouches for
     (the commit was written, the rename was not) is renamed into place; any other is removed."""
     import hashlib
 
     files: dict = {}
-    if (path / "config.json").is_file():
+    if (path / config_name).is_file():
         try:
-            data = read_json(path / "config.json")
+            data = read_json(path / config_name)
         except FormatError:
             return  # a damaged config: leave everything as it is for the loader to report
         files = data.get("files") if isinstance(data, dict) and isinstance(data.get("files"), dict) else {}

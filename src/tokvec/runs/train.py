@@ -17,9 +17,6 @@ import dataclasses
 import hashlib
 import math
 import os
-import signal
-import threading
-import time
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -35,10 +32,13 @@ from ..data.batches import SPLITS, batch_generator, eval_batches, random_batch, 
 from ..data.tokenfile import load_token_file, write_token_file
 from ..device import PRECISIONS, resolve_precision, to_device
 from ..errors import FormatError, RunDirError, TokvecError, TokvecValueError, TokvecWarning
+from ..model.config import ModelConfig, model_fields, model_overrides
+from ..model.gpt import GPT
 from ..tokenizers import build_tokenizer
 from . import checkpoint as ckpt
 from . import distributed as dist_
 from .lock import RunClaim
+from .loop import LoopSettings, Trainee, TrainingDivergedError, TrainingLoop, warmup_cosine
 
 # nanoGPT's finetune_shakespeare.py: lr 3e-5, no decay (min_lr = lr); a short warmup so that the first
 # steps' Adam moments (estimated from one batch) cannot knock the pretrained weights far off.
@@ -49,38 +49,23 @@ RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval"
              "threads", "out", "resume", "force", "strategy", "backend", "dist_timeout_s", "device", "precision",
              "grad_checkpoint", "log_interval")
 TOKENS_FILE = "tokens.bin"  # the corpus as token ids (+ tokens.bin.json), written by rank 0, memory-mapped
-_MODEL_FLAGS = {"positional": "positional", "d_model": "d_model", "n_layers": "n_layers",
-                "n_heads": "n_heads", "context_length": "context_length", "d_ff": "d_ff", "dropout": "dropout",
-                "norm": "norm", "activation": "activation"}
 
-
-class TrainingDivergedError(TokvecValueError):
-    """The loss (or the gradient norm) became NaN or infinite; the last good checkpoint is kept."""
-
-    def __init__(self, message: str, *, step: int, last_checkpoint_step: int | None) -> None:
-        super().__init__(message)
-        self.step = step
-        self.last_checkpoint_step = last_checkpoint_step
+# Every ModelConfig field but vocab_size (the tokenizer's) is a training option, declared once, in
+# ModelConfig: TrainConfig(d_model=64, norm="rmsnorm", ...). None takes the preset's value.
+ModelFields = model_fields("ModelFields")
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelFields))
 
 
 @dataclass
-class TrainConfig:
-    """Everything a training run depends on. ``None`` model fields take the preset's value."""
+class TrainConfig(ModelFields):
+    """Everything a training run depends on. The model fields (every :class:`~tokvec.model.ModelConfig`
+    field but vocab_size, keyword-only) default to None: the preset's value."""
 
     corpus: Optional[str] = None          # file or directory; None: the Python standard library's source
     encoding: str = "utf-8"
     tokenizer: str = "char"               # char | word | bpe:N | path of a saved tokenizer
     preset: str = "tiny"
-    positional: Optional[str] = None
-    d_model: Optional[int] = None
-    n_layers: Optional[int] = None
-    n_heads: Optional[int] = None
-    context_length: Optional[int] = None
-    d_ff: Optional[int] = None
-    dropout: Optional[float] = None
-    norm: Optional[str] = None            # layernorm | rmsnorm
-    activation: Optional[str] = None      # gelu | swiglu
-    model_options: dict = field(default_factory=dict)  # any other ModelConfig field (norm, activation, ...)
+    model_options: dict = field(default_factory=dict)  # model fields as a dict (older spelling; wins over both)
     max_steps: int = 2000
     batch_size: int = 12
     grad_accum: int = 1                   # micro-batches per optimizer step
@@ -161,25 +146,26 @@ class TrainConfig:
                 problems.append(str(e))
 
         big = 10 ** 12  # steps and intervals: more than any run could take, less than int64 overflow
-        for name in ("max_steps", "eval_interval", "eval_batches"):
+        for name in ("max_steps", "eval_interval"):
             check(check_int_arg, name, lo=1, hi=big)
+        check(check_int_arg, "eval_batches", lo=1, hi=big, fix="e.g. --eval-batches 20")
         for name in ("batch_size", "grad_accum"):
             check(check_int_arg, name, lo=1, hi=1 << 24)
         check(check_int_arg, "checkpoint_interval", lo=1, hi=big, none_ok=True)
-        check(check_int_arg, "warmup_steps", lo=0, hi=big, none_ok=True)
+        check(check_int_arg, "warmup_steps", lo=0, hi=big, none_ok=True, fix="--warmup 0 turns warmup off")
         check(check_int_arg, "seed", lo=0, hi=MAX_SEED)
-        for name in ("d_model", "n_heads", "context_length", "d_ff"):
+        for name in ("d_model", "n_heads", "context_length", "d_ff", "n_kv_heads"):
             check(check_int_arg, name, lo=1, hi=MAX_DIM, none_ok=True)
         check(check_int_arg, "n_layers", lo=1, hi=None, none_ok=True)  # depth: the memory estimate judges it
         check(check_float_arg, "lr", lo=0.0, lo_open=True, hi=1e3, fix="e.g. 1e-3")
         check(check_float_arg, "min_lr", lo=0.0, hi=self.lr if isinstance(self.lr, (int, float)) else None,
-              none_ok=True)
-        check(check_float_arg, "dropout", lo=0.0, hi=1.0, hi_open=True, none_ok=True)
-        check(check_float_arg, "weight_decay", lo=0.0, hi=1e3)
+              none_ok=True, fix="--min-lr ends the cosine, at most --lr (default lr/10)")
+        check(check_float_arg, "dropout", lo=0.0, hi=1.0, hi_open=True, none_ok=True, fix="e.g. --dropout 0.1")
+        check(check_float_arg, "weight_decay", lo=0.0, hi=1e3, fix="e.g. --weight-decay 0.1; 0 turns it off")
         for name in ("beta1", "beta2"):
             check(check_float_arg, name, lo=0.0, hi=1.0, hi_open=True)
         check(check_float_arg, "grad_clip", lo=0.0, fix="0 disables clipping")
-        check(check_float_arg, "val_fraction", lo=0.0, hi=1.0, lo_open=True, hi_open=True, fix="e.g. 0.1")
+        check(check_float_arg, "val_fraction", lo=0.0, hi=1.0, lo_open=True, hi_open=True, fix="e.g. --val-fraction 0.1")
         check(check_float_arg, "dist_timeout_s", lo=0.0, lo_open=True, hi=1e7)
         if self.val_split not in SPLITS:
             problems.append(f"val_split {self.val_split!r} must be one of {', '.join(SPLITS)}")
@@ -194,20 +180,26 @@ class TrainConfig:
             problems.append(f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
         elif self.bf16 and self.precision not in ("auto", "bf16"):
             problems.append(f"bf16=True (--bf16) contradicts precision {self.precision!r}; drop --bf16")
-        if self.init_from is not None:
-            changed = [f"{k}={getattr(self, k)!r}" for k in _MODEL_FLAGS if k != "dropout" and getattr(self, k) is not None]
-            changed += [f"{k}={v!r}" for k, v in self.model_options.items() if k != "dropout"]
-            changed += [f"{k}={getattr(self, k)!r}" for k, default in (("preset", "tiny"), ("tokenizer", "char"))
-                        if getattr(self, k) != default]
-            if self.init_embeddings:
-                changed.append(f"init_embeddings={self.init_embeddings!r}")
-            if changed:
-                problems.append(f"init_from {self.init_from} fixes the architecture and the tokenizer, so "
-                                f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)")
+        problems += self._init_from_problems()
         if problems:
             raise TokvecValueError("bad training config: " + "; ".join(problems))
         self._check_memory_early()
         return self
+
+    def _init_from_problems(self) -> list[str]:
+        """A fine-tune takes its architecture and tokenizer from ``init_from``: the flags that would change them."""
+        if self.init_from is None:
+            return []
+        changed = [f"{k}={v!r}" for k, v in model_overrides(self).items() if k != "dropout"]
+        changed += [f"{k}={v!r}" for k, v in self.model_options.items() if k != "dropout"]
+        changed += [f"{k}={getattr(self, k)!r}" for k, default in (("preset", "tiny"), ("tokenizer", "char"))
+                    if getattr(self, k) != default]
+        if self.init_embeddings:
+            changed.append(f"init_embeddings={self.init_embeddings!r}")
+        if not changed:
+            return []
+        return [f"init_from {self.init_from} fixes the architecture and the tokenizer, so "
+                f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)"]
 
     def _check_memory_early(self) -> None:
         """The model these flags describe, measured with the smallest vocabulary its tokenizer could
@@ -226,15 +218,21 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int):
         """The ModelConfig of this run: the preset, then the explicit fields, then ``model_options``."""
-        from ..model.config import ModelConfig
 
-        overrides = {k: getattr(self, k) for k in _MODEL_FLAGS if getattr(self, k) is not None}
-        return ModelConfig.preset(self.preset, **{**overrides, **self.model_options, "vocab_size": vocab_size})
+        return ModelConfig.preset(self.preset, **{**model_overrides(self), **self.model_options,
+                                                  "vocab_size": vocab_size})
 
     @property
     def precision_spec(self) -> str:
         """``precision``, with the old ``bf16=True`` read as ``"bf16"``."""
         return "bf16" if self.bf16 and self.precision == "auto" else self.precision
+
+    def loop_settings(self) -> LoopSettings:
+        """How :class:`~tokvec.runs.loop.TrainingLoop` steps this run."""
+        return LoopSettings(max_steps=self.max_steps, lr_at=self.lr_at, grad_accum=self.grad_accum,
+                            grad_clip=self.grad_clip, log_interval=self.log_interval,
+                            eval_interval=self.eval_interval, checkpoint_interval=self.checkpoint_interval,
+                            dropout_seed=self.seed, lr_hint=f"Lower --lr (now {self.lr:g}) or check the corpus")
 
     @property
     def effective_warmup(self) -> int:
@@ -242,14 +240,8 @@ class TrainConfig:
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimizer step ``step`` (0-based): linear warmup, cosine to min_lr at max_steps."""
-        warmup = self.effective_warmup
-        min_lr = self.lr / 10 if self.min_lr is None else self.min_lr
-        if step < warmup:
-            return self.lr * (step + 1) / (warmup + 1)
-        if step >= self.max_steps:
-            return min_lr
-        ratio = (step - warmup) / max(1, self.max_steps - warmup)
-        return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (self.lr - min_lr)
+        return warmup_cosine(step, lr=self.lr, min_lr=self.lr / 10 if self.min_lr is None else self.min_lr,
+                             warmup=self.effective_warmup, max_steps=self.max_steps)
 
 
 @dataclass
@@ -295,7 +287,7 @@ def _ids_digest(ids: np.ndarray) -> str:
 def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mapping) -> list[str]:
     diffs = []
     for key, value in config.to_dict().items():
-        if key in RESUMABLE or key in _MODEL_FLAGS or key in ("preset", "model_options", "corpus") \
+        if key in RESUMABLE or key in MODEL_FIELDS or key in ("preset", "model_options", "corpus") \
                 or key not in saved["train"]:
             continue  # the corpus: a resumed run reads the ids it trained on from tokens.bin
         before = saved["train"][key]
@@ -303,38 +295,11 @@ def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mappi
             before, value = Path(before).name, Path(value).name  # stored relative by older versions
         if before != value:
             diffs.append(f"{key}: checkpoint {saved['train'][key]!r}, now {value!r}")
-    from ..model.config import ModelConfig
-
     saved_model = ModelConfig.from_dict(saved["model"]).to_dict()  # fields added since then at their defaults
     for key, value in model_config.items():
         if saved_model.get(key) != value:
             diffs.append(f"model {key}: checkpoint {saved_model.get(key)!r}, now {value!r}")
     return diffs
-
-
-class _InterruptFlag:
-    """Turns the first Ctrl-C into a flag the loop checks between steps (so the checkpoint holds a
-    whole step); a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.raised = False
-        self._old = None
-
-    def __enter__(self) -> "_InterruptFlag":
-        # not from a worker thread (signal() would fail), and not when SIGINT is ignored (nohup, `&`)
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
-            self._old = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.raised = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 @torch.no_grad()
@@ -464,16 +429,6 @@ def loss_baselines(split, vocab_size: int) -> dict[str, float]:
     return {"unigram": float(-logp[val].mean()) if len(val) else math.nan, "uniform": math.log(vocab_size)}
 
 
-def _first_nonfinite(model: torch.nn.Module) -> str | None:
-    """Name of the first parameter holding a NaN or an infinity (this rank's shard under FSDP), else None."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            local = p.to_local() if hasattr(p, "to_local") else p
-            if local.is_floating_point() and not bool(torch.isfinite(local).all()):
-                return name
-    return None
-
-
 def init_token_embeddings(model, tokenizer, path: str, *, seed: int = 0):
     """Copy pretrained word vectors into ``model``'s token table (rows the file lacks: random, with
     the file's spread); return the :class:`~tokvec.embedding.Coverage`. The table stays trainable."""
@@ -558,11 +513,45 @@ def _say_if_corpus_changed(config: TrainConfig, files: list[Path] | None, saved:
 
 
 def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Path] | None) -> TrainResult:
-    from ..model.gpt import GPT
-
     run_dir = Path(config.out)
     precision = resolve_precision(config.precision_spec, ctx.device)  # fp16 on a CPU fails before any work
     saved = ckpt.read_run_config(run_dir) if config.resume else None
+    source, tokenizer, ids, model_cfg = _data_and_model_config(config, run_dir, saved, ctx, files)
+    model_dict = model_cfg.to_dict()
+    data_info = _data_info(config, ids, files, saved, model_dict, run_dir)
+    context = model_cfg.context_length
+    split = split_by_position(ids, context=context, val_fraction=config.val_fraction, seed=config.seed,
+                              mode=config.val_split)
+    data_info.update(val_start=split.val_start, val_tokens=int(len(split.val)))
+
+    torch.manual_seed(config.seed)
+    model = GPT(model_cfg) if source is None else source[0]
+    coverage = None
+    if config.init_embeddings and saved is None:  # a resumed run has its own (trained) rows
+        coverage = init_token_embeddings(model, tokenizer, config.init_embeddings, seed=config.seed)
+    metrics = []
+    if saved is not None:
+        ckpt.load_weights(run_dir, model, saved)  # whole weights, before any sharding
+        metrics = [r for r in ckpt.read_metrics(run_dir, strict=False) if r.get("step", 0) <= saved["step"]]
+    trainee, fused = _trainee(config, model, precision, ctx, saved, run_dir)
+    if ctx.is_main:
+        ckpt.write_metrics(run_dir, metrics)
+    task = _LanguageModelTask(config, split, context, tokenizer, model_dict, data_info, metrics, ctx)
+    start_step = saved["step"] if saved is not None else 0
+    loop = TrainingLoop(task, trainee, config.loop_settings(), run_dir=run_dir, start_step=start_step,
+                        resumed=saved is not None, progress=progress,
+                        elapsed_before=float(saved.get("elapsed_s", 0.0)) if saved is not None else 0.0)
+    done = loop.run()
+    return TrainResult(run_dir=run_dir, step=done.step, start_step=start_step,
+                       train_loss=done.evaluated.get("train_loss"), val_loss=done.evaluated.get("val_loss"),
+                       tokens_per_s=done.throughput, elapsed_s=done.elapsed_s, losses=done.losses,
+                       metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused,
+                       embedding_coverage=coverage, baselines=loss_baselines(split, tokenizer.vocab_size))
+
+
+def _data_and_model_config(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext,
+                           files: list[Path] | None):
+    """(source, tokenizer, ids, model config): ``source`` is the (model, tokenizer) a fine-tune starts from."""
     source = None
     if config.init_from is not None and saved is None:
         from .pretrained import init_source
@@ -572,14 +561,17 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     if source is not None:
         model_cfg = source[0].config
     elif saved is not None and config.init_from is not None:  # a fine-tune resumed: the saved architecture
-        from ..model.config import ModelConfig
-
         model_cfg = ModelConfig.from_dict({**saved["model"], **({} if config.dropout is None
                                                                  else {"dropout": config.dropout})})
     else:
         model_cfg = config.model_config(tokenizer.vocab_size)
     model_cfg.check_memory(config.batch_size, what="this model")
-    model_dict = model_cfg.to_dict()
+    return source, tokenizer, ids, model_cfg
+
+
+def _data_info(config: TrainConfig, ids: np.ndarray, files: list[Path] | None, saved: Mapping | None,
+               model_dict: Mapping, run_dir: Path) -> dict:
+    """What config.json records about the ids; on resume, refuse a checkpoint the flags or ids contradict."""
     data_info = {"tokens": int(len(ids)), "sha256": _ids_digest(ids)}
     fingerprint = (saved.get("data") or {}).get("corpus_fingerprint") if saved is not None else \
         corpus_fingerprint(files) if files is not None else None
@@ -593,22 +585,13 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
         if diffs:
             raise TokvecValueError(f"the checkpoint in {run_dir} does not match the flags: " + "; ".join(diffs)
                                    + ". Drop those flags to continue as saved, or train a new run")
-    context = model_cfg.context_length
-    split = split_by_position(ids, context=context, val_fraction=config.val_fraction, seed=config.seed,
-                              mode=config.val_split)
-    data_info.update(val_start=split.val_start, val_tokens=int(len(split.val)))
+    return data_info
 
-    torch.manual_seed(config.seed)
-    model = GPT(model_cfg) if source is None else source[0]
-    coverage = None
-    if config.init_embeddings and saved is None:  # a resumed run has its own (trained) rows
-        coverage = init_token_embeddings(model, tokenizer, config.init_embeddings, seed=config.seed)
-    start_step, elapsed_before, metrics = 0, 0.0, []
-    if saved is not None:
-        ckpt.load_weights(run_dir, model, saved)  # whole weights, before any sharding
-        start_step = saved["step"]
-        elapsed_before = float(saved.get("elapsed_s", 0.0))
-        metrics = [r for r in ckpt.read_metrics(run_dir, strict=False) if r.get("step", 0) <= start_step]
+
+def _trainee(config: TrainConfig, model: torch.nn.Module, precision, ctx: dist_.DistContext,
+             saved: Mapping | None, run_dir: Path) -> tuple[Trainee, bool]:
+    """The model on its device and dtype, wrapped for DDP/FSDP, with its optimizer (restored on resume)
+    and, under fp16, a gradient scaler; and whether AdamW is the fused one."""
     model.to(ctx.device)
     if precision.param_dtype == torch.bfloat16:
         model.bfloat16()  # bf16-pure: the weights themselves (floating tensors only, never rope's complex table)
@@ -619,151 +602,54 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
         # (an imported model is a run at step 0 without optimizer state: it starts a fresh one)
         ckpt.load_optimizer(run_dir, optimizer, saved)
         dist_.reshard_optimizer_state(optimizer)  # FSDP: whole moments -> this rank's shards
-    if ctx.is_main:
-        ckpt.write_metrics(run_dir, metrics)
     forward = torch.compile(wrapped) if config.compile else wrapped
-    autocast = lambda: precision.autocast(ctx.device)  # noqa: E731
     # fp16 gradients underflow without a loss scale; the scaler skips a step whose gradients overflowed
     scaler = torch.amp.GradScaler(ctx.device.type) if precision.scaled else None
+    return Trainee(model=model, optimizer=optimizer, precision=precision, ctx=ctx, wrapped=wrapped,
+                   forward=forward, scaler=scaler), fused
 
-    ckpt_every = config.checkpoint_interval or config.eval_interval
-    tokens_per_step = effective_batch(config, ctx.world_size) * context
-    last_ckpt = start_step if saved is not None else None
-    losses: list[float] = []
-    train_loss = val_loss = None
-    train_time, t_start = 0.0, time.perf_counter()
-    tokens_per_s = 0.0
-    # per-step loss and gradient norm stay on the device until a log step reads them back in one go
-    pending: list[tuple[int, Tensor, Tensor]] = []
 
-    def drain() -> None:
-        """Read back the pending steps' losses and norms (one sync); stop at the first non-finite one."""
-        if not pending:
-            return
-        values = torch.stack([torch.stack([loss.double(), norm.double()]) for _, loss, norm in pending]).tolist()
-        steps = [s for s, _, _ in pending]
-        pending.clear()
-        if ctx.distributed:  # every rank judges the same mean losses: all stop together or none
-            summed = dist_.all_reduce_sum([loss for loss, _ in values], ctx)
-            values = [(loss / ctx.world_size, norm) for loss, (_, norm) in zip(summed, values)]
-        for done, (loss_value, norm_value) in zip(steps, values):
-            # under fp16 an infinite norm is the scaler's business (it skipped that step), not divergence
-            bad_norm = not math.isfinite(norm_value) and scaler is None
-            if not math.isfinite(loss_value) or bad_norm:
-                what = f"loss is {loss_value}" if not math.isfinite(loss_value) else f"gradient norm is {norm_value}"
-                raise diverged(what, done)
-            losses.append(loss_value)
+class _LanguageModelTask:
+    """Next-token prediction on the run's token file: what :class:`TrainingLoop` needs of an LM run."""
 
-    def diverged(what: str, step: int) -> TrainingDivergedError:
-        kept = (f"the last good checkpoint (step {last_ckpt}) in {run_dir} is kept" if last_ckpt is not None
-                else "no checkpoint had been saved yet")
-        return TrainingDivergedError(f"{what} at step {step}; training stopped and {kept}. Lower --lr (now "
-                                     f"{config.lr:g}) or check the corpus", step=step, last_checkpoint_step=last_ckpt)
+    throughput_key = "tokens_per_s"
 
-    def save(step: int) -> None:
-        nonlocal last_ckpt
-        drain()  # never checkpoint weights that a non-finite step has touched
-        bad = _first_nonfinite(model)  # a checkpoint of garbage would pass for the last good one
-        if ctx.distributed:
-            bad = bad if dist_.all_reduce_sum([float(bad is not None)], ctx)[0] == 0 else (bad or "another rank's shard")
-        if bad is not None:
-            raise diverged(f"weight {bad} is not finite (NaN or infinite)", step)
-        # under FSDP gathering the shards is collective: every rank takes part, rank 0 writes
-        weights = dist_.full_state_dict(wrapped, ctx) if ctx.strategy == "fsdp" else model
-        if precision.param_dtype != torch.float32:  # a run's weights are saved as float32, whatever it trains in
-            weights = {k: v.float() if v.is_floating_point() else v
-                       for k, v in (weights if isinstance(weights, Mapping) else model.state_dict()).items()}
-        opt_state = dist_.full_optimizer_state(optimizer, ctx) if ctx.strategy == "fsdp" else optimizer
-        if ctx.is_main:
-            ckpt.save_run(run_dir, model=weights, tokenizer=tokenizer, model_config=model_dict,
-                          train_config=config.to_dict(), step=step, optimizer=opt_state,
-                          extra={"data": {**data_info, "position": step}, "world_size": ctx.world_size,
-                                 "elapsed_s": elapsed_before + time.perf_counter() - t_start})
-        dist_.barrier(ctx)  # no rank runs ahead of a checkpoint that may yet fail
-        last_ckpt = step
+    def __init__(self, config: TrainConfig, split, context: int, tokenizer, model_dict: Mapping,
+                 data_info: Mapping, metrics: list[dict], ctx: dist_.DistContext) -> None:
+        self.config, self.split, self.context, self.tokenizer = config, split, context, tokenizer
+        self.model_dict, self.data_info, self.metrics, self.ctx = model_dict, data_info, metrics, ctx
+        self.items_per_step = effective_batch(config, ctx.world_size) * context
 
-    model.train()
-    step = start_step
-    with _InterruptFlag() as interrupt:
-        while step < config.max_steps:
-            t0 = time.perf_counter()
-            lr = config.lr_at(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            torch.manual_seed(config.seed * 7_919 + step)  # dropout: a function of (seed, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum: Tensor | float = 0.0
-            for micro in range(config.grad_accum):
-                x, y = random_batch(split.train, batch_size=config.batch_size, context=context,
-                                    generator=batch_generator(config.seed, step, micro),
-                                    shard=(ctx.rank, ctx.world_size))
-                # DDP: average gradients across ranks only on the last micro-batch of the step
-                sync = nullcontext() if micro == config.grad_accum - 1 or not hasattr(wrapped, "no_sync") \
-                    else wrapped.no_sync()
-                with sync, autocast():
-                    # the token file was range-checked when it was loaded: no per-batch check (a sync)
-                    _, loss = forward(to_device(x, ctx.device), to_device(y, ctx.device), checked=True)
-                with sync:
-                    scaled = loss / config.grad_accum
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                loss_sum = loss_sum + loss.detach() / config.grad_accum  # in the loss's own dtype
-            if scaler is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients
-            norm = (torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
-                    if config.grad_clip > 0 else torch.zeros((), device=ctx.device))
-            if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
-                norm = norm.full_tensor()
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            step += 1
-            pending.append((step, loss_sum, norm.detach()))
-            evaluating = step % config.eval_interval == 0 or step == config.max_steps
-            info: dict[str, Any] = {"lr": lr}
-            if step % config.log_interval == 0 or evaluating or step % ckpt_every == 0:
-                drain()
-                info["loss"] = losses[-1]
-            train_time += time.perf_counter() - t0
-            tokens_per_s = tokens_per_step * (step - start_step) / max(train_time, 1e-9)
-            info["tokens_per_s"] = tokens_per_s
-            if evaluating:
-                kw = dict(batch_size=config.batch_size, context=context, max_batches=config.eval_batches,
-                          autocast=autocast, ctx=ctx, checked=True)
-                scorer = model if ctx.distributed else forward  # DDP's wrapper would sync for nothing
-                train_loss = evaluate(scorer, split.train, **kw)
-                val_loss = evaluate(scorer, (split.val,), **kw)
-                if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-                    raise diverged(f"eval loss is {train_loss} (train) / {val_loss} (val)", step)
-                elapsed = elapsed_before + time.perf_counter() - t_start
-                for name, value in (("train", train_loss), ("val", val_loss)):
-                    metrics.append({"step": step, "split": name, "loss": value, "lr": lr,
-                                    "tokens_per_s": tokens_per_s, "elapsed_s": elapsed})
-                if ctx.is_main:
-                    ckpt.write_metrics(run_dir, metrics)
-                info.update(train_loss=train_loss, val_loss=val_loss)
-            if step % ckpt_every == 0 or step == config.max_steps:
-                save(step)
-            if progress is not None and ctx.is_main:
-                try:
-                    progress(step, config.max_steps, info)
-                except KeyboardInterrupt:  # raised by the callback (or Ctrl-C outside the main thread)
-                    interrupt.raised = True
-            if ctx.distributed and "loss" in info:  # one rank's Ctrl-C stops them all at the same step
-                interrupt.raised = dist_.all_reduce_sum([float(interrupt.raised)], ctx)[0] > 0
-            if interrupt.raised and (not ctx.distributed or "loss" in info):
-                if last_ckpt != step:
-                    save(step)
-                raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved in {run_dir}")
-    if last_ckpt != step:
-        save(step)  # max_steps already reached on resume: nothing ran, the checkpoint stands
-    drain()
-    return TrainResult(run_dir=run_dir, step=step, start_step=start_step, train_loss=train_loss,
-                       val_loss=val_loss, tokens_per_s=tokens_per_s,
-                       elapsed_s=elapsed_before + time.perf_counter() - t_start, losses=losses,
-                       metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused,
-                       embedding_coverage=coverage, baselines=loss_baselines(split, tokenizer.vocab_size))
+    def batch(self, step: int, micro: int) -> tuple[Tensor, Tensor]:
+        """x, y: (batch_size, context) windows of this rank's share, drawn from (seed, step, micro)."""
+        x, y = random_batch(self.split.train, batch_size=self.config.batch_size, context=self.context,
+                            generator=batch_generator(self.config.seed, step, micro),
+                            shard=(self.ctx.rank, self.ctx.world_size))
+        return to_device(x, self.ctx.device), to_device(y, self.ctx.device)
+
+    def loss(self, forward: Callable, batch: tuple[Tensor, Tensor]) -> Tensor:
+        # the token file was range-checked when it was loaded: no per-batch check (a sync)
+        return forward(*batch, checked=True)[1]
+
+    def evaluate(self, trainee: Trainee) -> dict[str, float]:
+        kw = dict(batch_size=self.config.batch_size, context=self.context, max_batches=self.config.eval_batches,
+                  autocast=trainee.autocast, ctx=self.ctx, checked=True)
+        scorer = trainee.model if self.ctx.distributed else trainee.forward  # DDP's wrapper would sync for nothing
+        return {"train_loss": evaluate(scorer, self.split.train, **kw),
+                "val_loss": evaluate(scorer, (self.split.val,), **kw)}
+
+    def record(self, step: int, values: Mapping[str, float], info: Mapping[str, Any]) -> None:
+        for name in ("train", "val"):
+            self.metrics.append({"step": step, "split": name, "loss": values[f"{name}_loss"], "lr": info["lr"],
+                                 "tokens_per_s": info["tokens_per_s"], "elapsed_s": info["elapsed_s"]})
+        if self.ctx.is_main:
+            ckpt.write_metrics(self.config.out, self.metrics)
+
+    def save(self, step: int, weights: Any, optimizer_state: Any, info: Mapping[str, Any]) -> None:
+        ckpt.save_run(self.config.out, model=weights, tokenizer=self.tokenizer, model_config=self.model_dict,
+                      train_config=self.config.to_dict(), step=step, optimizer=optimizer_state,
+                      extra={"data": {**self.data_info, "position": step}, "world_size": self.ctx.world_size,
+                             "elapsed_s": info["elapsed_s"]})
 
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "evaluate",
