@@ -164,17 +164,17 @@ def test_a_peer_that_stops_answering_becomes_a_clear_error():
     assert "did not answer within 3 s" in message
 
 
-def test_bad_settings(monkeypatch):
-    with pytest.raises(TokvecValueError, match=r"unknown strategy 'zero3'; choose one of auto, none, ddp, fsdp"):
+def test_bad_settings(monkeypatch, error_says):
+    with error_says(TokvecValueError, "'zero3'", "auto, none, ddp, fsdp"):
         D.init_distributed("zero3")
-    with pytest.raises(TokvecValueError, match=r"--strategy ddp needs several processes, but WORLD_SIZE is 1"):
+    with error_says(TokvecValueError, "--strategy ddp", "WORLD_SIZE is 1"):
         D.init_distributed("ddp")
     monkeypatch.setenv("WORLD_SIZE", "two")
-    with pytest.raises(TokvecValueError, match=r"WORLD_SIZE='two' is not an integer; launch with torchrun"):
+    with error_says(TokvecValueError, "WORLD_SIZE='two'", "torchrun"):
         D.init_distributed()
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "5")
-    with pytest.raises(TokvecValueError, match=r"RANK 5 / WORLD_SIZE 2 are inconsistent"):
+    with error_says(TokvecValueError, "RANK 5", "WORLD_SIZE 2"):
         D.init_distributed()
 
 

@@ -83,8 +83,8 @@ def test_special_files_are_never_replaced(tmp_path, make, kind_after, how):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_a_directory_is_refused(tmp_path):
-    with pytest.raises(OutputPathError, match=r"is a directory; give a file name"):
+def test_a_directory_is_refused(tmp_path, error_says):
+    with error_says(OutputPathError, str(tmp_path), "is a directory", "file name"):
         write_json(tmp_path, {"a": 1})
 
 

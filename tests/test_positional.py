@@ -6,6 +6,7 @@ Reference numbers are pinned in the file with their source; no reference library
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -65,45 +66,43 @@ def test_declared_capabilities_agree_with_what_the_scheme_does(name):
             model(ids)
 
 
-def test_unknown_scheme_lists_the_known_ones():
-    with pytest.raises(TokvecValueError, match=r"unknown positional scheme 'rotary'; known schemes: "
-                                               r"sinusoidal, learned, none, rope, alibi, relative, t5, xl, cape"):
+def test_unknown_scheme_lists_the_known_ones(error_says):
+    with error_says(TokvecValueError, "'rotary'", "sinusoidal, learned, none, rope, alibi, relative, t5, xl, cape"):
         build("rotary", d_model=32)
 
 
-def test_unknown_option_names_the_scheme_and_its_options():
-    with pytest.raises(TokvecValueError, match=r"'alibi' takes no option 'base'; its options are \(none\)"):
+def test_unknown_option_names_the_scheme_and_its_options(error_says):
+    with error_says(TokvecValueError, "'alibi'", "'base'", "(none)"):
         build("alibi", d_model=32, n_heads=4, base=10)
-    with pytest.raises(TokvecValueError, match=r"'rope' takes no option 'theta'; its options are base, factor, "
-                                               r"layout, original_max_len, scaling"):
+    with error_says(TokvecValueError, "'rope'", "'theta'", "base, factor, layout, original_max_len, scaling"):
         build("rope", d_model=32, n_heads=4, theta=10)
 
 
 @pytest.mark.parametrize("name", ["rope", "relative", "xl"])
-def test_heads_must_divide_d_model(name):
-    with pytest.raises(TokvecValueError, match=r"n_heads \(3\) must divide d_model \(32\)"):
+def test_heads_must_divide_d_model(name, error_says):
+    with error_says(TokvecValueError, "n_heads (3)", "d_model (32)"):
         build(name, d_model=32, n_heads=3)
 
 
 @pytest.mark.parametrize("name", ["rope", "alibi", "relative", "t5", "xl"])
-def test_attention_schemes_need_the_head_count(name):
-    with pytest.raises(TokvecValueError, match=rf"'{name}' .*needs n_heads; pass n_heads="):
+def test_attention_schemes_need_the_head_count(name, error_says):
+    with error_says(TokvecValueError, f"'{name}'", "n_heads="):
         build(name, d_model=32)
 
 
-def test_positions_beyond_a_learned_table_name_both_numbers():
+def test_positions_beyond_a_learned_table_name_both_numbers(error_says):
     learned = build("learned", d_model=8, max_len=16)
-    with pytest.raises(TokvecValueError, match=r"position 19 is beyond the learned table \(max_len 16, positions 0..15\)"):
+    with error_says(TokvecValueError, "position 19", "max_len 16", "0..15"):
         learned.pe(torch.tensor([3, 19]))
-    with pytest.raises(TokvecValueError, match=r"position 16 is beyond the learned table \(max_len 16"):
+    with error_says(TokvecValueError, "position 16", "max_len 16"):
         learned.table(4, offset=13)
 
 
 @pytest.mark.parametrize("name", ["alibi", "t5", "relative", "xl"])
-def test_negative_offsets_are_refused(name):
+def test_negative_offsets_are_refused(name, error_says):
     scheme = build(name, d_model=16, n_heads=2)
     q = k = torch.zeros(1, 2, 3, 8)
-    with pytest.raises(TokvecValueError, match=r"positions must be >= 0: got offset -1"):
+    with error_says(TokvecValueError, ">= 0", "offset -1"):
         scheme.score_bias(3, 3, -1) if name in ("alibi", "t5") else scheme.score_term(q, k, -1)
 
 
@@ -217,33 +216,33 @@ def test_rope_tables_grow_past_max_len():
     assert r.max_len >= 1001
 
 
-def test_rope_needs_an_even_head_dim():
-    with pytest.raises(TokvecValueError, match=r"rope .* needs an even head_dim, got 11 \(d_model 33 / n_heads 3\)"):
+def test_rope_needs_an_even_head_dim(error_says):
+    with error_says(TokvecValueError, "even head_dim", "11", "d_model 33", "n_heads 3"):
         build("rope", d_model=33, n_heads=3)
 
 
 @pytest.mark.parametrize("factor", [0, -2.0, 0.0])
 @pytest.mark.parametrize("scaling", ["linear", "ntk", "yarn"])
-def test_rope_scaling_factor_must_be_positive(scaling, factor):
-    with pytest.raises(TokvecValueError, match=rf"rope scaling factor must be > 0, got {factor!r}"):
+def test_rope_scaling_factor_must_be_positive(scaling, factor, error_says):
+    with error_says(TokvecValueError, "factor", "> 0", f"got {factor!r}"):
         rope(scaling=scaling, factor=factor)
 
 
-def test_rope_option_errors():
-    with pytest.raises(TokvecValueError, match=r"rope scaling factor 2.0 needs a scaling method; pass scaling="):
+def test_rope_option_errors(error_says):
+    with error_says(TokvecValueError, "factor 2.0", "scaling="):
         rope(factor=2.0)
-    with pytest.raises(TokvecValueError, match=r"unknown rope scaling 'dynamic'; choose one of none, linear, ntk, yarn"):
+    with error_says(TokvecValueError, "'dynamic'", "none, linear, ntk, yarn"):
         rope(scaling="dynamic")
-    with pytest.raises(TokvecValueError, match=r"unknown rope layout 'pairs'; choose one of interleaved, halves"):
+    with error_says(TokvecValueError, "'pairs'", "interleaved, halves"):
         rope(layout="pairs")
-    with pytest.raises(TokvecValueError, match=r"rope base must be > 1, got 1"):
+    with error_says(TokvecValueError, "base", "> 1", "got 1"):
         rope(base=1)
 
 
-def test_rope_refuses_negative_positions_and_wrong_head_size():
-    with pytest.raises(TokvecValueError, match=r"positions must be >= 0, got -3"):
+def test_rope_refuses_negative_positions_and_wrong_head_size(error_says):
+    with error_says(TokvecValueError, ">= 0", "-3"):
         rope().apply(X, torch.tensor([-3, 0, 1]))
-    with pytest.raises(TokvecValueError, match=r"rope was built for head_dim 8, got vectors of size 6"):
+    with error_says(TokvecValueError, "head_dim 8", "size 6"):
         rope().apply(torch.zeros(3, 6), torch.arange(3))
 
 
@@ -282,8 +281,8 @@ def test_shaw_distances_beyond_k_share_the_clipped_embedding():
     torch.testing.assert_close(term[7:], (q[0, 0, 0] @ shaw.key_table[1:4].T) / 2.0)
 
 
-def test_shaw_max_relative_position_must_be_positive():
-    with pytest.raises(TokvecValueError, match=r"max_relative_position must be an integer >= 1, got 0"):
+def test_shaw_max_relative_position_must_be_positive(error_says):
+    with error_says(TokvecValueError, "max_relative_position", ">= 1", "got 0"):
         build("relative", d_model=8, n_heads=2, max_relative_position=0)
 
 
@@ -324,8 +323,8 @@ def test_t5_bias_is_kept_without_grad_and_refreshed_when_the_weights_change():
     assert bias.requires_grad and bias is not t5.score_bias(3, 3)
 
 
-def test_t5_bucket_options_are_checked():
-    with pytest.raises(TokvecValueError, match=r"t5 needs max_distance \(4\) > 8"):
+def test_t5_bucket_options_are_checked(error_says):
+    with error_says(TokvecValueError, "max_distance (4)", "> 8"):
         build("t5", n_heads=2, num_buckets=16, max_distance=4)
 
 
@@ -392,19 +391,19 @@ def test_compare_trains_each_scheme_and_scores_every_length(tmp_path):
     assert plot(rows, tmp_path / "c.png", train_len=8).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_bad_input():
+def test_compare_bad_input(error_says):
     from tokvec.runs.experiments import CompareConfig, parse_lengths, parse_schemes
 
     assert parse_schemes("all") == tuple(available())
     assert parse_schemes("rope, alibi") == ("rope", "alibi")
-    with pytest.raises(TokvecValueError, match=r"unknown positional scheme\(s\) \['rotary'\]; known schemes: sinusoidal"):
+    with error_says(TokvecValueError, "['rotary']", "known schemes: sinusoidal"):
         parse_schemes("rope,rotary")
-    with pytest.raises(TokvecValueError, match=r"eval length 'x' in '128,x' is not an integer"):
+    with error_says(TokvecValueError, "'x'", "'128,x'", "integer"):
         parse_lengths("128,x")
-    with pytest.raises(TokvecValueError, match=r"eval length 0 in '0' must be >= 1"):
+    with error_says(TokvecValueError, "eval length 0", ">= 1"):
         parse_lengths("0")
-    with pytest.raises(TokvecValueError, match=r"bad comparison config: train_len must be in \[1, \d+\], got 0; "
-                                               r"max_steps must be in \[1, \d+\], got -1"):
+    with error_says(TokvecValueError, re.compile(r"train_len .*\[1, \d+\], got 0"),
+                    re.compile(r"max_steps .*\[1, \d+\], got -1")):
         CompareConfig(train_len=0, max_steps=-1).validate()
 
 

@@ -115,3 +115,7 @@ def test_recipe_add_a_cli_command(cli, monkeypatch):
     assert code == 0 and printed == "你好 HELLO 你好 HELLO\n"
     code, _, err = cli("shout", "x", "--times", "0")  # step 3: one line, exit 2
     assert code == 2 and err == "tokvec: error: --times must be >= 1, got 0\n"
+    # step 5: the fast `tokvec --help` page does not list it yet, which test_cli_startup's comparison catches
+    from tokvec.__main__ import COMMANDS
+
+    assert "shout" in typer.main.get_command(app).commands and "shout" not in dict(COMMANDS)

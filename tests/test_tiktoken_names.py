@@ -10,6 +10,7 @@ tiktoken's cache lookup, its hash check, its parser -- runs unchanged. Nothing m
 """
 
 import hashlib
+import re
 
 import pytest
 import tiktoken
@@ -109,16 +110,16 @@ def test_cache_dir_route_loads_through_tiktokens_cache(small_cl100k):
     assert tok.encode("<|endoftext|>", allowed_special="all") == [100257]
 
 
-def test_a_wrong_cached_file_is_refused_and_kept(small_cl100k):
+def test_a_wrong_cached_file_is_refused_and_kept(small_cl100k, error_says):
     _, cached = small_cl100k
     cached.write_bytes(cached.read_bytes()[:-10])  # a cut download
-    with pytest.raises(FormatError, match=r"9b5ad71b2ce5302211f9c61530b329a4922fc6a4 is in tiktoken's cache for "
-                                          r"https://\S+cl100k_base.tiktoken but its sha256 is \w+\.\.\., not \w+"):
+    with error_says(FormatError, "9b5ad71b2ce5302211f9c61530b329a4922fc6a4", "cl100k_base.tiktoken",
+                    re.compile(r"sha256 is \w+\.\.\., not \w+")):
         load_tokenizer("cl100k_base")
     assert cached.exists()  # tiktoken would have deleted it and gone to the network
 
 
-def test_offline_without_a_cached_copy_says_what_to_download_and_where(tmp_path, monkeypatch, no_network):
+def test_offline_without_a_cached_copy_says_what_to_download_and_where(tmp_path, monkeypatch, no_network, error_says):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     with pytest.raises(TokvecValueError) as info:
         load_tokenizer("cl100k_base")
@@ -128,10 +129,10 @@ def test_offline_without_a_cached_copy_says_what_to_download_and_where(tmp_path,
     assert "pass the downloaded file's path instead of the name" in message  # way 1
     assert str(tmp_path / "9b5ad71b2ce5302211f9c61530b329a4922fc6a4") in message  # way 2: cache dir + file name
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
-    with pytest.raises(TokvecValueError, match=r"unset TIKTOKEN_CACHE_DIR \(it is empty"):
+    with error_says(TokvecValueError, "unset TIKTOKEN_CACHE_DIR"):
         load_tokenizer("o200k_base")
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    with pytest.raises(TokvecValueError, match=r"fetch https://\S+/vocab.bpe and https://\S+/encoder.json"):
+    with error_says(TokvecValueError, re.compile(r"https://\S+/vocab.bpe"), re.compile(r"https://\S+/encoder.json")):
         load_tokenizer("gpt2")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -120,7 +121,7 @@ def test_uint32_file_keeps_ids_above_65535(tmp_path):
     assert load_token_file(tmp_path / "ids.bin").tolist() == [97, 98, 70000, 99]
 
 
-def test_eot_between_files_and_sidecar(tok, tmp_path):
+def test_eot_between_files_and_sidecar(tok, tmp_path, error_says):
     (tmp_path / "a.txt").write_text("hello", encoding="utf-8")
     (tmp_path / "b.txt").write_text("world", encoding="utf-8")
     info = write_token_file(tok, str(tmp_path / "*.txt"), tmp_path / "ids.bin", eot="<|endoftext|>")
@@ -131,23 +132,22 @@ def test_eot_between_files_and_sidecar(tok, tmp_path):
     assert {k: side[k] for k in ("format", "version", "dtype", "tokenizer", "vocab_size", "corpus_files")} == {
         "format": "tokvec.tokens", "version": 1, "dtype": "uint16", "tokenizer": tok.fingerprint(),
         "vocab_size": 300, "corpus_files": 2}
-    with pytest.raises(TokvecValueError, match=r"eot '<eos>' is not a special token of this tokenizer"):
+    with error_says(TokvecValueError, "eot '<eos>'", "special token"):
         write_token_file(tok, tmp_path / "a.txt", tmp_path / "x.bin", eot="<eos>")
 
 
-def test_load_checks(tok, tmp_path):
+def test_load_checks(tok, tmp_path, error_says):
     (tmp_path / "a.txt").write_text(TEXT, encoding="utf-8")
     write_token_file(tok, tmp_path / "a.txt", tmp_path / "ids.bin")
     other = BPETokenizer.train_from_texts([TEXT], vocab_size=290)
-    with pytest.raises(FormatError, match=r"ids.bin was encoded by tokenizer [0-9a-f]{16} \(bpe, vocab_size 300\), "
-                                          r"not by this one"):
+    with error_says(FormatError, "ids.bin", re.compile(r"tokenizer [0-9a-f]{16}"), "bpe", "vocab_size 300"):
         load_token_file(tmp_path / "ids.bin", tokenizer=other)
     with open(tmp_path / "ids.bin", "ab") as f:
         f.write(b"\0")
-    with pytest.raises(FormatError, match=r"ids.bin is \d+ bytes but its sidecar says \d+ uint16 ids"):
+    with error_says(FormatError, "ids.bin", re.compile(r"\d+ bytes"), re.compile(r"\d+ uint16 ids")):
         read_token_file_info(tmp_path / "ids.bin")
     (tmp_path / "ids.bin.json").unlink()
-    with pytest.raises(FormatError, match=r"ids.bin has no sidecar ids.bin.json: .*did not finish"):
+    with error_says(FormatError, "ids.bin.json", "did not finish"):
         load_token_file(tmp_path / "ids.bin")
 
 
@@ -181,12 +181,11 @@ def test_interrupted_run_leaves_old_files_and_no_partial(tok, tmp_path, monkeypa
     load_token_file(tmp_path / "ids.bin", tokenizer=tok)
 
 
-def test_bad_corpus_inputs(tok, tmp_path, monkeypatch):
+def test_bad_corpus_inputs(tok, tmp_path, monkeypatch, error_says):
     monkeypatch.setattr(textstream, "BLOCK_BYTES", 100)
     bad = tmp_path / "bad.txt"
     bad.write_bytes("é".encode() * 500 + b"\xff" + b"tail")  # the bad byte sits in the 11th block
-    with pytest.raises(TokvecValueError, match=r"bad.txt is not valid utf-8 at byte offset 1000; pass the file's "
-                                               r"encoding \(encoding= / --encoding, e.g. gb18030"):
+    with error_says(TokvecValueError, "bad.txt", "utf-8", "byte offset 1000", "encoding=", "--encoding"):
         write_token_file(tok, bad, tmp_path / "ids.bin")
     assert not (tmp_path / "ids.bin").exists()
     gb = tmp_path / "gb.txt"
@@ -195,7 +194,7 @@ def test_bad_corpus_inputs(tok, tmp_path, monkeypatch):
     assert tok.decode(load_token_file(tmp_path / "ids.bin")) == "床前明月光，疑是地上霜。\n" * 20
     special = tmp_path / "special.txt"
     special.write_text("a<|endoftext|>b", encoding="utf-8")
-    with pytest.raises(TokvecValueError, match=r"special.txt: text contains the special token '<\|endoftext\|>'"):
+    with error_says(TokvecValueError, "special.txt", "'<|endoftext|>'"):
         write_token_file(tok, special, tmp_path / "ids2.bin")
     with pytest.raises(TokvecValueError, match=r"unknown text encoding 'klingon'"):
         write_token_file(tok, gb, tmp_path / "ids3.bin", encoding="klingon")

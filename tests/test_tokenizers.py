@@ -1,4 +1,5 @@
 import json
+import re
 import unicodedata
 
 import pytest
@@ -43,12 +44,12 @@ def test_bos_eos_and_skip_special():
     assert tok.decode(ids, skip_special_tokens=True) == "ab"
 
 
-def test_decode_accepts_tensors_and_rejects_bad_ids():
+def test_decode_accepts_tensors_and_rejects_bad_ids(error_says):
     tok = CharTokenizer.train(["ab"])
     assert tok.decode(torch.tensor([4, 5])) == "ab"
-    with pytest.raises(TokenIdError, match=r"token id 9 at position 1 is out of range for vocab_size 6"):
+    with error_says(TokenIdError, "token id 9", "position 1", "vocab_size 6"):
         tok.decode([4, 9])
-    with pytest.raises(TokvecTypeError, match="must be integers, got a tensor/array of dtype torch.float32"):
+    with error_says(TokvecTypeError, "integers", "torch.float32"):
         tok.decode(torch.tensor([4.0]))
     with pytest.raises(TokvecTypeError, match="decode takes one sequence of ids"):
         tok.decode(torch.tensor([[4, 5]]))
@@ -59,12 +60,12 @@ def test_empty_text():
     assert tok.encode("") == [] and tok.decode([]) == ""
 
 
-def test_normalization_nfkc_folds_fullwidth():
+def test_normalization_nfkc_folds_fullwidth(error_says):
     tok = CharTokenizer.train(["ＡＢ１"], normalization="nfkc")
     assert tok.normalization == "NFKC"
     assert tok.tokens("ＡＢ１") == ["A", "B", "1"]
     assert tok.encode("AB1") == tok.encode("ＡＢ１")
-    with pytest.raises(TokvecValueError, match=r"unknown normalization 'NFX'; choose one of NFC, NFKC, NFD, NFKD"):
+    with error_says(TokvecValueError, "'NFX'", "NFC, NFKC, NFD, NFKD"):
         CharTokenizer.train(["a"], normalization="NFX")
 
 
@@ -129,7 +130,7 @@ def test_word_round_trip_when_trained_on_it(s):
     assert tok.decode(tok.encode(s)) == s
 
 
-def test_word_with_segmenter_and_save_load(tmp_path):
+def test_word_with_segmenter_and_save_load(tmp_path, error_says):
     words = {"小沈阳": True, "江西": True, "演唱会": True, "邀请": True}
 
     def greedy(text):  # a toy maximum-match segmenter standing in for jieba.lcut
@@ -146,7 +147,7 @@ def test_word_with_segmenter_and_save_load(tmp_path):
     assert tok.tokens("小沈阳江西演唱会邀请了,") == ["小沈阳", "江西", "演唱会", "邀请", "了", ","]
     path = tmp_path / "word.json"
     tok.save(path)
-    with pytest.raises(TokvecValueError, match=r"segmenter '.*greedy', which is not saved .* load_tokenizer\(path, segmenter"):
+    with error_says(TokvecValueError, re.compile(r"segmenter '.*greedy'"), "load_tokenizer(path, segmenter"):
         load_tokenizer(path)
     again = load_tokenizer(path, segmenter=greedy)
     assert again.encode("小沈阳江西") == tok.encode("小沈阳江西")
@@ -166,14 +167,14 @@ def test_save_load_round_trip(cls, tmp_path):
     assert again.fingerprint() == tok.fingerprint()
 
 
-def test_load_refuses_foreign_files(tmp_path):
+def test_load_refuses_foreign_files(tmp_path, error_says):
     vocab_file = tmp_path / "vocab.json"
     CharTokenizer.train(["ab"]).vocab.save(vocab_file)
-    with pytest.raises(FormatError, match=r"not a tokenizer file tokvec reads \(format 'tokvec.vocab'\)"):
+    with error_says(FormatError, "not a tokenizer file", "'tokvec.vocab'"):
         load_tokenizer(vocab_file)
     odd = tmp_path / "odd.json"
     odd.write_text(json.dumps({"format": "tokvec.tokenizer", "version": 1, "kind": "nope"}))
-    with pytest.raises(FormatError, match=r"'kind' must be one of .*'char', 'word', got the string 'nope'"):
+    with error_says(FormatError, "'kind'", "'char', 'word'", "'nope'"):
         load_tokenizer(odd)
     with pytest.raises(FileNotFoundError, match="no tokenizer file at"):
         load_tokenizer(tmp_path / "missing.json")

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from tokvec import CharTokenizer, InputEmbedding
+from tokvec import BPETokenizer, CharTokenizer, InputEmbedding
 from tokvec.errors import FormatError, TokvecValueError, UnknownTokenError
 from tokvec.positional import build, sinusoidal_table
 from tokvec.runs.rundir import RunData, check_run_dir
 from tokvec.viz import (
+    Neighbor,
     display_token,
     find_cjk_font,
     neighbors,
@@ -132,14 +133,14 @@ def test_plot_pe_image_is_the_sinusoid_table():
     assert image[1, 0] == pytest.approx(math.sin(1)) and image[1, 1] == pytest.approx(math.cos(1))
 
 
-def test_plot_pe_of_a_learned_table_and_refusal_for_attention_schemes():
+def test_plot_pe_of_a_learned_table_and_refusal_for_attention_schemes(error_says):
     torch.manual_seed(0)
     learned = build("learned", d_model=8, max_len=10)
     fig = plot_pe(learned, max_len=10)
     np.testing.assert_array_equal(np.asarray(fig.axes[0].images[0].get_array()), learned.weight.detach().numpy())
-    with pytest.raises(TokvecValueError, match=r"scheme 'none' acts on 'none'.*plot_pe_similarity"):
+    with error_says(TokvecValueError, "'none'", "plot_pe_similarity"):
         plot_pe("none")
-    with pytest.raises(TokvecValueError, match=r"'rope' acts on 'attention'.*no table to draw"):
+    with error_says(TokvecValueError, "'rope'", "'attention'", "no table"):
         plot_pe("rope", d_model=16)
 
 
@@ -208,21 +209,21 @@ def test_every_registered_scheme_has_a_similarity_plot():
         assert fig.tokvec_info["scheme"] == name and np.isfinite(np.nanmax(fig.tokvec_info["scores"]))
 
 
-def test_similarity_of_nope_and_bad_arguments():
+def test_similarity_of_nope_and_bad_arguments(error_says):
     result = positional_scores("none", n_positions=4, d_model=8, n_heads=2)
     assert result.method == "none" and np.nansum(np.abs(result.scores)) == 0
-    with pytest.raises(TokvecValueError, match="unknown method 'fast'; choose one of auto, attention"):
+    with error_says(TokvecValueError, "'fast'", "auto, attention"):
         positional_scores("sinusoidal", method="fast")
-    with pytest.raises(TokvecValueError, match=r"n_positions must be in \[2, 8192\], got 1"):
+    with error_says(TokvecValueError, "n_positions", "[2, 8192]", "got 1"):
         positional_scores("sinusoidal", n_positions=1)
-    with pytest.raises(TokvecValueError, match="'sinusoidal' acts on 'input': use method 'auto'"):
+    with error_says(TokvecValueError, "'sinusoidal'", "'input'", "method 'auto'"):
         positional_scores("sinusoidal", method="attention")
-    with pytest.raises(TokvecValueError, match=r"unknown positional scheme 'rotary'; known schemes: sinusoidal"):
+    with error_says(TokvecValueError, "'rotary'", "known schemes: sinusoidal"):
         positional_scores("rotary")
 
 
 # -- embeddings, neighbours --------------------------------------------------------------------------------
-def test_pca_matches_the_covariance_eigenvectors():
+def test_pca_matches_the_covariance_eigenvectors(error_says):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 6)) * np.array([5, 3, 1, 0.5, 0.2, 0.1])
     coords, explained = pca_2d(x)
@@ -232,11 +233,11 @@ def test_pca_matches_the_covariance_eigenvectors():
     top *= np.sign(top[np.arange(2), np.abs(top).argmax(1)])[:, None]
     np.testing.assert_allclose(coords, centered @ top.T, atol=1e-9)
     np.testing.assert_allclose(explained, values[::-1][:2] / values.sum(), atol=1e-12)
-    with pytest.raises(TokvecValueError, match=r"PCA needs a \(n, d\) table with n >= 2 rows"):
+    with error_says(TokvecValueError, "(n, d)", "n >= 2"):
         pca_2d(np.zeros((1, 4)))
 
 
-def test_plot_embeddings_points_labels_and_axes():
+def test_plot_embeddings_points_labels_and_axes(error_says):
     torch.manual_seed(0)
     table = torch.randn(7, 5)
     tokens = ["<pad>", "你", "好", "嗎", " ", "\n", "hello"]
@@ -246,9 +247,9 @@ def test_plot_embeddings_points_labels_and_axes():
     np.testing.assert_allclose(ax.collections[0].get_offsets(), coords)
     assert [t.get_text() for t in ax.texts] == ["你", "好", "嗎", "␣", "↵", "hello"]
     assert ax.get_xlabel() == f"PC1 ({100 * explained[0]:.1f}% of variance)"
-    with pytest.raises(TokvecValueError, match="token id 9 is out of range for vocab_size 7"):
+    with error_says(TokvecValueError, "token id 9", "vocab_size 7"):
         plot_embeddings(table, tokens, ids=[1, 9])
-    with pytest.raises(TokvecValueError, match=r"one row per token; got \(7, 5\) for 3 tokens"):
+    with error_says(TokvecValueError, "one row per token", "(7, 5)", "3 tokens"):
         plot_embeddings(table, tokens[:3])
 
 
@@ -261,17 +262,16 @@ def test_neighbors_by_cosine():
     assert neighbors(table, tokens, 2, k=1)[0].token == "后"  # by id: cos(猫, 后) = 0.6
 
 
-def test_neighbors_unknown_token_says_so_and_suggests():
+def test_neighbors_unknown_token_says_so_and_suggests(error_says):
     tokens = ["hello", "help", "world", "王", "者"]
     table = torch.randn(5, 3)
-    with pytest.raises(UnknownTokenError, match=r"token 'helo' is not in the vocabulary \(5 tokens\); "
-                                                r"close ones: 'hello', 'help'"):
+    with error_says(UnknownTokenError, "'helo'", "5 tokens", "'hello', 'help'"):
         neighbors(table, tokens, "helo")
-    with pytest.raises(UnknownTokenError, match=r"'王者' .* it is 2 tokens here \('王', '者'\)"):
+    with error_says(UnknownTokenError, "'王者'", "2 tokens", "('王', '者')"):
         neighbors(table, tokens, "王者")
-    with pytest.raises(UnknownTokenError, match="'猫' is not in the vocabulary.*no close spelling"):
+    with error_says(UnknownTokenError, "'猫'", "no close spelling"):
         neighbors(table, tokens, "猫")
-    with pytest.raises(TokvecValueError, match=r"token id 5 is out of range for vocab_size 5"):
+    with error_says(TokvecValueError, "token id 5", "vocab_size 5"):
         neighbors(table, tokens, 5)
 
 
@@ -280,6 +280,19 @@ def test_token_strings_of_a_char_tokenizer(tok):
     assert strings[:4] == ["<pad>", "<unk>", "<bos>", "<eos>"] and len(strings) == tok.vocab_size
     assert strings[tok.encode("王")[0]] == "<unk>" and strings[tok.encode("好")[0]] == "好"
 
+
+
+def test_token_strings_of_a_bpe_vocabulary_with_unassigned_ids():
+    # ids 257..299 are no token (as the unused ids of an imported HF vocabulary): their rows still exist
+    ranks = {**{bytes([b]): b for b in range(256)}, b"ab": 300, "好".encode(): 301}
+    bpe = BPETokenizer(ranks, special_tokens={"<|endoftext|>": 256})
+    strings = token_strings(bpe)
+    assert len(strings) == bpe.vocab_size == 302
+    assert strings[97] == "a" and strings[0xE5] == "\\xe5" and strings[256] == "<|endoftext|>"
+    assert strings[257:300] == [""] * 43 and strings[300:] == ["ab", "好"]
+    table = torch.randn(302, 8, generator=torch.Generator().manual_seed(0))  # the model's table: a row per id
+    table[5] = table[300]  # "ab" is found at id 300, and its twin row is its nearest neighbour
+    assert neighbors(table, strings, "ab", k=1)[0] == Neighbor("\x05", 5, pytest.approx(1.0))
 
 # -- loss -------------------------------------------------------------------------------------------------
 def write_metrics(path, records, tail=""):
@@ -305,15 +318,15 @@ def test_plot_loss_draws_train_and_val_from_metrics_jsonl(tmp_path):
     assert plot_loss(tmp_path).axes[0].lines[0].get_xdata()[-1] == 20  # a run dir works too
 
 
-def test_read_metrics_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no metrics file at .*nowhere.jsonl"):
+def test_read_metrics_errors(tmp_path, error_says):
+    with error_says(FileNotFoundError, "no metrics file", "nowhere.jsonl"):
         read_metrics(tmp_path / "nowhere.jsonl")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"step": 0, "split": "train", "loss": 1.0}\nnot json\n', encoding="utf-8")
-    with pytest.raises(FormatError, match=r"bad.jsonl line 2 is not valid JSON .*'not json'"):
+    with error_says(FormatError, "bad.jsonl", "line 2", "JSON", "'not json'"):
         read_metrics(bad)
     bad.write_text('{"step": 0, "loss": 1.0}\n', encoding="utf-8")
-    with pytest.raises(FormatError, match="line 1: .split. is missing"):
+    with error_says(FormatError, "line 1", "'split'", "missing"):
         read_metrics(bad)
     bad.write_text("\n", encoding="utf-8")
     with pytest.raises(FormatError, match="holds no loss records yet"):
@@ -365,18 +378,40 @@ def test_attention_maps_come_from_the_model_and_plot_per_head(tok):
     assert fig._suptitle.get_text() == "layer 1: 2 heads × (query × key), 5 tokens"
 
 
-def test_attention_layer_out_of_range_names_the_number_of_layers(tok):
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned", "rope", "alibi", "relative", "t5", "xl", "cape",
+                                        "none"])
+def test_a_models_scheme_is_measured_on_its_own_device(tok, positional):
+    # Under a meta default device every tensor made without naming a device lands on meta (no data): a
+    # device mix-up fails here on a CPU-only machine as it would with the model on a GPU (ids or scores
+    # built on the CPU against a CUDA scheme: "expected all tensors to be on the same device").
+    model = tiny_gpt(tok.vocab_size, positional=positional)
+    scheme = model.embed.positional
+    methods = ["auto", "attention"] if scheme.acts_on == "attention" else ["auto"]
+    expected = [positional_scores(scheme, n_positions=6, d_model=16, n_heads=2, method=m).scores for m in methods]
+    want_trace = trace("你好好", tok, model.embed).stage("input vectors").value
+    want_maps = attention_maps(model, tok, "你好好", layer=1)[0]
+    with torch.device("meta"):
+        got = [positional_scores(scheme, n_positions=6, d_model=16, n_heads=2, method=m).scores for m in methods]
+        got_trace = trace("你好好", tok, model.embed).stage("input vectors").value
+        got_maps = attention_maps(model, tok, "你好好", layer=1)[0]
+    for want, have in zip(expected, got):
+        np.testing.assert_array_equal(want, have)
+    torch.testing.assert_close(got_trace, want_trace, rtol=0, atol=0)
+    torch.testing.assert_close(got_maps, want_maps, rtol=0, atol=0)
+
+
+def test_attention_layer_out_of_range_names_the_number_of_layers(tok, error_says):
     model = tiny_gpt(tok.vocab_size, n_layers=2)
-    with pytest.raises(TokvecValueError, match=r"layer 2 is out of range: this model has 2 layers, numbered 0..1"):
+    with error_says(TokvecValueError, "layer 2", "2 layers", "0..1"):
         attention_maps(model, tok, "你好", layer=2)
     with pytest.raises(TokvecValueError, match="layer -1 is out of range"):
         attention_maps(model, tok, "你好", layer=-1)
-    with pytest.raises(TokvecValueError, match="text is 40 tokens, longer than the model's context_length 32"):
+    with error_says(TokvecValueError, "40 tokens", "context_length 32"):
         attention_maps(model, tok, "好" * 40, layer=0)
 
 
 # -- files ----------------------------------------------------------------------------------------------
-def test_save_figure_png_svg_and_bad_extension(tmp_path):
+def test_save_figure_png_svg_and_bad_extension(tmp_path, error_says):
     fig = plot_pe(d_model=32, max_len=50)
     png = save_figure(fig, tmp_path / "pe.png")
     data = png.read_bytes()
@@ -388,7 +423,7 @@ def test_save_figure_png_svg_and_bad_extension(tmp_path):
         assert np.asarray(im.convert("L")).std() > 20  # not a blank image
     svg = save_figure(fig, tmp_path / "pe.svg").read_text(encoding="utf-8")
     assert svg.startswith("<?xml") and "<svg" in svg
-    with pytest.raises(TokvecValueError, match=r"cannot save a figure as '.jpg' .*name it .png or .svg"):
+    with error_says(TokvecValueError, "'.jpg'", ".png or .svg"):
         save_figure(fig, tmp_path / "pe.jpg")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pe.png", "pe.svg"]  # no temp files left
 
@@ -435,16 +470,16 @@ def test_report_notes_missing_parts_instead_of_failing(tok, tmp_path):
     assert "what none alone adds to the attention score" in page
 
 
-def test_check_run_dir_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no run directory at .*missing; train one with `tokvec train"):
+def test_check_run_dir_errors(tmp_path, error_says):
+    with error_says(FileNotFoundError, "no run directory", str(tmp_path / "missing"), "tokvec train"):
         check_run_dir(tmp_path / "missing")
-    with pytest.raises(FormatError, match=r"holds no checkpoint \(no config.json\); train one with `tokvec train"):
+    with error_says(FormatError, "no checkpoint", "config.json", "tokvec train"):
         check_run_dir(tmp_path)
     (tmp_path / "config.json").write_text('{"format": "other"}', encoding="utf-8")
-    with pytest.raises(FormatError, match=r"is not a tokvec run config \(format 'other', expected 'tokvec.run'\)"):
+    with error_says(FormatError, "'other'", "'tokvec.run'"):
         check_run_dir(tmp_path)
     (tmp_path / "config.json").write_text("[]", encoding="utf-8")
-    with pytest.raises(FormatError, match=r"must hold a JSON object, got a list"):
+    with error_says(FormatError, "JSON object", "a list"):
         check_run_dir(tmp_path)
 
 

@@ -36,30 +36,30 @@ def test_min_freq_and_max_size():
     assert list(v)[4:] == ["a"] and len(v) == 5
 
 
-def test_unknown_maps_to_unk_or_raises_without_unk():
+def test_unknown_maps_to_unk_or_raises_without_unk(error_says):
     v = Vocabulary.build("ab")
     assert v.token_to_id("zzz") == v.unk_id == 1
     assert v.lookup_ids(["a", "q", "b"]) == [4, 1, 5]
     strict = Vocabulary.build("ab", specials=["<pad>"], unk_token=None)
     assert strict.unk_id is None
-    with pytest.raises(UnknownTokenError, match=r"token 'q' is not in the vocabulary \(3 tokens\) and it has no unk"):
+    with error_says(UnknownTokenError, "'q'", "3 tokens", "no unk"):
         strict.token_to_id("q")
 
 
-def test_id_out_of_range_names_id_position_and_size():
+def test_id_out_of_range_names_id_position_and_size(error_says):
     v = Vocabulary.build("ab")
-    with pytest.raises(TokenIdError, match=r"token id 6 is out of range for vocab_size 6; ids must be in \[0, 5\]"):
+    with error_says(TokenIdError, "token id 6", "vocab_size 6", "[0, 5]"):
         v.id_to_token(6)
-    with pytest.raises(TokenIdError, match=r"token id -1 at position 2 is out of range for vocab_size 6"):
+    with error_says(TokenIdError, "token id -1", "position 2", "vocab_size 6"):
         v.lookup_tokens([4, 5, -1])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"min_freq": 0}, r"min_freq must be an integer >= 1, got 0"),
-    ({"max_size": 3}, r"max_size 3 is smaller than the 4 special tokens"),
+@pytest.mark.parametrize("kwargs, facts", [
+    ({"min_freq": 0}, ("min_freq", ">= 1", "got 0")),
+    ({"max_size": 3}, ("max_size 3", "4 special tokens")),
 ])
-def test_bad_build_arguments(kwargs, message):
-    with pytest.raises(TokvecValueError, match=message):
+def test_bad_build_arguments(kwargs, facts, error_says):
+    with error_says(TokvecValueError, *facts):
         Vocabulary.build("abc", **kwargs)
 
 
@@ -80,18 +80,18 @@ def test_save_load_round_trip(tmp_path):
     assert w == v and list(w) == list(v) and w.unk_token == "<unk>"
 
 
-def test_load_refuses_other_format_and_version(tmp_path):
+def test_load_refuses_other_format_and_version(tmp_path, error_says):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"format": "something.else", "version": 1}))
-    with pytest.raises(FormatError, match=r"has format 'something.else', expected 'tokvec.vocab'"):
+    with error_says(FormatError, "'something.else'", "'tokvec.vocab'"):
         Vocabulary.load(other)
     future = tmp_path / "future.json"
     future.write_text(json.dumps({"format": "tokvec.vocab", "version": 99, "tokens": [], "specials": []}))
-    with pytest.raises(FormatError, match=r"version 99; this tokvec reads version 1"):
+    with error_says(FormatError, "version 99", "version 1"):
         Vocabulary.load(future)
     broken = tmp_path / "broken.json"
     broken.write_text('{"format": "tokvec.vocab",\n "version": 1,,}')
-    with pytest.raises(FormatError, match=r"broken.json is not valid JSON \(line 2"):
+    with error_says(FormatError, "broken.json", "JSON", "line 2"):
         Vocabulary.load(broken)
 
 
@@ -121,7 +121,7 @@ def test_saved_files_follow_the_umask(tmp_path):
     assert (tmp_path / "v.json").stat().st_mode & 0o777 == 0o644
 
 
-def test_first_appearance_order_without_specials_gives_the_tutorials_ids(tmp_path):
+def test_first_appearance_order_without_specials_gives_the_tutorials_ids(tmp_path, error_says):
     """The classic tutorials' toy vocabulary: {你: 0, 好: 1, 嗎: 2} for "你好好嗎嗎"."""
     v = Vocabulary.build("你好好嗎嗎", specials=(), unk_token=None, order="first")
     assert list(v) == ["你", "好", "嗎"] and v.lookup_ids("你好好嗎嗎") == [0, 1, 1, 2, 2]
@@ -134,7 +134,7 @@ def test_first_appearance_order_without_specials_gives_the_tutorials_ids(tmp_pat
     assert tok.encode("你好好嗎嗎") == [0, 1, 1, 2, 2] and tok.vocab_size == 3
     tok.save(tmp_path / "tok.json")
     assert load_tokenizer(tmp_path / "tok.json").encode("嗎你") == [2, 0]
-    with pytest.raises(UnknownTokenError, match=r"token '們' is not in the vocabulary \(3 tokens\) and it has no unk"):
+    with error_says(UnknownTokenError, "'們'", "3 tokens", "no unk"):
         tok.encode("你們")
-    with pytest.raises(TokvecValueError, match=r"unknown order 'alphabetical'; choose one of frequency, first"):
+    with error_says(TokvecValueError, "'alphabetical'", "frequency, first"):
         Vocabulary.build("ab", order="alphabetical")

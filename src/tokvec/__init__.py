@@ -14,7 +14,10 @@ and ``tokvec --help`` stay free of torch until a name that needs it is touched.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+# not `from typing import TYPE_CHECKING`: typing (and the re, enum, collections it pulls in) would be
+# most of what `tokvec --help` costs beyond a bare interpreter
+TYPE_CHECKING = False
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -52,8 +55,8 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "__version__":  # read from the package metadata on first use (importlib.metadata is slow to import)
+def __getattr__(name: str) -> object:
+    if name == "__version__":
         from ._version import version
 
         globals()[name] = value = version()

@@ -1,12 +1,12 @@
-"""The installed version, read from the package metadata without importing the rest of tokvec."""
+"""tokvec's version: the one place it is written (pyproject.toml reads it from here at build time).
+
+A plain string, not ``importlib.metadata.version("tokvec")``: that lookup costs several times a bare
+interpreter's start (docs/benchmarks.md), and ``tokvec --version`` should cost little more than the start.
+"""
+
+__version__ = "0.1.0"
 
 
 def version() -> str:
-    """tokvec's version string, or ``0.0.0+src`` when running from a source tree without an install."""
-    from importlib.metadata import PackageNotFoundError  # ~50 ms to import: only when the version is asked
-    from importlib.metadata import version as metadata_version
-
-    try:
-        return metadata_version("tokvec")
-    except PackageNotFoundError:
-        return "0.0.0+src"
+    """tokvec's version string, e.g. ``"0.1.0"``."""
+    return __version__

@@ -16,40 +16,6 @@ from .attention import CausalSelfAttention, KVCache
 from .config import ModelConfig
 
 
-def register_alias_hooks(module: nn.Module) -> None:
-    """Save each shared tensor once: ``state_dict()`` drops the aliases, ``load_state_dict`` refills them.
-
-    A GPT shares tensors on purpose: the LM head's weight IS the token table (tying), and every
-    attention layer holds the one positional module. PyTorch lists each alias under its own key;
-    safetensors refuses to save aliased tensors, and a checkpoint should not store one table
-    twice. The first name in ``named_parameters`` order (``embed.token.embedding.weight``,
-    ``embed.positional.*``) is the one kept.
-    """
-
-    def aliases(m: nn.Module) -> list[tuple[str, str]]:
-        first: dict[int, str] = {}
-        pairs = []
-        named = list(m.named_parameters(remove_duplicate=False)) + list(m.named_buffers(remove_duplicate=False))
-        for name, tensor in named:
-            if id(tensor) in first:
-                pairs.append((name, first[id(tensor)]))
-            else:
-                first[id(tensor)] = name
-        return pairs
-
-    def drop(m: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-        for alias, _ in aliases(m):
-            state_dict.pop(prefix + alias, None)
-
-    def refill(m: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
-        for alias, canonical in aliases(m):
-            if prefix + alias not in state_dict and prefix + canonical in state_dict:
-                state_dict[prefix + alias] = state_dict[prefix + canonical]
-
-    module.register_state_dict_post_hook(drop)
-    module.register_load_state_dict_pre_hook(refill)
-
-
 def make_norm(config: ModelConfig) -> nn.Module:
     """LayerNorm (with bias when config.bias) or RMSNorm (never a bias) over d_model."""
     if config.norm == "rmsnorm":

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
-from .block import Block, make_norm, register_alias_hooks
+from .aliases import register_alias_hooks
+from .block import Block, make_norm
 from .config import ModelConfig
 
 POOLINGS = ("mean", "last", "first")

@@ -34,8 +34,9 @@ from torch.utils.checkpoint import checkpoint
 from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
 from ..positional import build as build_positional
+from .aliases import register_alias_hooks
 from .attention import KVCache
-from .block import Block, make_norm, register_alias_hooks
+from .block import Block, make_norm
 from .cache import PreallocatedKVCache
 from .config import ModelConfig
 from .sampling import DEFAULT_TEMPERATURE, generate

@@ -37,6 +37,7 @@ from safetensors.torch import save as st_save
 from .._io import atomic_open, read_json, write_json
 from .._schema import Doc, metric_record, parse_json, read_json_lines
 from ..errors import FormatError, TokvecValueError
+from ..model.aliases import drop_aliases, refill_aliases
 
 FORMAT = "tokvec.run"
 VERSION = 1
@@ -55,18 +56,9 @@ class CheckpointError(FormatError):
 
 # -- tensors <-> safetensors bytes -------------------------------------------------------------
 def _dedupe(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Store tensors that share memory (tied embeddings) once; return (unique, alias -> stored name)."""
-    unique: dict[str, torch.Tensor] = {}
-    seen: dict[tuple, str] = {}
-    aliases: dict[str, str] = {}
-    for name, t in tensors.items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
-        if t.numel() and key in seen:
-            aliases[name] = seen[key]
-            continue
-        seen[key] = name
-        unique[name] = t.detach().contiguous().cpu()
-    return unique, aliases
+    """Store tensors that share memory (tied embeddings) once; return (unique on the CPU, alias -> stored name)."""
+    unique, aliases = drop_aliases(tensors)
+    return {name: t.detach().contiguous().cpu() for name, t in unique.items()}, aliases
 
 
 def _header_metadata(data: bytes, path: Path) -> dict[str, str]:
@@ -364,8 +356,7 @@ def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, config: Map
     aliases = _meta_json(meta, "aliases", path, "{}")
     if not isinstance(aliases, dict) or not all(isinstance(v, str) and v in tensors for v in aliases.values()):
         raise CheckpointError(f"{path}: metadata 'aliases' must map tensor names to stored tensors")
-    for alias, name in aliases.items():
-        tensors[alias] = tensors[name]
+    refill_aliases(tensors, aliases)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

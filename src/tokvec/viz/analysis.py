@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import TokvecValueError, UnknownTokenError
+from ..errors import TokenIdError, TokvecValueError, UnknownTokenError
 from ..positional import PositionalEncoding, build
 from ..positional.base import head_dim_for
 
@@ -101,9 +101,10 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
                                f"acts on {scheme.acts_on!r}: use method 'auto'")
     n = n_positions
     causal = np.tril(np.ones((n, n), dtype=bool))
+    device = _device_of(scheme)  # a run's scheme may live on a GPU: compute there, return NumPy
     with torch.no_grad():
         if scheme.acts_on == "input":
-            table = scheme.table(n).detach().double()
+            table = scheme.table(n).detach().double().cpu()
             scores = (table @ table.T).unsqueeze(0).numpy()
             return PositionalScores(scheme.name, "dot", scores, "PE(i)·PE(j)")
         if scheme.acts_on == "none":
@@ -114,12 +115,13 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
         if method == "attention":
             return _masked(scheme.name, "attention", _attention_scores(scheme, n, d_model, n_heads).numpy(),
                            "log w(i,j) - log w(i,i)", causal)
-        v = torch.ones(head_dim) if vector is None else torch.as_tensor(vector, dtype=torch.float32)
+        v = torch.ones(head_dim, device=device) if vector is None else \
+            torch.as_tensor(vector, dtype=torch.float32, device=device)
         if v.shape != (head_dim,):
             raise TokvecValueError(f"vector must have shape ({head_dim},) = (head_dim,), got {tuple(v.shape)}")
         x = v.expand(1, heads, n, head_dim).contiguous()  # (b=1, h, n, hd): the same content everywhere
-        q, k = scheme.rotate(x.clone(), x.clone(), torch.arange(n)) if scheme.rotates else (x, x)
-        scores, parts = torch.zeros(heads, n, n, dtype=torch.float64), []
+        q, k = scheme.rotate(x.clone(), x.clone(), torch.arange(n, device=device)) if scheme.rotates else (x, x)
+        scores, parts = torch.zeros(heads, n, n, dtype=torch.float64, device=device), []
         if scheme.rotates:
             scores = scores + (q[0] @ k[0].transpose(-2, -1)).double() / math.sqrt(head_dim)
             parts.append("q_i·k_j/√hd")
@@ -135,7 +137,7 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
             return _masked(scheme.name, "attention", _attention_scores(scheme, n, d_model, n_heads).numpy(),
                            "log w(i,j) - log w(i,i)", causal)
         kind = "+".join(_KINDS[p] for p in parts)
-        scores, label = scores.numpy(), " + ".join(parts)
+        scores, label = scores.cpu().numpy(), " + ".join(parts)
         return _masked(scheme.name, kind, scores, label, causal)
 
 
@@ -150,12 +152,19 @@ def _attention_scores(scheme: PositionalEncoding, n: int, d_model: int, n_heads:
     content is the same everywhere, so what varies is position alone. -> (h, n, n)."""
     from ..model.attention import CausalSelfAttention
 
-    attn = CausalSelfAttention(d_model, n_heads, positional=scheme, bias=False).eval()
-    with torch.no_grad():
+    with torch.device(_device_of(scheme)), torch.no_grad():  # built beside the scheme (a run's may be on a GPU)
+        attn = CausalSelfAttention(d_model, n_heads, positional=scheme, bias=False).eval()
         attn.qkv.weight.copy_(torch.cat([torch.eye(d_model)] * 3))
         _, weights = attn(torch.ones(1, n, d_model), need_weights=True)  # (1, h, n, n)
     logw = weights[0].double().log()
-    return logw - torch.diagonal(logw, dim1=-2, dim2=-1).unsqueeze(-1)
+    return (logw - torch.diagonal(logw, dim1=-2, dim2=-1).unsqueeze(-1)).cpu()
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer; the CPU for a module that holds none."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 # -- embedding tables -------------------------------------------------------------------------
@@ -179,14 +188,22 @@ def pca_2d(x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def token_strings(tokenizer) -> list[str]:
-    """The string of every id 0..V-1 (bytes that are not whole UTF-8 characters shown as \\xNN)."""
+    """The string of every id 0..V-1 (bytes that are not whole UTF-8 characters shown as \\xNN); ``""``
+    for an id that is no token (a BPE vocabulary imported with gaps in its ids, e.g. a HF model's
+    unused ids: its embedding table still has their rows)."""
     vocab = getattr(tokenizer, "vocab", None)
     if vocab is not None and hasattr(vocab, "lookup_tokens"):
         return vocab.lookup_tokens(range(tokenizer.vocab_size))
     if hasattr(tokenizer, "decode_bytes"):
-        return [tokenizer.decode_bytes([i]).decode("utf-8", errors="backslashreplace")
-                for i in range(tokenizer.vocab_size)]
+        return [_token_string(tokenizer, i) for i in range(tokenizer.vocab_size)]
     return [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+
+
+def _token_string(tokenizer, i: int) -> str:
+    try:
+        return tokenizer.decode_bytes([i]).decode("utf-8", errors="backslashreplace")
+    except TokenIdError:  # an unassigned id between assigned ones
+        return ""
 
 
 def embedding_table(model) -> torch.Tensor:
