@@ -2,6 +2,7 @@
 
     python benchmarks/bench_bpe.py [--quick] [--big-mb 200]
     python benchmarks/bench_bpe.py --engines-only [--repeat 2]
+    python benchmarks/bench_bpe.py --memory-mb 50 [--before-src ../main/src]
 
 0. training engines: tokvec's default engine ("auto" = rustbpe, HF as the fallback for
    min_frequency) against its HF engine (HF BpeTrainer), same files, pattern, vocabulary and
@@ -14,6 +15,7 @@
    vs HF tokenizers (its own model trained at the same vocab size; target >= 5x);
 3. encode_batch on one-line items: tokvec vs HF encode_batch (target >= 3x), with tiktoken's own
    encode_batch shown for context;
+(--memory-mb) training peak RSS on text without whitespace, in child processes (issue 11);
 4. corpus -> token file: MB/s and peak RSS (child process) on a ~200 MB file made by repeating a
    corpus in a temp dir (deleted afterwards); target peak RSS < 300 MB.
 Corpora: ../shared/data/tinyshakespeare.txt (English) and tang-poems.txt (classical Chinese).
@@ -36,14 +38,19 @@ CORPORA = {"english": DATA / "tinyshakespeare.txt", "chinese": DATA / "tang-poem
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def best_of(*fns, repeat: int = 7) -> list[float]:
-    """Best time of each function, runs interleaved (a shared machine's load hits all of them alike)."""
+def best_of(*fns, repeat: int = 7, min_seconds: float = 0.0, max_repeat: int = 15) -> list[float]:
+    """Best time of each function, runs interleaved (a shared machine's load hits all of them alike):
+    ``repeat`` rounds, more (up to ``max_repeat``) until ``min_seconds`` were spent in all."""
     best = [float("inf")] * len(fns)
-    for _ in range(repeat):
+    spent, rounds = 0.0, 0
+    while rounds < repeat or (spent < min_seconds and rounds < max_repeat):
         for k, fn in enumerate(fns):
             start = time.perf_counter()
             fn()
-            best[k] = min(best[k], time.perf_counter() - start)
+            took = time.perf_counter() - start
+            best[k] = min(best[k], took)
+            spent += took
+        rounds += 1
     return best
 
 
@@ -60,7 +67,7 @@ def bench_engines(name: str, path: Path, repeat: int, results: list) -> None:
                 return lambda: toks.__setitem__(engine, BPETokenizer.train(
                     path, vocab_size=vocab, min_frequency=min_frequency, allow_smaller=True, engine=engine))
 
-            t_auto, t_hf = best_of(run("auto"), run("hf"), repeat=repeat)
+            t_auto, t_hf = best_of(run("auto"), run("hf"), repeat=repeat, min_seconds=20)  # short runs: more
             fast, hf = toks["auto"], toks["hf"]
             tpb_fast, tpb_hf = len(fast.encode(text)) / size, len(hf.encode(text)) / size
             results.append((f"train {name} vocab {vocab} min_frequency {min_frequency}",
@@ -176,6 +183,49 @@ def bench_token_file(name: str, path: Path, tok, big_mb: int, tmp: Path, results
     (tmp / "ids.bin").unlink()
 
 
+TRAIN_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from tokvec import BPETokenizer
+start = time.perf_counter()
+tok = BPETokenizer.train(sys.argv[2], vocab_size=int(sys.argv[3]), allow_smaller=True)
+print(json.dumps({"secs": time.perf_counter() - start, "engine": tok.trained_by,
+                  "rss_mb": [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]}))
+"""
+
+
+def bench_train_memory(size_mb: int, src_dirs: dict[str, Path], timeout: float, results: list) -> None:
+    """Peak RSS of BPE training (vocab 4096, child processes) on text without whitespace (issue 11):
+    tang-poems repeated to ``size_mb`` with its newlines and spaces removed (pieces still end at its
+    punctuation), and with every non-letter removed (one letter run: without a bound, one piece)."""
+    poems = CORPORA["chinese"].read_text(encoding="utf-8")
+    shapes = {"no whitespace": "".join(poems.split()), "letters only": "".join(c for c in poems if c.isalpha())}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        for shape, text in shapes.items():
+            path = Path(tmp_name) / "corpus.txt"
+            data = text.encode("utf-8")
+            with open(path, "wb") as f:
+                for _ in range(max(1, size_mb * 10**6 // len(data))):
+                    f.write(data)
+            mb = path.stat().st_size / 1e6
+            for side, src in src_dirs.items():
+                try:
+                    out = subprocess.run([sys.executable, "-c", TRAIN_CHILD, str(src), str(path), "4096"],
+                                         capture_output=True, text=True, check=True, timeout=timeout)
+                    r = json.loads(out.stdout)
+                    cell = f"{r['secs']:.0f} s, peak RSS {r['rss_mb']:.0f} MB ({r['engine']})"
+                except subprocess.TimeoutExpired:
+                    cell = f"stopped after {timeout:.0f} s"
+                results.append((f"train vocab 4096 on {mb:.0f} MB of tang-poems, {shape}", side, cell, ""))
+                print(" | ".join(results[-1]), flush=True)
+            path.unlink()
+    base = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from tokvec import "
+                           "BPETokenizer; import rustbpe, tokenizers, tiktoken, numpy; print([int(l.split()[1]) / 1024 "
+                           "for l in open('/proc/self/status') if l.startswith('VmHWM:')][0])", str(ROOT / "src")],
+                          capture_output=True, text=True, check=True)
+    results.append(("python + imports alone", f"peak RSS {float(base.stdout):.0f} MB", "", ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="vocab 4096 only, 50 MB token file")
@@ -183,6 +233,11 @@ def main() -> None:
     parser.add_argument("--skip-sentencepiece", action="store_true")
     parser.add_argument("--engines-only", action="store_true", help="only section 0 (training engines)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per engine in section 0 (best kept)")
+    parser.add_argument("--corpus", choices=sorted(CORPORA), action="append", help="with --engines-only: only these")
+    parser.add_argument("--memory-mb", type=int, default=0,
+                        help="only: peak RSS of training on this many MB of text without whitespace (issue 11)")
+    parser.add_argument("--before-src", type=Path, help="with --memory-mb: also run another checkout's src/")
+    parser.add_argument("--timeout", type=float, default=1800, help="with --memory-mb: seconds per child")
     args = parser.parse_args()
     missing = [str(p) for p in CORPORA.values() if not p.is_file()]
     if missing:
@@ -194,9 +249,15 @@ def main() -> None:
     if args.skip_sentencepiece:
         globals()["train_sentencepiece"] = lambda *a: "skipped"
     results: list[tuple] = []
+    if args.memory_mb:
+        src_dirs = {"this checkout": ROOT / "src", **({f"{args.before_src}": args.before_src} if args.before_src else {})}
+        bench_train_memory(args.memory_mb, src_dirs, args.timeout, results)
+        print_table(results)
+        return
     if args.engines_only:
         for name, path in CORPORA.items():
-            bench_engines(name, path, args.repeat, results)
+            if not args.corpus or name in args.corpus:
+                bench_engines(name, path, args.repeat, results)
         print_table(results)
         return
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -88,19 +88,68 @@ def test_auto_uses_rustbpe_and_ids_are_tiktoken_exact(corpus, tmp_path):
     assert BPETokenizer.train(path, vocab_size=600, special_tokens=["<|endoftext|>", "<pad>"]).ranks == tok.ranks
 
 
-def test_min_frequency_falls_back_to_hf(corpus):
-    # 100 distinct words seen 3 times: after the frequent pairs, rustbpe would merge pairs seen less often
-    small = " ".join(f"w{i:03d}x" for i in range(100)) * 3
-    auto = BPETokenizer.train_from_texts([small], vocab_size=2000, min_frequency=3, allow_smaller=True)
-    hf = BPETokenizer.train_from_texts([small], vocab_size=2000, min_frequency=3, allow_smaller=True, engine="hf")
-    assert auto.trained_by == "hf" and auto.ranks == hf.ranks
-    with pytest.raises(TokvecValueError, match=r"min_frequency 3.*engine='hf'"):
-        BPETokenizer.train_from_texts([small], vocab_size=2000, min_frequency=3, allow_smaller=True, engine="rustbpe")
-    # min_frequency 1: running out of pairs is no reason to fall back
-    ones = BPETokenizer.train_from_texts([small], vocab_size=2000, min_frequency=1, allow_smaller=True)
-    assert ones.trained_by == "rustbpe" and ones.n_ranks > hf.n_ranks
-    # a frequent-enough corpus keeps rustbpe with the default min_frequency 2
+# 100 distinct words seen 3 times: after the frequent pairs, rustbpe goes on to pairs seen less often
+RARE_TAIL = " ".join(f"w{i:03d}x" for i in range(100)) * 3
+
+
+@pytest.mark.parametrize("min_frequency, n_ranks", [(2, 368), (3, 367), (4, 267)])
+def test_min_frequency_cut_equals_hf_trainer(min_frequency, n_ranks):
+    # n_ranks: what HF tokenizers 0.23's BpeTrainer keeps (engine="hf", computed once); rustbpe's
+    # 1744 merges are reported every 17, so the cut inside a window comes from re-encoding the corpus
+    auto = BPETokenizer.train_from_texts([RARE_TAIL], vocab_size=2000, min_frequency=min_frequency, allow_smaller=True)
+    hf = BPETokenizer.train_from_texts([RARE_TAIL], vocab_size=2000, min_frequency=min_frequency, allow_smaller=True,
+                                       engine="hf")
+    assert auto.trained_by == "rustbpe" and hf.trained_by == "hf"
+    assert auto.n_ranks == hf.n_ranks == n_ranks
+    assert auto.ranks == hf.ranks
+    # min_frequency 1: every merge until the pairs run out (each piece one token)
+    ones = BPETokenizer.train_from_texts([RARE_TAIL], vocab_size=2000, min_frequency=1, allow_smaller=True)
+    assert ones.trained_by == "rustbpe" and ones.n_ranks == 368 >= n_ranks
+
+
+def test_min_frequency_cut_on_a_long_tail_matches_hf(corpus, tmp_path, error_says):
+    # the synthetic corpus has 3262 - 256 pairs seen twice (HF's count): vocab 30000 stops there, from files too
+    path = tmp_path / "corpus.txt"
+    path.write_text(corpus, encoding="utf-8")
+    auto = BPETokenizer.train(path, vocab_size=30_000, allow_smaller=True)
+    hf = BPETokenizer.train(path, vocab_size=30_000, allow_smaller=True, engine="hf")
+    assert auto.trained_by == "rustbpe" and auto.n_ranks == hf.n_ranks == 3262
+    # ties between pairs of equal count are broken differently (ids differ), compression is the same
+    assert abs(len(auto.encode(corpus)) / len(hf.encode(corpus)) - 1) < 0.001
+    with error_says(TokvecValueError, "3262 tokens", "vocab_size 30000", "allow_smaller"):
+        BPETokenizer.train(path, vocab_size=30_000)
+
+
+def test_min_frequency_cut_falls_back_to_hf_when_overlaps_hide_a_count(error_says):
+    # " qqq" once: the pair (q, q) occurs twice in it (HF merges it at min_frequency 2) but merges once
+    text = RARE_TAIL + " qqq"
+    auto = BPETokenizer.train_from_texts([text], vocab_size=2000, allow_smaller=True)
+    hf = BPETokenizer.train_from_texts([text], vocab_size=2000, allow_smaller=True, engine="hf")
+    assert auto.trained_by == "hf" and auto.ranks == hf.ranks and b"qq" in auto.ranks
+    with error_says(TokvecValueError, "b'qq'", "a token twice", "engine='hf'"):
+        BPETokenizer.train_from_texts([text], vocab_size=2000, allow_smaller=True, engine="rustbpe")
+    # a one-shot iterator cannot be read again for the cut
+    with error_says(TokvecValueError, "read once", "engine='hf'"):
+        BPETokenizer.train_from_texts(iter([RARE_TAIL]), vocab_size=2000, allow_smaller=True, engine="rustbpe")
+
+
+def test_frequent_corpus_keeps_rustbpe_without_recount(corpus):
     assert BPETokenizer.train_from_texts([corpus], vocab_size=512).trained_by == "rustbpe"
+
+
+def test_training_texts_are_bounded(monkeypatch):
+    from tokvec import textstream
+
+    # cuts after a letter before whitespace or punctuation lose nothing: the same merges as whole texts
+    text = synthetic_corpus(4000, seed=1)
+    whole = BPETokenizer.train_from_texts([text], vocab_size=700, engine="rustbpe")
+    monkeypatch.setattr(textstream, "MAX_TRAIN_TEXT", 64)
+    assert BPETokenizer.train_from_texts([text], vocab_size=700, engine="rustbpe").ranks == whole.ranks
+    # a run of letters is cut every 64 characters: no token is longer, whatever the vocabulary
+    run = "abcdefghijklmnopqrstuvw" * 400
+    tok = BPETokenizer.train_from_texts([run], vocab_size=400, min_frequency=1, allow_smaller=True)
+    assert max(map(len, tok.ranks)) == 64
+    assert tok.decode(tok.encode(run)) == run
 
 
 def test_one_shot_iterator_goes_to_hf_when_min_frequency_matters(corpus):

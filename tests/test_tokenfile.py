@@ -89,6 +89,25 @@ def test_safe_cut():
     assert textstream.safe_cut("小沈阳\n江西") == 3
 
 
+def test_bounded_texts_cut_where_pieces_end():
+    import regex
+
+    from tokvec.tokenizers.patterns import CL100K
+
+    text = "秦川雄帝宅，函谷壯皇居。綺殿千尋起，離宮百雉餘。 one two three" + "x" * 25
+    parts = list(textstream.bounded_texts(text, 10))
+    assert "".join(parts) == text and max(map(len, parts)) <= 10
+    assert parts[:3] == ["秦川雄帝宅", "，函谷壯皇居", "。綺殿千尋起"]  # before the punctuation: no piece spans it
+    assert parts[-4:] == [" threexxxx", "x" * 10, "x" * 10, "x"]  # a letter run with no cut: cut by size
+    # every cut that is not forced falls between two cl100k pieces
+    ends, at = {m.end() for m in regex.finditer(CL100K, text)}, 0
+    for part in parts[:-4]:
+        at += len(part)
+        assert at in ends, (part, at)
+    assert list(textstream.bounded_texts("short", 10)) == ["short"]
+    assert textstream.letter_symbol_cut("it's 12") == 0  # an apostrophe or digit may join the letter's piece
+
+
 def test_dtype_choice():
     assert token_dtype(65536) == "uint16"  # ids 0..65535 fit
     assert token_dtype(65537) == "uint32"  # id 65536 would wrap to 0 in uint16

@@ -11,6 +11,7 @@ gives the same ids as encoding each file whole.
 from __future__ import annotations
 
 import codecs
+import functools
 import glob
 import os
 from pathlib import Path
@@ -80,6 +81,55 @@ def safe_cut(text: str) -> int:
     7
     """
     return whitespace_cut(text, str.isalpha)
+
+
+MAX_TRAIN_TEXT = 8192  # characters per text handed to a BPE trainer: bounds every pre-tokenisation piece
+
+# Just after a letter followed by punctuation or a symbol (not a letter, mark, digit, apostrophe or
+# whitespace): the named patterns end a letter run there and start the next piece with that character.
+@functools.cache
+def _letter_then_symbol():
+    import regex  # for \p{..} classes
+
+    return regex.compile(r"(?r)\p{L}(?=[^\p{L}\p{M}\p{N}\s'\u2019])")
+
+
+def letter_symbol_cut(text: str) -> int:
+    """Index just after the last letter that is followed by punctuation or a symbol (0 if none).
+
+    >>> letter_symbol_cut("秦川雄帝宅，函谷壯皇居。")
+    11
+    """
+    m = _letter_then_symbol().search(text)
+    return m.end() if m else 0
+
+
+def bounded_texts(text: str, max_chars: int | None = None) -> Iterator[str]:
+    """``text`` in parts of at most ``max_chars`` (default MAX_TRAIN_TEXT) characters, whose
+    concatenation is ``text``, for BPE training: a trainer never sees a pre-tokenisation piece longer.
+
+    Each part ends at the last :func:`safe_cut` (letter, then whitespace) in its window; failing
+    that, at the last :func:`letter_symbol_cut`; both are piece boundaries for the named patterns, so
+    training on the parts counts exactly the pairs of the whole. Only a window with neither (e.g.
+    ``max_chars`` letters in a row) is cut at ``max_chars``: the piece it splits loses the one pair
+    that spans the cut. Encoding never sees these parts, so ids stay those of the whole text.
+
+    >>> list(bounded_texts("ab cd efghij", 5))
+    ['ab cd', ' efgh', 'ij']
+    """
+    max_chars = max_chars or MAX_TRAIN_TEXT
+    start, n = 0, len(text)
+    while n - start > max_chars:
+        window = text[start:start + max_chars + 1]  # a cut may fall just after the window's last char
+        at = safe_cut(window)
+        if at == 0 or at > max_chars:
+            at = letter_symbol_cut(window[:max_chars + 1])
+        if at == 0 or at > max_chars:
+            at = max_chars
+        yield text[start:start + at]
+        start += at
+    if start < n:
+        yield text[start:]
 
 
 Cut = Callable[[str], int]  # text -> the last index where a chunk may end (0: nowhere in this text)

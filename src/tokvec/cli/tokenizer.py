@@ -48,7 +48,7 @@ def tokenizer_train(
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the corpus (e.g. gb18030)."),
     allow_smaller: bool = typer.Option(False, "--allow-smaller", help="Keep a smaller vocabulary if merges run out."),
     out_path: Path = typer.Option(..., "--out", "-o", help="Where to save the tokenizer (JSON; .tiktoken writes ranks only)."),
-    engine: str = typer.Option("auto", "--engine", help="auto (rustbpe, HF when min_frequency needs it), rustbpe "
+    engine: str = typer.Option("auto", "--engine", help="auto (rustbpe; HF in the rare case its merges cannot be cut exactly at min_frequency), rustbpe "
                                "or hf (Hugging Face tokenizers' BpeTrainer)."),
 ) -> None:
     """Train a byte-level BPE tokenizer on a corpus (streamed; rustbpe or HF tokenizers' trainer)."""

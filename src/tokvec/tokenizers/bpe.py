@@ -53,9 +53,9 @@ class BPETokenizer(Tokenizer):
     """Byte-level BPE over ``ranks`` (token bytes -> id), a pattern, and special tokens (str -> id)."""
 
     def __init__(self, ranks: Mapping[bytes, int], *, pattern: str = "cl100k",
-                 special_tokens: Mapping[str, int] | None = None, name: str = "tokvec-bpe") -> None:
-        import tiktoken
-
+                 special_tokens: Mapping[str, int] | None = None, name: str = "tokvec-bpe",
+                 build_encoder: bool = True) -> None:
+        """``build_encoder=False``: tiktoken's encoder (~0.1 s for 30k ranks) is built on first use."""
         self.pattern, self.pat_str = resolve_pattern(pattern)
         ranks = dict(ranks)
         missing = [b for b in range(256) if bytes([b]) not in ranks]
@@ -63,8 +63,8 @@ class BPETokenizer(Tokenizer):
             raise TokvecValueError(f"ranks lack {len(missing)} single bytes (e.g. {bytes([missing[0]])!r}); "
                                    f"byte-level BPE needs all 256 so that any text can be encoded")
         specials = dict(special_tokens or {})
-        bad = next((r for r in ranks.values() if isinstance(r, bool) or not isinstance(r, int)), None)
-        if bad is not None:
+        bad = next((r for r in ranks.values() if type(r) is not int), None)
+        if bad is not None and (isinstance(bad, bool) or not isinstance(bad, int)):
             raise TokvecTypeError(f"ranks must be ints, got {bad!r} ({type(bad).__name__})")
         taken = set(ranks.values())
         if len(taken) != len(ranks) or min(taken) < 0 or max(taken) > MAX_ID:
@@ -82,7 +82,7 @@ class BPETokenizer(Tokenizer):
         self.trained_by: str | None = None  # "rustbpe" or "hf" after train / train_from_texts
         self.special_tokens = specials
         self.name = name
-        self._enc = tiktoken.Encoding(name=name, pat_str=self.pat_str, mergeable_ranks=ranks, special_tokens=specials)
+        self._encoder = self._build_encoder() if build_encoder else None
         self._batch_enc = None  # built on first encode_batch
         self._vocab_size = max(taken) + 1
         # unassigned ids below vocab_size: listed when few; else the assigned ones are kept instead, so a
@@ -94,6 +94,18 @@ class BPETokenizer(Tokenizer):
         self.unk_id = None  # byte-level: nothing is unknown
         self.bos_id = specials.get("<bos>", specials.get("<|startoftext|>"))
         self.eos_id = specials.get("<eos>", specials.get("<|endoftext|>"))
+
+    def _build_encoder(self):
+        import tiktoken
+
+        return tiktoken.Encoding(name=self.name, pat_str=self.pat_str, mergeable_ranks=self._ranks,
+                                 special_tokens=self.special_tokens)
+
+    @property
+    def _enc(self):
+        if self._encoder is None:
+            self._encoder = self._build_encoder()
+        return self._encoder
 
     # -- training --------------------------------------------------------------------------------
     @classmethod
@@ -107,9 +119,10 @@ class BPETokenizer(Tokenizer):
         ``vocab_size`` counts the 256 bytes, the merges and ``special_tokens`` (ids after the merges;
         they never take part in training). Merges are made only of pairs seen ``min_frequency``
         times or more. ``engine``: ``"rustbpe"`` (Rust, ~3x faster than HF), ``"hf"`` (Hugging
-        Face tokenizers' BpeTrainer) or ``"auto"``: rustbpe, falling back to HF when the corpus runs
-        out of pairs seen ``min_frequency`` times (see :mod:`tokvec.tokenizers.bpe_train`); the
-        engine used is kept in ``tok.trained_by``. ``progress(n)`` is called with the number of corpus
+        Face tokenizers' BpeTrainer) or ``"auto"``: rustbpe, falling back to HF in the rare cases
+        where rustbpe's merges cannot be cut exactly at ``min_frequency`` (see
+        :mod:`tokvec.tokenizers.bpe_train`); the engine used is kept in ``tok.trained_by``. The
+        trainer sees the text in pieces of at most 8192 characters (``textstream.bounded_texts``). ``progress(n)`` is called with the number of corpus
         bytes read (once per byte, even when HF re-reads after a fallback); ``on_merges(done, total)``
         as rustbpe merges (every percent). Deterministic for a given corpus, settings and engine.
         When the corpus runs out of pairs before ``vocab_size`` is reached, raises (saying how far
@@ -128,16 +141,17 @@ class BPETokenizer(Tokenizer):
                 progress(n)
 
         def texts():
-            # 64 KB chunks: enough separate texts for the trainer to pre-tokenise on every core
+            # 64 KB chunks (the trainer cuts them into <= 8192-character texts); with no cut for 1 M
+            # characters one is made anyway (training loses the pair across it; memory stays bounded)
             return (chunk for _, chunk in iter_corpus_chunks(paths, encoding=encoding, progress=once,
-                                                             block_bytes=1 << 16))
+                                                             block_bytes=1 << 16, max_carry=1 << 20))
 
         what = f"the corpus ({', '.join(map(str, paths[:3]))}{', ...' if len(paths) > 3 else ''})"
         ranks, specials, used = train_ranks(texts, vocab_size=vocab_size, pattern=pattern,
                                             special_tokens=special_tokens, min_frequency=min_frequency,
                                             allow_smaller=allow_smaller, what=what, engine=engine,
                                             on_merges=on_merges)
-        tok = cls(ranks, pattern=pattern, special_tokens=specials)
+        tok = cls(ranks, pattern=pattern, special_tokens=specials, build_encoder=not _pattern_checked(pattern, used))
         tok.trained_by = used
         return tok
 
@@ -161,7 +175,7 @@ class BPETokenizer(Tokenizer):
                                             special_tokens=special_tokens, min_frequency=min_frequency,
                                             allow_smaller=allow_smaller, what="the training texts", engine=engine,
                                             reiterable=reiterable, on_merges=on_merges)
-        tok = cls(ranks, pattern=pattern, special_tokens=specials)
+        tok = cls(ranks, pattern=pattern, special_tokens=specials, build_encoder=not _pattern_checked(pattern, used))
         tok.trained_by = used
         return tok
 
@@ -506,6 +520,12 @@ class BPEStreamDecoder(StreamDecoder):
         text = self._utf8.decode(b"", final=True)
         self._utf8.reset()
         return text
+
+
+def _pattern_checked(pattern: str, engine: str) -> bool:
+    """Whether tiktoken's regex engine (fancy-regex) is known to take ``pattern``: a named one, or one
+    rustbpe (the same engine) trained with. Then the encoder can wait until the first encode."""
+    return engine == "rustbpe" or resolve_pattern(pattern)[0] != "custom"
 
 
 def _occurrences(text: str, sub: str) -> list[int]:

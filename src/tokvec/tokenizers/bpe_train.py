@@ -6,14 +6,19 @@ Two engines, chosen by ``engine=``:
   lazily refreshed heap, ties broken by the lower pair of ids). It splits with the same regex engine
   as tiktoken (fancy-regex), so the pattern is used as is. Measured 2.4-3.2x faster than HF's
   trainer on the repo's corpora (benchmarks/bench_bpe.py, docs/benchmarks.md). It has no
-  ``min_frequency``: it merges while any pair occurs at all. Because the best pair's count never
-  grows from one merge to the next (a merge only removes pairs or creates pairs rarer than itself),
-  "every merge had count >= min_frequency" holds iff the *last* merge had. rustbpe reports each
-  percent of its merges, with the pair's count, through Python's logging; the last report decides.
+  ``min_frequency``: it merges while any pair occurs at all, and reports the count of the pair it
+  merged every percent of the merges (through Python's logging). Because that count never grows
+  from one merge to the next, the merges of pairs seen ``min_frequency`` times are a prefix; it is
+  cut off exactly (:func:`_min_frequency_cut`): between the last report >= ``min_frequency`` and
+  the first one below, the counts are recovered from the corpus encoded again.
 - ``"hf"``: Hugging Face ``tokenizers``' BpeTrainer (Rust), which stops exactly at ``min_frequency``.
-- ``"auto"`` (default): rustbpe; when its last merge was rarer than ``min_frequency`` (a small corpus
-  or a large vocabulary: the corpus ran out of frequent pairs) or rustbpe is not installed, the
-  result is thrown away and HF trains instead, so ``min_frequency`` always holds.
+- ``"auto"`` (default): rustbpe; HF when rustbpe is not installed, or in the rare case where the cut
+  is not certain (a pair of one token twice right at the cut, whose overlaps hide its count; texts
+  that cannot be read twice; a token made by two different merges).
+
+Every text reaches the trainer in parts of at most 8192 characters (:func:`tokvec.textstream.bounded_texts`,
+cut where no piece spans the cut when it can be): a file without whitespace is then not one piece
+whose every byte is held and rewritten at every merge. Only pairs across a forced cut are lost.
 
 Special tokens never take part in training in either engine: they get the ids after the merges.
 Ranks: the 256 single bytes take ranks 0..255 by byte value, merged tokens follow in the order the
@@ -22,11 +27,14 @@ trainer made them, so "lowest rank first" (tiktoken) replays the trainer's merge
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 from typing import Callable, Iterator, Sequence
 
 from ..errors import TokvecTypeError, TokvecValueError
+from ..textstream import bounded_texts
 from .interop import printable_to_bytes
 from .patterns import for_oniguruma, resolve_pattern
 
@@ -92,11 +100,14 @@ def train_ranks(texts: TextSource, *, vocab_size: int, pattern: str, special_tok
             if not isinstance(text, str):
                 raise TokvecTypeError(f"training texts must be str, got {type(text).__name__}")
             seen["chars"] += len(text)
-            yield text
+            # no piece longer than MAX_TRAIN_TEXT characters: a 50 MB run without whitespace would be
+            # one word to hold (4 bytes a byte) and to rewrite at every merge
+            yield from bounded_texts(text)
 
     ranks, used = None, "hf"
     if engine == "rustbpe" or (engine == "auto" and (reiterable or min_frequency <= 1) and _have_rustbpe()):
-        ranks, why = _train_rustbpe(counted(texts()), n_ranks, pat_str, min_frequency, on_merges)
+        recount = (lambda: counted(texts())) if reiterable else None
+        ranks, why = _train_rustbpe(counted(texts()), n_ranks, pat_str, min_frequency, on_merges, recount)
         if ranks is not None:
             used = "rustbpe"
         elif engine == "rustbpe":
@@ -137,19 +148,19 @@ _FINISHED = re.compile(r"Finished training: (\d+) merges completed")
 
 
 class _RustbpeReports(logging.Handler):
-    """Reads rustbpe's progress lines: merges done, and the count of the pair merged last."""
+    """Reads rustbpe's progress lines: (merges done, count of the pair merged last) every percent."""
 
     def __init__(self, on_merges: MergeProgress | None) -> None:
         super().__init__(logging.INFO)
         self.on_merges = on_merges
-        self.last_count: int | None = None
+        self.counts: list[tuple[int, int]] = []  # (merges done, count of merge number `done`)
         self.finished: int | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if m := _PROGRESS.search(message):
             done, total, count = map(int, m.groups())
-            self.last_count = count
+            self.counts.append((done, count))
             if self.on_merges is not None:
                 self.on_merges(done, total)
         elif m := _FINISHED.search(message):
@@ -157,13 +168,14 @@ class _RustbpeReports(logging.Handler):
 
 
 def _train_rustbpe(texts: Iterator[str], n_ranks: int, pat_str: str, min_frequency: int,
-                   on_merges: MergeProgress | None) -> tuple[dict[bytes, int] | None, str]:
-    """rustbpe's ranks, or (None, why) when they do not honour ``min_frequency`` exactly."""
+                   on_merges: MergeProgress | None, recount: Callable[[], Iterator[str]] | None = None,
+                   ) -> tuple[dict[bytes, int] | None, str]:
+    """rustbpe's ranks, cut at the first merge seen fewer than ``min_frequency`` times; or (None, why)
+    when that cut cannot be found exactly. ``recount()`` reads the texts again (for the cut)."""
     try:
         import rustbpe
     except ImportError:
         return None, "rustbpe is not installed (pip install rustbpe)"
-    n_merges = n_ranks - 256
     reports = _RustbpeReports(on_merges)
     logger = logging.getLogger("rustbpe")  # pyo3-log forwards rustbpe's `log` lines here
     saved = logger.level, logger.propagate
@@ -173,7 +185,7 @@ def _train_rustbpe(texts: Iterator[str], n_ranks: int, pat_str: str, min_frequen
     try:
         trainer = rustbpe.Tokenizer()
         try:
-            # buffer_size: texts handed to the Rust side per refill (file chunks are 64 KB: <= 64 MB held)
+            # buffer_size: texts handed to the Rust side per refill (<= MAX_TRAIN_TEXT chars each: <= 32 MB)
             trainer.train_from_iterator(texts, n_ranks, buffer_size=1024, pattern=pat_str)
         except ValueError as e:
             if "regex" not in str(e).lower():
@@ -183,22 +195,93 @@ def _train_rustbpe(texts: Iterator[str], n_ranks: int, pat_str: str, min_frequen
         logger.removeHandler(reports)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
-    pairs = trainer.get_mergeable_ranks()
-    made = len(pairs) - 256
+    by_rank = [bytes(token) for token, _ in sorted(trainer.get_mergeable_ranks(), key=lambda p: p[1])]
+    made = len(by_rank) - 256
     if made > 0 and min_frequency > 1:
-        # the last report is the last merge only when all merges were made (rustbpe reports at 100%)
-        if made < n_merges or reports.finished != made:
-            return None, (f"it ran out of pairs after {made} of {n_merges} merges, and its reports do not "
-                          f"say whether the last ones occurred min_frequency {min_frequency} times")
-        if reports.last_count is None:
-            return None, "it did not report its merge counts, so min_frequency cannot be checked"
-        if reports.last_count < min_frequency:
-            return None, (f"its last merges were pairs seen {reports.last_count} time(s), fewer than "
-                          f"min_frequency {min_frequency}")
-    ranks = {bytes(token): rank for token, rank in pairs}
-    if len(ranks) != len(pairs) or sorted(ranks.values()) != list(range(len(pairs))):
+        if reports.finished != made:
+            return None, "its reports do not say how many merges it made, so min_frequency cannot be checked"
+        keep, why = _min_frequency_cut(by_rank, reports.counts, min_frequency, pat_str, recount)
+        if keep is None:
+            return None, why
+        del by_rank[256 + keep:]
+    ranks = {token: rank for rank, token in enumerate(by_rank)}
+    if len(ranks) != len(by_rank):
         return None, "it made the same token from two different merges"
     return ranks, ""
+
+
+def _min_frequency_cut(by_rank: list[bytes], reports: list[tuple[int, int]], min_frequency: int,
+                       pat_str: str, recount: Callable[[], Iterator[str]] | None) -> tuple[int | None, str]:
+    """How many of rustbpe's merges were of pairs seen ``min_frequency`` times or more.
+
+    The count of the pair merged never grows from one merge to the next (a merge only removes
+    pairs, or makes pairs with the new token that are no more frequent than it), so those merges are
+    a prefix, the one a trainer stopping at ``min_frequency`` (HF's) makes. rustbpe reports the
+    count every percent of the merges: the cut lies after the last report >= ``min_frequency`` and
+    before the first one below. Inside that window the counts are found from the corpus encoded
+    with the merges up to the window's end: merge j was applied (occurrences of token j, plus those
+    that a later merge in the window used up) times, which is its pair's count unless the pair is
+    one token twice (``aa`` in ``aaa`` counts 2 pairs, merges once): then (None, why).
+    """
+    made = len(by_rank) - 256
+    reported = {done - 1: count for done, count in reports}  # merge index -> its pair's count
+    lo = max((j + 1 for j, count in reported.items() if count >= min_frequency), default=0)  # merges < lo: kept
+    hi = min((j for j, count in reported.items() if count < min_frequency), default=made)  # merge hi: not kept
+    if hi <= lo:
+        return lo, ""
+    if recount is None:
+        return None, "the texts can be read once only, so the merges seen fewer than min_frequency times cannot be found"
+    import numpy as np
+    import tiktoken
+
+    # the window's ends are merges of known count (lo - 1 and hi): they check the method on this corpus
+    first, top = max(lo - 1, 0), min(hi + 1, made)
+    head = {token: rank for rank, token in enumerate(by_rank[:256 + top])}
+    if len(head) != 256 + top:
+        return None, "it made the same token from two different merges"
+    pairs = {j: _pair_of(by_rank[256 + j], head, 256 + j) for j in range(first, top)}
+    if None in pairs.values():
+        return None, "a token of its is not what BPE makes of its bytes, so its merge counts cannot be recovered"
+    enc = tiktoken.Encoding(name="tokvec-min-frequency", pat_str=pat_str, mergeable_ranks=head, special_tokens={})
+    freq = np.zeros(256 + top, dtype=np.int64)
+    texts = recount()
+    while batch := list(itertools.islice(texts, 256)):  # <= 2 M characters at a time, on every core
+        for ids in enc.encode_ordinary_batch(batch, num_threads=os.cpu_count() or 1):
+            freq += np.bincount(ids, minlength=256 + top)
+    applied = {j: int(freq[256 + j]) for j in range(first, top)}
+    for j in range(top - 1, first - 1, -1):  # later merges first: each adds what it used up to its parts
+        for part in pairs[j]:
+            if part - 256 >= first:
+                applied[part - 256] += applied[j]
+    for j in (first, hi):
+        a, b = pairs.get(j, (0, 0))
+        if j in reported and j in applied and a != b and applied[j] != reported[j]:
+            return None, (f"its merge {j} was reported seen {reported[j]} times but is applied {applied[j]} times "
+                          f"on the corpus encoded again")
+    for j in range(lo, hi):
+        if applied[j] < min_frequency:
+            a, b = pairs[j]
+            if a == b:
+                return None, (f"its merge {j} ({by_rank[256 + j]!r}, a token twice) was applied {applied[j]} time(s), "
+                              f"and overlapping pairs make its count unknown")
+            return j, ""
+    return hi, ""
+
+
+def _pair_of(token: bytes, ranks: dict[bytes, int], rank: int) -> tuple[int, int] | None:
+    """The two tokens BPE joined to make ``token`` (rank ``rank``): its bytes merged in rank order,
+    with ranks below ``rank`` only, end as exactly two parts (None if they do not).
+
+    >>> _pair_of(b"abc", {**{bytes([i]): i for i in range(256)}, b"bc": 256}, 257)
+    (97, 256)
+    """
+    parts = [token[i:i + 1] for i in range(len(token))]
+    while len(parts) > 2:
+        best = min(range(len(parts) - 1), key=lambda i: ranks.get(parts[i] + parts[i + 1], rank))
+        if ranks.get(parts[best] + parts[best + 1], rank) >= rank:
+            return None
+        parts[best:best + 2] = [parts[best] + parts[best + 1]]
+    return (ranks[parts[0]], ranks[parts[1]]) if len(parts) == 2 else None
 
 
 def _train_hf(texts: Iterator[str], n_ranks: int, pat_str: str, min_frequency: int) -> dict[bytes, int]:
