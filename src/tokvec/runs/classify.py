@@ -27,7 +27,6 @@ from typing import Callable, Optional, Sequence
 
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from .._io import read_json
 from .._schema import Doc
@@ -313,7 +312,7 @@ class _ClassifierTask:
         run_dir, tokenizer = Path(self.config.out), self.clf.tokenizer
         state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
         save_tokenizer(run_dir, tokenizer)
-        blob = st_save({k: v.detach().contiguous().cpu() for k, v in state.items()})
+        blob = ({k: v.detach() for k, v in state.items()}, {})  # streamed, tensor by tensor
         commit_files(run_dir, CONFIG_FILE, {WEIGHTS_FILE: blob}, {
             "format": FORMAT, "version": VERSION, "model": self.model_dict, "pooling": self.config.pooling,
             "labels": self.clf.labels, "train": dataclasses.asdict(self.config), "n_train": len(self.train.texts),
