@@ -48,7 +48,8 @@ system-deps:
 # The layering rule (docs/architecture.md) and the lint rules, both configured in pyproject.toml.
 lint: setup
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
 test: setup system-deps lint
 	$(PY) -m pytest

@@ -64,17 +64,25 @@ def bench_engines(name: str, path: Path, repeat: int, results: list) -> None:
             toks: dict[str, BPETokenizer] = {}
 
             def run(engine: str):
-                return lambda: toks.__setitem__(engine, BPETokenizer.train(
-                    path, vocab_size=vocab, min_frequency=min_frequency, allow_smaller=True, engine=engine))
+                return lambda: toks.__setitem__(
+                    engine,
+                    BPETokenizer.train(
+                        path, vocab_size=vocab, min_frequency=min_frequency, allow_smaller=True, engine=engine
+                    ),
+                )
 
             t_auto, t_hf = best_of(run("auto"), run("hf"), repeat=repeat, min_seconds=20)  # short runs: more
             fast, hf = toks["auto"], toks["hf"]
             tpb_fast, tpb_hf = len(fast.encode(text)) / size, len(hf.encode(text)) / size
-            results.append((f"train {name} vocab {vocab} min_frequency {min_frequency}",
-                            f"tokvec auto ({fast.trained_by}) {t_auto:.2f} s, {fast.vocab_size} tokens, "
-                            f"{tpb_fast:.4f} tokens/byte",
-                            f"tokvec hf {t_hf:.2f} s, {hf.vocab_size} tokens, {tpb_hf:.4f} tokens/byte",
-                            f"{t_hf / t_auto:.2f}x faster, compression {tpb_fast / tpb_hf - 1:+.2%}"))
+            results.append(
+                (
+                    f"train {name} vocab {vocab} min_frequency {min_frequency}",
+                    f"tokvec auto ({fast.trained_by}) {t_auto:.2f} s, {fast.vocab_size} tokens, "
+                    f"{tpb_fast:.4f} tokens/byte",
+                    f"tokvec hf {t_hf:.2f} s, {hf.vocab_size} tokens, {tpb_hf:.4f} tokens/byte",
+                    f"{t_hf / t_auto:.2f}x faster, compression {tpb_fast / tpb_hf - 1:+.2%}",
+                )
+            )
             print(" | ".join(results[-1]), flush=True)
 
 
@@ -84,8 +92,12 @@ def hf_bytelevel_trainer(vocab_size: int):
     hf = Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     hf.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     return hf, trainer
 
 
@@ -96,9 +108,17 @@ def train_sentencepiece(path: Path, vocab_size: int, tmp: Path) -> float | str:
         return "not installed (pip install .[bench])"
     start = time.perf_counter()
     try:
-        spm.SentencePieceTrainer.train(input=str(path), model_prefix=str(tmp / f"sp{vocab_size}"), model_type="bpe",
-                                       vocab_size=vocab_size, character_coverage=0.9995, byte_fallback=True,
-                                       num_threads=os.cpu_count(), minloglevel=2, max_sentence_length=1 << 16)
+        spm.SentencePieceTrainer.train(
+            input=str(path),
+            model_prefix=str(tmp / f"sp{vocab_size}"),
+            model_type="bpe",
+            vocab_size=vocab_size,
+            character_coverage=0.9995,
+            byte_fallback=True,
+            num_threads=os.cpu_count(),
+            minloglevel=2,
+            max_sentence_length=1 << 16,
+        )
     except RuntimeError as e:
         return f"failed: ...{' '.join(str(e).split())[-70:]}"
     return time.perf_counter() - start
@@ -118,8 +138,14 @@ def bench_train(name: str, path: Path, vocabs: list[int], tmp: Path, results: li
         t_hf = time.perf_counter() - start
         t_sp = train_sentencepiece(path, vocab, tmp)
         sp = f"{t_sp:.2f} s ({t_tokvec / t_sp:.2f}x)" if isinstance(t_sp, float) else t_sp
-        results.append((f"train {name} vocab {vocab}", f"tokvec {t_tokvec:.2f} s (got {tok.vocab_size})",
-                        f"HF BpeTrainer {t_hf:.2f} s ({t_tokvec / t_hf:.2f}x)", f"sentencepiece BPE {sp}"))
+        results.append(
+            (
+                f"train {name} vocab {vocab}",
+                f"tokvec {t_tokvec:.2f} s (got {tok.vocab_size})",
+                f"HF BpeTrainer {t_hf:.2f} s ({t_tokvec / t_hf:.2f}x)",
+                f"sentencepiece BPE {sp}",
+            )
+        )
         toks[vocab] = (tok, hf)
     return toks
 
@@ -130,21 +156,31 @@ def bench_encode(name: str, text: str, tok, hf, results: list) -> None:
     mb = len(text.encode("utf-8")) / 1e6
     tt = tiktoken.Encoding(name="same-ranks", pat_str=tok.pat_str, mergeable_ranks=tok.ranks, special_tokens={})
     assert tok.encode(text) == tt.encode(text)
-    t_tokvec, t_tt, t_tto, t_hf = best_of(lambda: tok.encode(text), lambda: tt.encode(text),
-                                          lambda: tt.encode_ordinary(text), lambda: hf.encode(text))
-    results.append((f"encode {name} ({mb:.1f} MB, one string, vocab {tok.vocab_size})", f"tokvec {mb / t_tokvec:.1f} MB/s",
-                    f"tiktoken encode {mb / t_tt:.1f} MB/s ({t_tt / t_tokvec:.2f}x), encode_ordinary "
-                    f"{mb / t_tto:.1f} MB/s ({t_tto / t_tokvec:.2f}x)",
-                    f"HF {mb / t_hf:.1f} MB/s ({t_hf / t_tokvec:.2f}x)"))
+    t_tokvec, t_tt, t_tto, t_hf = best_of(
+        lambda: tok.encode(text), lambda: tt.encode(text), lambda: tt.encode_ordinary(text), lambda: hf.encode(text)
+    )
+    results.append(
+        (
+            f"encode {name} ({mb:.1f} MB, one string, vocab {tok.vocab_size})",
+            f"tokvec {mb / t_tokvec:.1f} MB/s",
+            f"tiktoken encode {mb / t_tt:.1f} MB/s ({t_tt / t_tokvec:.2f}x), encode_ordinary "
+            f"{mb / t_tto:.1f} MB/s ({t_tto / t_tokvec:.2f}x)",
+            f"HF {mb / t_hf:.1f} MB/s ({t_hf / t_tokvec:.2f}x)",
+        )
+    )
     lines = [line for line in text.splitlines() if line.strip()]
     mb_lines = sum(len(line.encode("utf-8")) for line in lines) / 1e6
     assert tok.encode_batch(lines[:5000]) == [tok.encode(line) for line in lines[:5000]]
     t_batch, t_hf_batch = best_of(lambda: tok.encode_batch(lines), lambda: hf.encode_batch(lines))
-    t_tt_batch, = best_of(lambda: tt.encode_batch(lines), repeat=1)
-    results.append((f"encode_batch {name} ({len(lines)} one-line items, {mb_lines:.1f} MB)",
-                    f"tokvec {mb_lines / t_batch:.1f} MB/s",
-                    f"HF encode_batch {mb_lines / t_hf_batch:.1f} MB/s ({t_hf_batch / t_batch:.2f}x)",
-                    f"tiktoken encode_batch {mb_lines / t_tt_batch:.1f} MB/s ({t_tt_batch / t_batch:.2f}x)"))
+    (t_tt_batch,) = best_of(lambda: tt.encode_batch(lines), repeat=1)
+    results.append(
+        (
+            f"encode_batch {name} ({len(lines)} one-line items, {mb_lines:.1f} MB)",
+            f"tokvec {mb_lines / t_batch:.1f} MB/s",
+            f"HF encode_batch {mb_lines / t_hf_batch:.1f} MB/s ({t_hf_batch / t_batch:.2f}x)",
+            f"tiktoken encode_batch {mb_lines / t_tt_batch:.1f} MB/s ({t_tt_batch / t_batch:.2f}x)",
+        )
+    )
 
 
 CHILD = """
@@ -169,16 +205,34 @@ def bench_token_file(name: str, path: Path, tok, big_mb: int, tmp: Path, results
             f.write(text)
     size_mb = big.stat().st_size / 1e6
     tok.save(tmp / "tok.json")
-    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "src"), str(tmp / "tok.json"), str(big),
-                          str(tmp / "ids.bin")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ROOT / "src"), str(tmp / "tok.json"), str(big), str(tmp / "ids.bin")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     r = json.loads(out.stdout)
-    base = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                           "import tokvec, tokvec.data, numpy, tiktoken; print([int(l.split()[1]) / 1024 for l in "
-                           "open('/proc/self/status') if l.startswith('VmHWM:')][0])", str(ROOT / "src")],
-                          capture_output=True, text=True, check=True)
-    results.append((f"token file {name} ({size_mb:.0f} MB corpus -> {r['count'] / 1e6:.0f} M {r['dtype']} ids)",
-                    f"{size_mb / r['secs']:.1f} MB/s", f"peak RSS {r['rss_mb']:.0f} MB",
-                    f"(python + imports alone: {float(base.stdout):.0f} MB)"))
+    base = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import tokvec, tokvec.data, numpy, tiktoken; print([int(l.split()[1]) / 1024 for l in "
+            "open('/proc/self/status') if l.startswith('VmHWM:')][0])",
+            str(ROOT / "src"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    results.append(
+        (
+            f"token file {name} ({size_mb:.0f} MB corpus -> {r['count'] / 1e6:.0f} M {r['dtype']} ids)",
+            f"{size_mb / r['secs']:.1f} MB/s",
+            f"peak RSS {r['rss_mb']:.0f} MB",
+            f"(python + imports alone: {float(base.stdout):.0f} MB)",
+        )
+    )
     big.unlink()
     (tmp / "ids.bin").unlink()
 
@@ -210,8 +264,13 @@ def bench_train_memory(size_mb: int, src_dirs: dict[str, Path], timeout: float, 
             mb = path.stat().st_size / 1e6
             for side, src in src_dirs.items():
                 try:
-                    out = subprocess.run([sys.executable, "-c", TRAIN_CHILD, str(src), str(path), "4096"],
-                                         capture_output=True, text=True, check=True, timeout=timeout)
+                    out = subprocess.run(
+                        [sys.executable, "-c", TRAIN_CHILD, str(src), str(path), "4096"],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        timeout=timeout,
+                    )
                     r = json.loads(out.stdout)
                     cell = f"{r['secs']:.0f} s, peak RSS {r['rss_mb']:.0f} MB ({r['engine']})"
                 except subprocess.TimeoutExpired:
@@ -219,10 +278,19 @@ def bench_train_memory(size_mb: int, src_dirs: dict[str, Path], timeout: float, 
                 results.append((f"train vocab 4096 on {mb:.0f} MB of tang-poems, {shape}", side, cell, ""))
                 print(" | ".join(results[-1]), flush=True)
             path.unlink()
-    base = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from tokvec import "
-                           "BPETokenizer; import rustbpe, tokenizers, tiktoken, numpy; print([int(l.split()[1]) / 1024 "
-                           "for l in open('/proc/self/status') if l.startswith('VmHWM:')][0])", str(ROOT / "src")],
-                          capture_output=True, text=True, check=True)
+    base = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); from tokvec import "
+            "BPETokenizer; import rustbpe, tokenizers, tiktoken, numpy; print([int(l.split()[1]) / 1024 "
+            "for l in open('/proc/self/status') if l.startswith('VmHWM:')][0])",
+            str(ROOT / "src"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     results.append(("python + imports alone", f"peak RSS {float(base.stdout):.0f} MB", "", ""))
 
 
@@ -234,15 +302,21 @@ def main() -> None:
     parser.add_argument("--engines-only", action="store_true", help="only section 0 (training engines)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per engine in section 0 (best kept)")
     parser.add_argument("--corpus", choices=sorted(CORPORA), action="append", help="with --engines-only: only these")
-    parser.add_argument("--memory-mb", type=int, default=0,
-                        help="only: peak RSS of training on this many MB of text without whitespace (issue 11)")
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=0,
+        help="only: peak RSS of training on this many MB of text without whitespace (issue 11)",
+    )
     parser.add_argument("--before-src", type=Path, help="with --memory-mb: also run another checkout's src/")
     parser.add_argument("--timeout", type=float, default=1800, help="with --memory-mb: seconds per child")
     args = parser.parse_args()
     missing = [str(p) for p in CORPORA.values() if not p.is_file()]
     if missing:
-        print(f"skipping the BPE benchmark: corpus file(s) not found: {', '.join(missing)} "
-              f"(expected next to the repository in ../shared/data)")
+        print(
+            f"skipping the BPE benchmark: corpus file(s) not found: {', '.join(missing)} "
+            f"(expected next to the repository in ../shared/data)"
+        )
         return
     vocabs = [4096] if args.quick else [4096, 32000]
     big_mb = 50 if args.quick else args.big_mb
@@ -250,7 +324,10 @@ def main() -> None:
         globals()["train_sentencepiece"] = lambda *a: "skipped"
     results: list[tuple] = []
     if args.memory_mb:
-        src_dirs = {"this checkout": ROOT / "src", **({f"{args.before_src}": args.before_src} if args.before_src else {})}
+        src_dirs = {
+            "this checkout": ROOT / "src",
+            **({f"{args.before_src}": args.before_src} if args.before_src else {}),
+        }
         bench_train_memory(args.memory_mb, src_dirs, args.timeout, results)
         print_table(results)
         return
@@ -268,7 +345,7 @@ def main() -> None:
             text = path.read_text(encoding="utf-8")
             bench_encode(name, text, tok, hf, results)
             bench_token_file(name, path, toks[vocabs[0]][0], big_mb, tmp, results)
-            for row in results[-len(vocabs) - 3:]:
+            for row in results[-len(vocabs) - 3 :]:
                 print(" | ".join(row), flush=True)
     print_table(results)
 
@@ -277,8 +354,10 @@ def print_table(results: list) -> None:
     from _machine import cpu_name
 
     cpu = cpu_name()
-    print(f"\n{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores ({cpu}), "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"\n{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores ({cpu}), "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
     print("| measurement | tokvec | peer | peer |\n| --- | --- | --- | --- |")
     for row in results:
         print("| " + " | ".join(row) + " |")

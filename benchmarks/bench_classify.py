@@ -54,9 +54,15 @@ def old_loop(config: ClassifyConfig) -> float:
     texts, names = read_labelled_csv(config.csv)
     labels = sorted(set(names))
     tokenizer = build_tokenizer(config.tokenizer, "\n".join(texts))
-    model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, context_length=config.context, d_model=config.d_model,
-                            n_layers=config.n_layers, n_heads=config.n_heads, positional=config.positional,
-                            dropout=config.dropout)
+    model_cfg = ModelConfig(
+        vocab_size=tokenizer.vocab_size,
+        context_length=config.context,
+        d_model=config.d_model,
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        positional=config.positional,
+        dropout=config.dropout,
+    )
     device = torch.device("cpu")
     torch.manual_seed(config.seed)
     model = SequenceClassifier(model_cfg, len(labels), pooling=config.pooling).to(device)
@@ -113,15 +119,19 @@ def main() -> None:
                 run = ClassifyConfig(**{**vars(config), "out": str(Path(tmp) / f"run{r}")})
                 rates[name].append(side(run))
     old, new = (statistics.median(v) for v in rates.values())
-    print(f"{cpu_name()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, 1 torch thread, "
-          f"{args.rounds} interleaved rounds of {args.steps} steps, median steps/s")
+    print(
+        f"{cpu_name()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, 1 torch thread, "
+        f"{args.rounds} interleaved rounds of {args.steps} steps, median steps/s"
+    )
     print("| loop | steps/s | vs old loop |")
     print("| --- | ---: | ---: |")
     for name, values in rates.items():
         m = statistics.median(values)
         print(f"| {name} | {m:.1f} | {m / old:.2f}x |")
-    print(f"(shared / old per round: {', '.join(f'{b / a:.2f}' for a, b in zip(*rates.values()))}; "
-          f"median {new / old:.2f}x)")
+    print(
+        f"(shared / old per round: {', '.join(f'{b / a:.2f}' for a, b in zip(*rates.values()))}; "
+        f"median {new / old:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

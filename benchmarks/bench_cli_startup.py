@@ -52,8 +52,10 @@ def main() -> None:
         for name, cmd in SIDES.items():
             times[name].append(wall(cmd))
     base = statistics.median(times["python -c pass"])
-    print(f"{cpu_name()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-          f"{args.rounds} interleaved rounds, median wall time")
+    print(
+        f"{cpu_name()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+        f"{args.rounds} interleaved rounds, median wall time"
+    )
     print("| command | median (ms) | vs python -c pass |")
     print("| --- | ---: | ---: |")
     for name, ts in times.items():

@@ -37,17 +37,46 @@ def main() -> None:
     if not DATA.is_file():
         print(f"skipped: {DATA} not found (the benchmark needs ../shared/data next to the repo)")
         return
-    common = ["train", "--corpus", str(DATA), "--preset", "tiny", "--max-steps", str(args.steps),
-              "--eval-interval", str(args.steps)]
+    common = [
+        "train",
+        "--corpus",
+        str(DATA),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        str(args.steps),
+        "--eval-interval",
+        str(args.steps),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ}
-        one = run([sys.executable, "-m", "tokvec", *common, "--batch-size", "12", "--threads", "2",
-                   "--out", f"{tmp}/one"], env)
-        two = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                   "-m", "tokvec", *common, "--batch-size", "6", "--threads", "1", "--out", f"{tmp}/two"],
-                  {**env, "OMP_NUM_THREADS": "1"})
-    print(f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores  tiny preset, tinyshakespeare, "
-          f"{args.steps} steps, global batch 12 x 64 tokens")
+        one = run(
+            [sys.executable, "-m", "tokvec", *common, "--batch-size", "12", "--threads", "2", "--out", f"{tmp}/one"],
+            env,
+        )
+        two = run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node=2",
+                "-m",
+                "tokvec",
+                *common,
+                "--batch-size",
+                "6",
+                "--threads",
+                "1",
+                "--out",
+                f"{tmp}/two",
+            ],
+            {**env, "OMP_NUM_THREADS": "1"},
+        )
+    print(
+        f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores  tiny preset, tinyshakespeare, "
+        f"{args.steps} steps, global batch 12 x 64 tokens"
+    )
     print("| processes | threads each | tokens/s | vs 1 process |")
     print("|---|---|---|---|")
     print(f"| 1 | 2 | {one:,.0f} | 1.00x |")

@@ -91,19 +91,33 @@ def main() -> None:
     import numpy as np
 
     ids = np.asarray(tok.encode(text), dtype=np.int64)
-    batches = [random_batch((ids,), batch_size=BATCH, context=CONTEXT, generator=batch_generator(0, i))
-               for i in range(64)]
-    cfg = dict(vocab_size=tok.vocab_size, d_model=D, n_layers=LAYERS, n_heads=HEADS, context_length=CONTEXT,
-               dropout=0.0, bias=False)
+    batches = [
+        random_batch((ids,), batch_size=BATCH, context=CONTEXT, generator=batch_generator(0, i)) for i in range(64)
+    ]
+    cfg = dict(
+        vocab_size=tok.vocab_size,
+        d_model=D,
+        n_layers=LAYERS,
+        n_heads=HEADS,
+        context_length=CONTEXT,
+        dropout=0.0,
+        bias=False,
+    )
     nano = RefConfig(block_size=CONTEXT, vocab_size=tok.vocab_size, n_layer=LAYERS, n_head=HEADS, n_embd=D)
     torch.manual_seed(0)
     steps = {
         "nanoGPT-style model": contender(RefGPT(nano), batches, checked=None, sync_every=LOG_INTERVAL),
-        "tokvec, checks + sync every step (before)": contender(GPT(ModelConfig(**cfg)), batches, checked=False,
-                                                               sync_every=1),
+        "tokvec, checks + sync every step (before)": contender(
+            GPT(ModelConfig(**cfg)), batches, checked=False, sync_every=1
+        ),
         "tokvec (now)": contender(GPT(ModelConfig(**cfg)), batches, checked=True, sync_every=LOG_INTERVAL),
-        "tokvec, bf16 autocast": contender(GPT(ModelConfig(**cfg)), batches, checked=True, sync_every=LOG_INTERVAL,
-                                           autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16)),
+        "tokvec, bf16 autocast": contender(
+            GPT(ModelConfig(**cfg)),
+            batches,
+            checked=True,
+            sync_every=LOG_INTERVAL,
+            autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+        ),
     }
     for step in steps.values():  # warm up
         for i in range(5):
@@ -124,10 +138,14 @@ def main() -> None:
     total = args.rounds * args.steps
     rate = {name: total / s for name, s in seconds.items()}
     peer, before = rate["nanoGPT-style model"], rate["tokvec, checks + sync every step (before)"]
-    print(f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), CPU flags "
-          f"{', '.join(env['cpu_flags']) or 'none'}; load average {load_before:.1f} before, {load_after:.1f} after")
-    print(f"config: {LAYERS} layers, {HEADS} heads, d_model {D}, context {CONTEXT}, batch {BATCH}, no biases; "
-          f"{args.rounds} rounds x {args.steps} steps each, interleaved")
+    print(
+        f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} thread(s), CPU flags "
+        f"{', '.join(env['cpu_flags']) or 'none'}; load average {load_before:.1f} before, {load_after:.1f} after"
+    )
+    print(
+        f"config: {LAYERS} layers, {HEADS} heads, d_model {D}, context {CONTEXT}, batch {BATCH}, no biases; "
+        f"{args.rounds} rounds x {args.steps} steps each, interleaved"
+    )
     print("| contender | steps/s | vs nanoGPT-style | vs tokvec before |")
     print("| --- | ---: | ---: | ---: |")
     for name in steps:

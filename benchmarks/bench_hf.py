@@ -119,15 +119,21 @@ def make_checkpoint(directory: Path) -> None:
     GPT2LMHeadModel(GPT2Config()).save_pretrained(directory)
     # `tokvec import` needs a tokenizer whose ids fit the model: a small BPE (fewer ids than 50257 is allowed)
     text = DATA.read_text(encoding="utf-8") if DATA.is_file() else "the quick brown fox jumps over the lazy dog\n" * 500
-    BPETokenizer.train_from_texts([text], vocab_size=1000, special_tokens=["<|endoftext|>"],
-                                  allow_smaller=True).save_hf(directory)
+    BPETokenizer.train_from_texts(
+        [text], vocab_size=1000, special_tokens=["<|endoftext|>"], allow_smaller=True
+    ).save_hf(directory)
 
 
 def run_side(side: str, op: str, src: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", CHILD, side, op, str(src), str(out)], capture_output=True,
-                            text=True, env=env, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, side, op, str(src), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if result.returncode:
         raise SystemExit(f"{side} {op} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -150,10 +156,14 @@ def main() -> None:
                     res = run_side(side, op, src, Path(tmp) / f"out-{side}-{op}-{r}")
                     rows.setdefault((op, side), []).append(res)
         load = os.getloadavg()
-        print(f"GPT2Config() checkpoint: {size / 1e6:.0f} MB; load average {load[0]:.1f} {load[1]:.1f}; "
-              f"{args.rounds} round(s), best of rounds")
-        print("| operation | tokvec s | peer s | time ratio | tokvec CPU s | peer CPU s | CPU ratio | "
-              "tokvec peak / weights | peer peak / weights |")
+        print(
+            f"GPT2Config() checkpoint: {size / 1e6:.0f} MB; load average {load[0]:.1f} {load[1]:.1f}; "
+            f"{args.rounds} round(s), best of rounds"
+        )
+        print(
+            "| operation | tokvec s | peer s | time ratio | tokvec CPU s | peer CPU s | CPU ratio | "
+            "tokvec peak / weights | peer peak / weights |"
+        )
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for op in args.ops:
             t = min(rows[(op, "tokvec")], key=lambda x: x["seconds"])
@@ -162,9 +172,13 @@ def main() -> None:
             hc = min(x["cpu"] for x in rows[(op, "transformers")])
             tp = min(x["peak_above"] for x in rows[(op, "tokvec")]) / t["weights"]
             hp = min(x["peak_above"] for x in rows[(op, "transformers")]) / h["weights"]
-            print(f"| {op} | {t['seconds']:.2f} | {h['seconds']:.2f} | {t['seconds'] / h['seconds']:.2f}x | "
-                  f"{tc:.2f} | {hc:.2f} | {tc / hc:.2f}x | {tp:.2f}x | {hp:.2f}x |")
-        print("all rounds (s):", {f"{op} {side}": [round(x["seconds"], 2) for x in v] for (op, side), v in rows.items()})
+            print(
+                f"| {op} | {t['seconds']:.2f} | {h['seconds']:.2f} | {t['seconds'] / h['seconds']:.2f}x | "
+                f"{tc:.2f} | {hc:.2f} | {tc / hc:.2f}x | {tp:.2f}x | {hp:.2f}x |"
+            )
+        print(
+            "all rounds (s):", {f"{op} {side}": [round(x["seconds"], 2) for x in v] for (op, side), v in rows.items()}
+        )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,14 @@ def bench(batch: int, seq: int, d: int, repeats: int) -> dict:
                 times[name].append(_time(fn, ids))
         assert torch.allclose(contenders["tutorial"](ids), ours(ids), atol=1e-6)  # same numbers
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"B": batch, "T": seq, "d": d, **{f"{k}_ms": 1e3 * v for k, v in med.items()},
-            "tokvec/lookup": med["tokvec"] / med["lookup"], "tutorial/lookup": med["tutorial"] / med["lookup"]}
+    return {
+        "B": batch,
+        "T": seq,
+        "d": d,
+        **{f"{k}_ms": 1e3 * v for k, v in med.items()},
+        "tokvec/lookup": med["tokvec"] / med["lookup"],
+        "tutorial/lookup": med["tutorial"] / med["lookup"],
+    }
 
 
 def main() -> None:
@@ -66,8 +72,11 @@ def main() -> None:
     for seq in (256, 1024):
         for d in (64, 512, 768):
             r = bench(32, seq, d, args.repeats)
-            print(f"| {r['B']} | {r['T']} | {r['d']} | {r['lookup_ms']:.2f} | {r['tutorial_ms']:.2f} | "
-                  f"{r['tokvec_ms']:.2f} | {r['tokvec/lookup']:.2f}x | {r['tutorial/lookup']:.2f}x |", flush=True)
+            print(
+                f"| {r['B']} | {r['T']} | {r['d']} | {r['lookup_ms']:.2f} | {r['tutorial_ms']:.2f} | "
+                f"{r['tokvec_ms']:.2f} | {r['tokvec/lookup']:.2f}x | {r['tutorial/lookup']:.2f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

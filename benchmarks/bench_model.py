@@ -38,8 +38,11 @@ SIZES = {"tiny": (128, 4, 4), "small": (384, 6, 6)}  # (d_model, layers, heads) 
 def make_model(context: int, size: str = "small", seed: int = 0) -> GPT:
     d, layers, heads = SIZES[size]
     torch.manual_seed(seed)
-    model = GPT(ModelConfig(vocab_size=VOCAB, context_length=context, d_model=d, n_layers=layers, n_heads=heads,
-                            positional="learned")).eval()
+    model = GPT(
+        ModelConfig(
+            vocab_size=VOCAB, context_length=context, d_model=d, n_layers=layers, n_heads=heads, positional="learned"
+        )
+    ).eval()
     with torch.no_grad():  # a random model's logits are near-ties; widen them so greedy choices are clear
         model.embed.token.weight.mul_(8)
     return model
@@ -50,20 +53,47 @@ def to_hf(model: GPT):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     c = model.config
-    hf = GPT2LMHeadModel(GPT2Config(vocab_size=c.vocab_size, n_positions=c.context_length, n_embd=c.d_model,
-                                    n_layer=c.n_layers, n_head=c.n_heads, activation_function="gelu",
-                                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5,
-                                    bos_token_id=0, eos_token_id=0, pad_token_id=0)).eval()
-    sd = {"transformer.wte.weight": model.embed.token.weight, "transformer.wpe.weight": model.embed.positional.weight,
-          "transformer.ln_f.weight": model.norm.weight, "transformer.ln_f.bias": model.norm.bias}
+    hf = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=c.vocab_size,
+            n_positions=c.context_length,
+            n_embd=c.d_model,
+            n_layer=c.n_layers,
+            n_head=c.n_heads,
+            activation_function="gelu",
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            layer_norm_epsilon=1e-5,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
+    ).eval()
+    sd = {
+        "transformer.wte.weight": model.embed.token.weight,
+        "transformer.wpe.weight": model.embed.positional.weight,
+        "transformer.ln_f.weight": model.norm.weight,
+        "transformer.ln_f.bias": model.norm.bias,
+    }
     for i, b in enumerate(model.blocks):
         p = f"transformer.h.{i}."
-        sd.update({p + "ln_1.weight": b.norm1.weight, p + "ln_1.bias": b.norm1.bias,
-                   p + "ln_2.weight": b.norm2.weight, p + "ln_2.bias": b.norm2.bias,
-                   p + "attn.c_attn.weight": b.attn.qkv.weight.T, p + "attn.c_attn.bias": b.attn.qkv.bias,
-                   p + "attn.c_proj.weight": b.attn.proj.weight.T, p + "attn.c_proj.bias": b.attn.proj.bias,
-                   p + "mlp.c_fc.weight": b.mlp.fc.weight.T, p + "mlp.c_fc.bias": b.mlp.fc.bias,
-                   p + "mlp.c_proj.weight": b.mlp.proj.weight.T, p + "mlp.c_proj.bias": b.mlp.proj.bias})
+        sd.update(
+            {
+                p + "ln_1.weight": b.norm1.weight,
+                p + "ln_1.bias": b.norm1.bias,
+                p + "ln_2.weight": b.norm2.weight,
+                p + "ln_2.bias": b.norm2.bias,
+                p + "attn.c_attn.weight": b.attn.qkv.weight.T,
+                p + "attn.c_attn.bias": b.attn.qkv.bias,
+                p + "attn.c_proj.weight": b.attn.proj.weight.T,
+                p + "attn.c_proj.bias": b.attn.proj.bias,
+                p + "mlp.c_fc.weight": b.mlp.fc.weight.T,
+                p + "mlp.c_fc.bias": b.mlp.fc.bias,
+                p + "mlp.c_proj.weight": b.mlp.proj.weight.T,
+                p + "mlp.c_proj.bias": b.mlp.proj.bias,
+            }
+        )
     hf.load_state_dict({k: v.detach().contiguous() for k, v in sd.items()}, strict=False)
     hf.tie_weights()
     return hf
@@ -112,17 +142,35 @@ def bench_generation(size: str, context: int, prompt: torch.Tensor, new: int, re
     }
     times, out = best(fns, repeats)
     d, layers, heads = SIZES[size]
-    rows.append((f"{size} (d {d}, {layers} layers): generate vs HF (new tokens/s)", f"{new / times['tokvec']:,.0f}", f"{new / times['hf']:,.0f}",
-                 f"{times['hf'] / times['tokvec']:.2f}x", ">= 1.5x", agree(out["tokvec"], out["hf"])))
+    rows.append(
+        (
+            f"{size} (d {d}, {layers} layers): generate vs HF (new tokens/s)",
+            f"{new / times['tokvec']:,.0f}",
+            f"{new / times['hf']:,.0f}",
+            f"{times['hf'] / times['tokvec']:.2f}x",
+            ">= 1.5x",
+            agree(out["tokvec"], out["hf"]),
+        )
+    )
     return rows
 
 
 def bench_cache(model: GPT, prompt: torch.Tensor, new: int, repeats: int) -> list[tuple]:
-    fns = {"cache": lambda: model.generate(prompt, new, temperature=0, use_cache=True),
-           "no cache": lambda: model.generate(prompt, new, temperature=0, use_cache=False)}
+    fns = {
+        "cache": lambda: model.generate(prompt, new, temperature=0, use_cache=True),
+        "no cache": lambda: model.generate(prompt, new, temperature=0, use_cache=False),
+    }
     times, out = best(fns, repeats)
-    return [(f"small: KV cache vs no cache, context {model.config.context_length} (new tokens/s)", f"{new / times['cache']:,.0f}", f"{new / times['no cache']:,.0f}",
-             f"{times['no cache'] / times['cache']:.1f}x", ">= 10x", agree(out["cache"], out["no cache"]))]
+    return [
+        (
+            f"small: KV cache vs no cache, context {model.config.context_length} (new tokens/s)",
+            f"{new / times['cache']:,.0f}",
+            f"{new / times['no cache']:,.0f}",
+            f"{times['no cache'] / times['cache']:.1f}x",
+            ">= 10x",
+            agree(out["cache"], out["no cache"]),
+        )
+    ]
 
 
 def mm_peak(repeats: int) -> tuple[float, int]:
@@ -131,10 +179,10 @@ def mm_peak(repeats: int) -> tuple[float, int]:
     for n in (512, 1024, 2048):
         a, b = torch.randn(n, n), torch.randn(n, n)
         torch.mm(a, b)  # warm-up
-        reps = max(1, int(2e9 / (2 * n ** 3)))
+        reps = max(1, int(2e9 / (2 * n**3)))
         for _ in range(repeats):
             t, _ = timed(lambda: [torch.mm(a, b) for _ in range(reps)])
-            rate = 2 * n ** 3 * reps / t
+            rate = 2 * n**3 * reps / t
             if rate > best_rate:
                 best_rate, best_n = rate, n
     return best_rate, best_n
@@ -152,16 +200,23 @@ def bench_flops(context: int, batch: int, seq: int, repeats: int) -> list[tuple]
     step()  # warm-up
     _, n = mm_peak(1)  # the square size where torch.mm is fastest here
     a, b = torch.randn(n, n), torch.randn(n, n)
-    reps = max(1, int(2e9 / (2 * n ** 3)))
+    reps = max(1, int(2e9 / (2 * n**3)))
     peak, t = 0.0, float("inf")
     for _ in range(repeats):  # interleaved: a noisy neighbour slows both alike; best of each
         mm_time, _ = timed(lambda: [torch.mm(a, b) for _ in range(reps)])
-        peak = max(peak, 2 * n ** 3 * reps / mm_time)
+        peak = max(peak, 2 * n**3 * reps / mm_time)
         t = min(t, timed(step)[0])
     achieved = model.flops_per_token(seq) * batch * seq / t
-    return [(f"small: forward+backward, batch {batch} x {seq} (GFLOP/s)", f"{achieved / 1e9:,.1f}",
-             f"{peak / 1e9:,.1f} (torch.mm {n}x{n})", f"{achieved / peak:.0%}", ">= 75%",
-             f"{model.flops_per_token(seq) / 1e6:.1f} MFLOP/token")]
+    return [
+        (
+            f"small: forward+backward, batch {batch} x {seq} (GFLOP/s)",
+            f"{achieved / 1e9:,.1f}",
+            f"{peak / 1e9:,.1f} (torch.mm {n}x{n})",
+            f"{achieved / peak:.0%}",
+            ">= 75%",
+            f"{model.flops_per_token(seq) / 1e6:.1f} MFLOP/token",
+        )
+    ]
 
 
 def main() -> None:
@@ -174,20 +229,28 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--skip", nargs="*", default=[], choices=["hf", "cache", "flops"])
-    ap.add_argument("--clock", choices=["cpu", "wall"], default=None,
-                    help="cpu: process CPU time (default with 1 thread: time spent waiting for a core shared "
-                         "with other jobs is not counted); wall: elapsed time (default with more threads)")
+    ap.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default=None,
+        help="cpu: process CPU time (default with 1 thread: time spent waiting for a core shared "
+        "with other jobs is not counted); wall: elapsed time (default with more threads)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     clock = args.clock or ("cpu" if args.threads == 1 else "wall")
     CLOCK["fn"] = time.process_time if clock == "cpu" else time.perf_counter
-    print(f"{time.strftime('%Y-%m-%d', time.gmtime())}  {cpu_name()} ({os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.1f})  threads={args.threads}  clock={clock}  torch {torch.__version__}")
+    print(
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}  {cpu_name()} ({os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f})  threads={args.threads}  clock={clock}  torch {torch.__version__}"
+    )
     prompt = torch.randint(0, VOCAB, (1, args.prompt_tokens), generator=torch.Generator().manual_seed(1))
     for size in SIZES:
         m = make_model(args.context, size)
-        print(f"{size}: d_model {m.config.d_model}, {m.config.n_layers} layers, {m.config.n_heads} heads, vocab {VOCAB}, "
-              f"context {args.context}, {m.num_parameters():,} parameters")
+        print(
+            f"{size}: d_model {m.config.d_model}, {m.config.n_layers} layers, {m.config.n_heads} heads, vocab {VOCAB}, "
+            f"context {args.context}, {m.num_parameters():,} parameters"
+        )
     print(f"generation: prompt {args.prompt_tokens} tokens + {args.new_tokens} new, greedy, batch 1")
     rows = []
     if "hf" not in args.skip:

@@ -72,18 +72,24 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads; with more than 1 the clock becomes wall time")
-    parser.add_argument("--flush-denormal", action="store_true",
-                        help="flush denormal floats to zero (ALiBi's steep slopes put many softmax terms there)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads; with more than 1 the clock becomes wall time"
+    )
+    parser.add_argument(
+        "--flush-denormal",
+        action="store_true",
+        help="flush denormal floats to zero (ALiBi's steep slopes put many softmax terms there)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(args.flush_denormal)
     clock = time.process_time if args.threads == 1 else time.perf_counter
     lengths = [int(t) for t in args.lengths.split(",")]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}; "
-          f"B={args.batch}, d={args.d_model}, heads={args.heads}, fastest of {args.repeats} fwd+bwd steps, "
-          f"{'CPU' if clock is time.process_time else 'wall'} time, flush denormal {args.flush_denormal}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}; "
+        f"B={args.batch}, d={args.d_model}, heads={args.heads}, fastest of {args.repeats} fwd+bwd steps, "
+        f"{'CPU' if clock is time.process_time else 'wall'} time, flush denormal {args.flush_denormal}"
+    )
     results = {t: run(args.batch, t, args.d_model, args.heads, args.repeats, clock) for t in lengths}
     header = "| scheme | target | " + " | ".join(f"T={t} ms | T={t} x none" for t in lengths) + " |"
     print(header)

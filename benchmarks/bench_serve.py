@@ -34,16 +34,19 @@ from tokvec.viz import attention_maps, trace
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import cpu_name  # noqa: E402
 
-TEXT = ("ROMEO: But soft, what light through yonder window breaks? It is the east, and Juliet is the sun. "
-        "床前明月光，疑是地上霜。举头望明月，低头思故乡。")
+TEXT = (
+    "ROMEO: But soft, what light through yonder window breaks? It is the east, and Juliet is the sun. "
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+)
 
 
 def make_small_run(root: Path, text: str) -> Path:
     tok = CharTokenizer.train([text])
     config = ModelConfig.preset("small", vocab_size=tok.vocab_size)
     torch.manual_seed(0)
-    tokvec.save_run(root / "small", model=GPT(config).eval(), tokenizer=tok, model_config=config.to_dict(),
-                    train_config={}, step=0)
+    tokvec.save_run(
+        root / "small", model=GPT(config).eval(), tokenizer=tok, model_config=config.to_dict(), train_config={}, step=0
+    )
     return root / "small"
 
 
@@ -83,8 +86,13 @@ def main() -> None:
         with TestClient(create_app(sources)) as client:
             server_ms(client, text), library_ms(sources[0], text)  # warm-up
             last = sources[0].model.config.n_layers - 1
-            times: dict[str, list[float]] = {"server": [], "library": [], "server_last": [], "library_last": [],
-                                             "cpu": []}
+            times: dict[str, list[float]] = {
+                "server": [],
+                "library": [],
+                "server_last": [],
+                "library_last": [],
+                "cpu": [],
+            }
             for _ in range(args.repeats):
                 times["server"].append(server_ms(client, text, cpu=times["cpu"]))
                 times["library"].append(library_ms(sources[0], text))
@@ -93,15 +101,21 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     load = os.getloadavg()[0]
     print(f"{cpu_name()}, torch {torch.__version__}, 1 torch thread, load average {load:.1f}")
-    print(f"small preset, char tokenizer, {args.chars} characters = {len(sources[0].tokenizer.encode(text))} tokens, "
-          f"median of {args.repeats} interleaved rounds")
-    print("| tokens + vectors + attention | server (Server-Timing, summed), ms | library calls alone, ms "
-          "| server/library |\n| --- | ---: | ---: | ---: |")
+    print(
+        f"small preset, char tokenizer, {args.chars} characters = {len(sources[0].tokenizer.encode(text))} tokens, "
+        f"median of {args.repeats} interleaved rounds"
+    )
+    print(
+        "| tokens + vectors + attention | server (Server-Timing, summed), ms | library calls alone, ms "
+        "| server/library |\n| --- | ---: | ---: | ---: |"
+    )
     for label, key in (("attention layer 0 (page default)", ""), (f"attention layer {last} (last)", "_last")):
         server, library = med["server" + key], med["library" + key]
         print(f"| {label} | {server:.1f} | {library:.1f} | {server / library:.2f} |")
-    print(f"CPU time of the process per layer-0 refresh (all threads; what an idle machine would take): "
-          f"{med['cpu']:.1f} ms")
+    print(
+        f"CPU time of the process per layer-0 refresh (all threads; what an idle machine would take): "
+        f"{med['cpu']:.1f} ms"
+    )
     print(f"target server <= 150 ms (layer 0): {'met' if med['server'] <= 150 else 'NOT met'}")
 
 

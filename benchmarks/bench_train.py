@@ -55,15 +55,22 @@ def mm_peak(seconds: float = 1.0, n: int = 1024) -> float:
     while time.perf_counter() - t0 < seconds:
         a @ b
         count += 1
-    return 2 * n ** 3 * count / (time.perf_counter() - t0)
+    return 2 * n**3 * count / (time.perf_counter() - t0)
 
 
 def make_peer(vocab: int):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(vocab_size=vocab, n_positions=SIZES["context_length"], n_embd=SIZES["d_model"],
-                     n_layer=SIZES["n_layers"], n_head=SIZES["n_heads"], resid_pdrop=0.0, embd_pdrop=0.0,
-                     attn_pdrop=0.0)
+    cfg = GPT2Config(
+        vocab_size=vocab,
+        n_positions=SIZES["context_length"],
+        n_embd=SIZES["d_model"],
+        n_layer=SIZES["n_layers"],
+        n_head=SIZES["n_heads"],
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     model = GPT2LMHeadModel(cfg)
     model.config._attn_implementation = "sdpa"  # the same attention kernel tokvec uses
     return model
@@ -76,9 +83,14 @@ def throughput(ids, vocab: int, steps: int, rounds: int, compile_: bool) -> list
     split = split_by_position(ids, context=SIZES["context_length"], mode="tail")
     torch.manual_seed(0)
     ours = GPT(ModelConfig(vocab_size=vocab, **SIZES))  # biases on, like GPT-2: same parameter count as the peer
-    contenders = {"tokvec GPT (fp32)": (ours, nullcontext, False),
-                  "tokvec GPT (bf16 autocast)": (GPT(ModelConfig(vocab_size=vocab, **SIZES)),
-                                                 lambda: torch.autocast("cpu", dtype=torch.bfloat16), False)}
+    contenders = {
+        "tokvec GPT (fp32)": (ours, nullcontext, False),
+        "tokvec GPT (bf16 autocast)": (
+            GPT(ModelConfig(vocab_size=vocab, **SIZES)),
+            lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+            False,
+        ),
+    }
     if compile_:
         contenders["tokvec GPT (torch.compile)"] = (GPT(ModelConfig(vocab_size=vocab, **SIZES)), nullcontext, True)
     contenders["HF GPT2LMHeadModel (fp32)"] = (make_peer(vocab), nullcontext, False)
@@ -89,8 +101,9 @@ def throughput(ids, vocab: int, steps: int, rounds: int, compile_: bool) -> list
         peer = name.startswith("HF")
 
         def step(i, model=model, opt=opt, fwd=fwd, autocast=autocast, peer=peer):
-            x, y = random_batch(split.train, batch_size=BATCH, context=SIZES["context_length"],
-                                generator=batch_generator(0, i))
+            x, y = random_batch(
+                split.train, batch_size=BATCH, context=SIZES["context_length"], generator=batch_generator(0, i)
+            )
             opt.zero_grad(set_to_none=True)
             with autocast():
                 loss = fwd(input_ids=x, labels=x).loss if peer else fwd(x, y)[1]
@@ -111,8 +124,13 @@ def throughput(ids, vocab: int, steps: int, rounds: int, compile_: bool) -> list
     flops_per_token = ours.flops_per_token()
     rows = []
     for name, s in state.items():
-        rows.append({"name": name, "tokens_per_s": s["steps"] * BATCH * SIZES["context_length"] / s["time"],
-                     "params": sum(p.numel() for p in s["model"].parameters())})
+        rows.append(
+            {
+                "name": name,
+                "tokens_per_s": s["steps"] * BATCH * SIZES["context_length"] / s["time"],
+                "params": sum(p.numel() for p in s["model"].parameters()),
+            }
+        )
     peer = rows[-1]["tokens_per_s"]
     for row in rows:
         row["ratio"] = row["tokens_per_s"] / peer
@@ -127,8 +145,9 @@ def nanogpt_estimate(model, ids, iters: int = 20, seed: int = 0) -> float:
     losses = []
     with torch.no_grad():
         for i in range(iters):
-            x, y = random_batch((split.val,), batch_size=BATCH, context=SIZES["context_length"],
-                                generator=batch_generator(seed, i))
+            x, y = random_batch(
+                (split.val,), batch_size=BATCH, context=SIZES["context_length"], generator=batch_generator(seed, i)
+            )
             losses.append(float(model(x, y)[1]))
     return sum(losses) / len(losses)
 
@@ -144,18 +163,39 @@ VARIANTS = {
 def anchor(iters: int, bf16: bool, seed: int, ids, variant: str = "nanogpt") -> dict:
     positional, options = VARIANTS[variant]
     with tempfile.TemporaryDirectory() as out:
-        config = TrainConfig(corpus=str(DATA), tokenizer="char", preset="tiny", positional=positional,
-                             **SIZES, model_options={"bias": False, **options}, batch_size=BATCH, max_steps=iters,
-                             lr=1e-3,
-                             min_lr=1e-4, warmup_steps=100, beta2=0.99, weight_decay=0.1, grad_clip=1.0,
-                             eval_interval=iters, eval_batches=200, val_split="tail", seed=seed, bf16=bf16,
-                             out=str(Path(out) / "run"))
+        config = TrainConfig(
+            corpus=str(DATA),
+            tokenizer="char",
+            preset="tiny",
+            positional=positional,
+            **SIZES,
+            model_options={"bias": False, **options},
+            batch_size=BATCH,
+            max_steps=iters,
+            lr=1e-3,
+            min_lr=1e-4,
+            warmup_steps=100,
+            beta2=0.99,
+            weight_decay=0.1,
+            grad_clip=1.0,
+            eval_interval=iters,
+            eval_batches=200,
+            val_split="tail",
+            seed=seed,
+            bf16=bf16,
+            out=str(Path(out) / "run"),
+        )
         t0 = time.perf_counter()
         result = train(config)
         seconds = time.perf_counter() - t0
         est = [nanogpt_estimate(result.model, ids, seed=s) for s in range(5)]
-        return {"val_loss": result.val_loss, "train_loss": result.train_loss, "tokens_per_s": result.tokens_per_s,
-                "seconds": seconds, "est": est}
+        return {
+            "val_loss": result.val_loss,
+            "train_loss": result.train_loss,
+            "tokens_per_s": result.tokens_per_s,
+            "seconds": seconds,
+            "est": est,
+        }
 
 
 def main() -> None:
@@ -167,13 +207,22 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337], help="anchor seeds (nanoGPT: 1337)")
     parser.add_argument("--anchor-bf16", action="store_true", help="also run the anchor with bf16 autocast")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="anchor models: nanogpt (exactly nanoGPT's), rope (rotary positions), "
-                             "llama (rotary + RMSNorm + SwiGLU); the recipe is the same for all")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        help="anchor models: nanogpt (exactly nanoGPT's), rope (rotary positions), "
+        "llama (rotary + RMSNorm + SwiGLU); the recipe is the same for all",
+    )
     parser.add_argument("--compile", action="store_true", help="add a torch.compile contender")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared 2-core machine a second thread waits "
-                             "on the other users and halves throughput; pass 2 on an idle machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine a second thread waits "
+        "on the other users and halves throughput; pass 2 on an idle machine)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not DATA.is_file():
@@ -197,31 +246,46 @@ def main() -> None:
         peak = mm_peak()
         rows = throughput(ids, tok.vocab_size, args.steps, args.rounds, args.compile)
         peak_after = mm_peak()
-        print(f"\ntraining throughput: 4 layers, 4 heads, d_model 128, context 64, batch 12, "
-              f"{args.rounds} x {args.steps} steps each, interleaved")
+        print(
+            f"\ntraining throughput: 4 layers, 4 heads, d_model 128, context 64, batch 12, "
+            f"{args.rounds} x {args.steps} steps each, interleaved"
+        )
         print(f"torch.mm fp32 peak (1024^3): {peak / 1e9:.1f} GFLOP/s before, {peak_after / 1e9:.1f} after")
         print("| contender | tokens/s | vs HF | achieved GFLOP/s | of mm peak |")
         print("| --- | ---: | ---: | ---: | ---: |")
         for r in rows:
-            print(f"| {r['name']} | {r['tokens_per_s']:,.0f} | {r['ratio']:.2f}x | {r['flops'] / 1e9:.2f} | "
-                  f"{r['flops'] / max(peak, peak_after):.0%} |")
+            print(
+                f"| {r['name']} | {r['tokens_per_s']:,.0f} | {r['ratio']:.2f}x | {r['flops'] / 1e9:.2f} | "
+                f"{r['flops'] / max(peak, peak_after):.0%} |"
+            )
 
     if not args.skip_anchor:
-        runs = [(f"{variant}, fp32, seed {seed}", anchor(args.iters, False, seed, ids, variant))
-                for variant in args.variants for seed in args.seeds]
+        runs = [
+            (f"{variant}, fp32, seed {seed}", anchor(args.iters, False, seed, ids, variant))
+            for variant in args.variants
+            for seed in args.seeds
+        ]
         if args.anchor_bf16:
-            runs.append((f"{args.variants[0]}, bf16 autocast, seed {args.seeds[0]}",
-                         anchor(args.iters, True, args.seeds[0], ids, args.variants[0])))
+            runs.append(
+                (
+                    f"{args.variants[0]}, bf16 autocast, seed {args.seeds[0]}",
+                    anchor(args.iters, True, args.seeds[0], ids, args.variants[0]),
+                )
+            )
         print(f"\nnanoGPT anchor: char tinyshakespeare, {args.iters} iterations (nanoGPT: val 1.88 at 2000)")
-        print("| run | val loss (all 111k val tokens) | nanoGPT-style estimate (20 random batches; 5 draws) "
-              "| train loss | target <= 1.88 | tokens/s | wall time |")
+        print(
+            "| run | val loss (all 111k val tokens) | nanoGPT-style estimate (20 random batches; 5 draws) "
+            "| train loss | target <= 1.88 | tokens/s | wall time |"
+        )
         print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
         for name, a in runs:
             ok = "met" if a["val_loss"] <= 1.88 else "missed"
             est = a["est"]
-            print(f"| tokvec {name} | {a['val_loss']:.4f} | {sum(est) / len(est):.3f} "
-                  f"({min(est):.3f}-{max(est):.3f}) | {a['train_loss']:.4f} | {ok} | "
-                  f"{a['tokens_per_s']:,.0f} | {a['seconds']:.0f} s |")
+            print(
+                f"| tokvec {name} | {a['val_loss']:.4f} | {sum(est) / len(est):.3f} "
+                f"({min(est):.3f}-{max(est):.3f}) | {a['train_loss']:.4f} | {ok} | "
+                f"{a['tokens_per_s']:,.0f} | {a['seconds']:.0f} s |"
+            )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,12 @@ def generate(path: Path, n: int, d: int, fmt: str, seed: int = 0) -> None:
 
 def child(side: str, path: Path, fmt: str, load: bool) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "src"), side, str(path), fmt, "1" if load else "0"],
-                         capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ROOT / "src"), side, str(path), fmt, "1" if load else "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{side} child failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout)
@@ -95,8 +99,11 @@ def main() -> None:
         path = Path(tmp) / f"vectors.{'bin' if args.format == 'word2vec-binary' else 'txt'}"
         start = time.perf_counter()
         generate(path, args.words, args.dim, args.format)
-        print(f"generated {path.stat().st_size / 1e6:.0f} MB ({args.words:,} x {args.dim}, {args.format}) in "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
+        print(
+            f"generated {path.stat().st_size / 1e6:.0f} MB ({args.words:,} x {args.dim}, {args.format}) in "
+            f"{time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
         base_t, base_g = child("tokvec", path, args.format, False), child("gensim", path, args.format, False)
         t = child("tokvec", path, args.format, True)
         print(f"tokvec {t}", flush=True)
@@ -106,8 +113,10 @@ def main() -> None:
     assert t["shape"] == g["shape"] == [args.words, args.dim], (t["shape"], g["shape"])
     from _machine import cpu_name
 
-    print(f"\n{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores ({cpu_name()}), load average "
-          f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; one run each, children in turn\n")
+    print(
+        f"\n{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores ({cpu_name()}), load average "
+        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; one run each, children in turn\n"
+    )
     print("| file | side | load time | peak RSS above its baseline | / table |\n| --- | --- | --- | --- | --- |")
     what = f"{args.words:,} x {args.dim} {args.format} ({table / 1e6:.0f} MB table)"
     for name, r, base in (("tokvec read_word_vectors", t, base_t), ("gensim load_word2vec_format", g, base_g)):

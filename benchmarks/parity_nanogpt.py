@@ -53,9 +53,23 @@ from tokvec.data.tokenfile import load_token_file  # noqa: E402
 DATA = ROOT / ".." / "shared" / "data" / "tinyshakespeare.txt"
 
 # nanoGPT's CPU benchmark (config/train_shakespeare_char.py with the README's CPU overrides)
-RECIPE = dict(block_size=64, batch_size=12, n_layer=4, n_head=4, n_embd=128, max_iters=2000,
-              lr_decay_iters=2000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, beta1=0.9, beta2=0.99,
-              weight_decay=0.1, grad_clip=1.0, eval_iters=20)
+RECIPE = dict(
+    block_size=64,
+    batch_size=12,
+    n_layer=4,
+    n_head=4,
+    n_embd=128,
+    max_iters=2000,
+    lr_decay_iters=2000,
+    learning_rate=1e-3,
+    min_lr=1e-4,
+    warmup_iters=100,
+    beta1=0.9,
+    beta2=0.99,
+    weight_decay=0.1,
+    grad_clip=1.0,
+    eval_iters=20,
+)
 
 
 # -- the reference: nanoGPT's model.py, written out ------------------------------------------------
@@ -96,8 +110,9 @@ class RefAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=True)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )  # (B, nh, T, hs)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
@@ -128,9 +143,15 @@ class RefGPT(nn.Module):
     def __init__(self, c: RefConfig) -> None:
         super().__init__()
         self.config = c
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(c.vocab_size, c.n_embd), wpe=nn.Embedding(c.block_size, c.n_embd),
-            drop=nn.Dropout(c.dropout), h=nn.ModuleList(RefBlock(c) for _ in range(c.n_layer)), ln_f=LayerNorm(c.n_embd, c.bias)))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(c.vocab_size, c.n_embd),
+                wpe=nn.Embedding(c.block_size, c.n_embd),
+                drop=nn.Dropout(c.dropout),
+                h=nn.ModuleList(RefBlock(c) for _ in range(c.n_layer)),
+                ln_f=LayerNorm(c.n_embd, c.bias),
+            )
+        )
         self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied
         self.apply(self._init_weights)
@@ -159,8 +180,10 @@ class RefGPT(nn.Module):
 
     def configure_optimizers(self, weight_decay, learning_rate, betas):
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
-        groups = [{"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}]
+        groups = [
+            {"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0},
+        ]
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas)  # nanoGPT fuses on CUDA only
 
 
@@ -177,8 +200,8 @@ def get_lr(it: int, *, learning_rate: float, min_lr: float, warmup_iters: int, l
 def get_batch(data: np.ndarray, block_size: int, batch_size: int, generator: torch.Generator | None = None):
     """nanoGPT's sampler: ``batch_size`` windows at uniform random starts in [0, len - block_size)."""
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
-    x = torch.stack([torch.from_numpy(data[i:i + block_size].astype(np.int64)) for i in ix])
-    y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block_size].astype(np.int64)) for i in ix])
+    x = torch.stack([torch.from_numpy(data[i : i + block_size].astype(np.int64)) for i in ix])
+    y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + block_size].astype(np.int64)) for i in ix])
     return x, y
 
 
@@ -201,7 +224,7 @@ def full_loss(model, data: np.ndarray, *, block_size: int, batch_size: int = 64)
     starts = range(0, len(data) - block_size, block_size)
     total, count = 0.0, 0
     for b in range(0, len(starts), batch_size):
-        rows = [data[i:i + block_size + 1].astype(np.int64) for i in starts[b:b + batch_size]]
+        rows = [data[i : i + block_size + 1].astype(np.int64) for i in starts[b : b + batch_size]]
         t = torch.from_numpy(np.stack(rows))
         x, y = t[:, :-1].contiguous(), t[:, 1:].contiguous()  # nanoGPT's loss views its targets
         total += float(model(x, y)[1]) * y.numel()
@@ -213,11 +236,20 @@ def full_loss(model, data: np.ndarray, *, block_size: int, batch_size: int = 64)
 # -- tokvec <-> reference -------------------------------------------------------------------------
 def name_map(n_layer: int) -> dict[str, str]:
     """tokvec parameter name -> the reference's (nanoGPT's) name."""
-    names = {"embed.token.embedding.weight": "transformer.wte.weight", "embed.positional.weight": "transformer.wpe.weight",
-             "norm.weight": "transformer.ln_f.weight"}
+    names = {
+        "embed.token.embedding.weight": "transformer.wte.weight",
+        "embed.positional.weight": "transformer.wpe.weight",
+        "norm.weight": "transformer.ln_f.weight",
+    }
     for i in range(n_layer):
-        for ours, theirs in (("norm1", "ln_1"), ("attn.qkv", "attn.c_attn"), ("attn.proj", "attn.c_proj"),
-                             ("norm2", "ln_2"), ("mlp.fc", "mlp.c_fc"), ("mlp.proj", "mlp.c_proj")):
+        for ours, theirs in (
+            ("norm1", "ln_1"),
+            ("attn.qkv", "attn.c_attn"),
+            ("attn.proj", "attn.c_proj"),
+            ("norm2", "ln_2"),
+            ("mlp.fc", "mlp.c_fc"),
+            ("mlp.proj", "mlp.c_proj"),
+        ):
             names[f"blocks.{i}.{ours}.weight"] = f"transformer.h.{i}.{theirs}.weight"
     return names
 
@@ -225,15 +257,25 @@ def name_map(n_layer: int) -> dict[str, str]:
 def reference_from(model) -> RefGPT:
     """A reference model holding exactly ``model``'s (a tokvec GPT's) weights."""
     c = model.config
-    ref = RefGPT(RefConfig(block_size=c.context_length, vocab_size=c.vocab_size, n_layer=c.n_layers,
-                           n_head=c.n_heads, n_embd=c.d_model, bias=c.bias))
+    ref = RefGPT(
+        RefConfig(
+            block_size=c.context_length,
+            vocab_size=c.vocab_size,
+            n_layer=c.n_layers,
+            n_head=c.n_heads,
+            n_embd=c.d_model,
+            bias=c.bias,
+        )
+    )
     ref.to(next(model.parameters()).dtype)
     theirs = dict(ref.named_parameters())
     ours = dict(model.named_parameters())
     mapping = name_map(c.n_layers)
     if set(mapping) != set(ours) or set(mapping.values()) != set(theirs):
-        raise RuntimeError(f"parameter names moved: tokvec {sorted(set(ours) ^ set(mapping))}, "
-                           f"reference {sorted(set(theirs) ^ set(mapping.values()))}")
+        raise RuntimeError(
+            f"parameter names moved: tokvec {sorted(set(ours) ^ set(mapping))}, "
+            f"reference {sorted(set(theirs) ^ set(mapping.values()))}"
+        )
     with torch.no_grad():
         for a, b in mapping.items():
             theirs[b].copy_(ours[a])
@@ -244,8 +286,13 @@ def reference_from(model) -> RefGPT:
 def check_schedule(max_iters: int, warmup: int, lr: float, min_lr: float) -> float:
     """Largest |tokvec lr - nanoGPT lr| over every iteration (0 = the same schedule)."""
     config = TrainConfig(max_steps=max_iters, warmup_steps=warmup, lr=lr, min_lr=min_lr)
-    return max(abs(config.lr_at(it) - get_lr(it, learning_rate=lr, min_lr=min_lr, warmup_iters=warmup,
-                                             lr_decay_iters=max_iters)) for it in range(max_iters + 1))
+    return max(
+        abs(
+            config.lr_at(it)
+            - get_lr(it, learning_rate=lr, min_lr=min_lr, warmup_iters=warmup, lr_decay_iters=max_iters)
+        )
+        for it in range(max_iters + 1)
+    )
 
 
 def decay_groups(model) -> tuple[set[str], set[str]]:
@@ -268,42 +315,88 @@ def init_stds(vocab: int, c: dict, seed: int = 0) -> list[tuple[str, float, floa
     from tokvec import GPT, ModelConfig
 
     torch.manual_seed(seed)
-    ours = GPT(ModelConfig(vocab_size=vocab, context_length=c["block_size"], d_model=c["n_embd"],
-                           n_layers=c["n_layer"], n_heads=c["n_head"], dropout=0.0, bias=False))
+    ours = GPT(
+        ModelConfig(
+            vocab_size=vocab,
+            context_length=c["block_size"],
+            d_model=c["n_embd"],
+            n_layers=c["n_layer"],
+            n_heads=c["n_head"],
+            dropout=0.0,
+            bias=False,
+        )
+    )
     torch.manual_seed(seed)
-    ref = RefGPT(RefConfig(block_size=c["block_size"], vocab_size=vocab, n_layer=c["n_layer"], n_head=c["n_head"],
-                           n_embd=c["n_embd"]))
+    ref = RefGPT(
+        RefConfig(
+            block_size=c["block_size"], vocab_size=vocab, n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"]
+        )
+    )
     theirs = dict(ref.named_parameters())
-    return [(b, float(p.detach().std()), float(theirs[b].detach().std())) for a, p in ours.named_parameters()
-            for b in [name_map(c["n_layer"])[a]]]
+    return [
+        (b, float(p.detach().std()), float(theirs[b].detach().std()))
+        for a, p in ours.named_parameters()
+        for b in [name_map(c["n_layer"])[a]]
+    ]
 
 
 def sampler_starts(n_train: int, block: int, batch: int, draws: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """(min, max) window start drawn by tokvec's sampler and by nanoGPT's over ``draws`` batches."""
     seg = np.arange(n_train, dtype=np.int64)
-    ours = np.concatenate([random_batch((seg,), batch_size=batch, context=block,
-                                        generator=batch_generator(1337, s))[0][:, 0].numpy() for s in range(draws)])
+    ours = np.concatenate(
+        [
+            random_batch((seg,), batch_size=batch, context=block, generator=batch_generator(1337, s))[0][:, 0].numpy()
+            for s in range(draws)
+        ]
+    )
     g = torch.Generator().manual_seed(1337)
     theirs = np.concatenate([get_batch(seg, block, batch, g)[0][:, 0].numpy() for _ in range(draws)])
     return (int(ours.min()), int(ours.max())), (int(theirs.min()), int(theirs.max()))
 
 
 # -- step by step ---------------------------------------------------------------------------------
-def tokvec_config(corpus: str, out: str, c: dict, *, seed: int, max_iters: int, eval_batches: int = 200,
-                  warmup: int | None = None) -> TrainConfig:
+def tokvec_config(
+    corpus: str, out: str, c: dict, *, seed: int, max_iters: int, eval_batches: int = 200, warmup: int | None = None
+) -> TrainConfig:
     """tokvec's ``train`` set up as nanoGPT's recipe ``c`` (what ``tokvec train`` would be given)."""
-    return TrainConfig(corpus=corpus, tokenizer="char", positional="learned", context_length=c["block_size"],
-                       d_model=c["n_embd"], n_layers=c["n_layer"], n_heads=c["n_head"], dropout=0.0,
-                       model_options={"bias": False}, batch_size=c["batch_size"], max_steps=max_iters,
-                       lr=c["learning_rate"], min_lr=c["min_lr"],
-                       warmup_steps=c["warmup_iters"] if warmup is None else warmup, beta1=c["beta1"],
-                       beta2=c["beta2"], weight_decay=c["weight_decay"], grad_clip=c["grad_clip"],
-                       eval_interval=max_iters, eval_batches=eval_batches, val_split="tail", seed=seed, out=out,
-                       threads=1)
+    return TrainConfig(
+        corpus=corpus,
+        tokenizer="char",
+        positional="learned",
+        context_length=c["block_size"],
+        d_model=c["n_embd"],
+        n_layers=c["n_layer"],
+        n_heads=c["n_head"],
+        dropout=0.0,
+        model_options={"bias": False},
+        batch_size=c["batch_size"],
+        max_steps=max_iters,
+        lr=c["learning_rate"],
+        min_lr=c["min_lr"],
+        warmup_steps=c["warmup_iters"] if warmup is None else warmup,
+        beta1=c["beta1"],
+        beta2=c["beta2"],
+        weight_decay=c["weight_decay"],
+        grad_clip=c["grad_clip"],
+        eval_interval=max_iters,
+        eval_batches=eval_batches,
+        val_split="tail",
+        seed=seed,
+        out=out,
+        threads=1,
+    )
 
 
-def step_by_step(corpus: str, c: dict, *, steps: int, seed: int = 1337, dtype=torch.float64, warmup: int = 10,
-                 reference: dict | None = None) -> tuple[list[float], list[float]]:
+def step_by_step(
+    corpus: str,
+    c: dict,
+    *,
+    steps: int,
+    seed: int = 1337,
+    dtype=torch.float64,
+    warmup: int = 10,
+    reference: dict | None = None,
+) -> tuple[list[float], list[float]]:
     """Per-step training losses of tokvec's ``train`` and of the reference loop, from the same initial
     weights on the same batches (tokvec's draws), in ``dtype``. Returns (tokvec's, reference's).
     ``reference``: recipe entries changed on the reference side only (to see a difference show)."""
@@ -313,8 +406,9 @@ def step_by_step(corpus: str, c: dict, *, steps: int, seed: int = 1337, dtype=to
     torch.set_default_dtype(dtype)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            config = tokvec_config(corpus, str(Path(tmp) / "run"), c, seed=seed, max_iters=steps, eval_batches=1,
-                                   warmup=warmup)
+            config = tokvec_config(
+                corpus, str(Path(tmp) / "run"), c, seed=seed, max_iters=steps, eval_batches=1, warmup=warmup
+            )
             result = train(config)
             ids = np.asarray(load_token_file(Path(tmp) / "run" / "tokens.bin"))
         torch.manual_seed(seed)  # train() seeds the same way before building its model
@@ -325,12 +419,14 @@ def step_by_step(corpus: str, c: dict, *, steps: int, seed: int = 1337, dtype=to
         split = split_by_position(ids, context=c["block_size"], mode="tail")
         losses = []
         for it in range(steps):
-            lr = get_lr(it, learning_rate=c["learning_rate"], min_lr=c["min_lr"], warmup_iters=warmup,
-                        lr_decay_iters=steps)
+            lr = get_lr(
+                it, learning_rate=c["learning_rate"], min_lr=c["min_lr"], warmup_iters=warmup, lr_decay_iters=steps
+            )
             for group in opt.param_groups:
                 group["lr"] = lr
-            x, y = random_batch(split.train, batch_size=c["batch_size"], context=c["block_size"],
-                                generator=batch_generator(seed, it))
+            x, y = random_batch(
+                split.train, batch_size=c["batch_size"], context=c["block_size"], generator=batch_generator(seed, it)
+            )
             _, loss = ref(x, y)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(ref.parameters(), c["grad_clip"])
@@ -352,13 +448,25 @@ def reference_run(text: str, c: dict, *, seed: int, vocab_extra: int = 0) -> dic
     n = int(0.9 * len(data))
     train_data, val_data = data[:n], data[n:]
     torch.manual_seed(seed)
-    model = RefGPT(RefConfig(block_size=c["block_size"], vocab_size=len(chars) + vocab_extra, n_layer=c["n_layer"],
-                             n_head=c["n_head"], n_embd=c["n_embd"]))
+    model = RefGPT(
+        RefConfig(
+            block_size=c["block_size"],
+            vocab_size=len(chars) + vocab_extra,
+            n_layer=c["n_layer"],
+            n_head=c["n_head"],
+            n_embd=c["n_embd"],
+        )
+    )
     opt = model.configure_optimizers(c["weight_decay"], c["learning_rate"], (c["beta1"], c["beta2"]))
     t0 = time.perf_counter()
     for it in range(c["max_iters"]):
-        lr = get_lr(it, learning_rate=c["learning_rate"], min_lr=c["min_lr"], warmup_iters=c["warmup_iters"],
-                    lr_decay_iters=c["lr_decay_iters"])
+        lr = get_lr(
+            it,
+            learning_rate=c["learning_rate"],
+            min_lr=c["min_lr"],
+            warmup_iters=c["warmup_iters"],
+            lr_decay_iters=c["lr_decay_iters"],
+        )
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = get_batch(train_data, c["block_size"], c["batch_size"])
@@ -368,8 +476,12 @@ def reference_run(text: str, c: dict, *, seed: int, vocab_extra: int = 0) -> dic
         opt.step()
         opt.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - t0
-    return {"model": model, "val": val_data, "seconds": seconds,
-            "tokens_per_s": c["max_iters"] * c["batch_size"] * c["block_size"] / seconds}
+    return {
+        "model": model,
+        "val": val_data,
+        "seconds": seconds,
+        "tokens_per_s": c["max_iters"] * c["batch_size"] * c["block_size"] / seconds,
+    }
 
 
 def tokvec_run(corpus: str, c: dict, *, seed: int) -> dict:
@@ -381,8 +493,17 @@ def tokvec_run(corpus: str, c: dict, *, seed: int) -> dict:
 
 
 def scores(run: dict, c: dict, draws: int = 5) -> dict:
-    est = [estimate_loss(run["model"], run["val"], eval_iters=c["eval_iters"], block_size=c["block_size"],
-                         batch_size=c["batch_size"], seed=s) for s in range(draws)]
+    est = [
+        estimate_loss(
+            run["model"],
+            run["val"],
+            eval_iters=c["eval_iters"],
+            block_size=c["block_size"],
+            batch_size=c["batch_size"],
+            seed=s,
+        )
+        for s in range(draws)
+    ]
     return {"full": full_loss(run["model"], run["val"], block_size=c["block_size"]), "est": est}
 
 
@@ -392,8 +513,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1, 2])
     parser.add_argument("--iters", type=int, default=RECIPE["max_iters"])
     parser.add_argument("--steps", type=int, default=50, help="step-by-step comparison length")
-    parser.add_argument("--vocab-extra", action="store_true",
-                        help="also run the reference with 4 unused vocabulary rows (tokvec's specials)")
+    parser.add_argument(
+        "--vocab-extra",
+        action="store_true",
+        help="also run the reference with 4 unused vocabulary rows (tokvec's specials)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if not DATA.is_file():
@@ -404,8 +528,7 @@ def main() -> None:
     from tokvec import CharTokenizer
 
     vocab = CharTokenizer.train([text]).vocab_size
-    print(f"corpus: tinyshakespeare, {len(text):,} characters; tokvec vocab {vocab}, nanoGPT vocab "
-          f"{len(set(text))}")
+    print(f"corpus: tinyshakespeare, {len(text):,} characters; tokvec vocab {vocab}, nanoGPT vocab {len(set(text))}")
 
     print("\n| component | tokvec | nanoGPT (reference) | same? |\n| --- | --- | --- | --- |")
     diff = check_schedule(c["max_iters"], c["warmup_iters"], c["learning_rate"], c["min_lr"])
@@ -421,24 +544,34 @@ def main() -> None:
     n_train = int(0.9 * len(text))
     (lo, hi), (rlo, rhi) = sampler_starts(n_train, c["block_size"], c["batch_size"], 2000)
     print(f"| window starts drawn (24k windows) | {lo}..{hi} | {rlo}..{rhi} | of 0..{n_train - c['block_size'] - 1} |")
-    print(f"| vocabulary | {vocab} rows ({vocab - len(set(text))} special, never a target) | {len(set(text))} rows "
-          f"| see --vocab-extra |")
+    print(
+        f"| vocabulary | {vocab} rows ({vocab - len(set(text))} special, never a target) | {len(set(text))} rows "
+        f"| see --vocab-extra |"
+    )
 
     tv, ref = step_by_step(str(DATA), c, steps=args.steps)
     rel = max(abs(a - b) / abs(b) for a, b in zip(tv, ref))
-    print(f"\nstep by step, float64, {args.steps} steps from the same weights on the same batches: "
-          f"largest relative loss difference {rel:.1e} (step 1: {tv[0]:.6f} vs {ref[0]:.6f}; "
-          f"step {args.steps}: {tv[-1]:.6f} vs {ref[-1]:.6f})")
+    print(
+        f"\nstep by step, float64, {args.steps} steps from the same weights on the same batches: "
+        f"largest relative loss difference {rel:.1e} (step 1: {tv[0]:.6f} vs {ref[0]:.6f}; "
+        f"step {args.steps}: {tv[-1]:.6f} vs {ref[-1]:.6f})"
+    )
 
     if not args.e2e:
         return
-    print(f"\nend to end, {c['max_iters']} iterations, 1 thread; val loss on all val tokens, and nanoGPT's "
-          f"{c['eval_iters']}-batch estimate (mean of 5 draws, range)")
-    print("| seed | run | val loss (all tokens) | 20-batch estimate | tokens/s | time |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    print(
+        f"\nend to end, {c['max_iters']} iterations, 1 thread; val loss on all val tokens, and nanoGPT's "
+        f"{c['eval_iters']}-batch estimate (mean of 5 draws, range)"
+    )
+    print(
+        "| seed | run | val loss (all tokens) | 20-batch estimate | tokens/s | time |\n| --- | --- | ---: | ---: | ---: | ---: |"
+    )
     rows = {"tokvec": [], "reference": [], "reference +4 rows": []}
     for seed in args.seeds:
-        contenders = [("reference", lambda: reference_run(text, c, seed=seed)),
-                      ("tokvec", lambda: tokvec_run(str(DATA), c, seed=seed))]
+        contenders = [
+            ("reference", lambda: reference_run(text, c, seed=seed)),
+            ("tokvec", lambda: tokvec_run(str(DATA), c, seed=seed)),
+        ]
         if args.vocab_extra:
             contenders.append(("reference +4 rows", lambda: reference_run(text, c, seed=seed, vocab_extra=4)))
         for name, run_fn in contenders:
@@ -446,8 +579,11 @@ def main() -> None:
             s = scores(run, c)
             rows[name].append(s)
             est = s["est"]
-            print(f"| {seed} | {name} | {s['full']:.4f} | {sum(est) / len(est):.4f} ({min(est):.3f}-{max(est):.3f}) "
-                  f"| {run['tokens_per_s']:,.0f} | {run['seconds']:.0f} s |", flush=True)
+            print(
+                f"| {seed} | {name} | {s['full']:.4f} | {sum(est) / len(est):.4f} ({min(est):.3f}-{max(est):.3f}) "
+                f"| {run['tokens_per_s']:,.0f} | {run['seconds']:.0f} s |",
+                flush=True,
+            )
     for name, rs in rows.items():
         if rs:
             full = [r["full"] for r in rs]

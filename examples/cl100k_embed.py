@@ -37,10 +37,14 @@ print(f"embedding table (vocab_size, d_model) = ({rows}, {cols}): {emb.token.wei
 # Every sequence of a batch has the model's context length: pad short texts, crop long ones.
 fitted = fit_to_context(ids, context, pad_id=0)  # cl100k has no <pad>: id 0, masked out
 print(f"context {context}:", fitted.describe())
-batch = torch.tensor([fitted.ids])               # (batch_size, seq_length) = (1, 16)
-mask = torch.tensor([fitted.padding_mask])       # True at the padding
+batch = torch.tensor([fitted.ids])  # (batch_size, seq_length) = (1, 16)
+mask = torch.tensor([fitted.padding_mask])  # True at the padding
 with torch.no_grad():
-    x = emb(batch, padding_mask=mask)            # (batch_size, seq_length, d_model) = (1, 16, 64)
-print("ids (batch_size, seq_length) =", tuple(batch.shape), "-> vectors (batch_size, seq_length, d_model) =",
-      tuple(x.shape))
+    x = emb(batch, padding_mask=mask)  # (batch_size, seq_length, d_model) = (1, 16, 64)
+print(
+    "ids (batch_size, seq_length) =",
+    tuple(batch.shape),
+    "-> vectors (batch_size, seq_length, d_model) =",
+    tuple(x.shape),
+)
 print("padding rows are zero:", bool((x[mask] == 0).all()))

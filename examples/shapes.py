@@ -15,14 +15,22 @@ torch.manual_seed(0)
 batch_size, seq_length, d_model, vocab_size = 2, 5, 8, 7
 
 # 1. Token ids: one row per sequence of the batch.
-ids = torch.tensor([[4, 5, 5, 6, 6],      # 你 好 好 嗎 嗎 in the tutorials' char vocabulary
-                    [4, 5, 6, 0, 0]])     # 你 好 嗎, padded with id 0
+ids = torch.tensor(
+    [
+        [4, 5, 5, 6, 6],  # 你 好 好 嗎 嗎 in the tutorials' char vocabulary
+        [4, 5, 6, 0, 0],
+    ]
+)  # 你 好 嗎, padded with id 0
 print("ids (batch_size, seq_length) =", tuple(ids.shape))
 
 # 2. The lookup table: vocab_size rows of d_model numbers, torch.rand style.
 table = TokenEmbedding(vocab_size, d_model, init="uniform")
-print("table (vocab_size, d_model) =", tuple(table.weight.shape), " values in [0, 1):",
-      bool((table.weight >= 0).all() and (table.weight < 1).all()))
+print(
+    "table (vocab_size, d_model) =",
+    tuple(table.weight.shape),
+    " values in [0, 1):",
+    bool((table.weight >= 0).all() and (table.weight < 1).all()),
+)
 vectors = table(ids)  # row ids[b, s] of the table, for every b and s
 print("token vectors (batch_size, seq_length, d_model) =", tuple(vectors.shape))
 assert torch.equal(vectors[0, 1], table.weight[5])  # a lookup is just indexing the table

@@ -34,9 +34,30 @@ def tokvec(*args: str) -> None:
 
 
 # 2. Train: a tiny model is plenty for 20 rows (about 2 seconds of training on a CPU).
-tokvec("classify", "train", "--csv", str(here / "toy_questions.csv"), "--tokenizer", str(out / "tokenizer.json"),
-       "--d-model", "16", "--layers", "1", "--heads", "2", "--context", "8", "--max-steps", "150",
-       "--batch-size", "20", "--val-fraction", "0", "--out", str(out / "run"))
+tokvec(
+    "classify",
+    "train",
+    "--csv",
+    str(here / "toy_questions.csv"),
+    "--tokenizer",
+    str(out / "tokenizer.json"),
+    "--d-model",
+    "16",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--context",
+    "8",
+    "--max-steps",
+    "150",
+    "--batch-size",
+    "20",
+    "--val-fraction",
+    "0",
+    "--out",
+    str(out / "run"),
+)
 
 # 3. Predict: label, probability, text.
 tokvec("classify", "predict", "--run", str(out / "run"), "你好好嗎嗎", "你好好", "好嗎")

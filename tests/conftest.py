@@ -40,7 +40,9 @@ def error_says():
                 yield info
             messages = [str(info.value)]
         for message in messages:
-            missing = [f for f in facts if (f.search(message) is None if isinstance(f, re.Pattern) else f not in message)]
+            missing = [
+                f for f in facts if (f.search(message) is None if isinstance(f, re.Pattern) else f not in message)
+            ]
             if not missing:
                 return
         raise AssertionError(f"{kind.__name__} {messages[-1]!r} does not say {missing}")
@@ -89,6 +91,7 @@ def cli(capsys, monkeypatch):
 def _run_script(argv: list[str], stdin: str | None, cwd) -> CliResult:
     cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tokvec"]
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.run(cmd + argv, input=stdin, capture_output=True, text=True, encoding="utf-8", cwd=cwd,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        cmd + argv, input=stdin, capture_output=True, text=True, encoding="utf-8", cwd=cwd, env=env, timeout=300
+    )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)

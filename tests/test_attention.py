@@ -36,7 +36,7 @@ def test_kv_cache_gives_the_same_outputs_as_one_full_pass(name):
         cache = KVCache(1)
         # prefill in two chunks, then one token at a time
         steps = [att(x[:, :5], cache=cache), att(x[:, 5:9], cache=cache)]
-        steps += [att(x[:, i:i + 1], cache=cache) for i in range(9, 13)]
+        steps += [att(x[:, i : i + 1], cache=cache) for i in range(9, 13)]
     assert cache.length == 13
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
@@ -54,19 +54,31 @@ def test_explicit_weights_path_equals_the_fused_path(name):
     assert torch.all(weights.triu(diagonal=1) == 0)  # causal
 
 
-@pytest.mark.parametrize("name,path", [("none", "sdpa"), ("rope", "sdpa"), ("xl", "sdpa"), ("alibi", "masked"),
-                                       ("t5", "relative"), ("relative-keys", "relative"), ("relative", "relative")])
+@pytest.mark.parametrize(
+    "name,path",
+    [
+        ("none", "sdpa"),
+        ("rope", "sdpa"),
+        ("xl", "sdpa"),
+        ("alibi", "masked"),
+        ("t5", "relative"),
+        ("relative-keys", "relative"),
+        ("relative", "relative"),
+    ],
+)
 def test_schemes_stay_on_the_fused_kernel(name, path):
     """No scheme writes the weights out unless asked to: NoPE, RoPE and XL's term go to SDPA, a
     constant bias to the kernel with causal skipping, the learned distance terms (T5, Shaw keys and
     values) to model/fast/banded.py's fused path with its banded backward."""
     att = attention("relative", values=False) if name == "relative-keys" else attention(name)
-    with mock.patch("tokvec.model.attention.F.scaled_dot_product_attention",
-                    wraps=F.scaled_dot_product_attention) as sdpa, \
-            mock.patch("tokvec.model.attention.banded.masked_attention", wraps=banded.masked_attention) as masked, \
-            mock.patch("tokvec.model.attention.banded.relative_attention",
-                       wraps=banded.relative_attention) as relative, \
-            mock.patch.object(CausalSelfAttention, "_explicit") as explicit:
+    with (
+        mock.patch(
+            "tokvec.model.attention.F.scaled_dot_product_attention", wraps=F.scaled_dot_product_attention
+        ) as sdpa,
+        mock.patch("tokvec.model.attention.banded.masked_attention", wraps=banded.masked_attention) as masked,
+        mock.patch("tokvec.model.attention.banded.relative_attention", wraps=banded.relative_attention) as relative,
+        mock.patch.object(CausalSelfAttention, "_explicit") as explicit,
+    ):
         att(torch.randn(1, 600, D)).sum().backward()
     called = {"sdpa": sdpa.called, "masked": masked.called, "relative": relative.called}
     assert called == {key: key == path for key in called} and not explicit.called
@@ -155,8 +167,10 @@ def test_scheme_parameters_get_gradients_across_steps_and_shared_layers(name):
 def test_alibi_mask_is_built_once_for_every_layer_of_a_step():
     pos = build("alibi", n_heads=H)
     layers = [CausalSelfAttention(D, H, positional=pos, layer_index=i) for i in range(3)]
-    with mock.patch("tokvec.model.attention.banded.masked_attention", wraps=banded.masked_attention) as fused, \
-            torch.no_grad():
+    with (
+        mock.patch("tokvec.model.attention.banded.masked_attention", wraps=banded.masked_attention) as fused,
+        torch.no_grad(),
+    ):
         x = torch.randn(1, 8, D)
         for layer in layers:
             x = layer(x)
@@ -170,7 +184,7 @@ def test_alibi_mask_cuts_negligible_biases_and_the_future():
     assert mask.shape == (1, 2, 3, 1100)
     exact = pos.score_bias(3, 1100, offset=1097)
     # head 0: bias -d/16 falls below -64 past distance 1024; head 1 (-d/256) never does here
-    assert torch.isinf(mask[0, 0, 0, :1097 - 1024]).all() and mask[0, 0, 0, 1097 - 1024] == exact[0, 0, 1097 - 1024]
+    assert torch.isinf(mask[0, 0, 0, : 1097 - 1024]).all() and mask[0, 0, 0, 1097 - 1024] == exact[0, 0, 1097 - 1024]
     assert torch.equal(mask[0, 1, 0, :1098], exact[1, 0, :1098])
     assert torch.isinf(mask[0, :, 0, 1098:]).all()  # the future of the first query
     assert torch.isinf(mask[0, :, 1, 1099:]).all() and not torch.isinf(mask[0, 1, 2]).any()  # last query: no future

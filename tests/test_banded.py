@@ -35,12 +35,12 @@ def reference(q, k, v, table, values, offset):
 
 
 CASES = [  # b, h, s, offset, w, per-query table, values
-    (2, 3, 40, 0, 8, True, False),     # Shaw keys: far keys for most rows
-    (2, 3, 40, 0, 8, True, True),      # Shaw keys + values
-    (2, 2, 33, 0, 16, False, False),   # T5-like: one row of biases for every query
-    (1, 2, 17, 25, 6, True, True),     # a prefill chunk at offset 25 (KV cache)
-    (2, 2, 12, 0, 30, True, True),     # band wider than the sequence: no far keys at all
-    (1, 1, 50, 3, 1, False, True),     # W = 1: only the diagonal is special
+    (2, 3, 40, 0, 8, True, False),  # Shaw keys: far keys for most rows
+    (2, 3, 40, 0, 8, True, True),  # Shaw keys + values
+    (2, 2, 33, 0, 16, False, False),  # T5-like: one row of biases for every query
+    (1, 2, 17, 25, 6, True, True),  # a prefill chunk at offset 25 (KV cache)
+    (2, 2, 12, 0, 30, True, True),  # band wider than the sequence: no far keys at all
+    (1, 1, 50, 3, 1, False, True),  # W = 1: only the diagonal is special
 ]
 
 

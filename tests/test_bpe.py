@@ -41,7 +41,7 @@ def reference_bpe(ranks: dict[bytes, int], pat_str: str, text: str) -> list[int]
             best = min(range(len(pairs)), key=lambda i: ranks.get(pairs[i], float("inf")))
             if pairs[best] not in ranks:
                 break
-            parts[best:best + 2] = [pairs[best]]
+            parts[best : best + 2] = [pairs[best]]
         ids.extend(ranks[p] for p in parts)
     return ids
 
@@ -99,11 +99,18 @@ def test_ids_match_reference_bpe_and_hf_trainer(pattern):
     tok = BPETokenizer.train_from_texts([CORPUS], vocab_size=420, pattern=pattern, engine="hf")
     ranks = tok.ranks
     hf = Tokenizer(models.BPE())
-    hf.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(for_oniguruma(PATTERNS[pattern])), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    hf.train_from_iterator([CORPUS], trainer=trainers.BpeTrainer(
-        vocab_size=420, min_frequency=2, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(for_oniguruma(PATTERNS[pattern])), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    hf.train_from_iterator(
+        [CORPUS],
+        trainer=trainers.BpeTrainer(
+            vocab_size=420, min_frequency=2, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     hf_bytes = {i: printable_to_bytes(t) for t, i in hf.get_vocab().items()}
     for text in TEXTS + [CORPUS[:2000]]:
         ids = tok.encode(text)
@@ -132,11 +139,18 @@ def test_ids_on_text_outside_the_corpus_equal_hfs_encoder_of_the_same_model():
 
     tok = BPETokenizer.train_from_texts([SENNRICH], vocab_size=266, pattern="gpt2", min_frequency=0, engine="hf")
     hf = Tokenizer(models.BPE())
-    hf.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(for_oniguruma(PATTERNS["gpt2"])), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    hf.train_from_iterator([SENNRICH], trainer=trainers.BpeTrainer(
-        vocab_size=266, min_frequency=0, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(for_oniguruma(PATTERNS["gpt2"])), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    hf.train_from_iterator(
+        [SENNRICH],
+        trainer=trainers.BpeTrainer(
+            vocab_size=266, min_frequency=0, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     for text in ["slowest widow", "new lows", " newer west", "lowlowest newestnew"]:
         enc = hf.encode(text)
         want = [i if i >= 256 else printable_to_bytes(t)[0] for i, t in zip(enc.ids, enc.tokens)]
@@ -150,8 +164,9 @@ def test_train_from_files_with_globs(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.txt").write_text(CORPUS[3000:6000], encoding="utf-8")
     seen = []
-    tok = BPETokenizer.train([tmp_path / "a.txt", str(tmp_path / "sub" / "*.txt")], vocab_size=300,
-                             progress=seen.append)
+    tok = BPETokenizer.train(
+        [tmp_path / "a.txt", str(tmp_path / "sub" / "*.txt")], vocab_size=300, progress=seen.append
+    )
     assert sum(seen) == (tmp_path / "a.txt").stat().st_size + (tmp_path / "sub" / "b.txt").stat().st_size
     assert tok.vocab_size == 300
     by_dir = BPETokenizer.train(tmp_path / "sub", vocab_size=300)  # a directory: every file below it
@@ -167,8 +182,11 @@ def test_train_errors(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(TokvecValueError, match=r"the corpus \(.*empty.txt\) is empty"):
         BPETokenizer.train(empty, vocab_size=300)
-    with pytest.raises(TokvecValueError, match=r"ran out of merges at 259 tokens \(256 bytes \+ 3 merges \+ 0 "
-                                               r"specials\), short of vocab_size 1000.*allow_smaller=True"):
+    with pytest.raises(
+        TokvecValueError,
+        match=r"ran out of merges at 259 tokens \(256 bytes \+ 3 merges \+ 0 "
+        r"specials\), short of vocab_size 1000.*allow_smaller=True",
+    ):
         BPETokenizer.train_from_texts(["abcd abcd"], vocab_size=1000)
     assert BPETokenizer.train_from_texts(["abcd abcd"], vocab_size=1000, allow_smaller=True).vocab_size == 259
     with pytest.raises(TokvecValueError, match=r"corpus pattern '.*nothing-\*.txt' matches no files"):
@@ -183,8 +201,11 @@ def test_non_utf8_corpus_names_file_offset_and_fix(tmp_path):
     text = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n" * 40
     gb = tmp_path / "poems-gb.txt"
     gb.write_bytes(("ascii first " + text).encode("gb18030"))
-    with pytest.raises(TokvecValueError, match=r"poems-gb.txt is not valid utf-8 at byte offset 12; pass the "
-                                               r"file's encoding \(encoding= / --encoding, e.g. gb18030"):
+    with pytest.raises(
+        TokvecValueError,
+        match=r"poems-gb.txt is not valid utf-8 at byte offset 12; pass the "
+        r"file's encoding \(encoding= / --encoding, e.g. gb18030",
+    ):
         BPETokenizer.train(gb, vocab_size=300)
     tok = BPETokenizer.train(gb, vocab_size=300, encoding="gb18030")
     assert tok.decode(tok.encode(text)) == text
@@ -202,8 +223,18 @@ def test_round_trip_any_unicode(tok, s):
     assert tok.decode_bytes(ids) == s.encode("utf-8")
 
 
-@pytest.mark.parametrize("s", ["👩‍👩‍👧‍👦🙂👍🏽", "e\u0301\u0327 a\u030a", "a\r\nb\r\n\r\n", "\x00\x00x\x00", "小沈阳江西演唱会邀请了，",
-                               "\U0010ffff\ufeff\u200b", "   \t\n "])
+@pytest.mark.parametrize(
+    "s",
+    [
+        "👩‍👩‍👧‍👦🙂👍🏽",
+        "e\u0301\u0327 a\u030a",
+        "a\r\nb\r\n\r\n",
+        "\x00\x00x\x00",
+        "小沈阳江西演唱会邀请了，",
+        "\U0010ffff\ufeff\u200b",
+        "   \t\n ",
+    ],
+)
 def test_round_trip_edge_cases(tok, s):
     assert tok.decode(tok.encode(s)) == s
 
@@ -230,8 +261,11 @@ def test_stream_decoder_emits_only_whole_characters(tok):
 
 
 def test_decode_bad_ids(tok):
-    with pytest.raises(TokenIdError, match=r"token id 400 at position 2 is not a token of this tokenizer "
-                                           r"\(valid ids: 0..399\)"):
+    with pytest.raises(
+        TokenIdError,
+        match=r"token id 400 at position 2 is not a token of this tokenizer "
+        r"\(valid ids: 0..399\)",
+    ):
         tok.decode([1, 2, 400])
     with pytest.raises(TokenIdError, match=r"token id -1 at position 0"):
         tok.decode_bytes([-1])
@@ -243,9 +277,12 @@ def test_decode_bad_ids(tok):
 
 
 def test_special_tokens_disallowed_by_default(tok):
-    with pytest.raises(TokvecValueError, match=r"text contains the special token '<\|endoftext\|>' at character 1; "
-                                               r"special tokens are disallowed in ordinary text. Pass "
-                                               r"allowed_special=\{'<\|endoftext\|>'\}"):
+    with pytest.raises(
+        TokvecValueError,
+        match=r"text contains the special token '<\|endoftext\|>' at character 1; "
+        r"special tokens are disallowed in ordinary text. Pass "
+        r"allowed_special=\{'<\|endoftext\|>'\}",
+    ):
         tok.encode("x<|endoftext|>")
     assert tok.encode("x<|endoftext|>", allowed_special={"<|endoftext|>"}) == tok.encode("x") + [398]
     assert tok.encode("<pad><|endoftext|>", allowed_special="all") == [399, 398]
@@ -266,8 +303,9 @@ def test_encode_batch_equals_per_item_encode(tok):
     assert tok.encode_batch(items) == [tok.encode(t) for t in items]
     assert tok.encode_batch(items, num_threads=1) == [tok.encode(t) for t in items]
     with_special = ["a<pad>", "<|endoftext|>", "b"]
-    assert tok.encode_batch(with_special, allowed_special="all") == [tok.encode(t, allowed_special="all")
-                                                                      for t in with_special]
+    assert tok.encode_batch(with_special, allowed_special="all") == [
+        tok.encode(t, allowed_special="all") for t in with_special
+    ]
     with pytest.raises(TokvecValueError, match=r"texts\[0\] contains the special token .<pad>. at character 1"):
         tok.encode_batch(with_special)
     assert tok.encode_batch([]) == []
@@ -318,8 +356,11 @@ def test_malformed_tiktoken_line(tmp_path):
     lines = [f"{__import__('base64').b64encode(bytes([b])).decode()} {b}" for b in range(256)]
     lines.insert(3, "this is not base64!! x")
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(FormatError, match=r"bad.tiktoken line 4: 'this is not base64!! x' is not "
-                                          r"'<base64 token> <rank>'"):
+    with pytest.raises(
+        FormatError,
+        match=r"bad.tiktoken line 4: 'this is not base64!! x' is not "
+        r"'<base64 token> <rank>'",
+    ):
         load_tokenizer(path)
     short = tmp_path / "short.tiktoken"
     short.write_text("YQ== 0\n")
@@ -340,9 +381,16 @@ def _hf_train(model, trainer, pre_tokenizer=None):
 def test_hf_byte_level_tokenizer_json(tmp_path):
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
-    hf = _hf_train(models.BPE(), trainers.BpeTrainer(
-        vocab_size=350, show_progress=False, special_tokens=["<|endoftext|>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()), pre_tokenizers.ByteLevel(add_prefix_space=False))
+    hf = _hf_train(
+        models.BPE(),
+        trainers.BpeTrainer(
+            vocab_size=350,
+            show_progress=False,
+            special_tokens=["<|endoftext|>", "<pad>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    )
     hf.decoder = decoders.ByteLevel()
     hf.save(str(tmp_path / "tokenizer.json"))
     tok = load_tokenizer(tmp_path / "tokenizer.json")
@@ -357,9 +405,16 @@ def test_hf_byte_level_tokenizer_json(tmp_path):
 def test_from_hf_reads_the_same_tokenizer_and_refuses_other_json(tmp_path):
     from tokenizers import models, pre_tokenizers, trainers
 
-    hf = _hf_train(models.BPE(), trainers.BpeTrainer(
-        vocab_size=300, show_progress=False, special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()), pre_tokenizers.ByteLevel(add_prefix_space=False))
+    hf = _hf_train(
+        models.BPE(),
+        trainers.BpeTrainer(
+            vocab_size=300,
+            show_progress=False,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    )
     hf.save(str(tmp_path / "tokenizer.json"))
     tok = BPETokenizer.from_hf(tmp_path / "tokenizer.json")
     assert tok.ranks == load_tokenizer(tmp_path / "tokenizer.json").ranks and tok.eos_id == 0
@@ -374,14 +429,21 @@ def test_hf_tokenizer_json_of_other_kinds(tmp_path, kind):
     from tokenizers import models, pre_tokenizers, trainers
 
     if kind == "WordPiece":
-        hf = _hf_train(models.WordPiece(unk_token="[UNK]"), trainers.WordPieceTrainer(
-            vocab_size=300, show_progress=False, special_tokens=["[UNK]"]), pre_tokenizers.Whitespace())
+        hf = _hf_train(
+            models.WordPiece(unk_token="[UNK]"),
+            trainers.WordPieceTrainer(vocab_size=300, show_progress=False, special_tokens=["[UNK]"]),
+            pre_tokenizers.Whitespace(),
+        )
     else:
-        hf = _hf_train(models.Unigram(), trainers.UnigramTrainer(vocab_size=100, show_progress=False),
-                       pre_tokenizers.Metaspace())
+        hf = _hf_train(
+            models.Unigram(), trainers.UnigramTrainer(vocab_size=100, show_progress=False), pre_tokenizers.Metaspace()
+        )
     hf.save(str(tmp_path / "tokenizer.json"))
-    with pytest.raises(FormatError, match=rf"tokenizer.json is a Hugging Face {kind} tokenizer; tokvec reads "
-                                          r"only byte-level BPE"):
+    with pytest.raises(
+        FormatError,
+        match=rf"tokenizer.json is a Hugging Face {kind} tokenizer; tokvec reads "
+        r"only byte-level BPE",
+    ):
         load_tokenizer(tmp_path / "tokenizer.json")
 
 
@@ -398,7 +460,9 @@ def test_constructor_checks():
     byte_ranks = {bytes([b]): b for b in range(256)}
     with pytest.raises(TokvecValueError, match=r"special token '<x>' has id 65, already used by a merge"):
         BPETokenizer(byte_ranks, special_tokens={"<x>": 65})
-    with pytest.raises(TokvecValueError, match=r"ranks must be distinct ints in \[0, 4294967294\] \(got 257 tokens but 256"):
+    with pytest.raises(
+        TokvecValueError, match=r"ranks must be distinct ints in \[0, 4294967294\] \(got 257 tokens but 256"
+    ):
         BPETokenizer({**byte_ranks, b"ab": 3})
     gappy = BPETokenizer(byte_ranks, special_tokens={"<x>": 300})
     assert gappy.vocab_size == 301

@@ -13,12 +13,35 @@ from tokvec.errors import TokvecTypeError, TokvecValueError
 pytest.importorskip("rustbpe")
 
 # Pair counts all distinct for the first merges (no ties), so both trainers must agree.
-PINNED_CORPUS = "".join(f" {w}" * c for w, c in {"the": 60, "then": 41, "there": 29, "other": 17, "mother": 11,
-                                                   "moth": 7, "three": 5, "thee": 3}.items())
+PINNED_CORPUS = "".join(
+    f" {w}" * c
+    for w, c in {
+        "the": 60,
+        "then": 41,
+        "there": 29,
+        "other": 17,
+        "mother": 11,
+        "moth": 7,
+        "three": 5,
+        "thee": 3,
+    }.items()
+)
 # The first 12 merges HF tokenizers 0.22's BpeTrainer makes on PINNED_CORPUS (cl100k pattern,
 # min_frequency 1), computed once with engine="hf" and written here.
-PINNED_MERGES = [b"th", b"the", b" the", b" then", b"re", b" there", b"othe", b"other", b" m", b" other",
-                 b" mother", b"oth"]
+PINNED_MERGES = [
+    b"th",
+    b"the",
+    b" the",
+    b" then",
+    b"re",
+    b" there",
+    b"othe",
+    b"other",
+    b" m",
+    b" other",
+    b" mother",
+    b"oth",
+]
 
 
 def merges(tok: BPETokenizer) -> list[bytes]:
@@ -70,8 +93,13 @@ def test_auto_uses_rustbpe_and_ids_are_tiktoken_exact(corpus, tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text(corpus, encoding="utf-8")
     seen, merged = [], []
-    tok = BPETokenizer.train(path, vocab_size=600, special_tokens=["<|endoftext|>", "<pad>"], progress=seen.append,
-                             on_merges=lambda done, total: merged.append((done, total)))
+    tok = BPETokenizer.train(
+        path,
+        vocab_size=600,
+        special_tokens=["<|endoftext|>", "<pad>"],
+        progress=seen.append,
+        on_merges=lambda done, total: merged.append((done, total)),
+    )
     assert tok.trained_by == "rustbpe"
     assert sum(seen) == path.stat().st_size
     assert merged[-1] == (598 - 256, 598 - 256) and [d for d, _ in merged] == sorted(d for d, _ in merged)
@@ -97,8 +125,9 @@ def test_min_frequency_cut_equals_hf_trainer(min_frequency, n_ranks):
     # n_ranks: what HF tokenizers 0.23's BpeTrainer keeps (engine="hf", computed once); rustbpe's
     # 1744 merges are reported every 17, so the cut inside a window comes from re-encoding the corpus
     auto = BPETokenizer.train_from_texts([RARE_TAIL], vocab_size=2000, min_frequency=min_frequency, allow_smaller=True)
-    hf = BPETokenizer.train_from_texts([RARE_TAIL], vocab_size=2000, min_frequency=min_frequency, allow_smaller=True,
-                                       engine="hf")
+    hf = BPETokenizer.train_from_texts(
+        [RARE_TAIL], vocab_size=2000, min_frequency=min_frequency, allow_smaller=True, engine="hf"
+    )
     assert auto.trained_by == "rustbpe" and hf.trained_by == "hf"
     assert auto.n_ranks == hf.n_ranks == n_ranks
     assert auto.ranks == hf.ranks

@@ -19,8 +19,9 @@ TEXT = "to be or not to be, that is the question. "
 def _setup(positional="learned", seed=0):
     tok = CharTokenizer.train([TEXT])
     torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, context_length=16, d_model=32, n_layers=2, n_heads=2,
-                      positional=positional)
+    cfg = ModelConfig(
+        vocab_size=tok.vocab_size, context_length=16, d_model=32, n_layers=2, n_heads=2, positional=positional
+    )
     model = GPT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     x = torch.tensor([tok.encode(TEXT[:16])])
@@ -32,8 +33,15 @@ def _setup(positional="learned", seed=0):
 
 
 def _save(tmp_path, model, tok, cfg, opt, step):
-    return save_run(tmp_path, model=model, tokenizer=tok, model_config=cfg.to_dict(), train_config={"lr": 1e-2},
-                    step=step, optimizer=opt)
+    return save_run(
+        tmp_path,
+        model=model,
+        tokenizer=tok,
+        model_config=cfg.to_dict(),
+        train_config={"lr": 1e-2},
+        step=step,
+        optimizer=opt,
+    )
 
 
 @pytest.mark.parametrize("positional", ["learned", "sinusoidal", "none"])
@@ -46,8 +54,12 @@ def test_save_load_identical_logits(tmp_path, positional):
     assert tok2.fingerprint() == tok.fingerprint() and config["step"] == 2
     assert config["format"] == "tokvec.run" and config["version"] == 1
     assert config["tokenizer"] == {"kind": "char", "fingerprint": tok.fingerprint()}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors",
-                                                         "optimizer.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "tokenizer.json",
+    ]
     # tied embedding: the LM head shares the table again after loading
     assert load_model(tmp_path).config == cfg
 
@@ -170,8 +182,10 @@ def test_metrics_strict_raises_where_resume_skips(tmp_path):
     assert ckpt.read_metrics(tmp_path, strict=False) == []  # no log yet: a resume starts a new one
     with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
         ckpt.read_metrics(tmp_path)
-    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "val", "loss": 2.0}\ngarbage\n'
-                                            '{"step": 2, "split": "val", "loss": 1.5}\n', encoding="utf-8")
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 1, "split": "val", "loss": 2.0}\ngarbage\n{"step": 2, "split": "val", "loss": 1.5}\n',
+        encoding="utf-8",
+    )
     assert [r["step"] for r in ckpt.read_metrics(tmp_path, strict=False)] == [1, 2]
     with pytest.raises(FormatError, match=r"line 2 is not valid JSON.*'garbage'"):
         ckpt.read_metrics(tmp_path)

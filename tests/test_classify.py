@@ -34,8 +34,11 @@ def reviews(tmp_path_factory):
 
 @pytest.mark.slow
 def test_learns_the_label_bearing_character(reviews, tmp_path):
-    result = train_classifier(ClassifyConfig(csv=str(reviews), out=str(tmp_path / "run"), max_steps=250, d_model=32,
-                                             n_layers=1, n_heads=2, context=32))
+    result = train_classifier(
+        ClassifyConfig(
+            csv=str(reviews), out=str(tmp_path / "run"), max_steps=250, d_model=32, n_layers=1, n_heads=2, context=32
+        )
+    )
     assert result.labels == ["neg", "pos"]
     assert result.losses[-1] < 0.2 < result.losses[0]
     assert result.val_accuracy >= 0.9 and result.train_accuracy >= 0.95
@@ -69,8 +72,25 @@ def test_bad_csv_files(tmp_path):
 
 @pytest.mark.slow
 def test_cli_train_and_predict(reviews, tmp_path, cli):
-    r = cli("classify", "train", "--csv", str(reviews), "--out", str(tmp_path / "run"), "--max-steps", "200",
-            "--d-model", "32", "--layers", "1", "--heads", "2", "--context", "32", subprocess=True)
+    r = cli(
+        "classify",
+        "train",
+        "--csv",
+        str(reviews),
+        "--out",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "200",
+        "--d-model",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--context",
+        "32",
+        subprocess=True,
+    )
     assert r.code == 0, r.err
     assert "done: 2 labels ['neg', 'pos']" in r.out and "val accuracy" in r.out
     r = cli("classify", "predict", "--run", str(tmp_path / "run"), "這部電影真棒", "劇情真爛", subprocess=True)

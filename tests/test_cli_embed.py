@@ -28,18 +28,31 @@ def test_embed_default_seed_sentence_shows_every_stage(cli):
 def test_embed_word_tokenizer_on_corpus(tmp_path, cli):
     corpus = tmp_path / "notes.txt"
     corpus.write_text("小沈阳江西演唱会邀请了,\n今天 天气 很好。\n", encoding="utf-8")
-    r = cli("embed", "--corpus", str(corpus), "小沈阳江西演唱会邀请了,", "--tokenizer", "word", "--d-model", "32", subprocess=True)
+    r = cli(
+        "embed",
+        "--corpus",
+        str(corpus),
+        "小沈阳江西演唱会邀请了,",
+        "--tokenizer",
+        "word",
+        "--d-model",
+        "32",
+        subprocess=True,
+    )
     assert r.code == 0, r.err
     assert "WordTokenizer" in r.out
     assert "(batch_size, seq_length, d_model) = (1, 12, 32)" in r.out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["embed", "x", "--d-model", "0"], "tokvec: error: d_model must be a positive integer, got 0"),
-    (["embed", "x", "--positional", "spiral"], "tokvec: error: unknown positional scheme 'spiral'; known schemes:"),
-    (["embed", "x", "--tokenizer", "bogus"], "tokvec: error: unknown tokenizer 'bogus'; use char, word"),
-    (["embed", "x", "--corpus", "/nonexistent/corpus.txt"], "tokvec: error: no such file: /nonexistent/corpus.txt"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["embed", "x", "--d-model", "0"], "tokvec: error: d_model must be a positive integer, got 0"),
+        (["embed", "x", "--positional", "spiral"], "tokvec: error: unknown positional scheme 'spiral'; known schemes:"),
+        (["embed", "x", "--tokenizer", "bogus"], "tokvec: error: unknown tokenizer 'bogus'; use char, word"),
+        (["embed", "x", "--corpus", "/nonexistent/corpus.txt"], "tokvec: error: no such file: /nonexistent/corpus.txt"),
+    ],
+)
 def test_errors_are_one_line_without_traceback(args, message, cli):
     r = cli(*args, subprocess=True)
     assert r.code == 2
@@ -52,7 +65,9 @@ def test_gbk_corpus_names_offset_and_encoding_fix(tmp_path, cli):
     corpus.write_bytes("你好嗎".encode("gb18030"))
     r = cli("embed", "你好", "--corpus", str(corpus), subprocess=True)
     assert r.code == 2
-    assert "is not valid utf-8 at byte offset 0; pass --encoding (encoding= in Python), e.g. --encoding gb18030" in r.err
+    assert (
+        "is not valid utf-8 at byte offset 0; pass --encoding (encoding= in Python), e.g. --encoding gb18030" in r.err
+    )
     r = cli("embed", "你好", "--corpus", str(corpus), "--encoding", "gb18030", subprocess=True)
     assert r.code == 0 and "[4, 5]" in r.out
 

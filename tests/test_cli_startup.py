@@ -49,8 +49,10 @@ def test_the_typer_app_itself_imports_no_torch_for_help_and_version(arg):
 
 @pytest.mark.slow
 def test_import_tokvec_is_lazy_until_a_name_is_used():
-    code = ("import sys, tokvec; before = 'torch' in sys.modules; tokvec.GPT; "
-            "print(before, 'torch' in sys.modules, tokvec.__version__ != '')")
+    code = (
+        "import sys, tokvec; before = 'torch' in sys.modules; tokvec.GPT; "
+        "print(before, 'torch' in sys.modules, tokvec.__version__ != '')"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["False", "True", "True"], proc.stderr
 

@@ -29,7 +29,11 @@ def test_neighbors_and_analogy(cli, glove):
 
 def test_vector_errors_are_one_line(cli, glove, tmp_path):
     code, out, err = cli("analogy", "--vectors", glove, "King", "man", "woman")
-    assert code == 2 and err.splitlines()[-1].startswith("tokvec: error: 'King' is not among the 5 words") and "'king'" in err
+    assert (
+        code == 2
+        and err.splitlines()[-1].startswith("tokvec: error: 'King' is not among the 5 words")
+        and "'king'" in err
+    )
     bad = tmp_path / "bad.txt"
     bad.write_text("king 1 2 3\nqueen 1 x 3\n", encoding="utf-8")
     code, out, err = cli("neighbors", "--vectors", bad, "king")
@@ -44,9 +48,29 @@ def test_vector_errors_are_one_line(cli, glove, tmp_path):
 def test_train_init_embeddings_prints_coverage_and_checks_d_model(cli, glove, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the king and the queen . a man and a woman .\n" * 30, encoding="utf-8")
-    common = ["train", "--corpus", corpus, "--tokenizer", "word", "--layers", "1", "--heads", "1",
-              "--context", "8", "--max-steps", "2", "--eval-interval", "2", "--batch-size", "2",
-              "--threads", "1", "--init-embeddings", glove]
+    common = [
+        "train",
+        "--corpus",
+        corpus,
+        "--tokenizer",
+        "word",
+        "--layers",
+        "1",
+        "--heads",
+        "1",
+        "--context",
+        "8",
+        "--max-steps",
+        "2",
+        "--eval-interval",
+        "2",
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+        "--init-embeddings",
+        glove,
+    ]
     code, out, err = cli(*common, "--d-model", "3", "--out", tmp_path / "run")
     assert code == 0, err
     # tokens: the king and queen . a man woman, " " and "\n" (whitespace kept) -> 4 of 10 in the file
@@ -59,11 +83,31 @@ def test_tokenizer_train_engine(cli, tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("low lower lowest newer newest wider widest\n" * 200, encoding="utf-8")
     for engine in ("rustbpe", "hf"):
-        code, out, err = cli("tokenizer", "train", "--corpus", corpus, "--vocab-size", "270",
-                             "--engine", engine, "--out", tmp_path / f"{engine}.json")
+        code, out, err = cli(
+            "tokenizer",
+            "train",
+            "--corpus",
+            corpus,
+            "--vocab-size",
+            "270",
+            "--engine",
+            engine,
+            "--out",
+            tmp_path / f"{engine}.json",
+        )
         assert code == 0, err
         flat = " ".join(out.split())  # rich wraps long lines
         assert f") by {engine} on 1 file(s)" in flat and "vocab_size=270" in flat
-    code, out, err = cli("tokenizer", "train", "--corpus", corpus, "--vocab-size", "270", "--engine", "fast",
-                         "--out", tmp_path / "x.json")
+    code, out, err = cli(
+        "tokenizer",
+        "train",
+        "--corpus",
+        corpus,
+        "--vocab-size",
+        "270",
+        "--engine",
+        "fast",
+        "--out",
+        tmp_path / "x.json",
+    )
     assert code == 2 and "unknown BPE training engine 'fast'" in err

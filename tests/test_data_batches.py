@@ -30,8 +30,13 @@ def test_seeded_split_is_fixed_by_seed_and_moves_with_it():
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(20, 3000), context=st.integers(1, 9), frac=st.floats(0.05, 0.5), seed=st.integers(0, 99),
-       mode=st.sampled_from(["seeded", "tail"]))
+@given(
+    n=st.integers(20, 3000),
+    context=st.integers(1, 9),
+    frac=st.floats(0.05, 0.5),
+    seed=st.integers(0, 99),
+    mode=st.sampled_from(["seeded", "tail"]),
+)
 def test_split_partitions_the_corpus_by_position(n, context, frac, seed, mode):
     ids = np.arange(n)
     if n < min_corpus_tokens(context, frac):

@@ -46,8 +46,8 @@ def test_steps_equal_the_model_forward(scheme, variant, cache_type):
         ours, theirs = prefilled(model, ids[:, :5], make()), prefilled(model, ids[:, :5], make())
         decoder = Decoder(model)
         for i in range(5, 14):  # one token at a time, positions 5 .. 13
-            got = decoder.step(ids[:, i:i + 1], ours)
-            want = reference_step(model, ids[:, i:i + 1], theirs)
+            got = decoder.step(ids[:, i : i + 1], ours)
+            want = reference_step(model, ids[:, i : i + 1], theirs)
             assert got.shape == (2, 11)
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert ours.length == theirs.length == 14

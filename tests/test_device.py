@@ -105,8 +105,10 @@ def test_autocast_context_per_precision():
 
 
 def test_cpu_flags_from_cpuinfo_text():
-    text = ("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile amx_bf16 ht\n"
-            "processor\t: 1\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile amx_bf16 ht\n")
+    text = (
+        "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile amx_bf16 ht\n"
+        "processor\t: 1\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile amx_bf16 ht\n"
+    )
     assert cpu_flags(text) == {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}
     assert cpu_flags("no flags line here") == frozenset()
 
@@ -150,9 +152,13 @@ def test_a_non_cpu_tensor_takes_the_public_sdpa_path(name):
     kernel = "masked_attention" if name == "alibi" else "relative_attention"
     for device, private in (("cpu", True), ("meta", False)):
         att = att.to(device)
-        with torch.no_grad(), mock.patch.object(banded, kernel, wraps=getattr(banded, kernel)) as fast, \
-                mock.patch("tokvec.model.attention.F.scaled_dot_product_attention",
-                           wraps=F.scaled_dot_product_attention) as sdpa:
+        with (
+            torch.no_grad(),
+            mock.patch.object(banded, kernel, wraps=getattr(banded, kernel)) as fast,
+            mock.patch(
+                "tokvec.model.attention.F.scaled_dot_product_attention", wraps=F.scaled_dot_product_attention
+            ) as sdpa,
+        ):
             y = att(torch.randn(1, 600, 32, device=device))
         assert y.shape == (1, 600, 32) and y.device.type == device
         assert (fast.called, sdpa.called) == (private, not private), device
@@ -162,15 +168,17 @@ def test_decoding_turns_onednn_off_for_cpu_tensors_only():
     seen = []
     dec = decode.Decoder(GPT(ModelConfig(vocab_size=11, d_model=16, n_layers=1, n_heads=2, context_length=8)))
     before = torch.backends.mkldnn.enabled
-    with mock.patch.object(decode.Decoder, "_step", lambda self, ids, cache: seen.append(
-            torch.backends.mkldnn.enabled)):
+    with mock.patch.object(
+        decode.Decoder, "_step", lambda self, ids, cache: seen.append(torch.backends.mkldnn.enabled)
+    ):
         dec.step(torch.zeros(1, 1, dtype=torch.long), cache=None)
         dec.step(torch.zeros(1, 1, dtype=torch.long, device="meta"), cache=None)
     assert seen == [False, before] and torch.backends.mkldnn.enabled == before
 
 
-@pytest.mark.parametrize("name", ["none", "sinusoidal", "learned", "rope", "alibi", "relative", "relative-keys",
-                                  "t5", "xl"])
+@pytest.mark.parametrize(
+    "name", ["none", "sinusoidal", "learned", "rope", "alibi", "relative", "relative-keys", "t5", "xl"]
+)
 def test_the_generic_path_equals_the_reference_for_every_scheme(name, monkeypatch):
     """With the private kernel unavailable (a CUDA tensor, or a build without it) every scheme runs on
     public F.scaled_dot_product_attention and gives the written-out attention's output and gradients."""
@@ -184,8 +192,10 @@ def test_the_generic_path_equals_the_reference_for_every_scheme(name, monkeypatc
             p.normal_(0.0, 0.5)
     att = CausalSelfAttention(32, 4, positional=pos)
     x = torch.randn(2, 600, 32)  # T5 and Shaw would take the banded kernel at this length
-    with mock.patch.object(banded, "relative_attention") as relative, mock.patch.object(banded, "masked_attention") \
-            as masked:
+    with (
+        mock.patch.object(banded, "relative_attention") as relative,
+        mock.patch.object(banded, "masked_attention") as masked,
+    ):
         y = att(x)
     assert not relative.called and not masked.called
     params = list(att.parameters())  # input-level schemes (sinusoidal, learned) have none in use here
@@ -200,8 +210,11 @@ def test_the_generic_path_equals_the_reference_for_every_scheme(name, monkeypatc
 # -- the model: checked batches, activation checkpointing --------------------------------------
 def tiny_model(**overrides) -> GPT:
     torch.manual_seed(0)
-    return GPT(ModelConfig(**{**dict(vocab_size=23, d_model=32, n_layers=2, n_heads=2, context_length=16,
-                                     dropout=0.1), **overrides}))
+    return GPT(
+        ModelConfig(
+            **{**dict(vocab_size=23, d_model=32, n_layers=2, n_heads=2, context_length=16, dropout=0.1), **overrides}
+        )
+    )
 
 
 def test_checked_batches_skip_the_range_reductions(error_says):
@@ -246,8 +259,9 @@ def test_a_token_file_with_an_id_past_the_vocabulary_is_refused(tmp_path, error_
     info = json.loads(side.read_text())
     side.write_text(json.dumps({**info, "vocab_size": biggest}))  # the sidecar now claims fewer ids
     first = int(np.argmax(np.asarray(ids) >= biggest))
-    with error_says(FormatError, f"token id {biggest}", f"index {first}", f"vocab_size {biggest}",
-                    f"[0, {biggest - 1}]"):
+    with error_says(
+        FormatError, f"token id {biggest}", f"index {first}", f"vocab_size {biggest}", f"[0, {biggest - 1}]"
+    ):
         load_token_file(tmp_path / "ids.bin")
     side.write_text(json.dumps({**info, "vocab_size": "many"}))
     with pytest.raises(FormatError, match=r"vocab_size.*'many'"):
@@ -259,9 +273,22 @@ def tiny(tmp_path, **overrides) -> TrainConfig:
     tmp_path.mkdir(parents=True, exist_ok=True)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
-    fields = dict(corpus=str(corpus), tokenizer="char", d_model=32, n_layers=2, n_heads=2, context_length=16,
-                  batch_size=4, max_steps=6, eval_interval=3, eval_batches=2, lr=3e-3, seed=7, threads=1,
-                  out=str(tmp_path / "run"))
+    fields = dict(
+        corpus=str(corpus),
+        tokenizer="char",
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        context_length=16,
+        batch_size=4,
+        max_steps=6,
+        eval_interval=3,
+        eval_batches=2,
+        lr=3e-3,
+        seed=7,
+        threads=1,
+        out=str(tmp_path / "run"),
+    )
     return TrainConfig(**{**fields, **overrides})
 
 
@@ -270,11 +297,23 @@ def test_training_reads_the_loss_back_only_at_log_steps(tmp_path):
     the host every log_interval steps (and at evals), yet every step's loss is reported."""
     seen = []
     with mock.patch("tokvec.embedding.torch.aminmax", wraps=torch.aminmax) as aminmax:
-        result = train(tiny(tmp_path, max_steps=10, eval_interval=5, log_interval=4),
-                       progress=lambda step, total, info: seen.append((step, "loss" in info)))
+        result = train(
+            tiny(tmp_path, max_steps=10, eval_interval=5, log_interval=4),
+            progress=lambda step, total, info: seen.append((step, "loss" in info)),
+        )
     assert aminmax.call_count == 0
-    assert seen == [(1, False), (2, False), (3, False), (4, True), (5, True), (6, False), (7, False), (8, True),
-                    (9, False), (10, True)]
+    assert seen == [
+        (1, False),
+        (2, False),
+        (3, False),
+        (4, True),
+        (5, True),
+        (6, False),
+        (7, False),
+        (8, True),
+        (9, False),
+        (10, True),
+    ]
     assert len(result.losses) == 10 and all(math.isfinite(v) for v in result.losses)
 
 
@@ -332,23 +371,33 @@ def test_compile_trains_the_same_loss_as_eager(tmp_path):
 def test_cli_env_reports_devices_flags_and_auto_choices(cli):
     code, out, _ = cli("env")
     assert code == 0
-    rows = dict(line.split(None, 1) if not line.startswith("auto") else (line[:14].strip(), line[14:].strip())
-                for line in out.strip().splitlines())
+    rows = dict(
+        line.split(None, 1) if not line.startswith("auto") else (line[:14].strip(), line[14:].strip())
+        for line in out.strip().splitlines()
+    )
     assert rows["torch"].startswith(torch.__version__) and rows["devices"] == "cpu"
     assert rows["auto device"] == "cpu (no CUDA or MPS device found)"
     assert rows["auto precision"].startswith("fp32 (")
     code, out, _ = cli("env", "--json")
     env = json.loads(out)
     assert code == 0 and env["auto_device"] == "cpu" and env["torch"] == torch.__version__
-    assert set(env["cpu_flags"]) <= {"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
-                                     "amx_fp16"}
+    assert set(env["cpu_flags"]) <= {
+        "avx2",
+        "avx512f",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_tile",
+        "amx_bf16",
+        "amx_fp16",
+    }
 
 
 def test_cli_device_errors_are_one_line(cli):
     code, _, err = cli("embed", "你好", "--device", "cuda")
     assert code == 2 and err.strip().splitlines() == [
         "tokvec: error: --device cuda asks for CUDA, but this machine has no CUDA device (or this PyTorch build "
-        "has no CUDA support); available: cpu; use --device auto"]
+        "has no CUDA support); available: cpu; use --device auto"
+    ]
     code, _, err = cli("embed", "你好", "--device", "mps")
     assert code == 2 and "--device mps is not available on this Linux machine" in err and len(err.splitlines()) == 1
     code, _, err = cli("train", "--precision", "fp16")
@@ -358,10 +407,32 @@ def test_cli_device_errors_are_one_line(cli):
 def test_cli_commands_take_a_device_and_say_what_auto_chose(cli, tmp_path):
     (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
     run = tmp_path / "run"
-    code, out, err = cli("train", "--corpus", tmp_path / "corpus.txt", "--d-model", "32", "--layers", "1",
-                         "--heads", "2", "--context", "16", "--batch-size", "4", "--max-steps", "4",
-                         "--eval-interval", "2", "--threads", "1", "--precision", "bf16", "--grad-checkpoint",
-                         "--out", run)
+    code, out, err = cli(
+        "train",
+        "--corpus",
+        tmp_path / "corpus.txt",
+        "--d-model",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "4",
+        "--eval-interval",
+        "2",
+        "--threads",
+        "1",
+        "--precision",
+        "bf16",
+        "--grad-checkpoint",
+        "--out",
+        run,
+    )
     assert code == 0, err
     assert "tokvec train: device cpu (auto: no CUDA or MPS device found)" in err and "done: step 4" in out
     assert json.loads((run / "config.json").read_text())["train"]["precision"] == "bf16"
@@ -369,8 +440,9 @@ def test_cli_commands_take_a_device_and_say_what_auto_chose(cli, tmp_path):
     assert code == 0 and out.startswith("First") and "auto" not in err
     code, out, err = cli("trace", "Speak", "--run", run)
     assert code == 0 and "tokvec trace: device cpu (auto:" in err and "input vectors" in out
-    code, _, err = cli("plot", "attention", "--run", run, "--text", "Speak", "--out", tmp_path / "a.png",
-                       "--device", "cpu")
+    code, _, err = cli(
+        "plot", "attention", "--run", run, "--text", "Speak", "--out", tmp_path / "a.png", "--device", "cpu"
+    )
     assert code == 0 and (tmp_path / "a.png").stat().st_size > 0
 
 
@@ -379,8 +451,9 @@ def test_the_fp16_loop_scales_the_loss_and_unscales_before_clipping(tmp_path, mo
     CPU (CPU autocast has float16 and torch.amp.GradScaler("cpu") exists) by handing the loop fp16."""
     import tokvec.runs.train as train_module
 
-    monkeypatch.setattr(train_module, "resolve_precision",
-                        lambda spec, device: Precision("fp16", torch.float16, torch.float32))
+    monkeypatch.setattr(
+        train_module, "resolve_precision", lambda spec, device: Precision("fp16", torch.float16, torch.float32)
+    )
     made = []
     real = torch.amp.GradScaler
     monkeypatch.setattr(torch.amp, "GradScaler", lambda device: made.append(real(device)) or made[-1])

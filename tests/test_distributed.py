@@ -35,8 +35,16 @@ def tokvec(*args, nproc=1, timeout=240, **kwargs):
     if nproc == 1:
         cmd = [sys.executable, "-m", "tokvec", *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "tokvec", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "tokvec",
+            *args,
+        ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, **kwargs)
 
 
@@ -80,8 +88,23 @@ def test_resume_a_ddp_checkpoint_in_one_process(runs, tmp_path):
 @pytest.mark.slow
 def test_fsdp_trains_like_ddp_and_saves_whole_weights(corpus, runs, tmp_path):
     base, _ = runs
-    r = tokvec("train", "--corpus", str(corpus), *MODEL, "--max-steps", "12", "--eval-interval", "6",
-               "--batch-size", "4", "--strategy", "fsdp", "--out", str(tmp_path / "fsdp"), nproc=2)
+    r = tokvec(
+        "train",
+        "--corpus",
+        str(corpus),
+        *MODEL,
+        "--max-steps",
+        "12",
+        "--eval-interval",
+        "6",
+        "--batch-size",
+        "4",
+        "--strategy",
+        "fsdp",
+        "--out",
+        str(tmp_path / "fsdp"),
+        nproc=2,
+    )
     assert r.returncode == 0, r.stderr
     single, fsdp = load_file(base / "single" / "model.safetensors"), load_file(tmp_path / "fsdp" / "model.safetensors")
     assert sorted(fsdp) == sorted(single)  # whole tensors, loadable by one process
@@ -93,8 +116,18 @@ def test_fsdp_trains_like_ddp_and_saves_whole_weights(corpus, runs, tmp_path):
 
     shutil.copytree(tmp_path / "fsdp", tmp_path / "as-ddp")
     for run, strategy in (("fsdp", "fsdp"), ("as-ddp", "ddp")):
-        again = tokvec("train", "--resume", str(tmp_path / run), "--max-steps", "15", "--eval-interval", "3",
-                       "--strategy", strategy, nproc=2)
+        again = tokvec(
+            "train",
+            "--resume",
+            str(tmp_path / run),
+            "--max-steps",
+            "15",
+            "--eval-interval",
+            "3",
+            "--strategy",
+            strategy,
+            nproc=2,
+        )
         assert again.returncode == 0, again.stderr
     a, b = read_metrics(tmp_path / "fsdp"), read_metrics(tmp_path / "as-ddp")
     assert a[-1]["step"] == b[-1]["step"] == 15
@@ -104,11 +137,30 @@ def test_fsdp_trains_like_ddp_and_saves_whole_weights(corpus, runs, tmp_path):
 @pytest.mark.slow
 def test_killing_one_rank_fails_the_job_instead_of_hanging(corpus, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tokvec",
-           "train", "--corpus", str(corpus), *MODEL, "--max-steps", "100000", "--eval-interval", "5",
-           "--batch-size", "4", "--out", str(tmp_path / "run")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "tokvec",
+        "train",
+        "--corpus",
+        str(corpus),
+        *MODEL,
+        "--max-steps",
+        "100000",
+        "--eval-interval",
+        "5",
+        "--batch-size",
+        "4",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
     try:
         deadline = time.time() + 120
         while not (tmp_path / "run" / "config.json").exists():  # training has begun and checkpointed
@@ -128,8 +180,9 @@ def test_killing_one_rank_fails_the_job_instead_of_hanging(corpus, tmp_path):
 
 
 def _lonely_rank(rank, port, q):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     ctx = D.init_distributed("ddp", "gloo", timeout_s=3)
     if rank == 1:
         D.barrier(ctx)
@@ -181,8 +234,19 @@ def test_bad_settings(monkeypatch, error_says):
 def test_cli_reads_the_launch_environment_once_and_reports_it_in_one_line(tmp_path, monkeypatch, cli):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("hello world\n" * 200, encoding="utf-8")
-    args = ("train", "--corpus", corpus, "--tokenizer", "char", "--preset", "tiny", "--max-steps", "1",
-            "--out", tmp_path / "run")
+    args = (
+        "train",
+        "--corpus",
+        corpus,
+        "--tokenizer",
+        "char",
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "1",
+        "--out",
+        tmp_path / "run",
+    )
     monkeypatch.setenv("WORLD_SIZE", "two")
     code, _, err = cli(*args)
     assert code == 2 and "WORLD_SIZE='two' is not an integer" in err and "Traceback" not in err
@@ -197,8 +261,23 @@ def test_cli_reads_the_launch_environment_once_and_reports_it_in_one_line(tmp_pa
 def test_fsdp_shuts_down_cleanly_every_time(corpus, tmp_path, attempt):
     """Issue 11 item 17: one of nine 2-rank FSDP runs aborted (SIGABRT) at exit after writing its
     checkpoint. A teardown race shows up only now and then, so the run is repeated."""
-    r = tokvec("train", "--corpus", str(corpus), *MODEL, "--max-steps", "2", "--eval-interval", "2",
-               "--batch-size", "4", "--strategy", "fsdp", "--out", str(tmp_path / "run"), nproc=2)
+    r = tokvec(
+        "train",
+        "--corpus",
+        str(corpus),
+        *MODEL,
+        "--max-steps",
+        "2",
+        "--eval-interval",
+        "2",
+        "--batch-size",
+        "4",
+        "--strategy",
+        "fsdp",
+        "--out",
+        str(tmp_path / "run"),
+        nproc=2,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     for sign in ("SIGABRT", "terminate called", "Signal 6", "exitcode  : -6"):
         assert sign not in r.stderr

@@ -108,12 +108,15 @@ def test_out_of_range_id_names_id_position_and_vocab_size(error_says):
         emb(torch.tensor([[1, 2], [-2, 0]]))
 
 
-@pytest.mark.parametrize("ids, error, facts", [
-    (torch.tensor([[1.0, 2.0]]), TokvecTypeError, ("torch.long", "torch.float32")),
-    (torch.zeros(1, 2, 3, dtype=torch.long), TokvecValueError, ("3-D", "(1, 2, 3)", "(batch, seq)")),
-    ([[1, 2]], TokvecTypeError, ("torch.Tensor", "torch.tensor([ids])")),
-    (torch.tensor([1, 2]), TokvecValueError, ("(batch, seq)", "1-D", "(2,)")),
-])
+@pytest.mark.parametrize(
+    "ids, error, facts",
+    [
+        (torch.tensor([[1.0, 2.0]]), TokvecTypeError, ("torch.long", "torch.float32")),
+        (torch.zeros(1, 2, 3, dtype=torch.long), TokvecValueError, ("3-D", "(1, 2, 3)", "(batch, seq)")),
+        ([[1, 2]], TokvecTypeError, ("torch.Tensor", "torch.tensor([ids])")),
+        (torch.tensor([1, 2]), TokvecValueError, ("(batch, seq)", "1-D", "(2,)")),
+    ],
+)
 def test_bad_ids(ids, error, facts, error_says):
     emb = InputEmbedding(vocab_size=10, d_model=4)
     with error_says(error, *facts):
@@ -127,14 +130,17 @@ def test_empty_text_gives_empty_sequence():
     assert x.shape == (1, 0, 16)
 
 
-@pytest.mark.parametrize("kwargs, facts", [
-    ({"d_model": 0}, ("d_model", "positive integer", "got 0")),
-    ({"d_model": -3}, ("d_model", "positive integer", "got -3")),
-    ({"vocab_size": 0}, ("vocab_size", "positive integer", "got 0")),
-    ({"dropout": 1.5}, ("dropout", "[0, 1)", "1.5")),
-    ({"positional": "spiral"}, ("'spiral'", "sinusoidal, learned, none")),
-    ({"padding_idx": 10}, ("padding_idx 10", "vocab_size 10")),
-])
+@pytest.mark.parametrize(
+    "kwargs, facts",
+    [
+        ({"d_model": 0}, ("d_model", "positive integer", "got 0")),
+        ({"d_model": -3}, ("d_model", "positive integer", "got -3")),
+        ({"vocab_size": 0}, ("vocab_size", "positive integer", "got 0")),
+        ({"dropout": 1.5}, ("dropout", "[0, 1)", "1.5")),
+        ({"positional": "spiral"}, ("'spiral'", "sinusoidal, learned, none")),
+        ({"padding_idx": 10}, ("padding_idx 10", "vocab_size 10")),
+    ],
+)
 def test_bad_constructor_arguments(kwargs, facts, error_says):
     args = {"vocab_size": 10, "d_model": 8, **kwargs}
     with error_says(TokvecValueError, *facts):

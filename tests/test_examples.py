@@ -18,8 +18,14 @@ pytestmark = pytest.mark.slow
 
 def run_example(name, *args, env=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}  # one thread: the test machine is shared
-    return subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], capture_output=True, text=True,
-                          encoding="utf-8", env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=300,
+    )
 
 
 def test_every_example_is_tested_and_listed():
@@ -37,8 +43,9 @@ def test_shapes():
     assert lines[1] == "table (vocab_size, d_model) = (7, 8)  values in [0, 1): True"
     assert lines[2] == "token vectors (batch_size, seq_length, d_model) = (2, 5, 8)"
     assert lines[3] == "input to the first block (batch_size, seq_length, d_model) = (2, 5, 8)"
-    assert lines[4].startswith("out of range -> token id 9 at position (0, 2) is out of range for vocab_size 7; "
-                               "ids must be in [0, 6]")
+    assert lines[4].startswith(
+        "out of range -> token id 9 at position (0, 2) is out of range for vocab_size 7; ids must be in [0, 6]"
+    )
 
 
 def test_toy_classifier(tmp_path):
@@ -48,7 +55,11 @@ def test_toy_classifier(tmp_path):
     assert "vocabulary: {'你': 0, '好': 1, '嗎': 2}" in out and "你好好嗎嗎 -> [0, 1, 1, 2, 2]" in out
     assert "$ tokvec classify train --csv" in out and "train accuracy 1.000" in out
     predictions = [line.split() for line in out.splitlines()[-3:]]
-    assert [(p[0], p[2]) for p in predictions] == [("question", "你好好嗎嗎"), ("statement", "你好好"), ("question", "好嗎")]
+    assert [(p[0], p[2]) for p in predictions] == [
+        ("question", "你好好嗎嗎"),
+        ("statement", "你好好"),
+        ("question", "好嗎"),
+    ]
     assert all(float(p[1]) > 0.5 for p in predictions)
     assert (tmp_path / "run" / "classifier.safetensors").is_file()
 
@@ -57,8 +68,12 @@ def test_cl100k_embed_with_a_small_bpe_of_the_same_pattern(tmp_path):
     """No cl100k file here: a BPE trained with cl100k's pattern, named like it, goes the by-path route."""
     # engine="hf": the padding below assumes SENTENCE < 16 tokens, true under HF's tie-breaking on this
     # tie-heavy corpus (rustbpe, the default engine, breaks ties by pair ids: 19 tokens)
-    small = BPETokenizer.train_from_texts(["江西的演唱会 请了小明 阳光 " * 10, "the cat sat on the mat. " * 20],
-                                          vocab_size=300, pattern="cl100k", engine="hf")
+    small = BPETokenizer.train_from_texts(
+        ["江西的演唱会 请了小明 阳光 " * 10, "the cat sat on the mat. " * 20],
+        vocab_size=300,
+        pattern="cl100k",
+        engine="hf",
+    )
     path = tmp_path / "cl100k_base.tiktoken"
     small.save_tiktoken(path)
     r = run_example("cl100k_embed.py", path)

@@ -45,12 +45,29 @@ def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     corpus = root / "corpus.txt"
     corpus.write_text(CORPUS, encoding="utf-8")
-    train(TrainConfig(corpus=str(corpus), tokenizer="char", d_model=16, n_layers=1, n_heads=2, context_length=16,
-                      batch_size=2, max_steps=2, eval_interval=2, eval_batches=1, threads=1, out=str(root / "run")))
+    train(
+        TrainConfig(
+            corpus=str(corpus),
+            tokenizer="char",
+            d_model=16,
+            n_layers=1,
+            n_heads=2,
+            context_length=16,
+            batch_size=2,
+            max_steps=2,
+            eval_interval=2,
+            eval_batches=1,
+            threads=1,
+            out=str(root / "run"),
+        )
+    )
     csv = root / "labels.csv"
     csv.write_text("text,label\n" + "好好,pos\n壞壞,neg\n" * 6, encoding="utf-8")
-    train_classifier(ClassifyConfig(csv=str(csv), d_model=16, n_layers=1, n_heads=2, context=8, max_steps=2,
-                                    batch_size=4, out=str(root / "clf")))
+    train_classifier(
+        ClassifyConfig(
+            csv=str(csv), d_model=16, n_layers=1, n_heads=2, context=8, max_steps=2, batch_size=4, out=str(root / "clf")
+        )
+    )
     CharTokenizer.train([CORPUS]).save(root / "char.json")
     WordTokenizer.train([CORPUS]).save(root / "word.json")
     bpe = BPETokenizer.train_from_texts([CORPUS], vocab_size=270, special_tokens=["<|endoftext|>"])
@@ -71,8 +88,12 @@ def _hf_tokenizer_json(path: Path) -> None:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator([CORPUS], trainer=trainer)
     path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(path))
@@ -142,8 +163,8 @@ def _tok_file(work: Work, kind: str, change: Callable[[dict], None]) -> list[str
 # (name, argv, setup(work) -> extra argv, fragments every message must hold). "{run}" in argv is the
 # run copy, "{clf}" the classifier copy, "{dir}" the case's directory.
 Case = tuple[str, list[str], Callable[[Work], list[str]] | None, list[str]]
-BIG = str(10 ** 12)
-HUGE = str(10 ** 20)
+BIG = str(10**12)
+HUGE = str(10**20)
 
 CASES: list[Case] = [
     # item 9: the CLI framework's own usage errors, one line too
@@ -156,10 +177,18 @@ CASES: list[Case] = [
     ("d_model zero", ["embed", "--d-model", "0"], None, ["d_model", "got 0"]),
     ("d_model huge", ["embed", "--d-model", BIG, "你好"], None, ["d_model", "2147483647", BIG]),
     ("embed seed huge", ["embed", "--seed", HUGE], None, ["--seed", "4294967295", "digits"]),
-    ("embed max_len huge", ["embed", "--max-len", "2000000000", "--d-model", "512"], None,
-     ["max_len 2000000000", "needs about", "available"]),
-    ("layers huge", ["train", "--layers", BIG, "--out", "{dir}/never"], None,
-     ["n_layers=" + BIG, "needs about", "PiB", "available", "fewer layers"]),
+    (
+        "embed max_len huge",
+        ["embed", "--max-len", "2000000000", "--d-model", "512"],
+        None,
+        ["max_len 2000000000", "needs about", "available"],
+    ),
+    (
+        "layers huge",
+        ["train", "--layers", BIG, "--out", "{dir}/never"],
+        None,
+        ["n_layers=" + BIG, "needs about", "PiB", "available", "fewer layers"],
+    ),
     ("lr nan", ["train", "--lr", "nan", "--out", "{dir}/never"], None, ["lr must be a finite number", "nan"]),
     ("lr inf", ["train", "--lr", "inf", "--out", "{dir}/never"], None, ["lr must be a finite number", "inf"]),
     ("steps zero", ["train", "--max-steps", "0", "--out", "{dir}/never"], None, ["max_steps", "got 0"]),
@@ -169,96 +198,198 @@ CASES: list[Case] = [
     ("threads huge", ["train", "--threads", BIG, "--out", "{dir}/never"], None, ["threads", "CPU"]),
     ("batch huge", ["train", "--batch-size", BIG, "--out", "{dir}/never"], None, ["batch_size", BIG]),
     ("heads zero", ["train", "--heads", "0", "--out", "{dir}/never"], None, ["n_heads", "got 0"]),
-    ("bpe vocab 1e12", ["tokenizer", "train", "--vocab-size", BIG, "--out", "{dir}/t.json"],
-     lambda w: ["--corpus", str(w.file("c.txt", CORPUS))], ["vocab_size " + BIG, "16,777,216", "e.g. 8192"]),
-    ("bpe min-frequency huge", ["tokenizer", "train", "--min-frequency", HUGE, "--out", "{dir}/t.json"],
-     lambda w: ["--corpus", str(w.file("c.txt", CORPUS))], ["min_frequency", HUGE]),
-    ("pe-similarity positions", ["plot", "pe-similarity", "--n-positions", "100000", "--out", "{dir}/p.png"], None,
-     ["n_positions", "8192", "100000"]),
+    (
+        "bpe vocab 1e12",
+        ["tokenizer", "train", "--vocab-size", BIG, "--out", "{dir}/t.json"],
+        lambda w: ["--corpus", str(w.file("c.txt", CORPUS))],
+        ["vocab_size " + BIG, "16,777,216", "e.g. 8192"],
+    ),
+    (
+        "bpe min-frequency huge",
+        ["tokenizer", "train", "--min-frequency", HUGE, "--out", "{dir}/t.json"],
+        lambda w: ["--corpus", str(w.file("c.txt", CORPUS))],
+        ["min_frequency", HUGE],
+    ),
+    (
+        "pe-similarity positions",
+        ["plot", "pe-similarity", "--n-positions", "100000", "--out", "{dir}/p.png"],
+        None,
+        ["n_positions", "8192", "100000"],
+    ),
     ("pe max-len huge", ["plot", "pe", "--max-len", BIG, "--out", "{dir}/p.png"], None, ["max_len", BIG]),
     ("temperature inf", ["generate", "--run", "{run}", "--temperature", "inf"], None, ["temperature", "inf"]),
     ("top-k zero", ["generate", "--run", "{run}", "--top-k", "0"], None, ["top_k", "got 0"]),
     ("top-p nan", ["generate", "--run", "{run}", "--top-p", "nan"], None, ["top_p", "nan"]),
     ("max-new-tokens huge", ["generate", "--run", "{run}", "-n", BIG], None, ["max_new_tokens", "10000000"]),
     ("generate seed huge", ["generate", "--run", "{run}", "--seed", HUGE], None, ["seed", "4294967295"]),
-    ("encode threads negative", ["encode", "--threads", "-1", "--out", "{dir}/ids.bin"],
-     lambda w: ["--corpus", str(w.file("c.txt", CORPUS)), "--tokenizer", str(w.base / "bpe.json")],
-     ["num_threads", "got -1"]),
+    (
+        "encode threads negative",
+        ["encode", "--threads", "-1", "--out", "{dir}/ids.bin"],
+        lambda w: ["--corpus", str(w.file("c.txt", CORPUS)), "--tokenizer", str(w.base / "bpe.json")],
+        ["num_threads", "got -1"],
+    ),
     ("neighbors k zero", ["neighbors", "e", "--run", "{run}", "-k", "0"], None, ["k must be a positive integer"]),
-    ("classify lr nan", ["classify", "train", "--lr", "nan", "--out", "{dir}/c"],
-     lambda w: ["--csv", str(w.file("l.csv", "text,label\na,x\nb,y\n"))], ["lr", "nan"]),
+    (
+        "classify lr nan",
+        ["classify", "train", "--lr", "nan", "--out", "{dir}/c"],
+        lambda w: ["--csv", str(w.file("l.csv", "text,label\na,x\nb,y\n"))],
+        ["lr", "nan"],
+    ),
     # item 7: damaged or hand-edited files, one line naming the file, the key and what was expected
-    ("config edited", ["generate", "--run", "{run}"],
-     lambda w: (w.edit_json(w.run / "config.json", _set(("step",), -5)), [])[1],
-     ["config.json was edited", "checksum"]),
-    ("config step -5 (checksum dropped)", ["generate", "--run", "{run}"],
-     lambda w: (w.edit_json(w.run / "config.json", _set(("step",), -5, drop_checksum=True)), [])[1],
-     ["config.json", "'step' must be an integer in [0,", "got -5"]),
-    ("config files as list", ["generate", "--run", "{run}"],
-     lambda w: (w.edit_json(w.run / "config.json", _set(("files",), ["model.safetensors"]), reseal=True), [])[1],
-     ["config.json", "'files' must be a JSON object", "a list of 1"]),
-    ("config sha256 missing", ["generate", "--run", "{run}"],
-     lambda w: (w.edit_json(w.run / "config.json", lambda d: d["files"]["model.safetensors"].pop("sha256"),
-                            reseal=True), [])[1],
-     ["config.json", "'files.model.safetensors.sha256' is missing", "a string"]),
-    ("config n_layers 1e12", ["generate", "--run", "{run}"],
-     lambda w: (w.edit_json(w.run / "config.json", _set(("model", "n_layers"), 10 ** 12), reseal=True), [])[1],
-     ["config.json", "needs about", "n_layers=" + BIG]),
-    ("config d_model as string", ["generate", "--run", "{run}"],
-     lambda w: (w.edit_json(w.run / "config.json", _set(("model", "d_model"), "16"), reseal=True), [])[1],
-     ["config.json", "'model'", "d_model must be a positive integer, got '16'"]),
-    ("config 100k-digit integer", ["generate", "--run", "{run}"],
-     lambda w: (w.file("run/config.json", (w.run / "config.json").read_text().replace(
-         '"step": 2', '"step": ' + "9" * 100_000)), [])[1],
-     ["config.json", "more than 4300 digits"]),
-    ("config deep nesting", ["generate", "--run", "{run}"],
-     lambda w: (w.file("run/config.json", "[" * 100_000 + "]" * 100_000) if w.run else None, [])[1],
-     ["config.json", "nests", "deeper"]),
-    ("config invalid utf-8", ["generate", "--run", "{run}"],
-     lambda w: (w.file("run/config.json", b'{"format": "\xff\xfe"}') if w.run else None, [])[1],
-     ["config.json", "not UTF-8", "offset 12"]),
-    ("metrics loss as string", ["plot", "loss", "--run", "{run}", "--out", "{dir}/l.png"],
-     lambda w: (w.file("run/metrics.jsonl", '{"step": 1, "split": "val", "loss": "low"}\n') if w.run else None,
-                [])[1],
-     ["metrics.jsonl line 1", "'loss' must be a number", "'low'"]),
-    ("char tokenizer specials null", ["tokenize", "hi"],
-     lambda w: _tok_file(w, "char", _set(("vocab", "specials"), None)),
-     ["char.json (vocab)", "'specials' must be a list", "null"]),
-    ("word tokenizer keep_whitespace string", ["tokenize", "hi"],
-     lambda w: _tok_file(w, "word", _set(("keep_whitespace",), "yes")),
-     ["word.json", "'keep_whitespace' must be true or false", "'yes'"]),
-    ("bpe special id as string", ["tokenize", "hi"],
-     lambda w: _tok_file(w, "bpe", _set(("special_tokens", "<|endoftext|>"), "269")),
-     ["bpe.json", "special_tokens['<|endoftext|>']", "an integer in [0, 4294967294]", "'269'"]),
-    ("bpe special id 2**40", ["tokenize", "hi"],
-     lambda w: _tok_file(w, "bpe", _set(("special_tokens", "<|endoftext|>"), 2 ** 40)),
-     ["bpe.json", "4294967294", str(2 ** 40)]),
-    ("bpe tokens as object", ["tokenize", "hi"],
-     lambda w: _tok_file(w, "bpe", _set(("tokens",), {"a": 1})), ["bpe.json", "'tokens' must be a list"]),
-    ("tiktoken rank >= 2**32", ["tokenize", "hi"],
-     lambda w: ["--tokenizer", str(w.file("r.tiktoken", (w.base / "ranks.tiktoken").read_text()
-                                          + "eHl6 4294967296\n"))],
-     ["r.tiktoken line", "rank 4294967296", "32-bit"]),
-    ("tiktoken 100k-digit rank", ["tokenize", "hi"],
-     lambda w: ["--tokenizer", str(w.file("r.tiktoken", "YQ== " + "9" * 100_000 + "\n"))],
-     ["r.tiktoken line 1", "<base64 token> <rank>"]),
-    ("hf vocab id as string", ["tokenize", "hi"],
-     lambda w: ["--tokenizer", str(w.edit_json(Path(shutil.copy(w.base / "hf" / "tokenizer.json", w.dir / "hf.json")),
-                                               _set(("model", "vocab", "a"), "97")))],
-     ["hf.json", "model.vocab['a']", "must be an integer", "'97'"]),
-    ("classifier labels as string", ["classify", "predict", "--run", "{clf}", "x"],
-     lambda w: (w.edit_json(w.clf / "classifier.json", _set(("labels",), "pos,neg"), reseal=True), [])[1],
-     ["classifier.json", "'labels' must be a list", "'pos,neg'"]),
-    ("classifier edited", ["classify", "predict", "--run", "{clf}", "x"],
-     lambda w: (w.edit_json(w.clf / "classifier.json", _set(("pooling",), "max")), [])[1],
-     ["classifier.json was edited", "checksum"]),
-    ("vocab token not a string", ["tokenize", "hi"],
-     lambda w: _tok_file(w, "char", lambda d: d["vocab"]["tokens"].append(7)),
-     ["char.json (vocab)", "'tokens[", "must be a string", "got 7"]),
+    (
+        "config edited",
+        ["generate", "--run", "{run}"],
+        lambda w: (w.edit_json(w.run / "config.json", _set(("step",), -5)), [])[1],
+        ["config.json was edited", "checksum"],
+    ),
+    (
+        "config step -5 (checksum dropped)",
+        ["generate", "--run", "{run}"],
+        lambda w: (w.edit_json(w.run / "config.json", _set(("step",), -5, drop_checksum=True)), [])[1],
+        ["config.json", "'step' must be an integer in [0,", "got -5"],
+    ),
+    (
+        "config files as list",
+        ["generate", "--run", "{run}"],
+        lambda w: (w.edit_json(w.run / "config.json", _set(("files",), ["model.safetensors"]), reseal=True), [])[1],
+        ["config.json", "'files' must be a JSON object", "a list of 1"],
+    ),
+    (
+        "config sha256 missing",
+        ["generate", "--run", "{run}"],
+        lambda w: (
+            w.edit_json(w.run / "config.json", lambda d: d["files"]["model.safetensors"].pop("sha256"), reseal=True),
+            [],
+        )[1],
+        ["config.json", "'files.model.safetensors.sha256' is missing", "a string"],
+    ),
+    (
+        "config n_layers 1e12",
+        ["generate", "--run", "{run}"],
+        lambda w: (w.edit_json(w.run / "config.json", _set(("model", "n_layers"), 10**12), reseal=True), [])[1],
+        ["config.json", "needs about", "n_layers=" + BIG],
+    ),
+    (
+        "config d_model as string",
+        ["generate", "--run", "{run}"],
+        lambda w: (w.edit_json(w.run / "config.json", _set(("model", "d_model"), "16"), reseal=True), [])[1],
+        ["config.json", "'model'", "d_model must be a positive integer, got '16'"],
+    ),
+    (
+        "config 100k-digit integer",
+        ["generate", "--run", "{run}"],
+        lambda w: (
+            w.file(
+                "run/config.json", (w.run / "config.json").read_text().replace('"step": 2', '"step": ' + "9" * 100_000)
+            ),
+            [],
+        )[1],
+        ["config.json", "more than 4300 digits"],
+    ),
+    (
+        "config deep nesting",
+        ["generate", "--run", "{run}"],
+        lambda w: (w.file("run/config.json", "[" * 100_000 + "]" * 100_000) if w.run else None, [])[1],
+        ["config.json", "nests", "deeper"],
+    ),
+    (
+        "config invalid utf-8",
+        ["generate", "--run", "{run}"],
+        lambda w: (w.file("run/config.json", b'{"format": "\xff\xfe"}') if w.run else None, [])[1],
+        ["config.json", "not UTF-8", "offset 12"],
+    ),
+    (
+        "metrics loss as string",
+        ["plot", "loss", "--run", "{run}", "--out", "{dir}/l.png"],
+        lambda w: (w.file("run/metrics.jsonl", '{"step": 1, "split": "val", "loss": "low"}\n') if w.run else None, [])[
+            1
+        ],
+        ["metrics.jsonl line 1", "'loss' must be a number", "'low'"],
+    ),
+    (
+        "char tokenizer specials null",
+        ["tokenize", "hi"],
+        lambda w: _tok_file(w, "char", _set(("vocab", "specials"), None)),
+        ["char.json (vocab)", "'specials' must be a list", "null"],
+    ),
+    (
+        "word tokenizer keep_whitespace string",
+        ["tokenize", "hi"],
+        lambda w: _tok_file(w, "word", _set(("keep_whitespace",), "yes")),
+        ["word.json", "'keep_whitespace' must be true or false", "'yes'"],
+    ),
+    (
+        "bpe special id as string",
+        ["tokenize", "hi"],
+        lambda w: _tok_file(w, "bpe", _set(("special_tokens", "<|endoftext|>"), "269")),
+        ["bpe.json", "special_tokens['<|endoftext|>']", "an integer in [0, 4294967294]", "'269'"],
+    ),
+    (
+        "bpe special id 2**40",
+        ["tokenize", "hi"],
+        lambda w: _tok_file(w, "bpe", _set(("special_tokens", "<|endoftext|>"), 2**40)),
+        ["bpe.json", "4294967294", str(2**40)],
+    ),
+    (
+        "bpe tokens as object",
+        ["tokenize", "hi"],
+        lambda w: _tok_file(w, "bpe", _set(("tokens",), {"a": 1})),
+        ["bpe.json", "'tokens' must be a list"],
+    ),
+    (
+        "tiktoken rank >= 2**32",
+        ["tokenize", "hi"],
+        lambda w: [
+            "--tokenizer",
+            str(w.file("r.tiktoken", (w.base / "ranks.tiktoken").read_text() + "eHl6 4294967296\n")),
+        ],
+        ["r.tiktoken line", "rank 4294967296", "32-bit"],
+    ),
+    (
+        "tiktoken 100k-digit rank",
+        ["tokenize", "hi"],
+        lambda w: ["--tokenizer", str(w.file("r.tiktoken", "YQ== " + "9" * 100_000 + "\n"))],
+        ["r.tiktoken line 1", "<base64 token> <rank>"],
+    ),
+    (
+        "hf vocab id as string",
+        ["tokenize", "hi"],
+        lambda w: [
+            "--tokenizer",
+            str(
+                w.edit_json(
+                    Path(shutil.copy(w.base / "hf" / "tokenizer.json", w.dir / "hf.json")),
+                    _set(("model", "vocab", "a"), "97"),
+                )
+            ),
+        ],
+        ["hf.json", "model.vocab['a']", "must be an integer", "'97'"],
+    ),
+    (
+        "classifier labels as string",
+        ["classify", "predict", "--run", "{clf}", "x"],
+        lambda w: (w.edit_json(w.clf / "classifier.json", _set(("labels",), "pos,neg"), reseal=True), [])[1],
+        ["classifier.json", "'labels' must be a list", "'pos,neg'"],
+    ),
+    (
+        "classifier edited",
+        ["classify", "predict", "--run", "{clf}", "x"],
+        lambda w: (w.edit_json(w.clf / "classifier.json", _set(("pooling",), "max")), [])[1],
+        ["classifier.json was edited", "checksum"],
+    ),
+    (
+        "vocab token not a string",
+        ["tokenize", "hi"],
+        lambda w: _tok_file(w, "char", lambda d: d["vocab"]["tokens"].append(7)),
+        ["char.json (vocab)", "'tokens[", "must be a string", "got 7"],
+    ),
     # item 12: every command that reads text takes --encoding
-    ("report val-text gb18030 without --encoding", ["report", "--run", "{run}", "--out", "{dir}/r.html"],
-     lambda w: ["--val-text", str(w.file("v.txt", "床前明月光\n".encode("gb18030")))],
-     ["v.txt is not valid utf-8", "--encoding", "gb18030"]),
+    (
+        "report val-text gb18030 without --encoding",
+        ["report", "--run", "{run}", "--out", "{dir}/r.html"],
+        lambda w: ["--val-text", str(w.file("v.txt", "床前明月光\n".encode("gb18030")))],
+        ["v.txt is not valid utf-8", "--encoding", "gb18030"],
+    ),
 ]
 
 
@@ -266,9 +397,12 @@ CASES: list[Case] = [
 def test_cli_fault(name, argv, setup, fragments, base, tmp_path, cli):
     work = Work(tmp_path, base)
     extra = setup(work) if setup else []
-    args = [a.replace("{run}", str(work.run) if "{run}" in a else "")
-             .replace("{clf}", str(work.clf) if "{clf}" in a else "").replace("{dir}", str(tmp_path))
-            for a in argv] + list(extra or [])
+    args = [
+        a.replace("{run}", str(work.run) if "{run}" in a else "")
+        .replace("{clf}", str(work.clf) if "{clf}" in a else "")
+        .replace("{dir}", str(tmp_path))
+        for a in argv
+    ] + list(extra or [])
     code, out, err = cli(*args)
     CASES_TRIED["table"] += 1
     lines = [line for line in err.splitlines() if line.strip()]
@@ -284,8 +418,19 @@ def test_report_reads_gb18030_with_encoding(base, tmp_path, cli):
     work = Work(tmp_path, base)
     text = "床前明月光，疑是地上霜。\n" * 5
     val = work.file("v.txt", text.encode("gb18030"))
-    code, out, err = cli("report", "--run", work.run, "--val-text", val, "--encoding", "gb18030",
-                         "--out", tmp_path / "r.html", "--max-new-tokens", "4")
+    code, out, err = cli(
+        "report",
+        "--run",
+        work.run,
+        "--val-text",
+        val,
+        "--encoding",
+        "gb18030",
+        "--out",
+        tmp_path / "r.html",
+        "--max-new-tokens",
+        "4",
+    )
     CASES_TRIED["table"] += 1
     assert code == 0, err
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
@@ -298,8 +443,11 @@ def test_sidecar_damage_is_one_line(base, tmp_path):
     shutil.copy(base / "ids.bin", tmp_path / "ids.bin")
     side = sidecar_path(tmp_path / "ids.bin")
     info = json.loads(sidecar_path(base / "ids.bin").read_text())
-    for key, value, fragment in (("count", "12", "'count' must be an integer"), ("dtype", "int8", "'dtype' must be one"),
-                                 ("tokenizer", None, "'tokenizer' must be a string, got null")):
+    for key, value, fragment in (
+        ("count", "12", "'count' must be an integer"),
+        ("dtype", "int8", "'dtype' must be one"),
+        ("tokenizer", None, "'tokenizer' must be a string, got null"),
+    ):
         side.write_text(json.dumps({**info, key: value}))
         with pytest.raises(TokvecError) as e:
             read_token_file_info(tmp_path / "ids.bin")
@@ -331,11 +479,17 @@ _HUGE_INT = "__HUGE_INT__"  # written into the JSON text as a 100 000-digit inte
 _DEEP = "__DEEP__"  # written as 5 000 nested lists
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=True, allow_infinity=True)
-    | st.integers(min_value=-(2 ** 70), max_value=2 ** 70) | st.sampled_from([-1, 0, 1, 2 ** 31, 2 ** 32, 2 ** 63])
-    | st.text(max_size=8) | st.just(_HUGE_INT) | st.just(_DEEP),
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from([-1, 0, 1, 2**31, 2**32, 2**63])
+    | st.text(max_size=8)
+    | st.just(_HUGE_INT)
+    | st.just(_DEEP),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
-    max_leaves=6)
+    max_leaves=6,
+)
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -447,8 +601,12 @@ def test_every_reader_survives_any_json(name, base, tmp_path_factory):
     else:
         original = json.loads(source.read_text(encoding="utf-8"))
 
-    @settings(max_examples=60, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=60,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(doc=mutated(original))
     def check(doc):
         if reseal and isinstance(doc, dict):
@@ -465,9 +623,12 @@ def test_every_reader_survives_any_json(name, base, tmp_path_factory):
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(lines=st.lists(st.tuples(st.binary(max_size=6), st.one_of(st.integers(-5, 2 ** 40), st.text(max_size=5))),
-                      min_size=1, max_size=5),
-       tail=st.sampled_from(["", "garbage\n", "9" * 5000 + "\n", "\xff\n"]))
+@given(
+    lines=st.lists(
+        st.tuples(st.binary(max_size=6), st.one_of(st.integers(-5, 2**40), st.text(max_size=5))), min_size=1, max_size=5
+    ),
+    tail=st.sampled_from(["", "garbage\n", "9" * 5000 + "\n", "\xff\n"]),
+)
 def test_tiktoken_reader_survives_any_lines(lines, tail, tmp_path_factory):
     import base64
 
@@ -484,7 +645,6 @@ def test_tiktoken_reader_survives_any_lines(lines, tail, tmp_path_factory):
         assert "\n" not in str(e)
 
 
-
 # -- the Python API: every bad argument raises a TokvecError subclass (item 9) -----------------------
 def _api_cases():
     import numpy as np
@@ -494,26 +654,58 @@ def _api_cases():
     from tokvec.model import GPT, ModelConfig
     from tokvec.tokenizers import BPETokenizer, CharTokenizer, WordTokenizer
 
-    toks = [CharTokenizer.train(["abc"]), WordTokenizer.train(["a b"]),
-            BPETokenizer.train_from_texts(["ab ab"], vocab_size=256)]
-    bad_ids = [["a"], [1.5], [None], [[1]], "ab", 5, [True], [10 ** 30], [-1], np.array([1.0]),
-               np.array([1, 2], dtype=np.uint8)[None], torch.tensor([[1]]), torch.tensor([1.0])]
-    cases = [(f"{type(t).__name__}.decode({ids!r:.24})", lambda t=t, ids=ids: t.decode(ids))
-             for t in toks for ids in bad_ids]
-    cases += [(f"{type(t).__name__}.encode({x!r})", lambda t=t, x=x: t.encode(x))
-              for t in toks for x in (None, 5, b"ab", ["a"])]
+    toks = [
+        CharTokenizer.train(["abc"]),
+        WordTokenizer.train(["a b"]),
+        BPETokenizer.train_from_texts(["ab ab"], vocab_size=256),
+    ]
+    bad_ids = [
+        ["a"],
+        [1.5],
+        [None],
+        [[1]],
+        "ab",
+        5,
+        [True],
+        [10**30],
+        [-1],
+        np.array([1.0]),
+        np.array([1, 2], dtype=np.uint8)[None],
+        torch.tensor([[1]]),
+        torch.tensor([1.0]),
+    ]
+    cases = [
+        (f"{type(t).__name__}.decode({ids!r:.24})", lambda t=t, ids=ids: t.decode(ids)) for t in toks for ids in bad_ids
+    ]
+    cases += [
+        (f"{type(t).__name__}.encode({x!r})", lambda t=t, x=x: t.encode(x))
+        for t in toks
+        for x in (None, 5, b"ab", ["a"])
+    ]
     emb = TokenEmbedding(10, 4)
     gpt = GPT(ModelConfig(vocab_size=10, context_length=8, d_model=8, n_layers=1, n_heads=2))
-    for x in (torch.tensor([[1, 2]], dtype=torch.uint8), torch.tensor([[1, 2]], dtype=torch.int16),
-              torch.tensor([[1.0]]), torch.tensor([[11]]), torch.tensor([[-1]]), [[1, 2]],
-              torch.zeros(1, 2, 3, dtype=torch.long), np.array([[1]])):
+    for x in (
+        torch.tensor([[1, 2]], dtype=torch.uint8),
+        torch.tensor([[1, 2]], dtype=torch.int16),
+        torch.tensor([[1.0]]),
+        torch.tensor([[11]]),
+        torch.tensor([[-1]]),
+        [[1, 2]],
+        torch.zeros(1, 2, 3, dtype=torch.long),
+        np.array([[1]]),
+    ):
         cases += [(f"TokenEmbedding()({x!r:.30})", lambda x=x: emb(x)), (f"GPT()({x!r:.30})", lambda x=x: gpt(x))]
-    for args in ((0, 4), (10, -1), (10 ** 12, 4), (10, 4.0), ("10", 4), (10, 2 ** 40)):
+    for args in ((0, 4), (10, -1), (10**12, 4), (10, 4.0), ("10", 4), (10, 2**40)):
         cases.append((f"TokenEmbedding{args}", lambda args=args: TokenEmbedding(*args)))
-    for field, value in (("d_model", float("nan")), ("n_heads", 0), ("dropout", float("inf")),
-                         ("context_length", 10 ** 20), ("vocab_size", -3), ("n_layers", 10 ** 12)):
-        cases.append((f"GPT({field}={value})",
-                      lambda f=field, v=value: GPT(ModelConfig(**{"vocab_size": 10, f: v}))))
+    for field, value in (
+        ("d_model", float("nan")),
+        ("n_heads", 0),
+        ("dropout", float("inf")),
+        ("context_length", 10**20),
+        ("vocab_size", -3),
+        ("n_layers", 10**12),
+    ):
+        cases.append((f"GPT({field}={value})", lambda f=field, v=value: GPT(ModelConfig(**{"vocab_size": 10, f: v}))))
     return cases
 
 
@@ -530,4 +722,3 @@ def test_api_errors_are_tokvec_errors():
             escaped.append(f"{name}: {type(e).__name__}: {e}"[:160])
         CASES_TRIED["table"] += 1
     assert not escaped, escaped
-

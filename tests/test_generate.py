@@ -31,8 +31,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def model_for(positional="learned", vocab_size=11, context_length=16, seed=0, sharpen=True, **kw) -> GPT:
     torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=vocab_size, context_length=context_length, d_model=32, n_layers=2, n_heads=2,
-                      positional=positional, **kw)
+    cfg = ModelConfig(
+        vocab_size=vocab_size,
+        context_length=context_length,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        positional=positional,
+        **kw,
+    )
     model = GPT(cfg).eval()
     if sharpen:
         with torch.no_grad():  # sharper than the 0.02 init, so greedy choices are far from ties
@@ -187,7 +194,7 @@ def test_stream_yields_the_same_text_as_generate(chars):
     prompt = "to be"
     ids = generate(model, torch.tensor(chars.encode(prompt)), 20, seed=5, top_k=8)
     pieces = list(stream(model, chars, prompt, 20, seed=5, top_k=8, stop_at_eos=False))
-    assert len(pieces) == 20 and "".join(pieces) == chars.decode(ids[len(prompt):].tolist())
+    assert len(pieces) == 20 and "".join(pieces) == chars.decode(ids[len(prompt) :].tolist())
 
 
 def test_stop_strings(chars):
@@ -197,7 +204,7 @@ def test_stop_strings(chars):
     first = full.find(stop)
     assert "".join(stream(model, chars, "to", 25, temperature=0, stop=[stop, "zzz"], stop_at_eos=False)) == full[:first]
     ids = generate(model, torch.tensor(chars.encode("to")), 25, temperature=0, stop=stop, tokenizer=chars)
-    assert chars.decode(ids[2:].tolist()) == full[:first + len(stop)]  # ids end with the completing token
+    assert chars.decode(ids[2:].tolist()) == full[: first + len(stop)]  # ids end with the completing token
 
 
 def test_split_at_stop_worked_examples():
@@ -223,20 +230,23 @@ def test_encode_prompt_unknown_characters_and_empty(chars, error_says):
 
 
 # -- bad input -------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, facts", [
-    (dict(max_new_tokens=0), ("max_new_tokens", "positive integer", "got 0", "at least 1")),
-    (dict(max_new_tokens=-3), ("max_new_tokens", "positive integer", "got -3")),
-    (dict(max_new_tokens=2.5), ("max_new_tokens", "positive integer", "got 2.5")),
-    (dict(top_p=0.0), ("top_p", "(0, 1]", "got 0.0")),
-    (dict(top_p=1.5), ("top_p", "(0, 1]", "got 1.5")),
-    (dict(temperature=-0.1), ("temperature", "finite", ">= 0", "got -0.1", "0 for greedy")),
-    (dict(temperature=float("nan")), ("temperature", "finite", ">= 0", "got nan")),
-    (dict(top_k=0), ("top_k", "positive integer or None", "got 0")),
-    (dict(repetition_penalty=0), ("repetition_penalty", "finite", "> 0", "got 0")),
-    (dict(eos_id=11), ("eos_id 11", "vocab_size 11")),
-    (dict(stop="x"), ("stop strings", "tokenizer=")),
-    (dict(stop=[""], tokenizer=object()), ("stop", "non-empty string")),
-])
+@pytest.mark.parametrize(
+    "kwargs, facts",
+    [
+        (dict(max_new_tokens=0), ("max_new_tokens", "positive integer", "got 0", "at least 1")),
+        (dict(max_new_tokens=-3), ("max_new_tokens", "positive integer", "got -3")),
+        (dict(max_new_tokens=2.5), ("max_new_tokens", "positive integer", "got 2.5")),
+        (dict(top_p=0.0), ("top_p", "(0, 1]", "got 0.0")),
+        (dict(top_p=1.5), ("top_p", "(0, 1]", "got 1.5")),
+        (dict(temperature=-0.1), ("temperature", "finite", ">= 0", "got -0.1", "0 for greedy")),
+        (dict(temperature=float("nan")), ("temperature", "finite", ">= 0", "got nan")),
+        (dict(top_k=0), ("top_k", "positive integer or None", "got 0")),
+        (dict(repetition_penalty=0), ("repetition_penalty", "finite", "> 0", "got 0")),
+        (dict(eos_id=11), ("eos_id 11", "vocab_size 11")),
+        (dict(stop="x"), ("stop strings", "tokenizer=")),
+        (dict(stop=[""], tokenizer=object()), ("stop", "non-empty string")),
+    ],
+)
 def test_bad_options(kwargs, facts, error_says):
     model = model_for()
     args = {"max_new_tokens": 3, **kwargs}
@@ -268,29 +278,61 @@ def fake_run(tmp_path, monkeypatch, chars):
 
 def test_cli_generate_streams_the_library_text(fake_run, chars, cli):
     run, model = fake_run
-    code, out, _ = cli("generate", "--run", str(run), "--prompt", "to be", "--max-new-tokens", "15",
-                       "--temperature", "0")
+    code, out, _ = cli(
+        "generate", "--run", str(run), "--prompt", "to be", "--max-new-tokens", "15", "--temperature", "0"
+    )
     expected = "".join(stream(model, chars, "to be", 15, temperature=0))
     assert code == 0 and out == "to be" + expected + "\n"
-    code, out2, _ = cli("generate", "--run", str(run), "-p", "to", "-n", "15", "--seed", "4", "--top-k", "5",
-                        "--top-p", "0.9")
-    code, out3, _ = cli("generate", "--run", str(run), "-p", "to", "-n", "15", "--seed", "4", "--top-k", "5",
-                        "--top-p", "0.9", "--no-cache")
-    assert out2 == out3 == "to" + "".join(stream(model, chars, "to", 15, seed=4, top_k=5, top_p=0.9,
-                                                  temperature=0.8)) + "\n"
+    code, out2, _ = cli(
+        "generate", "--run", str(run), "-p", "to", "-n", "15", "--seed", "4", "--top-k", "5", "--top-p", "0.9"
+    )
+    code, out3, _ = cli(
+        "generate",
+        "--run",
+        str(run),
+        "-p",
+        "to",
+        "-n",
+        "15",
+        "--seed",
+        "4",
+        "--top-k",
+        "5",
+        "--top-p",
+        "0.9",
+        "--no-cache",
+    )
+    assert (
+        out2
+        == out3
+        == "to" + "".join(stream(model, chars, "to", 15, seed=4, top_k=5, top_p=0.9, temperature=0.8)) + "\n"
+    )
 
 
 def test_cli_generate_stop_reads_escapes(fake_run, chars, cli):
     run, model = fake_run
     full = "".join(stream(model, chars, "to", 25, temperature=0, stop_at_eos=False))
-    code, out, _ = cli("generate", "--run", str(run), "-p", "to", "-n", "25", "--temperature", "0",
-                       "--stop", full[6:8].replace("\n", "\\n"))
-    assert code == 0 and out == "to" + full[:full.find(full[6:8])] + "\n"
+    code, out, _ = cli(
+        "generate",
+        "--run",
+        str(run),
+        "-p",
+        "to",
+        "-n",
+        "25",
+        "--temperature",
+        "0",
+        "--stop",
+        full[6:8].replace("\n", "\\n"),
+    )
+    assert code == 0 and out == "to" + full[: full.find(full[6:8])] + "\n"
 
 
 def test_cli_generate_interactive(fake_run, chars, cli):
     run, model = fake_run
-    code, out, err = cli("generate", "--run", str(run), "--interactive", "-n", "5", "--temperature", "0", stdin="to\nbe\n\n")
+    code, out, err = cli(
+        "generate", "--run", str(run), "--interactive", "-n", "5", "--temperature", "0", stdin="to\nbe\n\n"
+    )
     first = "to" + "".join(stream(model, chars, "to", 5, temperature=0))
     second = "be" + "".join(stream(model, chars, "be", 5, temperature=0))
     assert code == 0 and out == f"> {first}\n> {second}\n> "
@@ -299,9 +341,11 @@ def test_cli_generate_interactive(fake_run, chars, cli):
 
 def test_cli_generate_bad_input(fake_run, cli):
     run, _ = fake_run
-    for flags, message in [(["-n", "0"], "max_new_tokens must be a positive integer, got 0"),
-                           (["--top-p", "1.5"], "top_p must be in (0, 1], got 1.5"),
-                           (["--temperature", "-1"], "temperature must be a finite number >= 0, got -1.0")]:
+    for flags, message in [
+        (["-n", "0"], "max_new_tokens must be a positive integer, got 0"),
+        (["--top-p", "1.5"], "top_p must be in (0, 1], got 1.5"),
+        (["--temperature", "-1"], "temperature must be a finite number >= 0, got -1.0"),
+    ]:
         code, out, err = cli("generate", "--run", str(run), *flags)
         assert code == 2 and err.startswith("tokvec: error: " + message) and err.count("\n") == 1
     code, _, err = cli("generate", "--run", str(run / "nope"), "-n", "3")
@@ -319,12 +363,35 @@ def test_cli_train_then_generate_end_to_end(tmp_path, cli):
     corpus = tmp_path / "small.txt"
     corpus.write_text("to be or not to be, that is the question.\n" * 30, encoding="utf-8")
     run = tmp_path / "run"
-    code, _, err = cli("train", "--corpus", str(corpus), "--tokenizer", "char", "--d-model", "32", "--layers",
-                       "2", "--heads", "2", "--context", "32", "--batch-size", "8", "--max-steps", "60",
-                       "--eval-interval", "30", "--lr", "1e-2", "--threads", "1", "--out", str(run))
+    code, _, err = cli(
+        "train",
+        "--corpus",
+        str(corpus),
+        "--tokenizer",
+        "char",
+        "--d-model",
+        "32",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--context",
+        "32",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "60",
+        "--eval-interval",
+        "30",
+        "--lr",
+        "1e-2",
+        "--threads",
+        "1",
+        "--out",
+        str(run),
+    )
     assert code == 0, err
-    code, out, _ = cli("generate", "--run", str(run), "--prompt", "to be or not", "-n", "30",
-                       "--temperature", "0")
+    code, out, _ = cli("generate", "--run", str(run), "--prompt", "to be or not", "-n", "30", "--temperature", "0")
     model, tok, _ = load_run(run)
     expected = "".join(stream(model, tok, "to be or not", 30, temperature=0))
     assert code == 0 and out == "to be or not" + expected + "\n"
@@ -338,8 +405,27 @@ def test_cli_train_takes_the_llama_block_choices(tmp_path, cli):
     """--norm / --activation reach the model (and its saved config); a bad value is one line, exit 2."""
     corpus = tmp_path / "small.txt"
     corpus.write_text("to be or not to be, that is the question.\n" * 30, encoding="utf-8")
-    base = ["train", "--corpus", str(corpus), "--d-model", "32", "--layers", "1", "--heads", "2", "--context", "16",
-            "--batch-size", "4", "--max-steps", "2", "--eval-interval", "2", "--threads", "1"]
+    base = [
+        "train",
+        "--corpus",
+        str(corpus),
+        "--d-model",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "2",
+        "--eval-interval",
+        "2",
+        "--threads",
+        "1",
+    ]
     run = tmp_path / "run"
     code, _, err = cli(*base, "--positional", "rope", "--norm", "rmsnorm", "--activation", "swiglu", "--out", run)
     assert code == 0, err
@@ -348,4 +434,6 @@ def test_cli_train_takes_the_llama_block_choices(tmp_path, cli):
     code, _, err = cli(*base, "--norm", "batchnorm", "--out", tmp_path / "bad")
     last = err.strip().splitlines()[-1]
     assert code == 2 and err.count("tokvec: error:") == 1
-    assert last == "tokvec: error: invalid model config (1 problem): norm 'batchnorm' is not one of (layernorm, rmsnorm)"
+    assert (
+        last == "tokvec: error: invalid model config (1 problem): norm 'batchnorm' is not one of (layernorm, rmsnorm)"
+    )

@@ -19,8 +19,10 @@ from tokvec.runs.pretrained import load_hf  # noqa: E402
 from tokvec.runs.train import TrainConfig, train  # noqa: E402
 from tokvec.tokenizers import BPETokenizer  # noqa: E402
 
-TEXT = ("The quick brown fox jumps over the lazy dog. 小沈阳江西演唱会邀请了。 It's 2024!\n" * 40
-        + "Shall I compare thee to a summer's day? Thou art more lovely and more temperate.\n" * 40)
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. 小沈阳江西演唱会邀请了。 It's 2024!\n" * 40
+    + "Shall I compare thee to a summer's day? Thou art more lovely and more temperate.\n" * 40
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +35,35 @@ def _hf_config(kind: str, vocab: int):
     if kind == "gpt2":
         return transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common)
     if kind.startswith("llama"):
-        scaling = {"llama-linear": {"rope_type": "linear", "factor": 2.0},
-                   "llama-yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}}
-        return transformers.LlamaConfig(hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                        rms_norm_eps=1e-6, rope_theta=500.0, tie_word_embeddings=False,
-                                        rope_scaling=scaling.get(kind), **common)
-    return transformers.Qwen2Config(hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                    rms_norm_eps=1e-6, rope_theta=1000.0, tie_word_embeddings=False, **common)
+        scaling = {
+            "llama-linear": {"rope_type": "linear", "factor": 2.0},
+            "llama-yarn": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32},
+        }
+        return transformers.LlamaConfig(
+            hidden_size=64,
+            intermediate_size=160,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            rms_norm_eps=1e-6,
+            rope_theta=500.0,
+            tie_word_embeddings=False,
+            rope_scaling=scaling.get(kind),
+            **common,
+        )
+    return transformers.Qwen2Config(
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-6,
+        rope_theta=1000.0,
+        tie_word_embeddings=False,
+        **common,
+    )
 
 
 def _save_hf(kind: str, bpe: BPETokenizer, path, *, shard: str | None = None):
@@ -61,8 +83,18 @@ def _ids(bpe, n=48):
     return torch.tensor([bpe.encode(TEXT[:400])[:n]])
 
 
-@pytest.mark.parametrize("kind,shard", [("gpt2", None), ("gpt2", "100KB"), ("llama", "100KB"), ("llama", None),
-                                        ("llama-linear", None), ("llama-yarn", None), ("qwen2", None)])
+@pytest.mark.parametrize(
+    "kind,shard",
+    [
+        ("gpt2", None),
+        ("gpt2", "100KB"),
+        ("llama", "100KB"),
+        ("llama", None),
+        ("llama-linear", None),
+        ("llama-yarn", None),
+        ("qwen2", None),
+    ],
+)
 def test_import_matches_transformers(kind, shard, bpe, tmp_path):
     hf_model = _save_hf(kind, bpe, tmp_path / "hf", shard=shard)
     if shard:
@@ -87,8 +119,14 @@ def test_greedy_with_and_without_cache(kind, bpe, tmp_path):
     cached = model.generate(prompt, 30, temperature=0.0, use_cache=True)
     plain = model.generate(prompt, 30, temperature=0.0, use_cache=False)
     assert torch.equal(cached, plain)
-    want = hf_model.generate(prompt, max_new_tokens=30, min_new_tokens=30, do_sample=False,
-                             attention_mask=torch.ones_like(prompt), pad_token_id=0)
+    want = hf_model.generate(
+        prompt,
+        max_new_tokens=30,
+        min_new_tokens=30,
+        do_sample=False,
+        attention_mask=torch.ones_like(prompt),
+        pad_token_id=0,
+    )
     assert torch.equal(cached, want)
 
 
@@ -98,8 +136,18 @@ def test_round_trip_finetune_export(kind, bpe, tmp_path):
     _save_hf(kind, bpe, tmp_path / "hf")
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
-    config = TrainConfig.finetune(str(tmp_path / "hf"), corpus=str(corpus), out=str(tmp_path / "ft"), max_steps=6,
-                                  lr=3e-3, warmup_steps=0, batch_size=4, eval_interval=6, eval_batches=2, seed=0)
+    config = TrainConfig.finetune(
+        str(tmp_path / "hf"),
+        corpus=str(corpus),
+        out=str(tmp_path / "ft"),
+        max_steps=6,
+        lr=3e-3,
+        warmup_steps=0,
+        batch_size=4,
+        eval_interval=6,
+        eval_batches=2,
+        seed=0,
+    )
     result = train(config)
     assert result.losses[-1] < result.losses[0]
     assert result.model.config.to_dict() == GPT.from_pretrained(tmp_path / "hf").config.to_dict()
@@ -134,8 +182,19 @@ def test_import_run_dir_works_with_generate(bpe, tmp_path):
 
 def test_export_interleaved_rope_run_to_llama(bpe, tmp_path):
     """A run trained in tokvec's default (interleaved) rope layout exports with q/k rows permuted."""
-    cfg = ModelConfig(vocab_size=bpe.vocab_size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, context_length=64,
-                      positional="rope", norm="rmsnorm", activation="swiglu", bias=False, tie_embeddings=True)
+    cfg = ModelConfig(
+        vocab_size=bpe.vocab_size,
+        d_model=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        context_length=64,
+        positional="rope",
+        norm="rmsnorm",
+        activation="swiglu",
+        bias=False,
+        tie_embeddings=True,
+    )
     torch.manual_seed(1)
     model = GPT(cfg).eval()
     ckpt.save_run(tmp_path / "run", model=model, tokenizer=bpe, model_config=cfg.to_dict(), train_config={}, step=0)
@@ -166,8 +225,11 @@ def test_unsupported_model_type_and_fields(bpe, tmp_path):
     path.write_text(json.dumps({**cfg, "model_type": "mistral", "sliding_window": 64}))
     with pytest.raises(HFModelError, match=r"sliding_window 64"):
         GPT.from_pretrained(tmp_path / "hf")
-    path.write_text(json.dumps({**cfg, "rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 5e5},
-                                "rope_scaling": None}))
+    path.write_text(
+        json.dumps(
+            {**cfg, "rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 5e5}, "rope_scaling": None}
+        )
+    )
     with pytest.raises(HFModelError, match=r"rope type 'llama3'.*default, linear, yarn"):
         GPT.from_pretrained(tmp_path / "hf")
 
@@ -208,7 +270,9 @@ def test_finetune_refuses_architecture_flags(bpe, tmp_path):
 
 
 def test_export_refuses_other_architectures(bpe, tmp_path):
-    cfg = ModelConfig(vocab_size=bpe.vocab_size, d_model=32, n_layers=1, n_heads=2, context_length=16, positional="alibi")
+    cfg = ModelConfig(
+        vocab_size=bpe.vocab_size, d_model=32, n_layers=1, n_heads=2, context_length=16, positional="alibi"
+    )
     ckpt.save_run(tmp_path / "run", model=GPT(cfg), tokenizer=bpe, model_config=cfg.to_dict(), train_config={}, step=0)
     with pytest.raises(TokvecError, match=r"positional 'alibi'.*What exports.*learned.*rope"):
         export_hf(tmp_path / "run", tmp_path / "out")

@@ -29,10 +29,20 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hf_inspect")
     tok = BPETokenizer.train_from_texts([TEXT], vocab_size=300, special_tokens=["<|endoftext|>"])
     torch.manual_seed(0)
-    configs = {"gpt2": transformers.GPT2Config(vocab_size=300, bos_token_id=299, eos_token_id=299, n_embd=64, n_layer=2, n_head=4, n_positions=64),
-               "llama": transformers.LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128,
-                                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                                 max_position_embeddings=64)}
+    configs = {
+        "gpt2": transformers.GPT2Config(
+            vocab_size=300, bos_token_id=299, eos_token_id=299, n_embd=64, n_layer=2, n_head=4, n_positions=64
+        ),
+        "llama": transformers.LlamaConfig(
+            vocab_size=300,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        ),
+    }
     out = {}
     for kind, config in configs.items():
         transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp / f"hf-{kind}")
@@ -50,8 +60,21 @@ def test_plots_neighbors_trace_report_on_imported_runs(kind, runs, tmp_path, cap
         assert (tmp_path / "pe.png").read_bytes().startswith(PNG_MAGIC)
     assert cli("plot", "embeddings", "--run", run, "--top", "100", "--out", str(tmp_path / "emb.png")) == 0
     assert (tmp_path / "emb.png").read_bytes().startswith(PNG_MAGIC)
-    assert cli("plot", "attention", "--run", run, "--text", "the lazy dog", "--layer", "1",
-               "--out", str(tmp_path / "att.png")) == 0
+    assert (
+        cli(
+            "plot",
+            "attention",
+            "--run",
+            run,
+            "--text",
+            "the lazy dog",
+            "--layer",
+            "1",
+            "--out",
+            str(tmp_path / "att.png"),
+        )
+        == 0
+    )
     assert (tmp_path / "att.png").read_bytes().startswith(PNG_MAGIC)
     capsys.readouterr()
     assert cli("neighbors", "#260", "--run", run, "-k", "5") == 0

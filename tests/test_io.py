@@ -17,10 +17,16 @@ from tokvec.errors import OutputPathError, TokvecError
 
 
 # -- how a target is written --------------------------------------------------------------------
-@pytest.mark.parametrize("path, how", [
-    ("/dev/stdout", "through"), ("/dev/stderr", "through"), ("/dev/fd/1", "through"),
-    ("/proc/self/fd/2", "through"), ("/dev/null", "through"),  # classified only: nothing is written here
-])
+@pytest.mark.parametrize(
+    "path, how",
+    [
+        ("/dev/stdout", "through"),
+        ("/dev/stderr", "through"),
+        ("/dev/fd/1", "through"),
+        ("/proc/self/fd/2", "through"),
+        ("/dev/null", "through"),  # classified only: nothing is written here
+    ],
+)
 def test_system_special_paths_are_written_through(path, how):
     assert write_target(path)[0] == how
 
@@ -55,13 +61,17 @@ def _symlink_to_char_device(tmp: Path) -> Path:
     return tmp / "link"
 
 
-@pytest.mark.parametrize("make, kind_after, how", [
-    (_fifo, stat.S_ISFIFO, "through"),
-    (_char_device, stat.S_ISCHR, "through"),
-    (_symlink_to_char_device, stat.S_ISCHR, "through"),
-    (_symlink_to_file, stat.S_ISREG, "replace"),
-    (_dangling_symlink, stat.S_ISREG, "replace"),
-], ids=["fifo", "char-device", "symlink-to-device", "symlink-to-file", "dangling-symlink"])
+@pytest.mark.parametrize(
+    "make, kind_after, how",
+    [
+        (_fifo, stat.S_ISFIFO, "through"),
+        (_char_device, stat.S_ISCHR, "through"),
+        (_symlink_to_char_device, stat.S_ISCHR, "through"),
+        (_symlink_to_file, stat.S_ISREG, "replace"),
+        (_dangling_symlink, stat.S_ISREG, "replace"),
+    ],
+    ids=["fifo", "char-device", "symlink-to-device", "symlink-to-file", "dangling-symlink"],
+)
 def test_special_files_are_never_replaced(tmp_path, make, kind_after, how):
     path = make(tmp_path)
     was_link = path.is_symlink()
@@ -113,13 +123,21 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_clean_temp_files_removes_only_atomic_leftovers(tmp_path):
-    for name in (".model.safetensors.pending.ab12cd.tmp", ".config.json.x1.tmp", "notes.tmp", "model.safetensors",
-                 ".model.safetensors.pending"):
+    for name in (
+        ".model.safetensors.pending.ab12cd.tmp",
+        ".config.json.x1.tmp",
+        "notes.tmp",
+        "model.safetensors",
+        ".model.safetensors.pending",
+    ):
         (tmp_path / name).write_bytes(b"x" * 10)
     removed = clean_temp_files(tmp_path)
     assert sorted(p.name for p in removed) == [".config.json.x1.tmp", ".model.safetensors.pending.ab12cd.tmp"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.safetensors.pending", "model.safetensors",
-                                                          "notes.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".model.safetensors.pending",
+        "model.safetensors",
+        "notes.tmp",
+    ]
 
 
 # -- output == input ----------------------------------------------------------------------------
@@ -167,9 +185,22 @@ def _sibling_prefix(tmp):  # data2 is not inside data
     return tmp / "data2" / "x.bin", [tmp / "data"], None
 
 
-@pytest.mark.parametrize("case", [_same, _relative_spelling, _hard_link, _symlink_out, _symlink_in,
-                                  _inside_input_dir, _inside_linked_input_dir, _dir_holding_input, _unrelated,
-                                  _sibling_prefix], ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize(
+    "case",
+    [
+        _same,
+        _relative_spelling,
+        _hard_link,
+        _symlink_out,
+        _symlink_in,
+        _inside_input_dir,
+        _inside_linked_input_dir,
+        _dir_holding_input,
+        _unrelated,
+        _sibling_prefix,
+    ],
+    ids=lambda f: f.__name__.strip("_"),
+)
 def test_check_output(tmp_path, case):
     (tmp_path / "corpus.txt").write_text("text", encoding="utf-8")
     (tmp_path / "data").mkdir()

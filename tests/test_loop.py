@@ -41,8 +41,16 @@ def labelled_csv(path: Path, n: int = 60) -> Path:
 
 
 def small_classifier(tmp_path: Path, **overrides) -> ClassifyConfig:
-    fields = dict(csv=str(labelled_csv(tmp_path / "labels.csv")), d_model=16, n_layers=1, n_heads=2, context=16,
-                  batch_size=8, max_steps=6, out=str(tmp_path / "clf"))
+    fields = dict(
+        csv=str(labelled_csv(tmp_path / "labels.csv")),
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        context=16,
+        batch_size=8,
+        max_steps=6,
+        out=str(tmp_path / "clf"),
+    )
     return ClassifyConfig(**{**fields, **overrides})
 
 
@@ -61,8 +69,10 @@ def test_warmup_cosine_is_nanogpts_and_the_classifiers_old_schedule():
 # -- the classifier in the shared loop -----------------------------------------------------------
 def test_classifier_reads_the_loss_back_only_at_log_steps_and_evals(tmp_path):
     seen = []
-    result = train_classifier(small_classifier(tmp_path, max_steps=7, log_interval=3, eval_interval=5),
-                              progress=lambda step, total, info: seen.append((step, sorted(info))))
+    result = train_classifier(
+        small_classifier(tmp_path, max_steps=7, log_interval=3, eval_interval=5),
+        progress=lambda step, total, info: seen.append((step, sorted(info))),
+    )
     with_loss = [step for step, keys in seen if "loss" in keys]
     assert with_loss == [3, 5, 6, 7]  # log steps 3 and 6, evals (checkpoints) at 5 and 7
     assert [step for step, keys in seen if "val_accuracy" in keys] == [5, 7]
@@ -79,10 +89,15 @@ def test_classifier_runs_are_deterministic_and_use_the_schedule_and_clipping(tmp
     assert a.losses == b.losses
     lrs, norms = [], []
     real_clip = torch.nn.utils.clip_grad_norm_
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, max_norm, *a, **k: (
-        norms.append(max_norm), real_clip(params, max_norm, *a, **k))[1])
-    train_classifier(small_classifier(tmp_path / "c", warmup_steps=2, min_lr=1e-4, grad_clip=0.5),
-                     progress=lambda step, total, info: lrs.append(info["lr"]))
+    monkeypatch.setattr(
+        torch.nn.utils,
+        "clip_grad_norm_",
+        lambda params, max_norm, *a, **k: (norms.append(max_norm), real_clip(params, max_norm, *a, **k))[1],
+    )
+    train_classifier(
+        small_classifier(tmp_path / "c", warmup_steps=2, min_lr=1e-4, grad_clip=0.5),
+        progress=lambda step, total, info: lrs.append(info["lr"]),
+    )
     assert norms == [0.5] * 6
     assert lrs == [warmup_cosine(s, lr=3e-3, min_lr=1e-4, warmup=2, max_steps=6) for s in range(6)]
     assert lrs[0] == 3e-3 / 3 and lrs[-1] > 1e-4
@@ -129,8 +144,13 @@ def test_classifier_model_fields_come_from_model_config(tmp_path):
     assert ClassifyConfig().d_model == 64 and ClassifyConfig().norm is None  # its own small defaults
     train_classifier(small_classifier(tmp_path, norm="rmsnorm", activation="swiglu", bias=False, max_steps=1))
     model = json.loads((tmp_path / "clf" / "classifier.json").read_text())["model"]
-    assert (model["norm"], model["activation"], model["bias"], model["d_model"], model["context_length"]) == \
-        ("rmsnorm", "swiglu", False, 16, 16)
+    assert (model["norm"], model["activation"], model["bias"], model["d_model"], model["context_length"]) == (
+        "rmsnorm",
+        "swiglu",
+        False,
+        16,
+        16,
+    )
 
 
 # -- one commit for both run kinds ---------------------------------------------------------------
@@ -141,11 +161,17 @@ def test_a_classifier_run_is_committed_like_an_lm_run(tmp_path):
     weights = (run / "classifier.safetensors").read_bytes()
     import hashlib
 
-    assert meta["files"] == {"classifier.safetensors": {"sha256": hashlib.sha256(weights).hexdigest(),
-                                                        "bytes": len(weights)}}
+    assert meta["files"] == {
+        "classifier.safetensors": {"sha256": hashlib.sha256(weights).hexdigest(), "bytes": len(weights)}
+    }
     assert meta["checksum"] == ckpt.config_checksum(meta)
-    assert sorted(p.name for p in run.iterdir()) == [LOCK_FILE, "classifier.json", "classifier.safetensors",
-                                                     "run.json", "tokenizer.json"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        LOCK_FILE,
+        "classifier.json",
+        "classifier.safetensors",
+        "run.json",
+        "tokenizer.json",
+    ]
     # killed after the commit, before the rename: the pending file holds the committed weights
     os.replace(run / "classifier.safetensors", run / ".classifier.safetensors.pending")
     (run / "classifier.safetensors").write_bytes(b"older weights")
@@ -177,10 +203,24 @@ def test_a_classifier_run_written_before_the_shared_commit_still_loads(tmp_path)
     model = SequenceClassifier(cfg, 2, pooling="last")
     tok.save(run / "tokenizer.json")
     (run / "classifier.safetensors").write_bytes(st_save({k: v.contiguous() for k, v in model.state_dict().items()}))
-    write_json(run / "classifier.json", ckpt.seal_config({
-        "format": "tokvec.classifier", "version": 1, "model": cfg.to_dict(), "pooling": "last",
-        "labels": ["neg", "pos"], "train": {"csv": "x.csv"}, "n_train": 2, "n_val": 0, "train_accuracy": 1.0,
-        "val_accuracy": None, "final_loss": 0.1}))
+    write_json(
+        run / "classifier.json",
+        ckpt.seal_config(
+            {
+                "format": "tokvec.classifier",
+                "version": 1,
+                "model": cfg.to_dict(),
+                "pooling": "last",
+                "labels": ["neg", "pos"],
+                "train": {"csv": "x.csv"},
+                "n_train": 2,
+                "n_val": 0,
+                "train_accuracy": 1.0,
+                "val_accuracy": None,
+                "final_loss": 0.1,
+            }
+        ),
+    )
     clf = load_classifier(run)
     ids, mask = clf.batch(["電影好"])
     with torch.no_grad():
@@ -218,11 +258,35 @@ main(sys.argv[3:])
 def test_kill_9_during_a_classifier_commit_leaves_a_whole_classifier(tmp_path, phase, kept_step):
     csv = labelled_csv(tmp_path / "labels.csv", n=40)
     run, marker = tmp_path / "clf", tmp_path / "paused"
-    argv = ["classify", "train", "--csv", str(csv), "--out", str(run), "--d-model", "16", "--layers", "1",
-            "--heads", "2", "--context", "16", "--batch-size", "8", "--max-steps", "50", "--eval-interval", "1"]
+    argv = [
+        "classify",
+        "train",
+        "--csv",
+        str(csv),
+        "--out",
+        str(run),
+        "--d-model",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "50",
+        "--eval-interval",
+        "1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", _PAUSING_CHILD, phase, str(marker), *argv], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSING_CHILD, phase, str(marker), *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300  # a loaded machine can take a minute just to import torch
     while time.monotonic() < deadline and proc.poll() is None and not marker.exists():
         time.sleep(0.01)
@@ -246,10 +310,34 @@ def test_kill_9_at_any_moment_of_classifier_training_leaves_a_whole_classifier(t
     csv = labelled_csv(tmp_path / "labels.csv", n=40)
     run = tmp_path / "clf"
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tokvec", "classify", "train", "--csv", str(csv), "--out",
-                             str(run), "--d-model", "16", "--layers", "1", "--heads", "2", "--context", "16",
-                             "--max-steps", "100000", "--eval-interval", "1"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tokvec",
+            "classify",
+            "train",
+            "--csv",
+            str(csv),
+            "--out",
+            str(run),
+            "--d-model",
+            "16",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--context",
+            "16",
+            "--max-steps",
+            "100000",
+            "--eval-interval",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -271,14 +359,34 @@ def test_train_config_takes_every_model_field_by_keyword_and_old_flat_configs():
     config = TrainConfig("corpus.txt", d_model=64, n_layers=2, n_heads=2, bias=False, n_kv_heads=1, norm="rmsnorm")
     assert config.corpus == "corpus.txt" and config.preset == "tiny"  # positional use unchanged
     model = config.model_config(vocab_size=65)
-    assert (model.d_model, model.n_layers, model.kv_heads, model.bias, model.norm, model.context_length) == \
-        (64, 2, 1, False, "rmsnorm", 64)  # context_length from the preset
+    assert (model.d_model, model.n_layers, model.kv_heads, model.bias, model.norm, model.context_length) == (
+        64,
+        2,
+        1,
+        False,
+        "rmsnorm",
+        64,
+    )  # context_length from the preset
     # the older spelling still wins over both
     assert TrainConfig(d_model=64, model_options={"d_model": 32}).model_config(65).d_model == 32
     # a config.json "train" dict as tokvec wrote it before (9 model fields + model_options, flat)
-    old = {"corpus": None, "tokenizer": "char", "preset": "tiny", "positional": "rope", "d_model": 32,
-           "n_layers": 1, "n_heads": 2, "context_length": 16, "d_ff": None, "dropout": None, "norm": None,
-           "activation": None, "model_options": {"bias": False}, "max_steps": 5, "lr": 1e-3}
+    old = {
+        "corpus": None,
+        "tokenizer": "char",
+        "preset": "tiny",
+        "positional": "rope",
+        "d_model": 32,
+        "n_layers": 1,
+        "n_heads": 2,
+        "context_length": 16,
+        "d_ff": None,
+        "dropout": None,
+        "norm": None,
+        "activation": None,
+        "model_options": {"bias": False},
+        "max_steps": 5,
+        "lr": 1e-3,
+    }
     restored = TrainConfig.from_dict(old).model_config(40)
     assert (restored.positional, restored.d_model, restored.bias, restored.context_length) == ("rope", 32, False, 16)
     with pytest.raises(TokvecValueError, match="init_from .* bias=False"):
@@ -289,8 +397,19 @@ def test_train_config_takes_every_model_field_by_keyword_and_old_flat_configs():
 def test_a_run_saved_with_the_old_flat_train_dict_resumes(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
-    config = TrainConfig(corpus=str(corpus), d_model=16, n_layers=1, n_heads=2, context_length=16, batch_size=4,
-                         max_steps=4, eval_interval=2, eval_batches=1, threads=1, out=str(tmp_path / "run"))
+    config = TrainConfig(
+        corpus=str(corpus),
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        context_length=16,
+        batch_size=4,
+        max_steps=4,
+        eval_interval=2,
+        eval_batches=1,
+        threads=1,
+        out=str(tmp_path / "run"),
+    )
     full = train(dataclasses.replace(config, out=str(tmp_path / "full")))
 
     def stop_at_2(step, total, info):
@@ -312,28 +431,68 @@ def test_a_run_saved_with_the_old_flat_train_dict_resumes(tmp_path):
 @pytest.mark.slow
 def test_train_flags_reach_the_saved_config(tmp_path, cli):
     (tmp_path / "c.txt").write_text(TEXT, encoding="utf-8")
-    r = cli("train", "--corpus", tmp_path / "c.txt", "--d-model", "16", "--layers", "1", "--heads", "2",
-            "--context", "16", "--batch-size", "2", "--max-steps", "2", "--eval-interval", "2", "--threads", "1",
-            "--dropout", "0.25", "--warmup", "1", "--min-lr", "2e-4", "--weight-decay", "0.05",
-            "--eval-batches", "3", "--val-fraction", "0.3", "--out", tmp_path / "run")
+    r = cli(
+        "train",
+        "--corpus",
+        tmp_path / "c.txt",
+        "--d-model",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "2",
+        "--eval-interval",
+        "2",
+        "--threads",
+        "1",
+        "--dropout",
+        "0.25",
+        "--warmup",
+        "1",
+        "--min-lr",
+        "2e-4",
+        "--weight-decay",
+        "0.05",
+        "--eval-batches",
+        "3",
+        "--val-fraction",
+        "0.3",
+        "--out",
+        tmp_path / "run",
+    )
     assert r.code == 0, r.err
     saved = ckpt.read_run_config(tmp_path / "run")
     train_cfg = saved["train"]
-    assert (train_cfg["dropout"], train_cfg["warmup_steps"], train_cfg["min_lr"], train_cfg["weight_decay"],
-            train_cfg["eval_batches"], train_cfg["val_fraction"]) == (0.25, 1, 2e-4, 0.05, 3, 0.3)
+    assert (
+        train_cfg["dropout"],
+        train_cfg["warmup_steps"],
+        train_cfg["min_lr"],
+        train_cfg["weight_decay"],
+        train_cfg["eval_batches"],
+        train_cfg["val_fraction"],
+    ) == (0.25, 1, 2e-4, 0.05, 3, 0.3)
     assert saved["model"]["dropout"] == 0.25
     tokens = saved["data"]["tokens"]
     assert saved["data"]["val_tokens"] == pytest.approx(0.3 * tokens, abs=2)  # the split honours it
 
 
-@pytest.mark.parametrize("flag,value,facts", [
-    ("--dropout", "1.5", ["dropout", "1.5", "[0.0, 1.0)", "--dropout 0.1"]),
-    ("--warmup", "-1", ["warmup_steps", "-1", "[0,", "--warmup 0"]),
-    ("--min-lr", "0.5", ["min_lr", "0.5", "0.001]", "at most --lr"]),
-    ("--weight-decay", "-0.1", ["weight_decay", "-0.1", "[0.0, 1000.0]", "--weight-decay 0.1"]),
-    ("--eval-batches", "0", ["eval_batches", "0", "[1,", "--eval-batches 20"]),
-    ("--val-fraction", "1", ["val_fraction", "1.0", "(0.0, 1.0)", "--val-fraction 0.1"]),
-])
+@pytest.mark.parametrize(
+    "flag,value,facts",
+    [
+        ("--dropout", "1.5", ["dropout", "1.5", "[0.0, 1.0)", "--dropout 0.1"]),
+        ("--warmup", "-1", ["warmup_steps", "-1", "[0,", "--warmup 0"]),
+        ("--min-lr", "0.5", ["min_lr", "0.5", "0.001]", "at most --lr"]),
+        ("--weight-decay", "-0.1", ["weight_decay", "-0.1", "[0.0, 1000.0]", "--weight-decay 0.1"]),
+        ("--eval-batches", "0", ["eval_batches", "0", "[1,", "--eval-batches 20"]),
+        ("--val-fraction", "1", ["val_fraction", "1.0", "(0.0, 1.0)", "--val-fraction 0.1"]),
+    ],
+)
 def test_bad_train_flags_give_one_line_with_value_limit_and_fix(tmp_path, cli, flag, value, facts):
     (tmp_path / "c.txt").write_text(TEXT, encoding="utf-8")
     r = cli("train", "--corpus", tmp_path / "c.txt", "--out", tmp_path / "run", flag, value)
@@ -345,25 +504,61 @@ def test_bad_train_flags_give_one_line_with_value_limit_and_fix(tmp_path, cli, f
 
 def test_classify_flags_reach_the_saved_run(tmp_path, cli):
     csv = labelled_csv(tmp_path / "labels.csv")
-    r = cli("classify", "train", "--csv", csv, "--out", tmp_path / "clf", "--d-model", "16", "--layers", "1",
-            "--heads", "2", "--context", "16", "--max-steps", "3", "--dropout", "0.2", "--warmup", "1",
-            "--min-lr", "1e-4", "--weight-decay", "0.2", "--val-fraction", "0.25", "--eval-interval", "2")
+    r = cli(
+        "classify",
+        "train",
+        "--csv",
+        csv,
+        "--out",
+        tmp_path / "clf",
+        "--d-model",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--max-steps",
+        "3",
+        "--dropout",
+        "0.2",
+        "--warmup",
+        "1",
+        "--min-lr",
+        "1e-4",
+        "--weight-decay",
+        "0.2",
+        "--val-fraction",
+        "0.25",
+        "--eval-interval",
+        "2",
+    )
     assert r.code == 0, r.err
     meta = json.loads((tmp_path / "clf" / "classifier.json").read_text(encoding="utf-8"))
     t = meta["train"]
-    assert (t["dropout"], t["warmup_steps"], t["min_lr"], t["weight_decay"], t["val_fraction"],
-            t["eval_interval"]) == (0.2, 1, 1e-4, 0.2, 0.25, 2)
+    assert (t["dropout"], t["warmup_steps"], t["min_lr"], t["weight_decay"], t["val_fraction"], t["eval_interval"]) == (
+        0.2,
+        1,
+        1e-4,
+        0.2,
+        0.25,
+        2,
+    )
     assert meta["model"]["dropout"] == 0.2 and meta["n_val"] == 15 and meta["n_train"] == 45  # 60 rows
 
 
-@pytest.mark.parametrize("flag,value,facts", [
-    ("--dropout", "1", ["dropout", "1.0", "[0.0, 1.0)", "--dropout 0.1"]),
-    ("--warmup", "-2", ["warmup_steps", "-2", "[0,", "--warmup 0"]),
-    ("--min-lr", "1", ["min_lr", "1.0", "0.003]", "at most --lr"]),
-    ("--weight-decay", "nan", ["weight_decay", "nan", "[0.0, 1000.0]", "--weight-decay 0.01"]),
-    ("--val-fraction", "1", ["val_fraction", "1.0", "[0.0, 1.0)", "--val-fraction 0.2"]),
-    ("--eval-interval", "0", ["eval_interval", "0", "[1,", "--eval-interval 100"]),
-])
+@pytest.mark.parametrize(
+    "flag,value,facts",
+    [
+        ("--dropout", "1", ["dropout", "1.0", "[0.0, 1.0)", "--dropout 0.1"]),
+        ("--warmup", "-2", ["warmup_steps", "-2", "[0,", "--warmup 0"]),
+        ("--min-lr", "1", ["min_lr", "1.0", "0.003]", "at most --lr"]),
+        ("--weight-decay", "nan", ["weight_decay", "nan", "[0.0, 1000.0]", "--weight-decay 0.01"]),
+        ("--val-fraction", "1", ["val_fraction", "1.0", "[0.0, 1.0)", "--val-fraction 0.2"]),
+        ("--eval-interval", "0", ["eval_interval", "0", "[1,", "--eval-interval 100"]),
+    ],
+)
 def test_bad_classify_flags_give_one_line_with_value_limit_and_fix(tmp_path, cli, flag, value, facts):
     csv = labelled_csv(tmp_path / "labels.csv")
     r = cli("classify", "train", "--csv", csv, "--out", tmp_path / "clf", flag, value)

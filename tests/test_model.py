@@ -19,8 +19,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny(**overrides) -> ModelConfig:
-    return ModelConfig(**{"vocab_size": 11, "context_length": 16, "d_model": 32, "n_layers": 2, "n_heads": 2,
-                          **overrides})
+    return ModelConfig(
+        **{"vocab_size": 11, "context_length": 16, "d_model": 32, "n_layers": 2, "n_heads": 2, **overrides}
+    )
 
 
 def gpt2_count(V: int, C: int, d: int, L: int) -> int:
@@ -41,14 +42,29 @@ def test_config_defaults_and_hidden_dim():
 
 def test_config_lists_every_problem_with_field_names():
     with pytest.raises(TokvecValueError) as e:
-        ModelConfig(vocab_size=0, d_model=30, n_heads=4, dropout=1.5, positional="foo", norm="batchnorm",
-                    activation="relu", bias="yes", d_ff=-1)
+        ModelConfig(
+            vocab_size=0,
+            d_model=30,
+            n_heads=4,
+            dropout=1.5,
+            positional="foo",
+            norm="batchnorm",
+            activation="relu",
+            bias="yes",
+            d_ff=-1,
+        )
     msg = str(e.value)
     assert msg.startswith("invalid model config (8 problems)")
-    for part in ["vocab_size must be a positive integer, got 0", "n_heads (4) must divide d_model (30) (try n_heads=3)",
-                 "d_ff must be a positive integer, got -1", "dropout must be a number in [0, 1), got 1.5",
-                 "positional 'foo' is not a known scheme", "norm 'batchnorm' is not one of (layernorm, rmsnorm)",
-                 "activation 'relu' is not one of (gelu, gelu_new, swiglu)", "bias must be true or false, got 'yes'"]:
+    for part in [
+        "vocab_size must be a positive integer, got 0",
+        "n_heads (4) must divide d_model (30) (try n_heads=3)",
+        "d_ff must be a positive integer, got -1",
+        "dropout must be a number in [0, 1), got 1.5",
+        "positional 'foo' is not a known scheme",
+        "norm 'batchnorm' is not one of (layernorm, rmsnorm)",
+        "activation 'relu' is not one of (gelu, gelu_new, swiglu)",
+        "bias must be true or false, got 'yes'",
+    ]:
         assert part in msg
 
 
@@ -73,12 +89,29 @@ def test_config_from_dict_names_unknown_and_missing_keys(error_says):
 
 
 @settings(max_examples=30, deadline=None)
-@given(d_model=st.sampled_from([16, 32, 48]), n_layers=st.integers(1, 4), positional=st.sampled_from(available()),
-       norm=st.sampled_from(["layernorm", "rmsnorm"]), activation=st.sampled_from(["gelu", "swiglu"]),
-       bias=st.booleans(), tie=st.booleans(), d_ff=st.one_of(st.none(), st.integers(1, 99)))
+@given(
+    d_model=st.sampled_from([16, 32, 48]),
+    n_layers=st.integers(1, 4),
+    positional=st.sampled_from(available()),
+    norm=st.sampled_from(["layernorm", "rmsnorm"]),
+    activation=st.sampled_from(["gelu", "swiglu"]),
+    bias=st.booleans(),
+    tie=st.booleans(),
+    d_ff=st.one_of(st.none(), st.integers(1, 99)),
+)
 def test_config_dict_round_trip(d_model, n_layers, positional, norm, activation, bias, tie, d_ff):
-    cfg = ModelConfig(vocab_size=7, d_model=d_model, n_layers=n_layers, n_heads=4, positional=positional, norm=norm,
-                      activation=activation, bias=bias, tie_embeddings=tie, d_ff=d_ff)
+    cfg = ModelConfig(
+        vocab_size=7,
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=4,
+        positional=positional,
+        norm=norm,
+        activation=activation,
+        bias=bias,
+        tie_embeddings=tie,
+        d_ff=d_ff,
+    )
     import json
 
     assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
@@ -146,9 +179,14 @@ def test_gpt2_init_statistics():
     model = GPT(cfg)
     block = model.blocks[3]
     residual = 0.02 / math.sqrt(2 * 8)  # 0.005
-    for w, std in [(block.attn.qkv.weight, 0.02), (block.mlp.fc.weight, 0.02), (block.attn.proj.weight, residual),
-                   (block.mlp.proj.weight, residual), (model.embed.token.weight, 0.02),
-                   (model.embed.positional.weight, 0.02)]:
+    for w, std in [
+        (block.attn.qkv.weight, 0.02),
+        (block.mlp.fc.weight, 0.02),
+        (block.attn.proj.weight, residual),
+        (block.mlp.proj.weight, residual),
+        (model.embed.token.weight, 0.02),
+        (model.embed.positional.weight, 0.02),
+    ]:
         assert float(w.detach().std()) == pytest.approx(std, rel=0.03)
     assert float(block.attn.qkv.bias.detach().abs().max()) == 0.0
     assert torch.equal(block.norm1.weight, torch.ones(256))
@@ -211,7 +249,7 @@ def test_kv_cache_equals_full_forward(scheme, variant):
         full = model(ids)[0]
         cache = model.new_cache()
         parts = [model(ids[:, :5], cache=cache)[0]]  # prefill 5, then one token at a time
-        parts += [model(ids[:, i:i + 1], cache=cache)[0] for i in range(5, 12)]
+        parts += [model(ids[:, i : i + 1], cache=cache)[0] for i in range(5, 12)]
     assert cache.length == 12
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
 
@@ -270,8 +308,8 @@ def test_tiny_model_learns_repeated_text():
     losses = []
     for _ in range(150):
         starts = torch.randint(0, len(data) - 33, (16,))
-        x = torch.stack([data[s:s + 32] for s in starts])
-        y = torch.stack([data[s + 1:s + 33] for s in starts])
+        x = torch.stack([data[s : s + 32] for s in starts])
+        y = torch.stack([data[s + 1 : s + 33] for s in starts])
         y[:, :8] = -100
         _, loss = model(x, y)
         opt.zero_grad()
@@ -346,6 +384,8 @@ def test_preallocated_cache_crop_and_growth():
         cache = model.new_cache()  # capacity 16 = context_length
         model(ids[:, :10], cache=cache)
         cache.crop(6)  # undo 4 tokens, then go on past the capacity
-        parts = [model(ids[:, 6:12], cache=cache)[0]] + [model(ids[:, i:i + 1], cache=cache)[0] for i in range(12, 30)]
+        parts = [model(ids[:, 6:12], cache=cache)[0]] + [
+            model(ids[:, i : i + 1], cache=cache)[0] for i in range(12, 30)
+        ]
     assert cache.length == 30
     torch.testing.assert_close(torch.cat(parts, dim=1), full[:, 6:], rtol=1e-5, atol=1e-5)

@@ -51,9 +51,12 @@ def test_refill_keeps_a_name_already_present_and_skips_a_missing_kept_one():
 
 def test_save_run_stores_a_tied_weight_once_and_load_ties_it_again(tmp_path):
     model = Tied()
-    config = ModelConfig(vocab_size=5, d_model=4, n_heads=1, n_layers=1, context_length=8).to_dict()  # read back, unused
-    save_run(tmp_path, model=model, tokenizer=CharTokenizer.train(["abc"]), model_config=config, train_config={},
-             step=1)
+    config = ModelConfig(
+        vocab_size=5, d_model=4, n_heads=1, n_layers=1, context_length=8
+    ).to_dict()  # read back, unused
+    save_run(
+        tmp_path, model=model, tokenizer=CharTokenizer.train(["abc"]), model_config=config, train_config={}, step=1
+    )
     assert list(load_file(tmp_path / MODEL_FILE)) == ["table.weight"]
     fresh = Tied()
     fresh.head.weight = nn.Parameter(torch.zeros(5, 3))  # untied: loading must fill both names

@@ -18,14 +18,23 @@ def test_gelu_new_is_the_tanh_formula():
     from tokvec.model.block import gelu
 
     x = torch.linspace(-5, 5, 101, dtype=torch.float64)
-    want = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    want = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     torch.testing.assert_close(gelu(x, "gelu_new"), want, atol=1e-12, rtol=0)
     assert float((gelu(x, "gelu") - want).abs().max()) > 1e-5  # the erf GELU is a different function
 
 
 def _cfg(**kw):
-    base = dict(vocab_size=50, d_model=32, n_layers=2, n_heads=4, context_length=32, positional="rope",
-                norm="rmsnorm", activation="swiglu", bias=False)
+    base = dict(
+        vocab_size=50,
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        context_length=32,
+        positional="rope",
+        norm="rmsnorm",
+        activation="swiglu",
+        bias=False,
+    )
     return ModelConfig(**{**base, **kw})
 
 
@@ -38,7 +47,7 @@ def test_gqa_equals_mha_with_repeated_kv_heads():
     hd, d = 8, 32
     for i in range(2):
         w = state[f"blocks.{i}.attn.qkv.weight"]  # (d + 2 * 2 hd, d)
-        q, k, v = w[:d], w[d:d + 2 * hd], w[d + 2 * hd:]
+        q, k, v = w[:d], w[d : d + 2 * hd], w[d + 2 * hd :]
         rep = lambda t: t.view(2, hd, d).repeat_interleave(2, dim=0).reshape(4 * hd, d)  # noqa: E731
         state[f"blocks.{i}.attn.qkv.weight"] = torch.cat([q, rep(k), rep(v)])
     mha.load_state_dict(state)
@@ -47,8 +56,14 @@ def test_gqa_equals_mha_with_repeated_kv_heads():
     assert gqa.blocks[0].attn.qkv.weight.shape == (32 + 2 * 16, 32)
 
 
-@pytest.mark.parametrize("kw", [dict(n_kv_heads=2), dict(n_kv_heads=1, qkv_bias=True),
-                                dict(positional="learned", norm="layernorm", activation="gelu_new", bias=True)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(n_kv_heads=2),
+        dict(n_kv_heads=1, qkv_bias=True),
+        dict(positional="learned", norm="layernorm", activation="gelu_new", bias=True),
+    ],
+)
 def test_cache_and_decode_path_equal_the_full_forward(kw):
     """The KV cache stores n_kv_heads heads; the one-token decode path handles GQA, qkv biases, gelu_new."""
     torch.manual_seed(1)
@@ -62,7 +77,7 @@ def test_cache_and_decode_path_equal_the_full_forward(kw):
         assert k.shape == (2, model.config.kv_heads, 6, 8)
         dec = Decoder(model)
         for t in range(6, 12):
-            logits = dec.step(ids[:, t:t + 1], cache)
+            logits = dec.step(ids[:, t : t + 1], cache)
             torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=0)
 
 

@@ -10,9 +10,23 @@ import pytest
 import torch
 
 HARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "parity_nanogpt.py"
-SMALL = dict(block_size=16, batch_size=4, n_layer=2, n_head=2, n_embd=32, max_iters=30, lr_decay_iters=30,
-             learning_rate=1e-3, min_lr=1e-4, warmup_iters=5, beta1=0.9, beta2=0.99, weight_decay=0.1,
-             grad_clip=1.0, eval_iters=2)
+SMALL = dict(
+    block_size=16,
+    batch_size=4,
+    n_layer=2,
+    n_head=2,
+    n_embd=32,
+    max_iters=30,
+    lr_decay_iters=30,
+    learning_rate=1e-3,
+    min_lr=1e-4,
+    warmup_iters=5,
+    beta1=0.9,
+    beta2=0.99,
+    weight_decay=0.1,
+    grad_clip=1.0,
+    eval_iters=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +50,9 @@ def test_schedule_is_nanogpts_at_every_iteration(parity):
     # nanoGPT's get_lr: warmup lr*(it+1)/(warmup+1); cosine to min_lr at lr_decay_iters
     assert parity.check_schedule(2000, 100, 1e-3, 1e-4) == 0.0
     assert parity.get_lr(0, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000) == 1e-3 / 101
-    assert parity.get_lr(1050, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
-                         lr_decay_iters=2000) == pytest.approx(1e-4 + 0.5 * 9e-4)
+    assert parity.get_lr(1050, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000) == pytest.approx(
+        1e-4 + 0.5 * 9e-4
+    )
 
 
 def test_weight_decay_goes_to_the_same_tensors(parity):
@@ -77,6 +92,5 @@ def test_train_equals_the_reference_loop_step_by_step(parity, corpus, one_thread
 @pytest.mark.slow
 def test_step_by_step_catches_a_changed_recipe(parity, corpus, one_thread):
     """The comparison is sharp: without gradient clipping on the reference side the losses part."""
-    ours, ref = parity.step_by_step(str(corpus), SMALL, steps=30, dtype=torch.float64,
-                                    reference={"grad_clip": 1e9})
+    ours, ref = parity.step_by_step(str(corpus), SMALL, steps=30, dtype=torch.float64, reference={"grad_clip": 1e9})
     assert max(abs(a - b) / b for a, b in zip(ours, ref)) > 1e-6

@@ -35,13 +35,15 @@ X = torch.sin(torch.arange(24, dtype=torch.float32) * 0.37 + 0.1).reshape(3, 8)
 
 # -- registry -------------------------------------------------------------------------------------
 
+
 def test_every_scheme_is_registered_and_builds_from_the_model_context():
     assert set(available()) == set(ALL)
     for name in ALL:
         scheme = build(name, d_model=32, n_heads=4, head_dim=8, max_len=64)
         assert scheme.name == name
-        assert scheme.acts_on == ("input" if name in ("sinusoidal", "learned", "cape") else
-                                  "none" if name == "none" else "attention")
+        assert scheme.acts_on == (
+            "input" if name in ("sinusoidal", "learned", "cape") else "none" if name == "none" else "attention"
+        )
 
 
 @pytest.mark.parametrize("name", available())
@@ -108,17 +110,24 @@ def test_negative_offsets_are_refused(name, error_says):
 
 # -- RoPE -----------------------------------------------------------------------------------------
 
+
 def rope(**options) -> RotaryPositionalEncoding:
     return build("rope", head_dim=8, n_heads=1, **options)
 
 
-ROPE_64 = {layout: build("rope", head_dim=64, n_heads=1, layout=layout, max_len=10001)
-           for layout in ("interleaved", "halves")}
+ROPE_64 = {
+    layout: build("rope", head_dim=64, n_heads=1, layout=layout, max_len=10001) for layout in ("interleaved", "halves")
+}
 
 
 @settings(max_examples=40, deadline=None)
-@given(m=st.integers(0, 5000), n=st.integers(0, 5000), shift=st.integers(0, 5000),
-       layout=st.sampled_from(["interleaved", "halves"]), seed=st.integers(0, 2**16))
+@given(
+    m=st.integers(0, 5000),
+    n=st.integers(0, 5000),
+    shift=st.integers(0, 5000),
+    layout=st.sampled_from(["interleaved", "halves"]),
+    seed=st.integers(0, 2**16),
+)
 def test_rope_score_depends_only_on_the_offset(m, n, shift, layout, seed):
     g = torch.Generator().manual_seed(seed)
     q, k = torch.randn(2, 64, generator=g).unbind(0)
@@ -141,24 +150,36 @@ def test_rope_keeps_vector_lengths_and_leaves_position_zero_alone():
 # which is interleaved with theta = 10000; interpolate_factor = position interpolation ("linear"),
 # theta_rescale_factor = NTK-aware base scaling ("ntk"). Rounded to 6 decimals.
 ROTARY_EMBEDDING_TORCH = {
-    ("none", 5): [[0.462603, 0.032734, 0.204928, 1.178081, 0.952279, 0.977776, 0.73004, 0.440055],
-                  [-0.001217, -0.29587, -0.021384, -1.052363, -0.924608, -1.037849, -0.839622, -0.596764],
-                  [-0.266176, -0.090545, -0.131606, 0.868665, 0.865769, 1.063029, 0.9213, 0.73404]],
-    ("none", 1000): [[-0.318338, 0.337244, 1.115884, 0.429738, -0.333662, -1.323462, 0.028409, 0.851939],
-                     [0.229725, 0.186459, -0.913704, -0.522561, 0.279599, 1.361563, 0.043364, -1.02918],
-                     [0.23866, -0.148625, 0.67749, 0.55938, -0.216066, -1.353847, -0.114032, 1.172435]],
-    ("linear", 5): [[-0.351021, -0.303079, 0.490019, 1.090758, 0.976424, 0.953666, 0.731138, 0.438228],
-                    [-0.040548, 0.293081, -0.331424, -0.999041, -0.955323, -1.009648, -0.841409, -0.594242],
-                    [0.281024, -0.008578, 0.174236, 0.861127, 0.902437, 1.032083, 0.923863, 0.730811]],
-    ("linear", 1000): [[0.12361, -0.446982, 0.964038, 0.707462, 1.174452, -0.695373, 0.433373, 0.734027],
-                       [-0.282221, 0.088836, -0.780839, -0.705843, -1.223037, 0.660462, -0.455821, -0.923753],
-                       [0.12807, 0.250292, 0.57609, 0.663339, 1.230973, -0.603566, 0.463106, 1.083116]],
-    ("ntk", 5): [[0.462603, 0.032734, 0.418157, 1.120275, 0.981329, 0.948617, 0.731685, 0.437314],
-                 [-0.001217, -0.29587, -0.252594, -1.021822, -0.961553, -1.003716, -0.842299, -0.59298],
-                 [-0.266176, -0.090545, 0.095285, 0.873395, 0.909866, 1.02554, 0.925141, 0.729193]],
-    ("ntk", 1000): [[-0.318338, 0.337244, 0.58169, 1.044752, 0.006444, -1.364859, 0.601501, 0.603989],
-                    [0.229725, 0.186459, -0.403217, -0.972286, -0.059918, 1.388683, -0.670387, -0.782096],
-                    [0.23866, -0.148625, 0.225397, 0.849173, 0.111428, -1.366445, 0.717144, 0.934512]],
+    ("none", 5): [
+        [0.462603, 0.032734, 0.204928, 1.178081, 0.952279, 0.977776, 0.73004, 0.440055],
+        [-0.001217, -0.29587, -0.021384, -1.052363, -0.924608, -1.037849, -0.839622, -0.596764],
+        [-0.266176, -0.090545, -0.131606, 0.868665, 0.865769, 1.063029, 0.9213, 0.73404],
+    ],
+    ("none", 1000): [
+        [-0.318338, 0.337244, 1.115884, 0.429738, -0.333662, -1.323462, 0.028409, 0.851939],
+        [0.229725, 0.186459, -0.913704, -0.522561, 0.279599, 1.361563, 0.043364, -1.02918],
+        [0.23866, -0.148625, 0.67749, 0.55938, -0.216066, -1.353847, -0.114032, 1.172435],
+    ],
+    ("linear", 5): [
+        [-0.351021, -0.303079, 0.490019, 1.090758, 0.976424, 0.953666, 0.731138, 0.438228],
+        [-0.040548, 0.293081, -0.331424, -0.999041, -0.955323, -1.009648, -0.841409, -0.594242],
+        [0.281024, -0.008578, 0.174236, 0.861127, 0.902437, 1.032083, 0.923863, 0.730811],
+    ],
+    ("linear", 1000): [
+        [0.12361, -0.446982, 0.964038, 0.707462, 1.174452, -0.695373, 0.433373, 0.734027],
+        [-0.282221, 0.088836, -0.780839, -0.705843, -1.223037, 0.660462, -0.455821, -0.923753],
+        [0.12807, 0.250292, 0.57609, 0.663339, 1.230973, -0.603566, 0.463106, 1.083116],
+    ],
+    ("ntk", 5): [
+        [0.462603, 0.032734, 0.418157, 1.120275, 0.981329, 0.948617, 0.731685, 0.437314],
+        [-0.001217, -0.29587, -0.252594, -1.021822, -0.961553, -1.003716, -0.842299, -0.59298],
+        [-0.266176, -0.090545, 0.095285, 0.873395, 0.909866, 1.02554, 0.925141, 0.729193],
+    ],
+    ("ntk", 1000): [
+        [-0.318338, 0.337244, 0.58169, 1.044752, 0.006444, -1.364859, 0.601501, 0.603989],
+        [0.229725, 0.186459, -0.403217, -0.972286, -0.059918, 1.388683, -0.670387, -0.782096],
+        [0.23866, -0.148625, 0.225397, 0.849173, 0.111428, -1.366445, 0.717144, 0.934512],
+    ],
 }
 
 
@@ -179,29 +200,49 @@ def test_rope_halves_layout_is_the_same_rotation_on_permuted_dimensions():
 
 
 def test_rope_base_sets_the_frequencies():
-    torch.testing.assert_close(rope_frequencies(8, base=500.0)[0],
-                               torch.tensor([500.0 ** (-i / 8) for i in (0, 2, 4, 6)], dtype=torch.float64))
+    torch.testing.assert_close(
+        rope_frequencies(8, base=500.0)[0], torch.tensor([500.0 ** (-i / 8) for i in (0, 2, 4, 6)], dtype=torch.float64)
+    )
     assert not torch.equal(rope(base=500.0).apply(X, torch.arange(3)), rope().apply(X, torch.arange(3)))
 
 
 def test_rope_linear_scaling_is_position_interpolation():
-    torch.testing.assert_close(rope(scaling="linear", factor=4.0).apply(X, torch.tensor([8, 40, 400])),
-                               rope().apply(X, torch.tensor([2, 10, 100])))
+    torch.testing.assert_close(
+        rope(scaling="linear", factor=4.0).apply(X, torch.tensor([8, 40, 400])),
+        rope().apply(X, torch.tensor([2, 10, 100])),
+    )
 
 
 def test_rope_ntk_keeps_the_fastest_frequency_and_interpolates_the_slowest():
     plain, ntk = rope_frequencies(8)[0], rope_frequencies(8, scaling="ntk", factor=4.0)[0]
     assert float(ntk[0]) == float(plain[0]) == 1.0
-    assert float(ntk[-1]) == pytest.approx(float(plain[-1]) / 4.0, rel=1e-12)  # base * f^(hd/(hd-2)) makes the last one exact
+    assert float(ntk[-1]) == pytest.approx(
+        float(plain[-1]) / 4.0, rel=1e-12
+    )  # base * f^(hd/(hd-2)) makes the last one exact
 
 
 def test_rope_yarn_equals_hugging_face():
     # transformers 5.23.0, ROPE_INIT_FUNCTIONS["yarn"] with LlamaConfig(hidden_size=64, num_attention_heads=2,
     # rope_parameters={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256,
     # "rope_theta": 10000.0}) -> (inv_freq, attention_factor)
-    hf_inv_freq = [1.0, 0.50209045, 0.24846469, 0.12066896, 0.057142854, 0.026108701, 0.011293849, 0.0044456986,
-                   0.0024999999, 0.0014058533, 0.00079056947, 0.00044456986, 0.00025000001, 0.00014058533,
-                   7.9056947e-05, 4.4456985e-05]
+    hf_inv_freq = [
+        1.0,
+        0.50209045,
+        0.24846469,
+        0.12066896,
+        0.057142854,
+        0.026108701,
+        0.011293849,
+        0.0044456986,
+        0.0024999999,
+        0.0014058533,
+        0.00079056947,
+        0.00044456986,
+        0.00025000001,
+        0.00014058533,
+        7.9056947e-05,
+        4.4456985e-05,
+    ]
     inv_freq, mscale = rope_frequencies(32, scaling="yarn", factor=4.0, original_max_len=256)
     torch.testing.assert_close(inv_freq.float(), torch.tensor(hf_inv_freq), rtol=1e-6, atol=0)
     assert mscale == pytest.approx(1.138629436111989, abs=1e-12)  # 0.1 ln 4 + 1
@@ -212,7 +253,9 @@ def test_rope_yarn_equals_hugging_face():
 
 def test_rope_tables_grow_past_max_len():
     r = rope(max_len=4)
-    torch.testing.assert_close(r.apply(X, torch.tensor([5, 1000, 3])), rope(max_len=2048).apply(X, torch.tensor([5, 1000, 3])))
+    torch.testing.assert_close(
+        r.apply(X, torch.tensor([5, 1000, 3])), rope(max_len=2048).apply(X, torch.tensor([5, 1000, 3]))
+    )
     assert r.max_len >= 1001
 
 
@@ -248,15 +291,28 @@ def test_rope_refuses_negative_positions_and_wrong_head_size(error_says):
 
 # -- ALiBi ----------------------------------------------------------------------------------------
 
+
 def test_alibi_slopes_for_8_heads_are_powers_of_one_half():
-    assert alibi_slopes(8) == [2.0 ** -i for i in range(1, 9)]
+    assert alibi_slopes(8) == [2.0**-i for i in range(1, 9)]
 
 
 def test_alibi_slopes_for_12_heads_follow_the_paper_interpolation():
     # ofirpress/attention_with_linear_biases get_slopes(12): the 8-head slopes, then every other
     # slope of the 16-head sequence 2^-0.5, 2^-1, ..., i.e. 2^-0.5, 2^-1.5, 2^-2.5, 2^-3.5
-    expected = [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125, 0.00390625,
-                0.7071067811865476, 0.35355339059327373, 0.17677669529663687, 0.08838834764831843]
+    expected = [
+        0.5,
+        0.25,
+        0.125,
+        0.0625,
+        0.03125,
+        0.015625,
+        0.0078125,
+        0.00390625,
+        0.7071067811865476,
+        0.35355339059327373,
+        0.17677669529663687,
+        0.08838834764831843,
+    ]
     assert alibi_slopes(12) == pytest.approx(expected, rel=1e-15)
 
 
@@ -270,6 +326,7 @@ def test_alibi_bias_is_minus_slope_times_distance_and_memoised():
 
 
 # -- Shaw relative --------------------------------------------------------------------------------
+
 
 def test_shaw_distances_beyond_k_share_the_clipped_embedding():
     shaw = build("relative", head_dim=4, n_heads=1, max_relative_position=3)
@@ -290,12 +347,117 @@ def test_shaw_max_relative_position_must_be_positive(error_says):
 
 # transformers 5.23.0 T5Attention._relative_position_bucket(relative_position, bidirectional=...,
 # num_buckets=32, max_distance=128) (the Mesh TensorFlow formula); relative_position = key - query
-T5_CASES = [-1000, -200, -128, -127, -100, -64, -50, -32, -20, -16, -15, -12, -9, -8, -7, -3, -1, 0,
-            1, 3, 7, 8, 9, 12, 15, 16, 20, 32, 50, 64, 100, 127, 128, 200, 1000]
-T5_BIDIRECTIONAL = [15, 15, 15, 15, 15, 14, 13, 12, 10, 10, 9, 9, 8, 8, 7, 3, 1, 0,
-                    17, 19, 23, 24, 24, 25, 25, 26, 26, 28, 29, 30, 31, 31, 31, 31, 31]
-T5_CAUSAL = [31, 31, 31, 31, 30, 26, 24, 21, 17, 16, 15, 12, 9, 8, 7, 3, 1, 0,
-             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+T5_CASES = [
+    -1000,
+    -200,
+    -128,
+    -127,
+    -100,
+    -64,
+    -50,
+    -32,
+    -20,
+    -16,
+    -15,
+    -12,
+    -9,
+    -8,
+    -7,
+    -3,
+    -1,
+    0,
+    1,
+    3,
+    7,
+    8,
+    9,
+    12,
+    15,
+    16,
+    20,
+    32,
+    50,
+    64,
+    100,
+    127,
+    128,
+    200,
+    1000,
+]
+T5_BIDIRECTIONAL = [
+    15,
+    15,
+    15,
+    15,
+    15,
+    14,
+    13,
+    12,
+    10,
+    10,
+    9,
+    9,
+    8,
+    8,
+    7,
+    3,
+    1,
+    0,
+    17,
+    19,
+    23,
+    24,
+    24,
+    25,
+    25,
+    26,
+    26,
+    28,
+    29,
+    30,
+    31,
+    31,
+    31,
+    31,
+    31,
+]
+T5_CAUSAL = [
+    31,
+    31,
+    31,
+    31,
+    30,
+    26,
+    24,
+    21,
+    17,
+    16,
+    15,
+    12,
+    9,
+    8,
+    7,
+    3,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+]
 
 
 @pytest.mark.parametrize("bidirectional,expected", [(True, T5_BIDIRECTIONAL), (False, T5_CAUSAL)])
@@ -329,6 +491,7 @@ def test_t5_bucket_options_are_checked(error_says):
 
 
 # -- Transformer-XL -------------------------------------------------------------------------------
+
 
 def test_xl_score_term_equals_the_four_term_formula_written_as_a_loop():
     torch.manual_seed(0)
@@ -370,24 +533,40 @@ def test_scheme_classes_are_exported():
 
 # -- length-extrapolation harness -----------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_compare_trains_each_scheme_and_scores_every_length(tmp_path):
     from tokvec.runs.experiments import CompareConfig, compare, format_table, plot, write_csv
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 60, encoding="utf-8")
-    config = CompareConfig(corpus=str(corpus), train_len=8, eval_lens=(8, 16), schemes=("learned", "alibi"),
-                           d_model=16, n_layers=1, n_heads=2, max_steps=3, batch_size=4, eval_tokens=64, threads=1)
+    config = CompareConfig(
+        corpus=str(corpus),
+        train_len=8,
+        eval_lens=(8, 16),
+        schemes=("learned", "alibi"),
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        max_steps=3,
+        batch_size=4,
+        eval_tokens=64,
+        threads=1,
+    )
     rows = compare(config)
     assert [(r.scheme, r.eval_len) for r in rows] == [("learned", 8), ("learned", 16), ("alibi", 8), ("alibi", 16)]
     learned_16 = rows[1]
     assert math.isnan(learned_16.loss) and "16 tokens is longer than context_length 8" in learned_16.note
-    assert all(math.isfinite(r.loss) and r.perplexity == pytest.approx(math.exp(r.loss)) for r in rows if r is not learned_16)
+    assert all(
+        math.isfinite(r.loss) and r.perplexity == pytest.approx(math.exp(r.loss)) for r in rows if r is not learned_16
+    )
     table = format_table(rows)
     assert table.splitlines()[0] == "| scheme | ppl @ 8 | ppl @ 16 |"
     assert table.splitlines()[2].startswith("| learned | ") and table.splitlines()[2].endswith(" | n/a |")
     lines = write_csv(rows, tmp_path / "c.csv").read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "scheme,eval_len,loss,perplexity,note" and lines[2].startswith("learned,16,nan,nan,sequence of 16 tokens")
+    assert lines[0] == "scheme,eval_len,loss,perplexity,note" and lines[2].startswith(
+        "learned,16,nan,nan,sequence of 16 tokens"
+    )
     assert plot(rows, tmp_path / "c.png", train_len=8).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -402,8 +581,9 @@ def test_compare_bad_input(error_says):
         parse_lengths("128,x")
     with error_says(TokvecValueError, "eval length 0", ">= 1"):
         parse_lengths("0")
-    with error_says(TokvecValueError, re.compile(r"train_len .*\[1, \d+\], got 0"),
-                    re.compile(r"max_steps .*\[1, \d+\], got -1")):
+    with error_says(
+        TokvecValueError, re.compile(r"train_len .*\[1, \d+\], got 0"), re.compile(r"max_steps .*\[1, \d+\], got -1")
+    ):
         CompareConfig(train_len=0, max_steps=-1).validate()
 
 
@@ -415,9 +595,16 @@ def test_cli_compare_refuses_an_unknown_scheme_in_one_line(cli):
 
 # -- distance_scores: the fused path's view of T5 and Shaw ---------------------------------------
 
-@pytest.mark.parametrize("name,options", [("t5", {}), ("t5", {"bidirectional": True}),
-                                          ("t5", {"num_buckets": 8, "max_distance": 20}),
-                                          ("relative", {"max_relative_position": 3})])
+
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("t5", {}),
+        ("t5", {"bidirectional": True}),
+        ("t5", {"num_buckets": 8, "max_distance": 20}),
+        ("relative", {"max_relative_position": 3}),
+    ],
+)
 def test_distance_scores_equal_the_score_bias_and_term_at_every_distance(name, options):
     """Column min(d, W) of distance_scores must be what score_bias / score_term give a key at distance d,
     for every distance up to 300 (far past W), and at an offset (a KV cache)."""

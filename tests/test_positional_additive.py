@@ -65,8 +65,8 @@ def test_shift_is_a_fixed_linear_map():
     for i, wi in enumerate(w):
         c, s = math.cos(wi * k), math.sin(wi * k)
         # [sin(a+b), cos(a+b)] = [[cos b, sin b], [-sin b, cos b]] @ [sin a, cos a]
-        m[2 * i: 2 * i + 2, 2 * i: 2 * i + 2] = torch.tensor([[c, s], [-s, c]], dtype=torch.float64)
-    assert torch.allclose(pe[k:] , pe[:-k] @ m.T, atol=1e-10)
+        m[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.tensor([[c, s], [-s, c]], dtype=torch.float64)
+    assert torch.allclose(pe[k:], pe[:-k] @ m.T, atol=1e-10)
 
 
 def test_grows_past_max_len_and_extension_equals_formula():

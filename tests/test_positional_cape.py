@@ -77,7 +77,7 @@ def test_training_adds_the_sinusoids_of_the_drawn_positions_reproducibly():
     want = cape.token(ids) + sinusoids(draw.apply(torch.arange(12)), 16).float()
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     # each sequence sees its own positions; a second batch draws new ones
-    per_sequence = (got - cape.token(ids))  # (b, s, d): the position vectors added
+    per_sequence = got - cape.token(ids)  # (b, s, d): the position vectors added
     assert not torch.allclose(per_sequence[0], per_sequence[1])
     assert not torch.allclose(cape(ids), got)
     # with every augmentation off, training is sinusoidal again
@@ -125,23 +125,27 @@ def test_gpt_with_cape_trains_and_matches_sinusoidal_in_eval():
     loss.backward()
     assert math.isfinite(float(loss.detach()))
     model.eval()
-    twin = GPT(ModelConfig(vocab_size=11, context_length=16, d_model=32, n_layers=1, n_heads=2,
-                           positional="sinusoidal")).eval()
+    twin = GPT(
+        ModelConfig(vocab_size=11, context_length=16, d_model=32, n_layers=1, n_heads=2, positional="sinusoidal")
+    ).eval()
     twin.load_state_dict(model.state_dict())
     with torch.no_grad():
         assert torch.equal(model(ids)[0], twin(ids)[0])
         cache = model.new_cache()  # eval with a KV cache: cached positions continue where the prefix ended
-        parts = [model(ids[:, :9], cache=cache)[0]] + [model(ids[:, i:i + 1], cache=cache)[0] for i in range(9, 16)]
+        parts = [model(ids[:, :9], cache=cache)[0]] + [model(ids[:, i : i + 1], cache=cache)[0] for i in range(9, 16)]
     torch.testing.assert_close(torch.cat(parts, dim=1), twin(ids)[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("option,value,facts", [
-    ("local_shift", 0.7, ("local_shift", "[0, 0.5]", "got 0.7", "half a step")),
-    ("global_shift", -1.0, ("global_shift", "[0, inf]", "got -1.0")),
-    ("global_scaling", 0.9, ("global_scaling", "[1, inf]", "got 0.9")),
-    ("global_scaling", float("nan"), ("global_scaling", "[1, inf]", "got nan")),
-    ("global_shift", "5", ("global_shift", "[0, inf]", "got '5'")),
-])
+@pytest.mark.parametrize(
+    "option,value,facts",
+    [
+        ("local_shift", 0.7, ("local_shift", "[0, 0.5]", "got 0.7", "half a step")),
+        ("global_shift", -1.0, ("global_shift", "[0, inf]", "got -1.0")),
+        ("global_scaling", 0.9, ("global_scaling", "[1, inf]", "got 0.9")),
+        ("global_scaling", float("nan"), ("global_scaling", "[1, inf]", "got nan")),
+        ("global_shift", "5", ("global_shift", "[0, inf]", "got '5'")),
+    ],
+)
 def test_bad_options_name_the_value_and_the_limit(option, value, facts, error_says):
     with error_says(TokvecValueError, *facts):
         build("cape", d_model=16, **{option: value})
@@ -173,9 +177,23 @@ def test_a_resumed_cape_run_draws_what_the_uninterrupted_run_drew(tmp_path):
     (tmp_path / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
 
     def config(out):
-        return TrainConfig(corpus=str(tmp_path / "corpus.txt"), tokenizer="char", positional="cape", d_model=32,
-                           n_layers=1, n_heads=2, context_length=16, batch_size=4, max_steps=8, eval_interval=4,
-                           eval_batches=1, lr=3e-3, seed=7, threads=1, out=str(tmp_path / out))
+        return TrainConfig(
+            corpus=str(tmp_path / "corpus.txt"),
+            tokenizer="char",
+            positional="cape",
+            d_model=32,
+            n_layers=1,
+            n_heads=2,
+            context_length=16,
+            batch_size=4,
+            max_steps=8,
+            eval_interval=4,
+            eval_batches=1,
+            lr=3e-3,
+            seed=7,
+            threads=1,
+            out=str(tmp_path / out),
+        )
 
     full = train(config("full"))
 

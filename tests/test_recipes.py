@@ -104,8 +104,10 @@ def test_recipe_add_a_cli_command(cli, monkeypatch):
     monkeypatch.setattr(app, "registered_commands", list(app.registered_commands))  # forget it after the test
 
     @app.command("shout")  # step 2
-    def shout(text: str = typer.Argument(..., help="Text to shout."),
-              times: int = typer.Option(1, "--times", help="How often.")) -> None:
+    def shout(
+        text: str = typer.Argument(..., help="Text to shout."),
+        times: int = typer.Option(1, "--times", help="How often."),
+    ) -> None:
         """Print TEXT in capitals."""
         if times < 1:
             raise TokvecValueError(f"--times must be >= 1, got {times}")

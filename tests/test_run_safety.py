@@ -23,18 +23,35 @@ from tokvec.errors import RunDirError, RunLockedError, TokvecValueError
 from tokvec.runs import checkpoint as ckpt
 from tokvec.runs.lock import LOCK_FILE, MARKER_FILE, RunClaim, RunLock, run_kind
 
-TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
-        "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 12
-SMALL = ["--d-model", "16", "--layers", "1", "--heads", "2", "--context", "16", "--batch-size", "4",
-         "--threads", "1", "--seed", "7"]
+TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
+) * 12
+SMALL = [
+    "--d-model",
+    "16",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--context",
+    "16",
+    "--batch-size",
+    "4",
+    "--threads",
+    "1",
+    "--seed",
+    "7",
+]
 SCRIPT = Path(sys.executable).with_name("tokvec")
 
 
 def run_script(*args, cwd=None, timeout=240, **kwargs) -> subprocess.CompletedProcess:
     cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tokvec"]
     env = {**os.environ, "COLUMNS": "250", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, **kwargs
+    )
 
 
 def digest(path: Path) -> str:
@@ -46,8 +63,18 @@ def lm_run(tmp_path_factory):
     """A finished 4-step language-model run on a small file (module-wide; tests copy it to change it)."""
     base = tmp_path_factory.mktemp("lm")
     (base / "corpus.txt").write_text(TEXT, encoding="utf-8")
-    r = run_script("train", "--corpus", base / "corpus.txt", *SMALL, "--max-steps", "4", "--eval-interval", "2",
-                   "--out", base / "run")
+    r = run_script(
+        "train",
+        "--corpus",
+        base / "corpus.txt",
+        *SMALL,
+        "--max-steps",
+        "4",
+        "--eval-interval",
+        "2",
+        "--out",
+        base / "run",
+    )
     assert r.returncode == 0, r.stderr
     return base / "run"
 
@@ -113,8 +140,12 @@ CLAIMS = [  # (what is there, kind to write, flags, expected error fragment or N
     (_compare, "positional-compare", {}, "already holds a positional-compare run"),
     (_marked_classifier, "lm", {}, "holds a classifier run"),
     (_marked_classifier, "classifier", {}, None),
-    (_foreign, "lm", {}, "holds files tokvec did not write (tokenizer.json); pick a new or empty directory, or "
-                         "pass --force"),
+    (
+        _foreign,
+        "lm",
+        {},
+        "holds files tokvec did not write (tokenizer.json); pick a new or empty directory, or pass --force",
+    ),
     (_foreign, "classifier", {}, "holds files tokvec did not write"),
     (_foreign, "lm", {"force": True}, None),
     (_file, "lm", {}, "is a file, not a directory"),
@@ -125,8 +156,11 @@ CLAIMS = [  # (what is there, kind to write, flags, expected error fragment or N
 ]
 
 
-@pytest.mark.parametrize("make, kind, flags, fragment", CLAIMS,
-                         ids=[f"{m.__name__.strip('_')}->{k}{''.join('+' + f for f in fl)}" for m, k, fl, _ in CLAIMS])
+@pytest.mark.parametrize(
+    "make, kind, flags, fragment",
+    CLAIMS,
+    ids=[f"{m.__name__.strip('_')}->{k}{''.join('+' + f for f in fl)}" for m, k, fl, _ in CLAIMS],
+)
 def test_run_claims(tmp_path, make, kind, flags, fragment):
     d = tmp_path / "out"
     make(d)
@@ -161,19 +195,26 @@ def test_a_failed_run_leaves_no_directory_it_created(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("argv", [
-    ["train", "--corpus", "{missing}", "--out", "{out}"],
-    ["train", "--corpus", "{short}", "--out", "{out}", "--max-steps", "2"],
-    ["train", "--corpus", "{corpus}", "--out", "{out}", "--tokenizer", "bpe:99999", "--max-steps", "2"],
-    ["classify", "train", "--csv", "{missing}", "--out", "{out}"],
-    ["classify", "train", "--csv", "{short}", "--out", "{out}"],
-], ids=["train-missing-corpus", "train-short-corpus", "train-bpe-too-big", "classify-missing-csv",
-        "classify-bad-csv"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--corpus", "{missing}", "--out", "{out}"],
+        ["train", "--corpus", "{short}", "--out", "{out}", "--max-steps", "2"],
+        ["train", "--corpus", "{corpus}", "--out", "{out}", "--tokenizer", "bpe:99999", "--max-steps", "2"],
+        ["classify", "train", "--csv", "{missing}", "--out", "{out}"],
+        ["classify", "train", "--csv", "{short}", "--out", "{out}"],
+    ],
+    ids=["train-missing-corpus", "train-short-corpus", "train-bpe-too-big", "classify-missing-csv", "classify-bad-csv"],
+)
 def test_failed_commands_leave_no_empty_run_directory(tmp_path, cli, argv):
     (tmp_path / "short.txt").write_text("too short", encoding="utf-8")
     (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
-    names = dict(missing=tmp_path / "nope.txt", short=tmp_path / "short.txt", corpus=tmp_path / "corpus.txt",
-                 out=tmp_path / "runs" / "x")
+    names = dict(
+        missing=tmp_path / "nope.txt",
+        short=tmp_path / "short.txt",
+        corpus=tmp_path / "corpus.txt",
+        out=tmp_path / "runs" / "x",
+    )
     code, _, err = cli(*[a.format(**names) for a in argv])
     assert code == 2 and err.strip().splitlines()[-1].startswith("tokvec: error: "), err
     assert not (tmp_path / "runs" / "x").exists()
@@ -189,18 +230,48 @@ def test_cli_kind_and_overwrite_checks(lm_run, tmp_path, cli):
     assert code == 2 and "holds a lm run; writing a classifier run into it would break it" in err
     code, _, err = cli("train", "--corpus", lm_run.parent / "corpus.txt", "--out", run, "--max-steps", "2")
     assert code == 2 and "already holds a lm run; continue it with --resume, replace it with --force" in err
-    assert {p.name: digest(p) for p in run.iterdir() if p.is_file() and p.name != LOCK_FILE} == \
-        {k: v for k, v in before.items() if k != LOCK_FILE}
+    assert {p.name: digest(p) for p in run.iterdir() if p.is_file() and p.name != LOCK_FILE} == {
+        k: v for k, v in before.items() if k != LOCK_FILE
+    }
     clf = tmp_path / "clf"
-    code, _, err = cli("classify", "train", "--csv", csv, "--out", clf, "--max-steps", "2",
-                       "--d-model", "16", "--layers", "1", "--heads", "2")
+    code, _, err = cli(
+        "classify",
+        "train",
+        "--csv",
+        csv,
+        "--out",
+        clf,
+        "--max-steps",
+        "2",
+        "--d-model",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+    )
     assert code == 0, err
     code, _, err = cli("classify", "train", "--csv", csv, "--out", clf, "--max-steps", "2")
     assert code == 2 and "already holds a classifier run" in err
     code, _, err = cli("train", "--corpus", lm_run.parent / "corpus.txt", "--out", clf, "--max-steps", "2")
     assert code == 2 and "holds a classifier run; writing a lm run" in err
-    code, _, err = cli("classify", "train", "--csv", csv, "--out", clf, "--max-steps", "3", "--force",
-                       "--d-model", "16", "--layers", "1", "--heads", "2")
+    code, _, err = cli(
+        "classify",
+        "train",
+        "--csv",
+        csv,
+        "--out",
+        clf,
+        "--max-steps",
+        "3",
+        "--force",
+        "--d-model",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+    )
     assert code == 0, err
     code, out, err = cli("classify", "predict", "--run", clf, "good film")
     assert code == 0 and out.split()[0] in ("pos", "neg")
@@ -222,8 +293,10 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_a_killed_holder_nev
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        for argv in (["train", "--resume", run, "--max-steps", "6"],
-                     ["train", "--corpus", lm_run.parent / "corpus.txt", "--out", run, "--force", *SMALL]):
+        for argv in (
+            ["train", "--resume", run, "--max-steps", "6"],
+            ["train", "--corpus", lm_run.parent / "corpus.txt", "--out", run, "--force", *SMALL],
+        ):
             r = run_script(*argv)
             assert r.returncode == 2, r.stderr
             assert f"{run} is being written by process {holder.pid}" in r.stderr
@@ -242,12 +315,26 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_a_killed_holder_nev
 @pytest.mark.slow
 def test_two_trainings_at_once_one_is_refused(tmp_path):
     (tmp_path / "corpus.txt").write_text(TEXT * 8, encoding="utf-8")
-    argv = ["train", "--corpus", tmp_path / "corpus.txt", *SMALL, "--max-steps", "40", "--eval-interval", "5",
-            "--out", tmp_path / "run"]
+    argv = [
+        "train",
+        "--corpus",
+        tmp_path / "corpus.txt",
+        *SMALL,
+        "--max-steps",
+        "40",
+        "--eval-interval",
+        "5",
+        "--out",
+        tmp_path / "run",
+    ]
     cmd = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tokvec"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(cmd + [str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            cmd + [str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(240), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
@@ -262,8 +349,20 @@ def test_two_trainings_at_once_one_is_refused(tmp_path):
 def test_a_diverging_run_commits_no_nan_checkpoint(tmp_path, cli):
     (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
     # 1e12 itself is now refused up front (lr <= 1e3); the largest accepted lr still diverges
-    code, _, err = cli("train", "--corpus", tmp_path / "corpus.txt", *SMALL, "--lr", "1000",
-                       "--eval-interval", "1", "--max-steps", "6", "--out", tmp_path / "run")
+    code, _, err = cli(
+        "train",
+        "--corpus",
+        tmp_path / "corpus.txt",
+        *SMALL,
+        "--lr",
+        "1000",
+        "--eval-interval",
+        "1",
+        "--max-steps",
+        "6",
+        "--out",
+        tmp_path / "run",
+    )
     assert code == 2, err
     assert "training stopped" in err and "Lower --lr (now 1000)" in err
     if ckpt.has_checkpoint(tmp_path / "run"):  # whatever was committed is finite and samples
@@ -280,8 +379,14 @@ def test_save_run_and_sampling_refuse_non_finite_values(lm_run, tmp_path):
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] = float("nan")
     with pytest.raises(ckpt.CheckpointError, match=r"hold NaN or infinite values; refusing to save step 9"):
-        ckpt.save_run(tmp_path / "x", model=model, tokenizer=tok, model_config=config["model"],
-                      train_config=config["train"], step=9)
+        ckpt.save_run(
+            tmp_path / "x",
+            model=model,
+            tokenizer=tok,
+            model_config=config["model"],
+            train_config=config["train"],
+            step=9,
+        )
     assert not (tmp_path / "x" / "config.json").exists()
     for temperature in (0.0, 0.8):
         with pytest.raises(TokvecValueError, match=r"logits hold NaN or infinite values \(generating token 1\)"):
@@ -337,8 +442,9 @@ def test_resume_from_another_directory_and_after_the_corpus_moved(tmp_path):
     home.mkdir()
     elsewhere.mkdir()
     (home / "alice.txt").write_text(TEXT, encoding="utf-8")
-    r = run_script("train", "--corpus", "alice.txt", *SMALL, "--max-steps", "2", "--eval-interval", "2",
-                   "--out", "run", cwd=home)
+    r = run_script(
+        "train", "--corpus", "alice.txt", *SMALL, "--max-steps", "2", "--eval-interval", "2", "--out", "run", cwd=home
+    )
     assert r.returncode == 0, r.stderr
     saved = ckpt.read_run_config(home / "run")["train"]
     assert saved["corpus"] == str(home / "alice.txt") and saved["out"] == str(home / "run")
@@ -376,36 +482,63 @@ OUTPUT_IS_INPUT = [  # (argv with {placeholders}, the input that must survive, e
     (["encode", "--tokenizer", "{tok}", "--corpus", "{corpus}", "--out", "{link}"], "corpus", "is the input file"),
     (["encode", "--tokenizer", "{tok}", "--corpus", "{corpus}", "--out", "{tok}"], "tok", "is the input file"),
     (["encode", "--tokenizer", "{tok}", "--corpus", "{data}", "--out", "{data}/ids.bin"], "a", "inside the input"),
-    (["encode", "--tokenizer", "{tok}", "--corpus", "{data}", "--out", "{data}/../data/x/ids.bin"], "a",
-     "inside the input"),
-    (["encode", "--tokenizer", "{tok}", "--corpus", "{corpus}", "--out", "{corpus_stem}"], "corpus",
-     "is the input file"),  # the sidecar ids.bin.json would be the corpus
-    (["tokenizer", "train", "--corpus", "{corpus}", "--out", "{corpus}", "--vocab-size", "300"], "corpus",
-     "is the input file"),
-    (["tokenizer", "train", "--corpus", "{corpus}", "--out", "{hard}", "--vocab-size", "300"], "corpus",
-     "is the input file"),
-    (["tokenizer", "train", "{corpus}", "--out", "{data}/tok.json", "--corpus", "{data}", "--vocab-size", "300"],
-     "a", "inside the input"),
+    (
+        ["encode", "--tokenizer", "{tok}", "--corpus", "{data}", "--out", "{data}/../data/x/ids.bin"],
+        "a",
+        "inside the input",
+    ),
+    (
+        ["encode", "--tokenizer", "{tok}", "--corpus", "{corpus}", "--out", "{corpus_stem}"],
+        "corpus",
+        "is the input file",
+    ),  # the sidecar ids.bin.json would be the corpus
+    (
+        ["tokenizer", "train", "--corpus", "{corpus}", "--out", "{corpus}", "--vocab-size", "300"],
+        "corpus",
+        "is the input file",
+    ),
+    (
+        ["tokenizer", "train", "--corpus", "{corpus}", "--out", "{hard}", "--vocab-size", "300"],
+        "corpus",
+        "is the input file",
+    ),
+    (
+        ["tokenizer", "train", "{corpus}", "--out", "{data}/tok.json", "--corpus", "{data}", "--vocab-size", "300"],
+        "a",
+        "inside the input",
+    ),
     (["train", "--corpus", "{corpus}", "--out", "{here}", "--max-steps", "2"], "corpus", "holds the input"),
-    (["train", "--corpus", "{data}", "--tokenizer", "{tok}", "--out", "{tokdir}", "--force", "--max-steps", "2"],
-     "tok", "holds the input"),
+    (
+        ["train", "--corpus", "{data}", "--tokenizer", "{tok}", "--out", "{tokdir}", "--force", "--max-steps", "2"],
+        "tok",
+        "holds the input",
+    ),
     (["classify", "train", "--csv", "{csv}", "--out", "{here}", "--max-steps", "2"], "csv", "holds the input"),
-    (["positional", "compare", "--corpus", "{corpus}", "--out", "{here}", "--max-steps", "2"], "corpus",
-     "holds the input"),
+    (
+        ["positional", "compare", "--corpus", "{corpus}", "--out", "{here}", "--max-steps", "2"],
+        "corpus",
+        "holds the input",
+    ),
     (["plot", "loss", "--metrics", "{metrics}", "--out", "{metrics}"], "metrics", "is the input file"),
     (["plot", "loss", "--run", "{run}", "--out", "{run}/metrics.jsonl"], "metrics", "is the input file"),
     (["plot", "embeddings", "--run", "{run}", "--out", "{run}/tokenizer.json"], "runtok", "is the input file"),
     (["plot", "pe", "--run", "{run}", "--out", "{run}/model.safetensors"], "weights", "is the input file"),
-    (["plot", "attention", "--run", "{run}", "--text", "ab", "--out", "{run}/config.json"], "config",
-     "is the input file"),
+    (
+        ["plot", "attention", "--run", "{run}", "--text", "ab", "--out", "{run}/config.json"],
+        "config",
+        "is the input file",
+    ),
     (["plot", "pe-similarity", "--run", "{run}", "--out", "{run}/tokens.bin"], "tokens", "is the input file"),
     (["report", "--run", "{run}", "--out", "{run}/model.safetensors"], "weights", "is the input file"),
     (["report", "--run", "{run}", "--val-text", "{corpus}", "--out", "{corpus}"], "corpus", "is the input file"),
 ]
 
 
-@pytest.mark.parametrize("argv, keep, fragment", OUTPUT_IS_INPUT,
-                         ids=[f"{i}-{' '.join(a[:2])}" for i, (a, _, _) in enumerate(OUTPUT_IS_INPUT)])
+@pytest.mark.parametrize(
+    "argv, keep, fragment",
+    OUTPUT_IS_INPUT,
+    ids=[f"{i}-{' '.join(a[:2])}" for i, (a, _, _) in enumerate(OUTPUT_IS_INPUT)],
+)
 def test_no_command_overwrites_its_input(lm_run, tmp_path, cli, argv, keep, fragment):
     from tokvec.tokenizers import CharTokenizer
 
@@ -421,15 +554,33 @@ def test_no_command_overwrites_its_input(lm_run, tmp_path, cli, argv, keep, frag
     CharTokenizer.train([TEXT]).save(tok)
     (here / "labels.csv").write_text("text,label\ngood,pos\nbad,neg\n", encoding="utf-8")
     run = copy_run(lm_run, tmp_path / "run")
-    names = dict(tok=tok, corpus=corpus, link=tmp_path / "link.bin", hard=tmp_path / "hard.json", data=here / "data",
-                 corpus_stem=here / "corpus", here=here, csv=here / "labels.csv", tokdir=tmp_path / "tokdir",
-                 run=run, metrics=run / "metrics.jsonl")
+    names = dict(
+        tok=tok,
+        corpus=corpus,
+        link=tmp_path / "link.bin",
+        hard=tmp_path / "hard.json",
+        data=here / "data",
+        corpus_stem=here / "corpus",
+        here=here,
+        csv=here / "labels.csv",
+        tokdir=tmp_path / "tokdir",
+        run=run,
+        metrics=run / "metrics.jsonl",
+    )
     if "{corpus_stem}" in argv:  # the corpus is named like the sidecar of --out (corpus -> corpus.json)
         os.replace(corpus, here / "corpus.json")
         names["corpus"] = here / "corpus.json"
-    watched = dict(corpus=names["corpus"], tok=tok, a=here / "data" / "a.txt", csv=here / "labels.csv",
-                   metrics=run / "metrics.jsonl", runtok=run / "tokenizer.json", weights=run / "model.safetensors",
-                   config=run / "config.json", tokens=run / "tokens.bin")[keep]
+    watched = dict(
+        corpus=names["corpus"],
+        tok=tok,
+        a=here / "data" / "a.txt",
+        csv=here / "labels.csv",
+        metrics=run / "metrics.jsonl",
+        runtok=run / "tokenizer.json",
+        weights=run / "model.safetensors",
+        config=run / "config.json",
+        tokens=run / "tokens.bin",
+    )[keep]
     before = digest(watched)
     code, out, err = cli(*[a.format(**names) for a in argv])
     assert code == 2, out + err
@@ -445,8 +596,9 @@ def test_encode_refuses_a_special_file_it_cannot_put_a_sidecar_beside(tmp_path, 
     (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
     CharTokenizer.train([TEXT]).save(tmp_path / "tok.json")
     os.mkfifo(tmp_path / "fifo")
-    code, _, err = cli("encode", "--tokenizer", tmp_path / "tok.json", "--corpus", tmp_path / "corpus.txt",
-                       "--out", tmp_path / "fifo")
+    code, _, err = cli(
+        "encode", "--tokenizer", tmp_path / "tok.json", "--corpus", tmp_path / "corpus.txt", "--out", tmp_path / "fifo"
+    )
     assert code == 2 and "is not a regular file" in err and "sidecar fifo.json" in err
     assert (tmp_path / "fifo").is_fifo()
 
@@ -477,12 +629,25 @@ def test_report_on_a_multi_file_corpus_keeps_tokens_per_character_and_attention(
     data.mkdir()
     for i, name in enumerate(("a.py", "b.py", "c.py")):  # files that do not end in a newline
         (data / name).write_text(TEXT + f"def f{i}(x):\n    return x + {i}" * 30, encoding="utf-8")
-    r = run_script("train", "--corpus", data, "--tokenizer", "bpe:300", *SMALL, "--max-steps", "2",
-                   "--eval-interval", "2", "--out", tmp_path / "run")
+    r = run_script(
+        "train",
+        "--corpus",
+        data,
+        "--tokenizer",
+        "bpe:300",
+        *SMALL,
+        "--max-steps",
+        "2",
+        "--eval-interval",
+        "2",
+        "--out",
+        tmp_path / "run",
+    )
     assert r.returncode == 0, r.stderr
     # a prompt: a BPE tokenizer has no <bos> to start an empty one from (that section would say so)
-    code, _, err = cli("report", "--run", tmp_path / "run", "--out", tmp_path / "r.html",
-                       "--max-new-tokens", "5", "--prompt", "def ")
+    code, _, err = cli(
+        "report", "--run", tmp_path / "run", "--out", tmp_path / "r.html", "--max-new-tokens", "5", "--prompt", "def "
+    )
     assert code == 0, err
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "tokens per character" in page and "the run&#x27;s validation split" in page
@@ -536,8 +701,17 @@ def test_one_default_temperature():
 
 def test_bpe_running_out_of_merges_names_a_flag_train_has(tmp_path, cli):
     (tmp_path / "c.txt").write_text("ab " * 50, encoding="utf-8")
-    code, _, err = cli("train", "--corpus", tmp_path / "c.txt", "--tokenizer", "bpe:5000", "--out",
-                       tmp_path / "run", "--max-steps", "1")
+    code, _, err = cli(
+        "train",
+        "--corpus",
+        tmp_path / "c.txt",
+        "--tokenizer",
+        "bpe:5000",
+        "--out",
+        tmp_path / "run",
+        "--max-steps",
+        "1",
+    )
     assert code == 2 and "--tokenizer bpe:" in err and "tokvec tokenizer train --allow-smaller" in err
     code, out, _ = cli("train", "--help")
     assert "--allow-smaller" not in out
@@ -547,13 +721,24 @@ def test_positional_compare_checks_its_output_before_training(tmp_path, cli):
     (tmp_path / "c.txt").write_text(TEXT, encoding="utf-8")
     (tmp_path / "busy").write_text("a file where the directory should go", encoding="utf-8")
     start = time.perf_counter()
-    code, _, err = cli("positional", "compare", "--corpus", tmp_path / "c.txt", "--out", tmp_path / "busy",
-                       "--schemes", "rope", "--max-steps", "50")
+    code, _, err = cli(
+        "positional",
+        "compare",
+        "--corpus",
+        tmp_path / "c.txt",
+        "--out",
+        tmp_path / "busy",
+        "--schemes",
+        "rope",
+        "--max-steps",
+        "50",
+    )
     assert code == 2 and "is a file, not a directory" in err
     assert time.perf_counter() - start < 20  # refused up front, no scheme trained
     ro = tmp_path / "ro"
     ro.mkdir()
     (ro / "compare.csv").write_text("old", encoding="utf-8")
-    code, _, err = cli("positional", "compare", "--corpus", tmp_path / "c.txt", "--out", ro,
-                       "--schemes", "rope", "--max-steps", "50")
+    code, _, err = cli(
+        "positional", "compare", "--corpus", tmp_path / "c.txt", "--out", ro, "--schemes", "rope", "--max-steps", "50"
+    )
     assert code == 2 and "already holds a positional-compare run" in err and "--force" in err

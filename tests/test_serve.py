@@ -24,19 +24,37 @@ from tokvec.serve import load_sources, views  # noqa: E402
 from tokvec.serve.app import MAX_NEW_TOKENS, create_app  # noqa: E402
 from tokvec.viz import attention_maps, open_run, positional_scores, trace  # noqa: E402
 
-CORPUS = ("ROMEO: But soft, what light through yonder window breaks? <script>alert(1)</script> </textarea>\n"
-          "床前明月光，疑是地上霜。举头望明月，低头思故乡。你好好嗎嗎\n") * 3
-METRICS = [{"step": 10, "split": "train", "loss": 4.0}, {"step": 10, "split": "val", "loss": 4.2},
-           {"step": 20, "split": "train", "loss": 3.0}, {"step": 20, "split": "val", "loss": float("nan")}]
+CORPUS = (
+    "ROMEO: But soft, what light through yonder window breaks? <script>alert(1)</script> </textarea>\n"
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。你好好嗎嗎\n"
+) * 3
+METRICS = [
+    {"step": 10, "split": "train", "loss": 4.0},
+    {"step": 10, "split": "val", "loss": 4.2},
+    {"step": 20, "split": "train", "loss": 3.0},
+    {"step": 20, "split": "val", "loss": float("nan")},
+]
 
 
 def make_run(path, tok, *, positional="learned", context_length=24, n_layers=2, n_heads=2, d_model=16, metrics=True):
     """A run directory as `tokvec train` writes it (untrained weights: the views only read them)."""
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=tok.vocab_size, context_length=context_length, d_model=d_model,
-                         n_layers=n_layers, n_heads=n_heads, positional=positional)
-    tokvec.save_run(path, model=GPT(config).eval(), tokenizer=tok, model_config=config.to_dict(),
-                    train_config={"lr": 1e-3, "corpus": None}, step=20)
+    config = ModelConfig(
+        vocab_size=tok.vocab_size,
+        context_length=context_length,
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        positional=positional,
+    )
+    tokvec.save_run(
+        path,
+        model=GPT(config).eval(),
+        tokenizer=tok,
+        model_config=config.to_dict(),
+        train_config={"lr": 1e-3, "corpus": None},
+        step=20,
+    )
     if metrics:
         lines = [json.dumps(r) for r in METRICS]
         (path / "metrics.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -67,10 +85,19 @@ def test_runs_lists_each_source_by_id_without_paths(served):
     data = served.get("/api/runs").json()
     assert [r["id"] for r in data["runs"]] == ["learned", "rope", "bpe"]
     learned = data["runs"][0]
-    assert learned | {"step": 20} == {"id": "learned", "name": "learned", "kind": "run", "tokenizer": "char",
-                                      "vocab_size": served.sources["learned"].tokenizer.vocab_size,
-                                      "context_length": 24, "n_layers": 2, "n_heads": 2, "d_model": 16,
-                                      "positional": "learned", "step": 20}
+    assert learned | {"step": 20} == {
+        "id": "learned",
+        "name": "learned",
+        "kind": "run",
+        "tokenizer": "char",
+        "vocab_size": served.sources["learned"].tokenizer.vocab_size,
+        "context_length": 24,
+        "n_layers": 2,
+        "n_heads": 2,
+        "d_model": 16,
+        "positional": "learned",
+        "step": 20,
+    }
     assert data["runs"][2]["kind"] == "tokenizer" and "context_length" not in data["runs"][2]
     assert str(served.root) not in json.dumps(data)
 
@@ -131,8 +158,12 @@ def test_text_over_the_context_is_cut_to_its_tail_with_a_notice(served):
     src = served.sources["learned"]
     text = "床前明月光，疑是地上霜。举头望明月，低头思故乡。ROMEO: But soft"  # 39 characters, context 24
     view = post(served, "/api/tokens", run="learned", text=text).json()
-    assert view["count"] == 39 and view["window"] == {"start": 15, "total_tokens": 39, "kept_tokens": 24,
-                                                      "context_length": 24}
+    assert view["count"] == 39 and view["window"] == {
+        "start": 15,
+        "total_tokens": 39,
+        "kept_tokens": 24,
+        "context_length": 24,
+    }
     vec = post(served, "/api/vectors", run="learned", text=text).json()
     assert vec["window"] == view["window"] and vec["ids"] == src.tokenizer.encode(text[15:])
     assert views.decode_array(vec["input_vectors"]).shape == (24, 16)
@@ -145,7 +176,7 @@ def test_fit_context_keeps_the_longest_tail_that_fits():
     text = CORPUS[:200]
     for limit in (1, 7, 30):
         tail, window = views.fit_context(tok, text, limit)
-        assert len(tok.encode(tail)) <= limit < len(tok.encode(text[window["start"] - 1:]))
+        assert len(tok.encode(tail)) <= limit < len(tok.encode(text[window["start"] - 1 :]))
         assert text.endswith(tail) and window["start"] == len(text) - len(tail)
     assert views.fit_context(tok, "short", 100) == ("short", None)
 
@@ -159,12 +190,15 @@ def test_vectors_are_the_trace_of_the_text(served):
     assert view["stages"] == [{"name": s.name, "shape": list(s.shape), "note": s.note} for s in t.stages]
     assert [s["shape"] for s in view["stages"]][-3:] == [[1, 8, 16], [8, 16], [1, 8, 16]]
     np.testing.assert_array_equal(views.decode_array(view["token_vectors"]), t.stage("token vectors").value[0].numpy())
-    np.testing.assert_array_equal(views.decode_array(view["positional"]["vectors"]),
-                                  t.stage("position vectors").value.numpy())
+    np.testing.assert_array_equal(
+        views.decode_array(view["positional"]["vectors"]), t.stage("position vectors").value.numpy()
+    )
     np.testing.assert_array_equal(views.decode_array(view["input_vectors"]), t.stage("input vectors").value[0].numpy())
-    np.testing.assert_allclose(views.decode_array(view["input_vectors"]),  # the sum the page shows, as a sum
-                               views.decode_array(view["token_vectors"]) + views.decode_array(view["positional"]["vectors"]),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        views.decode_array(view["input_vectors"]),  # the sum the page shows, as a sum
+        views.decode_array(view["token_vectors"]) + views.decode_array(view["positional"]["vectors"]),
+        atol=1e-6,
+    )
 
 
 def test_an_attention_level_scheme_shows_the_score_pattern_it_adds(served):
@@ -181,8 +215,9 @@ def test_an_attention_level_scheme_shows_the_score_pattern_it_adds(served):
 
 def test_a_scheme_that_adds_nothing_says_so():
     tok = CharTokenizer.train(["abc"])
-    model = GPT(ModelConfig(vocab_size=tok.vocab_size, context_length=8, d_model=8, n_layers=1, n_heads=2,
-                            positional="none")).eval()
+    model = GPT(
+        ModelConfig(vocab_size=tok.vocab_size, context_length=8, d_model=8, n_layers=1, n_heads=2, positional="none")
+    ).eval()
     pos = views.vectors_view(model, tok, "abc")["positional"]
     assert pos["acts_on"] == "none" and set(pos) == {"name", "acts_on", "label"}
 
@@ -204,8 +239,9 @@ def test_a_bad_layer_names_the_layers_there_are(served):
 
 
 # -- next token ------------------------------------------------------------------------------
-@pytest.mark.parametrize("options", [dict(temperature=1.0), dict(temperature=0.5, top_k=5),
-                                     dict(temperature=1.3, top_p=0.5)])
+@pytest.mark.parametrize(
+    "options", [dict(temperature=1.0), dict(temperature=0.5, top_k=5), dict(temperature=1.3, top_p=0.5)]
+)
 def test_next_token_probabilities_are_the_samplers(served, options):
     src = served.sources["learned"]
     text = "床前明月"
@@ -216,8 +252,9 @@ def test_next_token_probabilities_are_the_samplers(served, options):
     top = torch.topk(probs, 8)
     assert [r["id"] for r in view["top"]] == top.indices.tolist()
     np.testing.assert_allclose([r["prob"] for r in view["top"]], top.values.numpy(), rtol=1e-6)
-    np.testing.assert_allclose([r["model_prob"] for r in view["top"]], logits.softmax(-1)[0, top.indices].numpy(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [r["model_prob"] for r in view["top"]], logits.softmax(-1)[0, top.indices].numpy(), rtol=1e-6
+    )
     assert sum(r["prob"] for r in view["top"]) + view["rest"] == pytest.approx(1.0, abs=1e-5)
     assert view["kept"] == int((probs > 0).sum()) and view["context_tokens"] == 4
     if "top_k" in options:
@@ -238,12 +275,15 @@ def test_an_empty_text_starts_from_bos(served):
     assert view["context_tokens"] == 1 and len(view["top"]) == 10
 
 
-@pytest.mark.parametrize("body, words", [
-    (dict(temperature=-1), ["temperature", "-1", ">= 0"]),
-    (dict(top_p=1.5), ["top_p", "1.5", "(0, 1]"]),
-    (dict(top_k=0), ["top_k", "0", "positive"]),
-    (dict(k=1000), ["k", "1000", "[1, 100]"]),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (dict(temperature=-1), ["temperature", "-1", ">= 0"]),
+        (dict(top_p=1.5), ["top_p", "1.5", "(0, 1]"]),
+        (dict(top_k=0), ["top_k", "0", "positive"]),
+        (dict(k=1000), ["k", "1000", "[1, 100]"]),
+    ],
+)
 def test_bad_sampler_options_are_400_naming_the_value(served, body, words):
     r = post(served, "/api/next", run="learned", text="明", **body)
     assert r.status_code == 400 and all(w in r.json()["error"] for w in words), r.json()
@@ -293,8 +333,12 @@ def test_model_card_has_config_counts_losses_and_tokenizer_stats(served):
     assert card["embedding_table"] == [src.tokenizer.vocab_size, 16]
     assert ["model.positional", "learned"] in card["config"] and ["step", 20] in card["config"]
     assert not any(k.startswith(("rng", "files")) for k, _ in card["config"])
-    assert card["loss"] == [{"step": 10, "split": "train", "loss": 4.0}, {"step": 10, "split": "val", "loss": 4.2},
-                            {"step": 20, "split": "train", "loss": 3.0}, {"step": 20, "split": "val", "loss": None}]
+    assert card["loss"] == [
+        {"step": 10, "split": "train", "loss": 4.0},
+        {"step": 10, "split": "val", "loss": 4.2},
+        {"step": 20, "split": "train", "loss": 3.0},
+        {"step": 20, "split": "val", "loss": None},
+    ]
     assert card["tokenizer"]["kind"] == "char" and card["tokenizer"]["vocab_size"] == src.tokenizer.vocab_size
     assert card["val_text_note"].startswith("not available")  # the run records no corpus split
     bpe = served.get("/api/runs/bpe/card").json()
@@ -322,13 +366,16 @@ def test_a_request_over_the_size_limit_is_413(served):
     assert r.status_code == 413 and "100,000 bytes" in r.json()["error"]
 
 
-@pytest.mark.parametrize("body, status, words", [
-    (b"not json", 400, ["not UTF-8 JSON"]),
-    (b"[1, 2]", 400, ["JSON object", "list"]),
-    (b'{"run": "learned", "text": 5}', 400, ["text must be a string", "int"]),
-    (b'{"run": "learned", "text": "a\\ud800b"}', 400, ["lone surrogate", "character 1"]),
-    (b'{"run": "rope", "text": ""}', 400, ["empty"]),
-])
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        (b"not json", 400, ["not UTF-8 JSON"]),
+        (b"[1, 2]", 400, ["JSON object", "list"]),
+        (b'{"run": "learned", "text": 5}', 400, ["text must be a string", "int"]),
+        (b'{"run": "learned", "text": "a\\ud800b"}', 400, ["lone surrogate", "character 1"]),
+        (b'{"run": "rope", "text": ""}', 400, ["empty"]),
+    ],
+)
 def test_bad_bodies_are_400_with_the_fix(served, body, status, words):
     path = "/api/vectors" if b'"rope"' in body else "/api/tokens"
     r = served.post(path, content=body, headers={"content-type": "application/json"})
@@ -365,8 +412,10 @@ def test_a_slow_request_does_not_hold_up_the_others(served, monkeypatch):
                 return r
 
             start = time.perf_counter()
-            slow_r, fast_r = await asyncio.gather(call("slow", "/api/vectors", {"run": "learned", "text": "明月"}),
-                                                  call("fast", "/api/tokens", {"run": "learned", "text": "明月"}))
+            slow_r, fast_r = await asyncio.gather(
+                call("slow", "/api/vectors", {"run": "learned", "text": "明月"}),
+                call("fast", "/api/tokens", {"run": "learned", "text": "明月"}),
+            )
             return start, done, slow_r, fast_r
 
     start, done, slow_r, fast_r = asyncio.run(both())
@@ -381,8 +430,9 @@ def test_sampling_probs_is_what_next_token_samples_from():
     want = torch.tensor([4.0, 2.0]).softmax(-1)  # logits / T, keep the 2 largest
     torch.testing.assert_close(probs[0, :2], want) and torch.testing.assert_close(probs[0, 2:], torch.zeros(2))
     gen = torch.Generator().manual_seed(0)
-    draws = torch.stack([tokvec.generate.next_token(logits, temperature=0.5, top_k=2, generator=gen)
-                         for _ in range(400)]).flatten()
+    draws = torch.stack(
+        [tokvec.generate.next_token(logits, temperature=0.5, top_k=2, generator=gen) for _ in range(400)]
+    ).flatten()
     assert set(draws.tolist()) == {0, 1} and abs(float((draws == 0).float().mean()) - float(want[0])) < 0.06
     assert sampling_probs(logits, temperature=0).tolist() == [[1.0, 0.0, 0.0, 0.0]]
 
@@ -449,7 +499,9 @@ def test_attention_weights_of_the_first_layers_only_are_the_same_patterns():
 
 def test_on_loopback_only_this_machines_names_are_answered(served):
     sources = list(served.sources.values())
-    with TestClient(create_app(sources, allowed_hosts=["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:8000") as c:
+    with TestClient(
+        create_app(sources, allowed_hosts=["127.0.0.1", "localhost"]), base_url="http://127.0.0.1:8000"
+    ) as c:
         assert c.get("/api/runs").status_code == 200
         assert c.get("/api/runs", headers={"host": "localhost:8000"}).status_code == 200
         assert c.get("/api/runs", headers={"host": "rebound.example.com"}).status_code == 400

@@ -23,22 +23,35 @@ import tokvec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-CORPUS = ("ROMEO: But soft, what light through yonder window breaks? It is the east.\n"
-          "<script>alert(1)</script> </textarea> <b>bold</b>\n"
-          "床前明月光，疑是地上霜。举头望明月，低头思故乡。你好好嗎嗎\n") * 30
+CORPUS = (
+    "ROMEO: But soft, what light through yonder window breaks? It is the east.\n"
+    "<script>alert(1)</script> </textarea> <b>bold</b>\n"
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。你好好嗎嗎\n"
+) * 30
 CHINESE = "床前明月光，你好"
 ENGLISH = "But soft, what light"
 BPE_NAME = "<img src=x onerror=window.__pwned=3>.json"
-HOSTILE = "</textarea><script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">"
+HOSTILE = '</textarea><script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     (root / "corpus.txt").write_text(CORPUS, encoding="utf-8")
-    config = tokvec.TrainConfig(corpus=str(root / "corpus.txt"), tokenizer="char", d_model=16, n_layers=2, n_heads=2,
-                                context_length=32, max_steps=30, eval_interval=15, eval_batches=1, batch_size=8,
-                                seed=0, out=str(root / "poems"))
+    config = tokvec.TrainConfig(
+        corpus=str(root / "corpus.txt"),
+        tokenizer="char",
+        d_model=16,
+        n_layers=2,
+        n_heads=2,
+        context_length=32,
+        max_steps=30,
+        eval_interval=15,
+        eval_batches=1,
+        batch_size=8,
+        seed=0,
+        out=str(root / "poems"),
+    )
     tokvec.train(config)
     # split on whitespace only, so markup from the corpus merges into tokens such as "<script>"
     bpe = tokvec.BPETokenizer.train_from_texts([CORPUS], vocab_size=400, pattern=r" ?\S+|\s+", allow_smaller=True)
@@ -51,8 +64,13 @@ class Server:
 
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "tokvec", "serve", "--port", "0", "--threads", "1", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tokvec", "serve", "--port", "0", "--threads", "1", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         line = self._first_line(timeout=120)
         found = re.search(r"http://[\d.]+:\d+/", line)
         if not found:
@@ -113,7 +131,9 @@ def page(browser, server):
 
 
 def shown_tokens(pg, box="#pieces"):
-    return pg.eval_on_selector_all(f"{box} .tok", "els => els.map(e => [e.dataset.piece, Number(e.dataset.id), e.textContent])")
+    return pg.eval_on_selector_all(
+        f"{box} .tok", "els => els.map(e => [e.dataset.piece, Number(e.dataset.id), e.textContent])"
+    )
 
 
 def type_and_wait(pg, text, box="#pieces"):
@@ -180,8 +200,9 @@ def test_temperature_reshapes_the_shown_probabilities(page):
     for _ in range(12):  # 1.00 -> 0.40 in steps of 0.05, as a user's arrow keys do
         page.keyboard.press("ArrowLeft")
     assert page.text_content("#temperature-out") == "0.40"
-    page.wait_for_function(f"Number(document.querySelector('#top li').dataset.prob) > {before[0] + 1e-4}",
-                           timeout=30_000)
+    page.wait_for_function(
+        f"Number(document.querySelector('#top li').dataset.prob) > {before[0] + 1e-4}", timeout=30_000
+    )
     after = probabilities(page)
     assert after != before and after[0] > before[0]  # colder: the favourite gains
     assert sum(after) == pytest.approx(1.0, abs=1e-3)

@@ -32,14 +32,35 @@ TEXT = "to be or not to be, that is the question. "
 
 def mixed_tensors() -> dict[str, torch.Tensor]:
     """Every dtype safetensors stores, and the awkward cases: 0-d, empty, non-contiguous, non-ASCII."""
-    dtypes = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.uint16, torch.int32, torch.uint32,
-              torch.int64, torch.uint64, torch.float16, torch.bfloat16, torch.float32, torch.float64,
-              torch.float8_e4m3fn, torch.float8_e5m2, torch.complex64]
+    dtypes = [
+        torch.bool,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.uint16,
+        torch.int32,
+        torch.uint32,
+        torch.int64,
+        torch.uint64,
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.float8_e4m3fn,
+        torch.float8_e5m2,
+        torch.complex64,
+    ]
     g = torch.Generator().manual_seed(0)
-    out = {f"{chr(ord('z') - i)}.{str(dt).split('.')[-1]}": (torch.randn(2, 3, generator=g) * 9).to(dt)
-           for i, dt in enumerate(dtypes)}
-    out |= {"a.scalar": torch.tensor(3.5), "b.empty": torch.zeros(0, 5), "c.transposed": torch.randn(3, 4).t(),
-            "词.嵌入": torch.randn(4, 2, generator=g)}
+    out = {
+        f"{chr(ord('z') - i)}.{str(dt).split('.')[-1]}": (torch.randn(2, 3, generator=g) * 9).to(dt)
+        for i, dt in enumerate(dtypes)
+    }
+    out |= {
+        "a.scalar": torch.tensor(3.5),
+        "b.empty": torch.zeros(0, 5),
+        "c.transposed": torch.randn(3, 4).t(),
+        "词.嵌入": torch.randn(4, 2, generator=g),
+    }
     return out
 
 
@@ -67,8 +88,10 @@ def test_safetensors_reads_it_back_with_every_tensor_and_the_metadata(tmp_path):
         assert f.metadata() == meta
     # metadata keys are sorted: the same tensors always give the same bytes (and the same sha256)
     again = io.BytesIO()
-    assert write_tensors(again, rows_of(tensors), metadata=dict(reversed(meta.items())))["sha256"] == \
-        hashlib.sha256((tmp_path / "x.safetensors").read_bytes()).hexdigest()
+    assert (
+        write_tensors(again, rows_of(tensors), metadata=dict(reversed(meta.items())))["sha256"]
+        == hashlib.sha256((tmp_path / "x.safetensors").read_bytes()).hexdigest()
+    )
 
 
 def test_rows_are_built_only_when_written_and_checked_against_the_header(tmp_path):
@@ -78,10 +101,13 @@ def test_rows_are_built_only_when_written_and_checked_against_the_header(tmp_pat
         def f():
             built.append(name)
             return value
+
         return f
 
-    rows = [TensorRow("b", (2, 2), torch.float32, make("b", torch.ones(2, 2))),
-            TensorRow("a", (3,), torch.float32, make("a", torch.zeros(3)))]
+    rows = [
+        TensorRow("b", (2, 2), torch.float32, make("b", torch.ones(2, 2))),
+        TensorRow("a", (3,), torch.float32, make("a", torch.zeros(3))),
+    ]
     out = io.BytesIO()
     write_tensors(out, rows)
     assert built == ["a", "b"]  # in file order, one at a time
@@ -116,8 +142,9 @@ def _model_and_optimizer(seed=0):
 
 
 def _save(run, model, tok, cfg, opt, step):
-    return ckpt.save_run(run, model=model, tokenizer=tok, model_config=cfg.to_dict(), train_config={},
-                         step=step, optimizer=opt)
+    return ckpt.save_run(
+        run, model=model, tokenizer=tok, model_config=cfg.to_dict(), train_config={}, step=step, optimizer=opt
+    )
 
 
 def test_save_run_records_the_sha256_of_the_file_bytes_and_safetensors_reads_the_files(tmp_path):
@@ -204,8 +231,13 @@ KILLED_MID_WRITE = textwrap.dedent("""
 def test_kill_9_during_the_streamed_write_keeps_the_last_good_checkpoint(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_WRITE, str(run)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(run)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = []
     deadline = time.monotonic() + 300  # a loaded machine can take a minute to import torch
     while time.monotonic() < deadline and len(seen) < 4:
@@ -246,8 +278,9 @@ PEAK = textwrap.dedent("""
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc/self/clear_refs")
 def test_saving_a_huge_tensor_holds_no_second_copy(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", PEAK, str(tmp_path / "run")], env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # before streaming: safetensors' buffer + the bytes copy = 2x the weights above the baseline

@@ -42,8 +42,12 @@ def small_cl100k(tmp_path, monkeypatch, no_network):
     # not trained on SENTENCE itself, so that it splits into several pieces as it does in cl100k
     # engine="hf": on so small a corpus most pair counts tie, and the tests below count SENTENCE's tokens
     # under HF's tie-breaking (rustbpe breaks ties by pair ids and gives SENTENCE 19 tokens, not < 16)
-    tok = BPETokenizer.train_from_texts(["江西的演唱会 请了小明 阳光 " * 10, "the cat sat on the mat. " * 20],
-                                        vocab_size=300, pattern="cl100k", engine="hf")
+    tok = BPETokenizer.train_from_texts(
+        ["江西的演唱会 请了小明 阳光 " * 10, "the cat sat on the mat. " * 20],
+        vocab_size=300,
+        pattern="cl100k",
+        engine="hf",
+    )
     cache = tmp_path / "tiktoken-cache"
     real = registry_entry("cl100k_base")
     blob = real.files[0]
@@ -51,9 +55,12 @@ def small_cl100k(tmp_path, monkeypatch, no_network):
     sha = hashlib.sha256((cache / blob.cache_name).read_bytes()).hexdigest()
 
     def cl100k_base():  # tiktoken's constructor with only the expected hash changed (see the module docstring)
-        return {"name": "cl100k_base", "pat_str": real.pat_str,
-                "mergeable_ranks": load_tiktoken_bpe(blob.url, expected_hash=sha),
-                "special_tokens": real.special_tokens}
+        return {
+            "name": "cl100k_base",
+            "pat_str": real.pat_str,
+            "mergeable_ranks": load_tiktoken_bpe(blob.url, expected_hash=sha),
+            "special_tokens": real.special_tokens,
+        }
 
     monkeypatch.setitem(openai_public.ENCODING_CONSTRUCTORS, "cl100k_base", cl100k_base)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
@@ -65,21 +72,38 @@ def test_the_name_table_is_tiktokens_registry(monkeypatch):
     the cl100k/o200k values are the published ones."""
     for name in ENCODING_NAMES:
         seen = []
-        monkeypatch.setattr(openai_public, "load_tiktoken_bpe", lambda url, expected_hash=None: seen.append(
-            (url, expected_hash)) or {})
-        monkeypatch.setattr(openai_public, "data_gym_to_mergeable_bpe_ranks", lambda **k: seen.extend(
-            [(k["vocab_bpe_file"], k["vocab_bpe_hash"]), (k["encoder_json_file"], k["encoder_json_hash"])]) or {})
+        monkeypatch.setattr(
+            openai_public, "load_tiktoken_bpe", lambda url, expected_hash=None: seen.append((url, expected_hash)) or {}
+        )
+        monkeypatch.setattr(
+            openai_public,
+            "data_gym_to_mergeable_bpe_ranks",
+            lambda **k: (
+                seen.extend(
+                    [(k["vocab_bpe_file"], k["vocab_bpe_hash"]), (k["encoder_json_file"], k["encoder_json_hash"])]
+                )
+                or {}
+            ),
+        )
         spec = openai_public.ENCODING_CONSTRUCTORS[name]()
         monkeypatch.undo()
         entry = registry_entry(name)
         assert [(f.url, f.sha256) for f in entry.files] == seen
         assert entry.pat_str == spec["pat_str"] and entry.special_tokens == spec["special_tokens"]
     cl100k = registry_entry("cl100k_base")
-    assert cl100k.special_tokens == {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
-                                     "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
+    assert cl100k.special_tokens == {
+        "<|endoftext|>": 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        "<|endofprompt|>": 100276,
+    }
     assert cl100k.pat_str == PATTERNS["cl100k"] and cl100k.files[0].url == CL100K_URL
-    assert cl100k.files[0].cache_name == hashlib.sha1(CL100K_URL.encode()).hexdigest() \
+    assert (
+        cl100k.files[0].cache_name
+        == hashlib.sha1(CL100K_URL.encode()).hexdigest()
         == "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"
+    )
     assert registry_entry("o200k_base").special_tokens == {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
     assert registry_entry("o200k_base").pat_str == PATTERNS["o200k"]
     assert registry_entry("r50k_base").pat_str == registry_entry("gpt2").pat_str == PATTERNS["gpt2"]
@@ -103,8 +127,9 @@ def test_cache_dir_route_loads_through_tiktokens_cache(small_cl100k):
     assert isinstance(tok, BPETokenizer) and tok.pattern == "cl100k"
     assert tok.special_tokens == registry_entry("cl100k_base").special_tokens
     assert tok.vocab_size == 100277 and tok.text_vocab_size == small.n_ranks == 300
-    reference = tiktoken.Encoding("ref", pat_str=PATTERNS["cl100k"], mergeable_ranks=small.ranks,
-                                  special_tokens=tok.special_tokens)
+    reference = tiktoken.Encoding(
+        "ref", pat_str=PATTERNS["cl100k"], mergeable_ranks=small.ranks, special_tokens=tok.special_tokens
+    )
     text = SENTENCE + " the cat<|endoftext|>"
     assert tok.encode(text, allowed_special="all") == reference.encode(text, allowed_special="all")
     assert tok.encode("<|endoftext|>", allowed_special="all") == [100257]
@@ -113,8 +138,12 @@ def test_cache_dir_route_loads_through_tiktokens_cache(small_cl100k):
 def test_a_wrong_cached_file_is_refused_and_kept(small_cl100k, error_says):
     _, cached = small_cl100k
     cached.write_bytes(cached.read_bytes()[:-10])  # a cut download
-    with error_says(FormatError, "9b5ad71b2ce5302211f9c61530b329a4922fc6a4", "cl100k_base.tiktoken",
-                    re.compile(r"sha256 is \w+\.\.\., not \w+")):
+    with error_says(
+        FormatError,
+        "9b5ad71b2ce5302211f9c61530b329a4922fc6a4",
+        "cl100k_base.tiktoken",
+        re.compile(r"sha256 is \w+\.\.\., not \w+"),
+    ):
         load_tokenizer("cl100k_base")
     assert cached.exists()  # tiktoken would have deleted it and gone to the network
 

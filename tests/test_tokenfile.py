@@ -14,8 +14,9 @@ from tokvec.errors import FormatError, TokvecValueError
 
 # Boundary traps for chunking: whitespace before newlines ("foo  \nbar" splits differently when cut),
 # contractions ("we'll"), digit runs, CRLF, Chinese (3-byte characters cut by small read blocks).
-TEXT = ("foo  \nbar we'll see 1234567 they'RE\r\n\r\n  lead  \t\n小沈阳江西演唱会邀请了，hello!!\n\n"
-        "naïve 🙂👍🏽 end.   \n") * 25
+TEXT = (
+    "foo  \nbar we'll see 1234567 they'RE\r\n\r\n  lead  \t\n小沈阳江西演唱会邀请了，hello!!\n\nnaïve 🙂👍🏽 end.   \n"
+) * 25
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +45,24 @@ def _tokenizers_for_cuts():
         "word": WordTokenizer.train([TEXT]),
         "word-segmenter": WordTokenizer.train([TEXT], segmenter=str.split),
         "bpe-custom": BPETokenizer.train_from_texts([TEXT], vocab_size=300, pattern=r"\w+|\s+|[\s\S]"),
-        "bpe-special-with-space": BPETokenizer.train_from_texts([TEXT], vocab_size=300,
-                                                                special_tokens=["<my special>"]),
+        "bpe-special-with-space": BPETokenizer.train_from_texts(
+            [TEXT], vocab_size=300, special_tokens=["<my special>"]
+        ),
     }
 
 
-@pytest.mark.parametrize("text", [
-    "abc" * 4000,                                   # no whitespace at all (issue 11: 5870 vs 5861 ids)
-    ("e\u0301 " * 300 + "x\u0301\n") * 20,          # combining marks right after the cut points
-    (TEXT + "<my special> ") * 3,                   # a special token whose text holds a space
-], ids=["no-boundary", "combining", "special"])
-@pytest.mark.parametrize("kind", ["char", "char-nfkc", "word", "word-segmenter", "bpe-custom",
-                                  "bpe-special-with-space"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "abc" * 4000,  # no whitespace at all (issue 11: 5870 vs 5861 ids)
+        ("e\u0301 " * 300 + "x\u0301\n") * 20,  # combining marks right after the cut points
+        (TEXT + "<my special> ") * 3,  # a special token whose text holds a space
+    ],
+    ids=["no-boundary", "combining", "special"],
+)
+@pytest.mark.parametrize(
+    "kind", ["char", "char-nfkc", "word", "word-segmenter", "bpe-custom", "bpe-special-with-space"]
+)
 def test_every_tokenizer_chunks_to_whole_file_ids(kind, text, tmp_path, monkeypatch):
     """Item 16: chunks are cut only where the tokenizer guarantees no token spans the cut (or the file
     is encoded whole), so the token file holds exactly the ids of encoding the file whole."""
@@ -130,8 +137,13 @@ def test_eot_between_files_and_sidecar(tok, tmp_path, error_says):
     side = json.loads((tmp_path / "ids.bin.json").read_text())
     assert side == info
     assert {k: side[k] for k in ("format", "version", "dtype", "tokenizer", "vocab_size", "corpus_files")} == {
-        "format": "tokvec.tokens", "version": 1, "dtype": "uint16", "tokenizer": tok.fingerprint(),
-        "vocab_size": 300, "corpus_files": 2}
+        "format": "tokvec.tokens",
+        "version": 1,
+        "dtype": "uint16",
+        "tokenizer": tok.fingerprint(),
+        "vocab_size": 300,
+        "corpus_files": 2,
+    }
     with error_says(TokvecValueError, "eot '<eos>'", "special token"):
         write_token_file(tok, tmp_path / "a.txt", tmp_path / "x.bin", eot="<eos>")
 
@@ -204,8 +216,18 @@ def test_bad_corpus_inputs(tok, tmp_path, monkeypatch, error_says):
 def test_cli_train_tokenize_encode(tmp_path, cli):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, encoding="utf-8")
-    code, out, err = cli("tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300", "--special",
-                         "<|endoftext|>", "--out", str(tmp_path / "tok.json"))
+    code, out, err = cli(
+        "tokenizer",
+        "train",
+        "--corpus",
+        str(corpus),
+        "--vocab-size",
+        "300",
+        "--special",
+        "<|endoftext|>",
+        "--out",
+        str(tmp_path / "tok.json"),
+    )
     assert code == 0, err
     assert "trained BPE vocab_size=300 (43 merges, 1 specials, pattern cl100k)" in out
     tok = BPETokenizer.from_dict(json.loads((tmp_path / "tok.json").read_text()))
@@ -213,8 +235,17 @@ def test_cli_train_tokenize_encode(tmp_path, cli):
     assert code == 0, err
     assert str(tok.encode("小沈阳 hello")) in out.replace("\n", "")
     assert "tokens/char" in out
-    code, out, err = cli("encode", "-t", str(tmp_path / "tok.json"), "--corpus", str(corpus), "--out",
-                         str(tmp_path / "ids.bin"), "--eot", "<|endoftext|>")
+    code, out, err = cli(
+        "encode",
+        "-t",
+        str(tmp_path / "tok.json"),
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(tmp_path / "ids.bin"),
+        "--eot",
+        "<|endoftext|>",
+    )
     assert code == 0, err
     assert load_token_file(tmp_path / "ids.bin").tolist() == tok.encode(TEXT) + [tok.eos_id]
 
@@ -222,12 +253,14 @@ def test_cli_train_tokenize_encode(tmp_path, cli):
 def test_cli_errors_are_one_line(tmp_path, cli):
     gb = tmp_path / "gb.txt"
     gb.write_bytes("床前明月光".encode("gb18030"))
-    code, out, err = cli("tokenizer", "train", "--corpus", str(gb), "--vocab-size", "300", "--out",
-                         str(tmp_path / "t.json"))
+    code, out, err = cli(
+        "tokenizer", "train", "--corpus", str(gb), "--vocab-size", "300", "--out", str(tmp_path / "t.json")
+    )
     assert code == 2 and err.count("\n") == 1
     assert "tokvec: error: " in err and "gb.txt is not valid utf-8 at byte offset 0" in err and "--encoding" in err
-    code, out, err = cli("tokenizer", "train", "--corpus", str(gb), "--vocab-size", "100", "--out",
-                         str(tmp_path / "t.json"))
+    code, out, err = cli(
+        "tokenizer", "train", "--corpus", str(gb), "--vocab-size", "100", "--out", str(tmp_path / "t.json")
+    )
     assert code == 2 and "vocab_size 100 is below 256 + 0 special token(s) = 256" in err
     code, out, err = cli("tokenize", "-t", str(tmp_path / "missing.json"), "x")
     assert code == 2 and "no tokenizer file at" in err

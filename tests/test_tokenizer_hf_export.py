@@ -16,11 +16,24 @@ ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data next to the repository (a worktree sits one level deeper)
 DATA = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data") if p.is_dir()), None)
 
-HARD = ["小沈阳江西演唱会邀请了，“你好”！", "👩‍👩‍👧‍👦 family 🏳️‍🌈 flag 👍🏽", "line one\r\nline two\r\n\r\n",
-        "   leading spaces and trailing   ", "nul\x00inside\x00", "tabs\tand\x0bvertical\x0c", "naïve café e\u0301",
-        "I'll pay 12345 now! 123456789", "x86_64 __init__ a_b", "\u3000全角　空格", "𠀀𠀁 astral CJK", ""]
-TRAIN = ("The quick brown fox jumps over the lazy dog. It's 2024!\r\n小沈阳江西演唱会邀请了。床前明月光，疑是地上霜。\n"
-         "Shall I compare thee to a summer's day? 👍🏽 x86_64\n") * 30
+HARD = [
+    "小沈阳江西演唱会邀请了，“你好”！",
+    "👩‍👩‍👧‍👦 family 🏳️‍🌈 flag 👍🏽",
+    "line one\r\nline two\r\n\r\n",
+    "   leading spaces and trailing   ",
+    "nul\x00inside\x00",
+    "tabs\tand\x0bvertical\x0c",
+    "naïve café e\u0301",
+    "I'll pay 12345 now! 123456789",
+    "x86_64 __init__ a_b",
+    "\u3000全角　空格",
+    "𠀀𠀁 astral CJK",
+    "",
+]
+TRAIN = (
+    "The quick brown fox jumps over the lazy dog. It's 2024!\r\n小沈阳江西演唱会邀请了。床前明月光，疑是地上霜。\n"
+    "Shall I compare thee to a summer's day? 👍🏽 x86_64\n"
+) * 30
 
 
 def _corpus_sample() -> list[str]:
@@ -47,8 +60,9 @@ def _same_ids(tok, auto, texts):
 
 @pytest.mark.parametrize("pattern", ["gpt2", "cl100k", "o200k"])
 def test_bpe_ids_equal(pattern, tmp_path):
-    tok = BPETokenizer.train_from_texts([TRAIN] + _corpus_sample(), vocab_size=600, pattern=pattern,
-                                        special_tokens=["<|endoftext|>"])
+    tok = BPETokenizer.train_from_texts(
+        [TRAIN] + _corpus_sample(), vocab_size=600, pattern=pattern, special_tokens=["<|endoftext|>"]
+    )
     auto = _auto(tok, tmp_path)
     _same_ids(tok, auto, HARD + [TRAIN] + _corpus_sample())
     assert auto.eos_token == "<|endoftext|>" and auto.eos_token_id == tok.eos_id
@@ -96,11 +110,12 @@ def test_word_split_matches_python_on_every_bmp_character(tmp_path):
     from tokvec.tokenizers.word import _WORD_RE, CJK
 
     split = pre_tokenizers.Split(Regex(_word_split_regex(CJK)), behavior="isolated")
-    chars = [chr(c) for c in list(range(1, 0xD800)) + list(range(0xE000, 0x30000))
-             if unicodedata.category(chr(c)) != "Cn"]
+    chars = [
+        chr(c) for c in list(range(1, 0xD800)) + list(range(0xE000, 0x30000)) if unicodedata.category(chr(c)) != "Cn"
+    ]
     text = "".join(f"a{c}b {c}{c}" for c in chars)
     for a in range(0, len(text), 60000):
-        chunk = text[a:a + 60000]
+        chunk = text[a : a + 60000]
         assert [p for p, _ in split.pre_tokenize_str(chunk)] == _WORD_RE.findall(chunk)
 
 

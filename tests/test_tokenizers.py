@@ -97,7 +97,20 @@ _CHAR = CharTokenizer.train([CORPUS])
 # -- WordTokenizer ------------------------------------------------------------------------------
 def test_word_split_documented_regex():
     tok = WordTokenizer.train([CORPUS])
-    assert tok.tokens("小沈阳江西演唱会邀请了,") == ["小", "沈", "阳", "江", "西", "演", "唱", "会", "邀", "请", "了", ","]
+    assert tok.tokens("小沈阳江西演唱会邀请了,") == [
+        "小",
+        "沈",
+        "阳",
+        "江",
+        "西",
+        "演",
+        "唱",
+        "会",
+        "邀",
+        "请",
+        "了",
+        ",",
+    ]
     assert tok.tokens("Hello, world!  x86_64") == ["Hello", ",", " ", "world", "!", "  ", "x86_64"]
     assert tok.tokens("我很好。") == ["我", "很", "好", "。"]
     assert "\\s+" in WORD_PATTERN
@@ -137,8 +150,8 @@ def test_word_with_segmenter_and_save_load(tmp_path, error_says):
         out, i = [], 0
         while i < len(text):
             for n in (3, 2, 1):
-                if text[i:i + n] in words or n == 1:
-                    out.append(text[i:i + n])
+                if text[i : i + n] in words or n == 1:
+                    out.append(text[i : i + n])
                     i += n
                     break
         return out

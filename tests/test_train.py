@@ -18,8 +18,10 @@ from tokvec.runs.train import TrainConfig, TrainingDivergedError, train
 from tokvec.tokenizers import build_tokenizer
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-SHAKESPEARE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
-               "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 12
+SHAKESPEARE = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
+) * 12
 
 
 def tiny(tmp_path, corpus_text=SHAKESPEARE, **overrides):
@@ -27,9 +29,22 @@ def tiny(tmp_path, corpus_text=SHAKESPEARE, **overrides):
     corpus = tmp_path / "corpus.txt"
     if not corpus.exists():
         corpus.write_text(corpus_text, encoding="utf-8")
-    fields = dict(corpus=str(corpus), tokenizer="char", d_model=32, n_layers=2, n_heads=2, context_length=16,
-                  batch_size=4, max_steps=12, eval_interval=3, eval_batches=2, lr=3e-3, seed=7, threads=1,
-                  out=str(tmp_path / "run"))
+    fields = dict(
+        corpus=str(corpus),
+        tokenizer="char",
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        context_length=16,
+        batch_size=4,
+        max_steps=12,
+        eval_interval=3,
+        eval_batches=2,
+        lr=3e-3,
+        seed=7,
+        threads=1,
+        out=str(tmp_path / "run"),
+    )
     return TrainConfig(**{**fields, **overrides})
 
 
@@ -41,8 +56,16 @@ def curve(metrics):
 @pytest.mark.slow
 def test_tiny_model_learns_repeated_text_to_near_zero_loss(tmp_path):
     # every character determines the next one: a model that learns drives the loss to ~0
-    result = train(tiny(tmp_path, "abcdefghijklmnopqrstuvwxyz0123456789" * 150, max_steps=60, eval_interval=30,
-                        batch_size=16, lr=1e-2))
+    result = train(
+        tiny(
+            tmp_path,
+            "abcdefghijklmnopqrstuvwxyz0123456789" * 150,
+            max_steps=60,
+            eval_interval=30,
+            batch_size=16,
+            lr=1e-2,
+        )
+    )
     assert result.losses[0] > 3.0  # ~ln(40): the untrained model guesses
     assert result.val_loss < 0.05 and result.train_loss < 0.05
     assert result.step == 60 and result.tokens_per_s > 0
@@ -168,8 +191,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
     gpt.GPT.__init__ = init
     try:
-        with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 5; training stopped and the last "
-                                                        r"good checkpoint \(step 3\) in .* is kept"):
+        with pytest.raises(
+            TrainingDivergedError,
+            match=r"loss is nan at step 5; training stopped and the last "
+            r"good checkpoint \(step 3\) in .* is kept",
+        ):
             train(tiny(tmp_path), progress=poison)
     finally:
         gpt.GPT.__init__ = real_init
@@ -183,12 +209,18 @@ def test_resume_errors(tmp_path):
         (tmp_path / "empty").mkdir()
         train(tiny(tmp_path, out=str(tmp_path / "empty"), resume=True))
     train(tiny(tmp_path, max_steps=3))
-    with pytest.raises(TokvecValueError, match=r"already holds a lm run; continue it with --resume, replace it "
-                                               r"with --force"):
+    with pytest.raises(
+        TokvecValueError,
+        match=r"already holds a lm run; continue it with --resume, replace it "
+        r"with --force",
+    ):
         train(tiny(tmp_path, max_steps=3))
     config = TrainConfig.for_resume(str(tmp_path / "run"), lr=0.5, n_layers=3, max_steps=6)
-    with pytest.raises(TokvecValueError, match=r"does not match the flags: lr: checkpoint 0.003, now 0.5; "
-                                               r"model n_layers: checkpoint 2, now 3"):
+    with pytest.raises(
+        TokvecValueError,
+        match=r"does not match the flags: lr: checkpoint 0.003, now 0.5; "
+        r"model n_layers: checkpoint 2, now 3",
+    ):
         train(config)
     # the corpus changed: the run resumes on the ids it saved, and says so
     (tmp_path / "corpus.txt").write_text(SHAKESPEARE + "more text", encoding="utf-8")
@@ -203,7 +235,10 @@ def test_resume_errors(tmp_path):
 def test_bad_inputs(tmp_path):
     with pytest.raises(TokvecValueError, match=r"corpus is 9 tokens long; context 16 needs at least 34 tokens"):
         train(tiny(tmp_path, "too short"))
-    with pytest.raises(TokvecValueError, match=r"max_steps must be in \[1, 1000000000000\], got 0; lr must be a finite number in \(0.0, 1000.0\], got -1"):
+    with pytest.raises(
+        TokvecValueError,
+        match=r"max_steps must be in \[1, 1000000000000\], got 0; lr must be a finite number in \(0.0, 1000.0\], got -1",
+    ):
         train(tiny(tmp_path, max_steps=0, lr=-1))
     with pytest.raises(TokvecValueError, match=r"tokenizer 'bpe:x': write bpe:N with N the vocabulary size"):
         build_tokenizer("bpe:x", "text")
@@ -220,13 +255,40 @@ def test_grad_accumulation_and_bf16_run(tmp_path):
 @pytest.mark.slow
 def test_kill_9_mid_training_then_resume_continues_from_last_checkpoint(tmp_path):
     (tmp_path / "corpus.txt").write_text(SHAKESPEARE, encoding="utf-8")
-    args = ["--corpus", str(tmp_path / "corpus.txt"), "--tokenizer", "char", "--d-model", "32", "--layers", "2",
-            "--heads", "2", "--context", "16", "--batch-size", "4", "--max-steps", "40", "--eval-interval", "2",
-            "--lr", "3e-3", "--seed", "7", "--threads", "1"]
+    args = [
+        "--corpus",
+        str(tmp_path / "corpus.txt"),
+        "--tokenizer",
+        "char",
+        "--d-model",
+        "32",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "40",
+        "--eval-interval",
+        "2",
+        "--lr",
+        "3e-3",
+        "--seed",
+        "7",
+        "--threads",
+        "1",
+    ]
     run = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.Popen([sys.executable, "-m", "tokvec", "train", *args, "--out", str(run)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokvec", "train", *args, "--out", str(run)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300  # a loaded machine can take a minute just to import torch
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -254,8 +316,27 @@ def test_cli_end_to_end(tmp_path, cli):
     corpus = tmp_path / "small.txt"
     corpus.write_text(SHAKESPEARE, encoding="utf-8")
     run = tmp_path / "cli-run"
-    base = ["train", "--corpus", str(corpus), "--tokenizer", "char", "--d-model", "32", "--layers", "1",
-            "--heads", "2", "--context", "16", "--batch-size", "4", "--eval-interval", "3", "--threads", "1"]
+    base = [
+        "train",
+        "--corpus",
+        str(corpus),
+        "--tokenizer",
+        "char",
+        "--d-model",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+        "--batch-size",
+        "4",
+        "--eval-interval",
+        "3",
+        "--threads",
+        "1",
+    ]
     code, out, _ = cli(*base, "--max-steps", "6", "--out", run, "--sample", "20")
     assert code == 0
     assert "step      3  train" in out and "step      6  train" in out and "--- sample (temperature 0.8" in out

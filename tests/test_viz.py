@@ -53,8 +53,16 @@ def tiny_gpt(vocab_size, *, positional="sinusoidal", n_layers=2, n_heads=2, d_mo
     from tokvec.model.gpt import GPT
 
     torch.manual_seed(0)
-    return GPT(ModelConfig(vocab_size=vocab_size, context_length=context_length, d_model=d_model,
-                           n_layers=n_layers, n_heads=n_heads, positional=positional)).eval()
+    return GPT(
+        ModelConfig(
+            vocab_size=vocab_size,
+            context_length=context_length,
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            positional=positional,
+        )
+    ).eval()
 
 
 @pytest.fixture
@@ -169,8 +177,9 @@ def test_rope_similarity_is_the_roformer_decay_and_depends_only_on_distance():
             if j > i:
                 assert np.isnan(result.scores[0, i, j])  # causal: never looked at
             else:  # all-ones vector: q_m·k_n = sum over pairs of 2 cos((m-n) theta)
-                assert result.scores[0, i, j] == pytest.approx(2 * np.cos((i - j) * theta).sum() / math.sqrt(hd),
-                                                               abs=1e-5)
+                assert result.scores[0, i, j] == pytest.approx(
+                    2 * np.cos((i - j) * theta).sum() / math.sqrt(hd), abs=1e-5
+                )
 
 
 def test_alibi_similarity_keeps_each_heads_slope():
@@ -281,7 +290,6 @@ def test_token_strings_of_a_char_tokenizer(tok):
     assert strings[tok.encode("王")[0]] == "<unk>" and strings[tok.encode("好")[0]] == "好"
 
 
-
 def test_token_strings_of_a_bpe_vocabulary_with_unassigned_ids():
     # ids 257..299 are no token (as the unused ids of an imported HF vocabulary): their rows still exist
     ranks = {**{bytes([b]): b for b in range(256)}, b"ab": 300, "好".encode(): 301}
@@ -294,15 +302,20 @@ def test_token_strings_of_a_bpe_vocabulary_with_unassigned_ids():
     table[5] = table[300]  # "ab" is found at id 300, and its twin row is its nearest neighbour
     assert neighbors(table, strings, "ab", k=1)[0] == Neighbor("\x05", 5, pytest.approx(1.0))
 
+
 # -- loss -------------------------------------------------------------------------------------------------
 def write_metrics(path, records, tail=""):
     path.write_text("".join(json.dumps(r) + "\n" for r in records) + tail, encoding="utf-8")
     return path
 
 
-RECORDS = [{"step": s, "split": "train", "loss": 4.0 - s / 10, "lr": 1e-3, "tokens_per_s": 1000.0, "elapsed_s": s}
-           for s in range(0, 21, 2)] + [{"step": s, "split": "val", "loss": 4.2 - s / 12, "lr": 1e-3,
-                                         "tokens_per_s": 0.0, "elapsed_s": s} for s in (0, 10, 20)]
+RECORDS = [
+    {"step": s, "split": "train", "loss": 4.0 - s / 10, "lr": 1e-3, "tokens_per_s": 1000.0, "elapsed_s": s}
+    for s in range(0, 21, 2)
+] + [
+    {"step": s, "split": "val", "loss": 4.2 - s / 12, "lr": 1e-3, "tokens_per_s": 0.0, "elapsed_s": s}
+    for s in (0, 10, 20)
+]
 
 
 def test_plot_loss_draws_train_and_val_from_metrics_jsonl(tmp_path):
@@ -339,8 +352,13 @@ def test_trace_records_each_stage_with_its_shape(tok):
     emb = InputEmbedding(tok.vocab_size, 16, positional="sinusoidal", dropout=0.1)
     result = trace("你好好嗎嗎", tok, emb)
     assert [(s.name, s.shape) for s in result.stages] == [
-        ("text", (5,)), ("pieces", (5,)), ("ids", (1, 5)), ("token vectors", (1, 5, 16)),
-        ("position vectors", (5, 16)), ("input vectors", (1, 5, 16))]
+        ("text", (5,)),
+        ("pieces", (5,)),
+        ("ids", (1, 5)),
+        ("token vectors", (1, 5, 16)),
+        ("position vectors", (5, 16)),
+        ("input vectors", (1, 5, 16)),
+    ]
     assert result.pieces == ["你", "好", "好", "嗎", "嗎"] and result.ids == tok.encode("你好好嗎嗎")
     tv, pe, x = (result.stage(n).value for n in ("token vectors", "position vectors", "input vectors"))
     torch.testing.assert_close(tv[0], emb.token.weight[result.ids].detach())
@@ -378,8 +396,9 @@ def test_attention_maps_come_from_the_model_and_plot_per_head(tok):
     assert fig._suptitle.get_text() == "layer 1: 2 heads × (query × key), 5 tokens"
 
 
-@pytest.mark.parametrize("positional", ["sinusoidal", "learned", "rope", "alibi", "relative", "t5", "xl", "cape",
-                                        "none"])
+@pytest.mark.parametrize(
+    "positional", ["sinusoidal", "learned", "rope", "alibi", "relative", "t5", "xl", "cape", "none"]
+)
 def test_a_models_scheme_is_measured_on_its_own_device(tok, positional):
     # Under a meta default device every tensor made without naming a device lands on meta (no data): a
     # device mix-up fails here on a CPU-only machine as it would with the model on a GPU (ids or scores
@@ -431,10 +450,21 @@ def test_save_figure_png_svg_and_bad_extension(tmp_path, error_says):
 # -- report -----------------------------------------------------------------------------------------------
 def fake_run(tok, tmp_path, positional="sinusoidal"):
     model = tiny_gpt(tok.vocab_size, positional=positional)
-    config = {"format": "tokvec.run", "version": 1,
-              "model": {"vocab_size": tok.vocab_size, "d_model": 16, "n_layers": 2, "n_heads": 2,
-                        "context_length": 32, "positional": positional},
-              "train": {"lr": 0.001, "batch_size": 4}, "tokenizer": {"kind": "char"}, "step": 20}
+    config = {
+        "format": "tokvec.run",
+        "version": 1,
+        "model": {
+            "vocab_size": tok.vocab_size,
+            "d_model": 16,
+            "n_layers": 2,
+            "n_heads": 2,
+            "context_length": 32,
+            "positional": positional,
+        },
+        "train": {"lr": 0.001, "batch_size": 4},
+        "tokenizer": {"kind": "char"},
+        "step": 20,
+    }
     return RunData(model=model, tokenizer=tok, config=config, metrics=RECORDS, path=tmp_path)
 
 
@@ -464,8 +494,9 @@ def test_report_notes_missing_parts_instead_of_failing(tok, tmp_path):
     run.metrics = None
     page = build_report(run, sample="given sample")
     assert page.count("not available: the run has no metrics.jsonl yet") == 2  # losses and curves
-    assert ("tokens per character not measured: not available: the run&#x27;s config.json records no "
-            "validation split") in page
+    assert (
+        "tokens per character not measured: not available: the run&#x27;s config.json records no validation split"
+    ) in page
     assert "not available: no text to read" in page and "<pre>given sample</pre>" in page
     assert "what none alone adds to the attention score" in page
 
@@ -488,13 +519,30 @@ def test_report_renders_in_headless_chromium(tok, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium; `make test` installs it as root)")
-    page = write_report(build_report(fake_run(tok, tmp_path), val_text="你好", prompt="你好", max_new_tokens=3),
-                        tmp_path / "report.html")
+    page = write_report(
+        build_report(fake_run(tok, tmp_path), val_text="你好", prompt="你好", max_new_tokens=3),
+        tmp_path / "report.html",
+    )
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
-                    page.resolve().as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            page.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     from PIL import Image
 
     with Image.open(shot) as im:
@@ -509,8 +557,14 @@ def test_cli_trace_prints_every_stage(cli):
     r = cli("trace", "你好好嗎嗎", "--d-model", "8")
     assert r.code == 0
     printed = r.out
-    for line in ("1. text  shape (5,)", "3. ids  shape (1, 5)", "4. token vectors  shape (1, 5, 8)",
-                 "5. position vectors  shape (5, 8)", "6. input vectors  shape (1, 5, 8)", "[[6, 4, 4, 5, 5]]"):  # 好, 嗎 twice: most frequent, lowest ids
+    for line in (
+        "1. text  shape (5,)",
+        "3. ids  shape (1, 5)",
+        "4. token vectors  shape (1, 5, 8)",
+        "5. position vectors  shape (5, 8)",
+        "6. input vectors  shape (1, 5, 8)",
+        "[[6, 4, 4, 5, 5]]",
+    ):  # 好, 嗎 twice: most frequent, lowest ids
         assert line in printed
 
 
@@ -535,7 +589,8 @@ def test_cli_errors_are_one_line(tmp_path, cli):
     r = cli("plot", "pe", "--out", str(tmp_path / "pe.jpg"))
     assert r.code == 2
     assert r.err.strip() == (
-        f"tokvec: error: cannot save a figure as '.jpg' ({tmp_path / 'pe.jpg'}); name it .png or .svg")
+        f"tokvec: error: cannot save a figure as '.jpg' ({tmp_path / 'pe.jpg'}); name it .png or .svg"
+    )
     r = cli("report", "--run", str(tmp_path / "nope"))
     assert r.code == 2
     err = r.err
@@ -555,12 +610,24 @@ POEM = "床前明月光，疑是地上霜。举头望明月，低头思故乡。
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     from tokvec.runs import train
+
     root = tmp_path_factory.mktemp("trained")
     corpus = root / "poem.txt"
     corpus.write_text(POEM * 40, encoding="utf-8")
-    config = train.TrainConfig(corpus=str(corpus), tokenizer="char", d_model=16, n_layers=2, n_heads=2,
-                               context_length=16, max_steps=40, eval_interval=20, eval_batches=2, batch_size=8,
-                               seed=0, out=str(root / "run"))
+    config = train.TrainConfig(
+        corpus=str(corpus),
+        tokenizer="char",
+        d_model=16,
+        n_layers=2,
+        n_heads=2,
+        context_length=16,
+        max_steps=40,
+        eval_interval=20,
+        eval_batches=2,
+        batch_size=8,
+        seed=0,
+        out=str(root / "run"),
+    )
     train.train(config)
     return root / "run"
 
@@ -581,10 +648,13 @@ def test_open_run_loads_the_trained_model(trained_run):
 def test_cli_run_commands_on_a_trained_run(trained_run, tmp_path, cli):
     run = str(trained_run)
     printed = ""
-    for args, name in ((["plot", "embeddings", "--top", "30"], "emb.png"),
-                       (["plot", "attention", "--text", "床前明月光", "--layer", "1"], "att.png"),
-                       (["plot", "loss"], "loss.png"), (["plot", "pe"], "pe.png"),
-                       (["plot", "pe-similarity", "--n-positions", "16"], "sim.svg")):
+    for args, name in (
+        (["plot", "embeddings", "--top", "30"], "emb.png"),
+        (["plot", "attention", "--text", "床前明月光", "--layer", "1"], "att.png"),
+        (["plot", "loss"], "loss.png"),
+        (["plot", "pe"], "pe.png"),
+        (["plot", "pe-similarity", "--n-positions", "16"], "sim.svg"),
+    ):
         r = cli(*args, "--run", run, "--out", str(tmp_path / name))
         assert r.code == 0, args
         printed += r.out
@@ -613,8 +683,7 @@ def test_cli_run_errors(trained_run, tmp_path, cli):
     run = str(trained_run)
     r = cli("plot", "attention", "--run", run, "--text", "明月", "--layer", "2")
     assert r.code == 2
-    assert r.err.strip() == (
-        "tokvec: error: layer 2 is out of range: this model has 2 layers, numbered 0..1")
+    assert r.err.strip() == ("tokvec: error: layer 2 is out of range: this model has 2 layers, numbered 0..1")
     r = cli("neighbors", "王", "--run", run)
     assert r.code == 2
     assert "tokvec: error: token '王' is not in the vocabulary" in r.err

@@ -54,10 +54,13 @@ def test_id_out_of_range_names_id_position_and_size(error_says):
         v.lookup_tokens([4, 5, -1])
 
 
-@pytest.mark.parametrize("kwargs, facts", [
-    ({"min_freq": 0}, ("min_freq", ">= 1", "got 0")),
-    ({"max_size": 3}, ("max_size 3", "4 special tokens")),
-])
+@pytest.mark.parametrize(
+    "kwargs, facts",
+    [
+        ({"min_freq": 0}, ("min_freq", ">= 1", "got 0")),
+        ({"max_size": 3}, ("max_size 3", "4 special tokens")),
+    ],
+)
 def test_bad_build_arguments(kwargs, facts, error_says):
     with error_says(TokvecValueError, *facts):
         Vocabulary.build("abc", **kwargs)

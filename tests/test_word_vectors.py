@@ -15,8 +15,14 @@ from tokvec.tokenizers import word_vectors as wv_module
 from tokvec.tokenizers.word_vectors import detect_format, read_word_vectors
 
 # Hand-computable vectors: |king| = |queen| = 5, the others are unit vectors.
-VECS = {"king": [3.0, 4.0, 0.0], "queen": [3.0, 0.0, 4.0], "man": [0.0, 1.0, 0.0], "woman": [0.0, 0.0, 1.0],
-        "apple": [1.0, 0.0, 0.0], "naïve": [-0.5, -0.25, -0.125]}
+VECS = {
+    "king": [3.0, 4.0, 0.0],
+    "queen": [3.0, 0.0, 4.0],
+    "man": [0.0, 1.0, 0.0],
+    "woman": [0.0, 0.0, 1.0],
+    "apple": [1.0, 0.0, 0.0],
+    "naïve": [-0.5, -0.25, -0.125],
+}
 WORDS = list(VECS)
 TABLE = torch.tensor(list(VECS.values()))
 
@@ -101,21 +107,24 @@ def test_blocks_keep_line_numbers(tmp_path, monkeypatch, error_says):
     assert read_word_vectors(binary).words[-1] == "w99"
 
 
-@pytest.mark.parametrize("content, facts", [
-    ("king 1 2 3\nqueen 1 2\n", ("line 2", "3 numbers", "4 columns", "found 3")),
-    ("king 1 2 3\nnew york 1 2 3\n", ("line 2", "found 5 column", "a space in it")),
-    ("king 1 2 3\nqueen 1 two 3\n", ("line 2", "column 3", "number", "'two'")),
-    ("king 1 2 3\nqueen 1 nan 3\n", ("line 2", "column 3", "finite number")),
-    ("king 1 2 3\nqueen 1 2 3\nking 4 5 6\n", ("line 3", "'king'", "twice", "first at line 1")),
-    ("king 1 2 3\n\nqueen 1 2 3\n", ("line 2", "empty line")),
-    ("", ("is empty",)),
-    ("king\n", ("line 1", "a word then its numbers")),
-    ("3 3\nking 1 2 3\nqueen 1 2 3\n", ("3 words", "holds 2", "limit=2")),
-    ("1 3\nking 1 2 3\nqueen 1 2 3\n", ("line 3", "more lines", "1 words")),
-    ("2 3\nking 1 2 3\nqueen 1 2 3\nking 1 2 3\n", ("line 4", "more lines")),
-    ("2 3\nking 1 2 3\nking 1 2 3\n", ("line 3", "'king'", "twice", "first at line 2")),
-    ("2 0\n", ("line 1", "dim 0")),
-])
+@pytest.mark.parametrize(
+    "content, facts",
+    [
+        ("king 1 2 3\nqueen 1 2\n", ("line 2", "3 numbers", "4 columns", "found 3")),
+        ("king 1 2 3\nnew york 1 2 3\n", ("line 2", "found 5 column", "a space in it")),
+        ("king 1 2 3\nqueen 1 two 3\n", ("line 2", "column 3", "number", "'two'")),
+        ("king 1 2 3\nqueen 1 nan 3\n", ("line 2", "column 3", "finite number")),
+        ("king 1 2 3\nqueen 1 2 3\nking 4 5 6\n", ("line 3", "'king'", "twice", "first at line 1")),
+        ("king 1 2 3\n\nqueen 1 2 3\n", ("line 2", "empty line")),
+        ("", ("is empty",)),
+        ("king\n", ("line 1", "a word then its numbers")),
+        ("3 3\nking 1 2 3\nqueen 1 2 3\n", ("3 words", "holds 2", "limit=2")),
+        ("1 3\nking 1 2 3\nqueen 1 2 3\n", ("line 3", "more lines", "1 words")),
+        ("2 3\nking 1 2 3\nqueen 1 2 3\nking 1 2 3\n", ("line 4", "more lines")),
+        ("2 3\nking 1 2 3\nking 1 2 3\n", ("line 3", "'king'", "twice", "first at line 2")),
+        ("2 0\n", ("line 1", "dim 0")),
+    ],
+)
 def test_bad_text_files_name_file_line_and_expectation(tmp_path, content, facts, error_says):
     path = tmp_path / "bad.txt"
     path.write_text(content, encoding="utf-8")
@@ -206,9 +215,21 @@ def test_train_init_embeddings(tmp_path, error_says):
     corpus.write_text("the king and the queen speak . the man and the woman listen .\n" * 40, encoding="utf-8")
     vecs = {w: [float(i), 1.0, -1.0, 0.5] for i, w in enumerate(["the", "king", "queen", "man", "absent"])}
     path = write_glove(tmp_path / "v4.txt", vecs)
-    config = TrainConfig(corpus=str(corpus), tokenizer="word", d_model=4, n_layers=1, n_heads=2, context_length=8,
-                         batch_size=2, max_steps=2, eval_interval=2, eval_batches=1, threads=1,
-                         out=str(tmp_path / "run"), init_embeddings=str(path))
+    config = TrainConfig(
+        corpus=str(corpus),
+        tokenizer="word",
+        d_model=4,
+        n_layers=1,
+        n_heads=2,
+        context_length=8,
+        batch_size=2,
+        max_steps=2,
+        eval_interval=2,
+        eval_batches=1,
+        threads=1,
+        out=str(tmp_path / "run"),
+        init_embeddings=str(path),
+    )
     result = train(config)
     cov = result.embedding_coverage
     assert (cov.found, cov.total) == (4, result.tokenizer.vocab_size - 4)  # the, king, queen, man of 12 words

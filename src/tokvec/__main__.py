@@ -25,13 +25,20 @@ COMMANDS = (
     ("tokenize", "Show how text splits: pieces (bytes shown readably), ids, and tokens per character."),
     ("encode", "Stream a corpus into a flat token file (uint16 or uint32 ids) + JSON sidecar, atomically."),
     ("train", "Train a GPT language model on a corpus; checkpoints, tokenizer and metrics go to --out."),
-    ("import", "Import a GPT-2, Llama, Mistral or Qwen2 checkpoint as a tokvec run (generate, plot, trace, "
-               "train --init-from)."),
-    ("export", "Export a run as a directory transformers loads: AutoModelForCausalLM / "
-               "AutoTokenizer.from_pretrained(OUT)."),
+    (
+        "import",
+        "Import a GPT-2, Llama, Mistral or Qwen2 checkpoint as a tokvec run (generate, plot, trace, "
+        "train --init-from).",
+    ),
+    (
+        "export",
+        "Export a run as a directory transformers loads: AutoModelForCausalLM / AutoTokenizer.from_pretrained(OUT).",
+    ),
     ("generate", "Sample text from a trained run; the text streams as it is produced."),
-    ("neighbors", "Nearest tokens to TOKEN by cosine similarity of their embedding rows (or of pretrained word "
-                  "vectors)."),
+    (
+        "neighbors",
+        "Nearest tokens to TOKEN by cosine similarity of their embedding rows (or of pretrained word vectors).",
+    ),
     ("trace", "Follow TEXT: text -> pieces -> ids -> embedding rows -> +PE, with the shape at each stage."),
     ("analogy", "Words nearest to A - B + C (king man woman -> queen: B is to A as C is to ?)."),
     ("report", "One self-contained HTML page: config, parameters, tokenizer stats, losses, a sample and the plots."),
@@ -85,22 +92,24 @@ def help_text(width: int = 80) -> str:
             lines.extend(" " * left + part for part in rest)
         return lines
 
-    return "\n".join([
-        "Usage: tokvec [OPTIONS] COMMAND [ARGS]...",
-        "",
-        *_wrap(DESCRIPTION, width),
-        "",
-        "Options:",
-        *table(OPTIONS),
-        "",
-        "Commands:",
-        *table(COMMANDS),
-        "",
-        "Command groups (`tokvec GROUP --help` lists their commands):",
-        *table(GROUPS),
-        "",
-        "`tokvec COMMAND --help` shows a command's options.",
-    ])
+    return "\n".join(
+        [
+            "Usage: tokvec [OPTIONS] COMMAND [ARGS]...",
+            "",
+            *_wrap(DESCRIPTION, width),
+            "",
+            "Options:",
+            *table(OPTIONS),
+            "",
+            "Commands:",
+            *table(COMMANDS),
+            "",
+            "Command groups (`tokvec GROUP --help` lists their commands):",
+            *table(GROUPS),
+            "",
+            "`tokvec COMMAND --help` shows a command's options.",
+        ]
+    )
 
 
 def _say(text: str) -> None:

@@ -16,8 +16,8 @@ from .errors import TokvecTypeError, TokvecValueError
 
 # Largest size any tensor dimension may take: torch indexes with int64 but many kernels with int32,
 # and no CPU or GPU holds a table with 2**31 rows of anything useful.
-MAX_DIM = 2 ** 31 - 1
-MAX_SEED = 2 ** 32 - 1  # numpy's legacy seeding range; torch takes it too, with room for seed * step
+MAX_DIM = 2**31 - 1
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding range; torch takes it too, with room for seed * step
 
 
 def _fmt(value: Any) -> str:
@@ -26,8 +26,9 @@ def _fmt(value: Any) -> str:
     return shown(value)
 
 
-def check_int_arg(name: str, value: Any, *, lo: int | None = 1, hi: int | None = MAX_DIM, fix: str = "",
-                  none_ok: bool = False) -> Any:
+def check_int_arg(
+    name: str, value: Any, *, lo: int | None = 1, hi: int | None = MAX_DIM, fix: str = "", none_ok: bool = False
+) -> Any:
     """``value`` when it is an int in ``[lo, hi]`` (``None`` too when ``none_ok``); else a one-line error."""
     if value is None and none_ok:
         return None
@@ -46,8 +47,17 @@ def check_int_arg(name: str, value: Any, *, lo: int | None = 1, hi: int | None =
     return value
 
 
-def check_float_arg(name: str, value: Any, *, lo: float | None = None, hi: float | None = None,
-                    lo_open: bool = False, hi_open: bool = False, fix: str = "", none_ok: bool = False) -> Any:
+def check_float_arg(
+    name: str,
+    value: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    fix: str = "",
+    none_ok: bool = False,
+) -> Any:
     """``value`` when it is a finite number in the range (open ends where asked); else a one-line error."""
     if value is None and none_ok:
         return None
@@ -61,22 +71,40 @@ def check_float_arg(name: str, value: Any, *, lo: float | None = None, hi: float
     if not math.isfinite(value) or low_bad or high_bad:
         left = "" if lo is None else f"{'(' if lo_open else '['}{lo}"
         right = "" if hi is None else f"{hi}{')' if hi_open else ']'}"
-        limit = (f"in {left}, {right}" if lo is not None and hi is not None else
-                 f"{'>' if lo_open else '>='} {lo}" if lo is not None else
-                 f"{'<' if hi_open else '<='} {hi}" if hi is not None else "finite")
+        limit = (
+            f"in {left}, {right}"
+            if lo is not None and hi is not None
+            else f"{'>' if lo_open else '>='} {lo}"
+            if lo is not None
+            else f"{'<' if hi_open else '<='} {hi}"
+            if hi is not None
+            else "finite"
+        )
         raise TokvecValueError(f"{name} must be a finite number {limit}, got {_fmt(value)}{tail}")
     return value
 
 
 def check_seed(name: str, value: Any, *, none_ok: bool = False) -> Any:
-    return check_int_arg(name, value, lo=0, hi=MAX_SEED, none_ok=none_ok,
-                         fix="any integer in that range gives a reproducible run, e.g. 1337")
+    return check_int_arg(
+        name,
+        value,
+        lo=0,
+        hi=MAX_SEED,
+        none_ok=none_ok,
+        fix="any integer in that range gives a reproducible run, e.g. 1337",
+    )
 
 
 def check_threads(name: str, value: Any, *, none_ok: bool = True, zero_ok: bool = False) -> Any:
     cpus = os.cpu_count() or 1
-    return check_int_arg(name, value, lo=0 if zero_ok else 1, hi=max(1024, 4 * cpus), none_ok=none_ok,
-                         fix=f"this machine has {cpus} CPU(s)" + ("; 0 means one per CPU" if zero_ok else ""))
+    return check_int_arg(
+        name,
+        value,
+        lo=0 if zero_ok else 1,
+        hi=max(1024, 4 * cpus),
+        none_ok=none_ok,
+        fix=f"this machine has {cpus} CPU(s)" + ("; 0 means one per CPU" if zero_ok else ""),
+    )
 
 
 # -- memory --------------------------------------------------------------------------------------
@@ -107,9 +135,20 @@ def check_memory(what: str, need: float, *, fix: str, available: int | None = No
     """Refuse ``what`` when its estimated ``need`` (bytes) exceeds the memory this machine has free."""
     have = available_memory() if available is None else available
     if have is not None and need > have:
-        raise TokvecValueError(f"{what} needs about {human_bytes(need)} of memory but this machine has "
-                               f"{human_bytes(have)} available; {fix}")
+        raise TokvecValueError(
+            f"{what} needs about {human_bytes(need)} of memory but this machine has "
+            f"{human_bytes(have)} available; {fix}"
+        )
 
 
-__all__ = ["check_int_arg", "check_float_arg", "check_seed", "check_threads", "check_memory",
-           "available_memory", "human_bytes", "MAX_DIM", "MAX_SEED"]
+__all__ = [
+    "check_int_arg",
+    "check_float_arg",
+    "check_seed",
+    "check_threads",
+    "check_memory",
+    "available_memory",
+    "human_bytes",
+    "MAX_DIM",
+    "MAX_SEED",
+]

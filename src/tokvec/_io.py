@@ -26,8 +26,8 @@ def _fd_alias(path: Path) -> int | None:
     if text in _FD_ALIASES:
         return _FD_ALIASES[text]
     for prefix in ("/dev/fd/", "/proc/self/fd/"):
-        if text.startswith(prefix) and text[len(prefix):].isdigit():
-            return int(text[len(prefix):])
+        if text.startswith(prefix) and text[len(prefix) :].isdigit():
+            return int(text[len(prefix) :])
     return None
 
 
@@ -65,7 +65,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     if how == "through":
         fd = _fd_alias(path)
         # a descriptor is written at its own offset (an fd opened by name is never truncated twice)
-        with (os.fdopen(os.dup(fd), mode, **kwargs) if fd is not None else open(path, mode, **kwargs)) as f:
+        with os.fdopen(os.dup(fd), mode, **kwargs) if fd is not None else open(path, mode, **kwargs) as f:
             yield f
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +105,9 @@ def _inside(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
 
 
-def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *, flag: str = "--out",
-                 out_is_dir: bool = False) -> None:
+def check_output(
+    out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *, flag: str = "--out", out_is_dir: bool = False
+) -> None:
     """Refuse an output that would overwrite what the command reads: ``out`` is one of ``inputs``
     (the same file after resolving links, hard links included), lies inside an input directory, or
     (``out_is_dir``, or ``out`` an existing directory) holds an input file.
@@ -121,8 +122,10 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
         real = Path(os.path.realpath(item))
         if item.is_dir():
             if _inside(resolved, real):
-                raise OutputPathError(f"{flag} {out} lies inside the input directory {item}, which this command "
-                                      f"reads; write it outside {item}")
+                raise OutputPathError(
+                    f"{flag} {out} lies inside the input directory {item}, which this command "
+                    f"reads; write it outside {item}"
+                )
         same = real == resolved
         if not same and out.exists() and item.exists():
             try:
@@ -130,11 +133,14 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
             except OSError:
                 same = False
         if same:
-            raise OutputPathError(f"{flag} {out} is the input file {item}; writing it would destroy the input. "
-                                  f"Pick another {flag}")
+            raise OutputPathError(
+                f"{flag} {out} is the input file {item}; writing it would destroy the input. Pick another {flag}"
+            )
         if out_dir and item.exists() and _inside(real, resolved):
-            raise OutputPathError(f"{flag} {out} holds the input {item}, which this command would overwrite or "
-                                  f"remove; move the input out of {out} or pick another {flag}")
+            raise OutputPathError(
+                f"{flag} {out} holds the input {item}, which this command would overwrite or "
+                f"remove; move the input out of {out} or pick another {flag}"
+            )
 
 
 def _umask() -> int:

@@ -36,8 +36,8 @@ def shown(value: Any, limit: int = 60) -> str:
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, int):
-        if abs(value) >= 10 ** 18:
-            return f"an integer of {len(str(abs(value)))} digits" if abs(value) < 10 ** 4000 else "a huge integer"
+        if abs(value) >= 10**18:
+            return f"an integer of {len(str(abs(value)))} digits" if abs(value) < 10**4000 else "a huge integer"
         return str(value)
     if isinstance(value, float):
         return repr(value)
@@ -57,23 +57,29 @@ def parse_json(text: str | bytes, source: str) -> Any:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise FormatError(f"{source} is not UTF-8 text (invalid byte at offset {e.start}); "
-                              f"is it a JSON file? {DEFAULT_FIX}") from None
+            raise FormatError(
+                f"{source} is not UTF-8 text (invalid byte at offset {e.start}); is it a JSON file? {DEFAULT_FIX}"
+            ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise FormatError(f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
-                          f"{DEFAULT_FIX}") from None
+        raise FormatError(
+            f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); {DEFAULT_FIX}"
+        ) from None
     except RecursionError:
-        raise FormatError(f"{source} nests arrays or objects deeper than Python can read "
-                          f"(over {_recursion_limit()} levels; tokvec's files nest a few levels); {DEFAULT_FIX}") from None
+        raise FormatError(
+            f"{source} nests arrays or objects deeper than Python can read "
+            f"(over {_recursion_limit()} levels; tokvec's files nest a few levels); {DEFAULT_FIX}"
+        ) from None
     except ValueError as e:  # Python's int-string conversion limit (an integer of > 4300 digits)
         if "digits" not in str(e):
             raise
         import sys
 
-        raise FormatError(f"{source} holds an integer of more than {sys.get_int_max_str_digits()} digits, "
-                          f"too long to be any count or id; {DEFAULT_FIX}") from None
+        raise FormatError(
+            f"{source} holds an integer of more than {sys.get_int_max_str_digits()} digits, "
+            f"too long to be any count or id; {DEFAULT_FIX}"
+        ) from None
 
 
 def read_json_file(path: str | os.PathLike) -> Any:
@@ -133,22 +139,34 @@ class Doc:
             return value
         return check_int(value, lo=lo, hi=hi, fail=lambda expected: self.error(key, expected, value))
 
-    def float(self, key: str, *, lo: float | None = None, hi: float | None = None, finite: bool = True,
-              default: Any = MISSING) -> Any:
+    def float(
+        self, key: str, *, lo: float | None = None, hi: float | None = None, finite: bool = True, default: Any = MISSING
+    ) -> Any:
         value = self.raw(key, default, _range_text("a number", lo, hi))
         if value is default and key not in self.data:
             return value
-        return check_float(value, lo=lo, hi=hi, finite=finite,
-                           fail=lambda expected: self.error(key, expected, value))
+        return check_float(value, lo=lo, hi=hi, finite=finite, fail=lambda expected: self.error(key, expected, value))
 
-    def str(self, key: str, *, choices: Iterable[str] | None = None, nonempty: bool = False,
-            max_len: int | None = None, default: Any = MISSING) -> Any:
+    def str(
+        self,
+        key: str,
+        *,
+        choices: Iterable[str] | None = None,
+        nonempty: bool = False,
+        max_len: int | None = None,
+        default: Any = MISSING,
+    ) -> Any:
         value = self.raw(key, default, "a string")
         if value is default and key not in self.data:
             return value
         choices = None if choices is None else tuple(choices)
-        expected = (f"one of {', '.join(map(repr, choices))}" if choices is not None else
-                    "a non-empty string" if nonempty else "a string")
+        expected = (
+            f"one of {', '.join(map(repr, choices))}"
+            if choices is not None
+            else "a non-empty string"
+            if nonempty
+            else "a string"
+        )
         if not isinstance(value, str) or (choices is not None and value not in choices) or (nonempty and not value):
             raise self.error(key, expected, value)
         if max_len is not None and len(value) > max_len:
@@ -183,8 +201,7 @@ class Doc:
             raise self.error(key, f"a list of at most {max_len} items", value)
         return value
 
-    def str_list(self, key: str, *, nullable_items: bool = False, unique: bool = False,
-                 default: Any = MISSING) -> Any:
+    def str_list(self, key: str, *, nullable_items: bool = False, unique: bool = False, default: Any = MISSING) -> Any:
         """A list of strings (``None`` items allowed when ``nullable_items``)."""
         items = self.list(key, default=default)
         if items is default and key not in self.data:
@@ -210,8 +227,9 @@ class Doc:
             raise self.error(key, "a JSON object of name -> integer", value)
         out = {}
         for name, item in value.items():
-            out[name] = check_int(item, lo=lo, hi=hi,
-                                  fail=lambda expected, n=name, v=item: self.error(f"{key}[{n!r}]", expected, v))
+            out[name] = check_int(
+                item, lo=lo, hi=hi, fail=lambda expected, n=name, v=item: self.error(f"{key}[{n!r}]", expected, v)
+            )
         return out
 
 
@@ -226,8 +244,7 @@ def _range_text(kind: str, lo: Any, hi: Any) -> str:
     return kind
 
 
-def check_int(value: Any, *, lo: int | None = None, hi: int | None = None,
-              fail: Callable[[str], Exception]) -> int:
+def check_int(value: Any, *, lo: int | None = None, hi: int | None = None, fail: Callable[[str], Exception]) -> int:
     """``value`` if it is an int (not a bool) in ``[lo, hi]``; else ``raise fail(expected)``."""
     expected = _range_text("an integer", lo, hi)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -237,8 +254,14 @@ def check_int(value: Any, *, lo: int | None = None, hi: int | None = None,
     return value
 
 
-def check_float(value: Any, *, lo: float | None = None, hi: float | None = None, finite: bool = True,
-                fail: Callable[[str], Exception]) -> float:
+def check_float(
+    value: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    finite: bool = True,
+    fail: Callable[[str], Exception],
+) -> float:
     """``value`` if it is a number (not a bool), finite when asked, in ``[lo, hi]``."""
     expected = _range_text("a finite number" if finite else "a number", lo, hi)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -278,7 +301,7 @@ def metric_record(record: Any, source: str) -> dict:
     """One line of ``metrics.jsonl`` checked: step, split, loss (NaN allowed: a diverged eval), and the
     optional lr, tokens_per_s, elapsed_s as numbers. Extra keys are kept."""
     doc = Doc(record, source)
-    doc.int("step", lo=0, hi=2 ** 62)
+    doc.int("step", lo=0, hi=2**62)
     doc.str("split", nonempty=True, max_len=64)
     doc.float("loss", finite=False)
     for key in ("lr", "tokens_per_s", "elapsed_s"):
@@ -287,5 +310,15 @@ def metric_record(record: Any, source: str) -> dict:
     return dict(record)
 
 
-__all__ = ["Doc", "metric_record", "MISSING", "parse_json", "read_json_file", "read_json_lines", "check_int", "check_float",
-           "shown", "DEFAULT_FIX"]
+__all__ = [
+    "Doc",
+    "metric_record",
+    "MISSING",
+    "parse_json",
+    "read_json_file",
+    "read_json_lines",
+    "check_int",
+    "check_float",
+    "shown",
+    "DEFAULT_FIX",
+]

@@ -25,8 +25,9 @@ def default_corpus_files() -> list[Path]:
     return files
 
 
-def corpus_files(path: str | os.PathLike | Sequence[str | os.PathLike] | None, *,
-                 exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
+def corpus_files(
+    path: str | os.PathLike | Sequence[str | os.PathLike] | None, *, exclude: Iterable[str | os.PathLike] = ()
+) -> list[Path]:
     """The files a corpus consists of: ``path`` itself, every non-hidden file under a directory
     (sorted by relative path), a list of files as given, or the default corpus when ``path`` is None.
 
@@ -42,9 +43,13 @@ def corpus_files(path: str | os.PathLike | Sequence[str | os.PathLike] | None, *
         return [path]
     if path.is_dir():
         skip = [Path(os.path.realpath(d)) for d in exclude]
-        files = sorted(p for p in path.rglob("*")
-                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                       and not any(d in Path(os.path.realpath(p)).parents for d in skip))
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and not any(d in Path(os.path.realpath(p)).parents for d in skip)
+        )
         if not files:
             raise TokvecValueError(f"corpus directory {path} holds no files; put text files in it")
         return files
@@ -73,8 +78,10 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as e:
-        raise TokvecValueError(f"{path} is not valid {encoding} at byte offset {e.start}; pass --encoding "
-                               f"(encoding= in Python), e.g. --encoding gb18030 for a GBK Chinese file") from None
+        raise TokvecValueError(
+            f"{path} is not valid {encoding} at byte offset {e.start}; pass --encoding "
+            f"(encoding= in Python), e.g. --encoding gb18030 for a GBK Chinese file"
+        ) from None
     except LookupError:
         raise TokvecValueError(f"unknown text encoding {encoding!r}; try utf-8, gb18030, latin-1") from None
 

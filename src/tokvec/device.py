@@ -42,11 +42,11 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_b
 class Inventory:
     """What a machine offers: CUDA devices, Apple's MPS, its OS and CPU flags. ``probe()`` reads this one."""
 
-    cuda: int = 0                          # CUDA device count
-    mps: bool = False                      # Apple silicon GPU usable
-    system: str = "Linux"                  # platform.system()
-    cpu_flags: frozenset = frozenset()     # of CPU_FLAGS, from /proc/cpuinfo
-    cuda_bf16: tuple = ()                  # per CUDA device: supports bf16
+    cuda: int = 0  # CUDA device count
+    mps: bool = False  # Apple silicon GPU usable
+    system: str = "Linux"  # platform.system()
+    cpu_flags: frozenset = frozenset()  # of CPU_FLAGS, from /proc/cpuinfo
+    cuda_bf16: tuple = ()  # per CUDA device: supports bf16
 
     @classmethod
     def probe(cls) -> "Inventory":
@@ -99,19 +99,28 @@ def resolve_device(spec: str | torch.device | None = "auto", *, inventory: Inven
     if name == "mps":
         if inv.mps:
             return torch.device("mps")
-        why = ("MPS is Apple's GPU backend: it needs macOS on Apple silicon" if inv.system != "Darwin"
-               else "this Mac's PyTorch build reports MPS unavailable (macOS >= 12.3 on Apple silicon needed)")
-        raise DeviceError(f"--device mps is not available on this {inv.system} machine ({why}); "
-                          f"available: {available}; use --device auto")
+        why = (
+            "MPS is Apple's GPU backend: it needs macOS on Apple silicon"
+            if inv.system != "Darwin"
+            else "this Mac's PyTorch build reports MPS unavailable (macOS >= 12.3 on Apple silicon needed)"
+        )
+        raise DeviceError(
+            f"--device mps is not available on this {inv.system} machine ({why}); "
+            f"available: {available}; use --device auto"
+        )
     cuda = re.fullmatch(r"cuda(?::(\d+))?", name)
     if cuda:
         index = int(cuda.group(1) or 0)
         if not inv.cuda:
-            raise DeviceError(f"--device {spec} asks for CUDA, but this machine has no CUDA device (or this "
-                              f"PyTorch build has no CUDA support); available: {available}; use --device auto")
+            raise DeviceError(
+                f"--device {spec} asks for CUDA, but this machine has no CUDA device (or this "
+                f"PyTorch build has no CUDA support); available: {available}; use --device auto"
+            )
         if index >= inv.cuda:
-            raise DeviceError(f"--device {spec}: CUDA device {index} does not exist, this machine has "
-                              f"{inv.cuda} (cuda:0 .. cuda:{inv.cuda - 1}); available: {available}")
+            raise DeviceError(
+                f"--device {spec}: CUDA device {index} does not exist, this machine has "
+                f"{inv.cuda} (cuda:0 .. cuda:{inv.cuda - 1}); available: {available}"
+            )
         return torch.device("cuda", index)
     raise DeviceError(f"unknown device {spec!r}; choose auto, cpu, cuda, cuda:N or mps (available here: {available})")
 
@@ -129,7 +138,7 @@ def auto_reason(device: torch.device, inventory: Inventory) -> str:
 class Precision:
     """How a model computes: autocast dtype (or None), weight dtype, whether gradients need scaling."""
 
-    name: str                               # fp32 | bf16 | fp16 | bf16-pure
+    name: str  # fp32 | bf16 | fp16 | bf16-pure
     autocast_dtype: torch.dtype | None = None
     param_dtype: torch.dtype = torch.float32
     reason: str = field(default="asked for", compare=False)
@@ -146,12 +155,17 @@ class Precision:
         return torch.autocast(device.type, dtype=self.autocast_dtype)
 
 
-_PRECISION = {"fp32": (None, torch.float32), "bf16": (torch.bfloat16, torch.float32),
-              "fp16": (torch.float16, torch.float32), "bf16-pure": (None, torch.bfloat16)}
+_PRECISION = {
+    "fp32": (None, torch.float32),
+    "bf16": (torch.bfloat16, torch.float32),
+    "fp16": (torch.float16, torch.float32),
+    "bf16-pure": (None, torch.bfloat16),
+}
 
 
-def resolve_precision(spec: str = "auto", device: torch.device | str = "cpu", *,
-                      inventory: Inventory | None = None) -> Precision:
+def resolve_precision(
+    spec: str = "auto", device: torch.device | str = "cpu", *, inventory: Inventory | None = None
+) -> Precision:
     """The :class:`Precision` ``spec`` means on ``device``; ``auto`` picks by the hardware (see module doc)."""
     device = torch.device(device)
     if spec not in PRECISIONS:
@@ -161,8 +175,10 @@ def resolve_precision(spec: str = "auto", device: torch.device | str = "cpu", *,
         name, reason = _auto_precision(device, inv)
         return Precision(name, *_PRECISION[name], reason=reason)
     if spec == "fp16" and device.type != "cuda":
-        raise DeviceError(f"--precision fp16 needs a CUDA device (fp16 training needs a gradient scaler, which "
-                          f"tokvec runs on CUDA only), and the device is {device}; use --precision bf16 or fp32")
+        raise DeviceError(
+            f"--precision fp16 needs a CUDA device (fp16 training needs a gradient scaler, which "
+            f"tokvec runs on CUDA only), and the device is {device}; use --precision bf16 or fp32"
+        )
     return Precision(spec, *_PRECISION[spec])
 
 
@@ -177,8 +193,7 @@ def _auto_precision(device: torch.device, inv: Inventory) -> tuple[str, str]:
     if "amx_bf16" in inv.cpu_flags:
         return "bf16", "the CPU has AMX-BF16 tiles (bf16 matmuls several times the fp32 speed)"
     have = "AVX512-BF16 but no AMX" if "avx512_bf16" in inv.cpu_flags else "no AVX512-BF16 or AMX"
-    return "fp32", (f"the CPU has {have}: bf16 autocast measured slower than fp32 on such a CPU "
-                    f"(docs/benchmarks.md)")
+    return "fp32", (f"the CPU has {have}: bf16 autocast measured slower than fp32 on such a CPU (docs/benchmarks.md)")
 
 
 def to_device(batch: Tensor, device: torch.device) -> Tensor:
@@ -204,19 +219,47 @@ def describe_environment(inventory: Inventory | None = None) -> dict[str, Any]:
         except PackageNotFoundError:
             return "not installed"
 
-    cuda = [{"device": f"cuda:{i}", "name": torch.cuda.get_device_name(i),
-             "bf16": inv.cuda_bf16[i] if i < len(inv.cuda_bf16) else None} for i in range(inv.cuda)]
+    cuda = [
+        {
+            "device": f"cuda:{i}",
+            "name": torch.cuda.get_device_name(i),
+            "bf16": inv.cuda_bf16[i] if i < len(inv.cuda_bf16) else None,
+        }
+        for i in range(inv.cuda)
+    ]
     capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "unknown")()
     return {
-        "tokvec": pkg("tokvec"), "python": platform.python_version(), "platform": platform.platform(),
-        "torch": torch.__version__, "torch_cuda": torch.version.cuda, "tiktoken": pkg("tiktoken"),
-        "tokenizers": pkg("tokenizers"), "devices": inv.devices(), "cuda_devices": cuda, "mps": inv.mps,
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "cpu_capability": capability, "cpu_flags": sorted(inv.cpu_flags),
-        "auto_device": str(device), "auto_device_reason": auto_reason(device, inv),
-        "auto_precision": precision.name, "auto_precision_reason": precision.reason,
+        "tokvec": pkg("tokvec"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "tiktoken": pkg("tiktoken"),
+        "tokenizers": pkg("tokenizers"),
+        "devices": inv.devices(),
+        "cuda_devices": cuda,
+        "mps": inv.mps,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": capability,
+        "cpu_flags": sorted(inv.cpu_flags),
+        "auto_device": str(device),
+        "auto_device_reason": auto_reason(device, inv),
+        "auto_precision": precision.name,
+        "auto_precision_reason": precision.reason,
     }
 
 
-__all__ = ["DEVICES", "PRECISIONS", "DeviceError", "Inventory", "Precision", "auto_reason", "cpu_flags",
-           "describe_environment", "resolve_device", "resolve_precision", "to_device"]
+__all__ = [
+    "DEVICES",
+    "PRECISIONS",
+    "DeviceError",
+    "Inventory",
+    "Precision",
+    "auto_reason",
+    "cpu_flags",
+    "describe_environment",
+    "resolve_device",
+    "resolve_precision",
+    "to_device",
+]

@@ -41,8 +41,10 @@ class Coverage:
         return self.found / self.total if self.total else 1.0
 
     def __str__(self) -> str:
-        text = (f"coverage {self.found:,} / {self.total:,} tokens ({self.ratio:.1%}) found in "
-                f"{self.source or 'the word vectors'}")
+        text = (
+            f"coverage {self.found:,} / {self.total:,} tokens ({self.ratio:.1%}) found in "
+            f"{self.source or 'the word vectors'}"
+        )
         if self.n_missing:
             text += f"; {self.n_missing:,} missing, e.g. {', '.join(map(repr, self.missing[:5]))}"
         return text
@@ -57,13 +59,15 @@ def check_ids(ids: Tensor, vocab_size: int, *, check_range: bool = True) -> Tens
     of a token file checked when it was opened) skip it.
     """
     if not isinstance(ids, Tensor):
-        raise TokvecTypeError(f"ids must be a torch.Tensor of token ids, got {type(ids).__name__}; "
-                              f"wrap them: torch.tensor([ids])")
+        raise TokvecTypeError(
+            f"ids must be a torch.Tensor of token ids, got {type(ids).__name__}; wrap them: torch.tensor([ids])"
+        )
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
         raise TokvecTypeError(f"ids must be an integer tensor (torch.long), got dtype {ids.dtype}")
     if ids.dtype not in (torch.long, torch.int32):  # uint8, int16, ...: torch's lookup takes only these two
-        raise TokvecTypeError(f"ids must be a torch.long (or int32) tensor, got dtype {ids.dtype}; "
-                              f"convert them with ids.long()")
+        raise TokvecTypeError(
+            f"ids must be a torch.long (or int32) tensor, got dtype {ids.dtype}; convert them with ids.long()"
+        )
     if ids.dim() not in (1, 2):
         raise TokvecValueError(
             f"ids must be (seq,) or (batch, seq), got a {ids.dim()}-D tensor of shape {tuple(ids.shape)}"
@@ -86,8 +90,8 @@ def check_ids(ids: Tensor, vocab_size: int, *, check_range: bool = True) -> Tens
 class ContextFit:
     """Ids padded or cropped to a context length, and what was done: see :func:`fit_to_context`."""
 
-    ids: list[int]               # exactly `context` ids
-    padding_mask: list[bool]     # True at the padding positions
+    ids: list[int]  # exactly `context` ids
+    padding_mask: list[bool]  # True at the padding positions
     original_length: int
     pad_id: int
 
@@ -104,8 +108,10 @@ class ContextFit:
             return f"{n} tokens cropped to the first {c} (positions {c}..{n - 1} dropped)"
         what = f"id {self.pad_id} ({pad_name})" if pad_name else f"id {self.pad_id} (no <pad> token: masked)"
         where = f"position {n}" if c - n == 1 else f"positions {n}..{c - 1}"
-        return (f"{n} tokens padded with {c - n} x {what} at {where}; "
-                f"padding mask True there, so those output rows are zero")
+        return (
+            f"{n} tokens padded with {c - n} x {what} at {where}; "
+            f"padding mask True there, so those output rows are zero"
+        )
 
 
 def fit_to_context(ids: list[int], context: int, *, pad_id: int = 0) -> ContextFit:
@@ -120,8 +126,12 @@ def fit_to_context(ids: list[int], context: int, *, pad_id: int = 0) -> ContextF
     ids = list(ids)
     kept = ids[:context]
     padding = context - len(kept)
-    return ContextFit(ids=kept + [pad_id] * padding, padding_mask=[False] * len(kept) + [True] * padding,
-                      original_length=len(ids), pad_id=pad_id)
+    return ContextFit(
+        ids=kept + [pad_id] * padding,
+        padding_mask=[False] * len(kept) + [True] * padding,
+        original_length=len(ids),
+        pad_id=pad_id,
+    )
 
 
 class TokenEmbedding(nn.Module):
@@ -133,14 +143,24 @@ class TokenEmbedding(nn.Module):
     ``padding_idx``: that row is zero and receives no gradient.
     """
 
-    def __init__(self, vocab_size: int, d_model: int, *, padding_idx: int | None = None, init: str = "normal",
-                 scale: bool = False, std: float = 0.02) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        *,
+        padding_idx: int | None = None,
+        init: str = "normal",
+        scale: bool = False,
+        std: float = 0.02,
+    ) -> None:
         super().__init__()
         self.vocab_size = check_positive_int("vocab_size", vocab_size)
         self.d_model = check_positive_int("d_model", d_model)
         if padding_idx is not None and not (isinstance(padding_idx, int) and 0 <= padding_idx < vocab_size):
-            raise TokvecValueError(f"padding_idx {padding_idx!r} is out of range for vocab_size {vocab_size}; "
-                                   f"it must be in [0, {vocab_size - 1}] or None")
+            raise TokvecValueError(
+                f"padding_idx {padding_idx!r} is out of range for vocab_size {vocab_size}; "
+                f"it must be in [0, {vocab_size - 1}] or None"
+            )
         if init not in INITS:
             raise TokvecValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
@@ -193,8 +213,9 @@ class TokenEmbedding(nn.Module):
         return not self.embedding.weight.requires_grad
 
     @classmethod
-    def from_pretrained(cls, weights: Tensor, *, freeze: bool = True, padding_idx: int | None = None,
-                        scale: bool = False) -> "TokenEmbedding":
+    def from_pretrained(
+        cls, weights: Tensor, *, freeze: bool = True, padding_idx: int | None = None, scale: bool = False
+    ) -> "TokenEmbedding":
         """Wrap an existing (vocab_size, d_model) table (word2vec, GloVe, another model's rows).
 
         The rows are copied as given (a padding row is not zeroed: it is yours).
@@ -207,10 +228,20 @@ class TokenEmbedding(nn.Module):
         return emb
 
     @classmethod
-    def from_word_vectors(cls, vectors: "str | os.PathLike | WordVectors", *, vocab: Any, oov: str = "random",
-                          freeze: bool = True, padding_idx: int | None = None, format: str = "auto",
-                          lowercase_fallback: bool = False, seed: int = 0, dtype: torch.dtype = torch.float32,
-                          device: torch.device | str | None = None) -> "tuple[TokenEmbedding, Coverage]":
+    def from_word_vectors(
+        cls,
+        vectors: "str | os.PathLike | WordVectors",
+        *,
+        vocab: Any,
+        oov: str = "random",
+        freeze: bool = True,
+        padding_idx: int | None = None,
+        format: str = "auto",
+        lowercase_fallback: bool = False,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> "tuple[TokenEmbedding, Coverage]":
         """A (len(vocab), d) table whose row i is the pretrained vector of token i; and the coverage.
 
         vectors: a GloVe / word2vec / fastText file (see :func:`tokvec.tokenizers.word_vectors.read_word_vectors`) or
@@ -248,8 +279,9 @@ class TokenEmbedding(nn.Module):
             else:
                 ids.append(i)
                 rows.append(row)
-        coverage = Coverage(found=len(ids), total=len(tokens) - len(specials), source=wv.path, missing=missing,
-                            n_missing=n_missing)
+        coverage = Coverage(
+            found=len(ids), total=len(tokens) - len(specials), source=wv.path, missing=missing, n_missing=n_missing
+        )
         if oov == "error" and n_missing:
             raise UnknownTokenError(
                 f"{n_missing:,} of {coverage.total:,} tokens have no vector in {wv.path or 'the word vectors'} "
@@ -265,15 +297,19 @@ class TokenEmbedding(nn.Module):
             table[torch.tensor(ids)] = wv.vectors[torch.tensor(rows)]
         if padding_idx is not None:
             if not (isinstance(padding_idx, int) and 0 <= padding_idx < len(tokens)):
-                raise TokvecValueError(f"padding_idx {padding_idx!r} is out of range for a vocabulary of "
-                                       f"{len(tokens)} tokens; it must be in [0, {len(tokens) - 1}] or None")
+                raise TokvecValueError(
+                    f"padding_idx {padding_idx!r} is out of range for a vocabulary of "
+                    f"{len(tokens)} tokens; it must be in [0, {len(tokens) - 1}] or None"
+                )
             table[padding_idx] = 0.0
         emb = cls.from_pretrained(table.to(dtype=dtype, device=device), freeze=freeze, padding_idx=padding_idx)
         return emb, coverage
 
     def extra_repr(self) -> str:
-        return (f"vocab_size={self.vocab_size}, d_model={self.d_model}, init={self.init!r}, "
-                f"scale={self.scale:g}, padding_idx={self.padding_idx}")
+        return (
+            f"vocab_size={self.vocab_size}, d_model={self.d_model}, init={self.init!r}, "
+            f"scale={self.scale:g}, padding_idx={self.padding_idx}"
+        )
 
 
 def _vocab_tokens(vocab: Any) -> tuple[list[str], set[int], int | None]:
@@ -287,8 +323,10 @@ def _vocab_tokens(vocab: Any) -> tuple[list[str], set[int], int | None]:
         return list(vocab), set(vocab.special_ids), vocab.pad_id
     if isinstance(vocab, Sequence) and not isinstance(vocab, str) and all(isinstance(t, str) for t in vocab):
         return list(vocab), set(), None
-    raise TokvecTypeError(f"vocab must be a word or char tokenizer, a tokvec.Vocabulary or a list of token strings, "
-                          f"got {type(vocab).__name__}; a byte-level BPE has no words to look up")
+    raise TokvecTypeError(
+        f"vocab must be a word or char tokenizer, a tokvec.Vocabulary or a list of token strings, "
+        f"got {type(vocab).__name__}; a byte-level BPE has no words to look up"
+    )
 
 
 class InputEmbedding(nn.Module):
@@ -303,10 +341,20 @@ class InputEmbedding(nn.Module):
     torch.Size([1, 5, 64])
     """
 
-    def __init__(self, vocab_size: int, d_model: int, *, positional: str | PositionalEncoding = "sinusoidal",
-                 max_len: int = 5000, dropout: float = 0.0, padding_idx: int | None = None, init: str = "normal",
-                 scale: bool = False, n_heads: int | None = None,
-                 positional_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        *,
+        positional: str | PositionalEncoding = "sinusoidal",
+        max_len: int = 5000,
+        dropout: float = 0.0,
+        padding_idx: int | None = None,
+        init: str = "normal",
+        scale: bool = False,
+        n_heads: int | None = None,
+        positional_options: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise TokvecValueError(f"dropout must be in [0, 1), got {dropout!r}")
@@ -325,8 +373,9 @@ class InputEmbedding(nn.Module):
     def vocab_size(self) -> int:
         return self.token.vocab_size
 
-    def forward(self, ids: Tensor, *, positions: Tensor | None = None, padding_mask: Tensor | None = None,
-                checked: bool = False) -> Tensor:
+    def forward(
+        self, ids: Tensor, *, positions: Tensor | None = None, padding_mask: Tensor | None = None, checked: bool = False
+    ) -> Tensor:
         """ids: (b, s) -> (b, s, d).
 
         positions: (s,) or (b, s) absolute positions; default 0..s-1. With a KV cache pass
@@ -335,15 +384,19 @@ class InputEmbedding(nn.Module):
         checked: the ids are known to be in range (a validated token file); no per-call range check.
         """
         if isinstance(ids, Tensor) and ids.dim() == 1:
-            raise TokvecValueError(f"ids must be (batch, seq); got 1-D shape {tuple(ids.shape)}: "
-                                   f"add a batch dimension with ids.unsqueeze(0)")
+            raise TokvecValueError(
+                f"ids must be (batch, seq); got 1-D shape {tuple(ids.shape)}: "
+                f"add a batch dimension with ids.unsqueeze(0)"
+            )
         x = self.token(ids, checked=checked)  # (b, s, d), a fresh tensor we may write into
         if self.positional.acts_on == "input":
             x = self.positional.add_(x, positions)
         if padding_mask is not None:
             if padding_mask.shape != ids.shape or padding_mask.dtype != torch.bool:
-                raise TokvecValueError(f"padding_mask must be a bool tensor of shape {tuple(ids.shape)} like ids, "
-                                       f"got {padding_mask.dtype} {tuple(padding_mask.shape)}")
+                raise TokvecValueError(
+                    f"padding_mask must be a bool tensor of shape {tuple(ids.shape)} like ids, "
+                    f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"
+                )
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         if self.training and self.dropout.p > 0:  # skip the call entirely at p = 0 (inference, benchmarks)
             x = self.dropout(x)

@@ -31,7 +31,6 @@ A prompt longer than the window is cut to its last ``context_length`` tokens (th
 holds the whole prompt).
 """
 
-
 from __future__ import annotations
 
 import warnings
@@ -57,8 +56,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model.gpt import GPT
     from .tokenizers.base import Tokenizer
 
-__all__ = ["DEFAULT_TEMPERATURE", "check_options", "apply_repetition_penalty", "top_k_filter", "top_p_filter", "sampling_probs", "next_token", "iter_tokens",
-           "generate", "encode_prompt", "stream"]
+__all__ = [
+    "DEFAULT_TEMPERATURE",
+    "check_options",
+    "apply_repetition_penalty",
+    "top_k_filter",
+    "top_p_filter",
+    "sampling_probs",
+    "next_token",
+    "iter_tokens",
+    "generate",
+    "encode_prompt",
+    "stream",
+]
 
 
 def encode_prompt(tokenizer: "Tokenizer", prompt: str) -> list[int]:
@@ -74,22 +84,38 @@ def encode_prompt(tokenizer: "Tokenizer", prompt: str) -> list[int]:
         pieces = tokenizer.tokens(prompt) if hasattr(tokenizer, "tokens") else []
         unknown = sorted({p for p, i in zip(pieces, ids) if i == unk}) if len(pieces) == len(ids) else []
         shown = ", ".join(map(repr, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
-        warnings.warn(f"{ids.count(unk)} prompt piece(s) are not in the tokenizer's vocabulary"
-                      f"{' (' + shown + ')' if shown else ''}; they were encoded as <unk>", stacklevel=2)
+        warnings.warn(
+            f"{ids.count(unk)} prompt piece(s) are not in the tokenizer's vocabulary"
+            f"{' (' + shown + ')' if shown else ''}; they were encoded as <unk>",
+            stacklevel=2,
+        )
     if not ids:
         bos = getattr(tokenizer, "bos_id", None)
         if bos is None:
-            raise TokvecValueError("the prompt is empty and the tokenizer has no <bos> to start from; "
-                                   "give a prompt of at least one character")
+            raise TokvecValueError(
+                "the prompt is empty and the tokenizer has no <bos> to start from; "
+                "give a prompt of at least one character"
+            )
         ids = [bos]
     return ids
 
 
-def stream(model: "GPT", tokenizer: "Tokenizer", prompt: str, max_new_tokens: int, *,
-           temperature: float = DEFAULT_TEMPERATURE,
-           top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
-           eos_id: int | None = None, stop_at_eos: bool = True, stop: Sequence[str] | str | None = None,
-           seed: int | None = None, use_cache: bool = True) -> Iterator[str]:
+def stream(
+    model: "GPT",
+    tokenizer: "Tokenizer",
+    prompt: str,
+    max_new_tokens: int,
+    *,
+    temperature: float = DEFAULT_TEMPERATURE,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    eos_id: int | None = None,
+    stop_at_eos: bool = True,
+    stop: Sequence[str] | str | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> Iterator[str]:
     """Generate from a text prompt, yielding the new text piece by piece as it is produced.
 
     Decoding goes through ``tokenizer.stream_decoder()`` (a byte-level tokenizer holds back
@@ -101,16 +127,32 @@ def stream(model: "GPT", tokenizer: "Tokenizer", prompt: str, max_new_tokens: in
         eos_id = None
     elif eos_id is None:
         eos_id = getattr(tokenizer, "eos_id", None)
-    check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                  repetition_penalty=repetition_penalty, eos_id=eos_id, vocab_size=model.config.vocab_size,
-                  seed=seed)
+    check_options(
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        eos_id=eos_id,
+        vocab_size=model.config.vocab_size,
+        seed=seed,
+    )
     stops = _stop_list(stop)
     batch, _ = _as_batch(model, encode_prompt(tokenizer, prompt))
     decoder = tokenizer.stream_decoder()
     pending = ""
     with _EvalMode(model):
-        tokens = iter_tokens(model, batch, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                             repetition_penalty=repetition_penalty, seed=seed, use_cache=use_cache)
+        tokens = iter_tokens(
+            model,
+            batch,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            use_cache=use_cache,
+        )
         for token in tokens:
             tid = int(token[0])
             if tid == eos_id:
@@ -136,7 +178,7 @@ def _split_at_stop(text: str, stops: list[str], final: bool = False) -> tuple[st
         return text, "", False
     hits = [i for i in (text.find(s) for s in stops) if i >= 0]
     if hits:
-        return text[:min(hits)], "", True
+        return text[: min(hits)], "", True
     if final:
         return text, "", False
     hold = 0
@@ -145,4 +187,4 @@ def _split_at_stop(text: str, stops: list[str], final: bool = False) -> tuple[st
             if s.startswith(text[-n:]):
                 hold = n
                 break
-    return text[:len(text) - hold], text[len(text) - hold:], False
+    return text[: len(text) - hold], text[len(text) - hold :], False

@@ -85,6 +85,7 @@ def safe_cut(text: str) -> int:
 
 MAX_TRAIN_TEXT = 8192  # characters per text handed to a BPE trainer: bounds every pre-tokenisation piece
 
+
 # Just after a letter followed by punctuation or a symbol (not a letter, mark, digit, apostrophe or
 # whitespace): the named patterns end a letter run there and start the next piece with that character.
 @functools.cache
@@ -120,13 +121,13 @@ def bounded_texts(text: str, max_chars: int | None = None) -> Iterator[str]:
     max_chars = max_chars or MAX_TRAIN_TEXT
     start, n = 0, len(text)
     while n - start > max_chars:
-        window = text[start:start + max_chars + 1]  # a cut may fall just after the window's last char
+        window = text[start : start + max_chars + 1]  # a cut may fall just after the window's last char
         at = safe_cut(window)
         if at == 0 or at > max_chars:
-            at = letter_symbol_cut(window[:max_chars + 1])
+            at = letter_symbol_cut(window[: max_chars + 1])
         if at == 0 or at > max_chars:
             at = max_chars
-        yield text[start:start + at]
+        yield text[start : start + at]
         start += at
     if start < n:
         yield text[start:]
@@ -136,9 +137,15 @@ Cut = Callable[[str], int]  # text -> the last index where a chunk may end (0: n
 _TAIL = 256  # characters of the carry re-examined with each new block (a cut looks a little back)
 
 
-def iter_file_chunks(path: Path, *, encoding: str = "utf-8", progress: Callable[[int], None] | None = None,
-                     block_bytes: int | None = None, cut: Cut | None = None,
-                     max_carry: int | None = MAX_CARRY_CHARS) -> Iterator[str]:
+def iter_file_chunks(
+    path: Path,
+    *,
+    encoding: str = "utf-8",
+    progress: Callable[[int], None] | None = None,
+    block_bytes: int | None = None,
+    cut: Cut | None = None,
+    max_carry: int | None = MAX_CARRY_CHARS,
+) -> Iterator[str]:
     """Chunks of one file's text (about ``block_bytes``, default BLOCK_BYTES, each); their
     concatenation is the whole file.
 
@@ -196,11 +203,18 @@ def iter_file_chunks(path: Path, *, encoding: str = "utf-8", progress: Callable[
                 parts, carried = [], 0
 
 
-def iter_corpus_chunks(files: Sequence[Path], *, encoding: str = "utf-8", progress: Callable[[int], None] | None = None,
-                       block_bytes: int | None = None, cut: Cut | None = None,
-                       max_carry: int | None = MAX_CARRY_CHARS) -> Iterator[tuple[Path, str]]:
+def iter_corpus_chunks(
+    files: Sequence[Path],
+    *,
+    encoding: str = "utf-8",
+    progress: Callable[[int], None] | None = None,
+    block_bytes: int | None = None,
+    cut: Cut | None = None,
+    max_carry: int | None = MAX_CARRY_CHARS,
+) -> Iterator[tuple[Path, str]]:
     """(file, chunk) for every chunk of every file, in order (see :func:`iter_file_chunks`)."""
     for path in files:
-        for chunk in iter_file_chunks(path, encoding=encoding, progress=progress, block_bytes=block_bytes,
-                                      cut=cut, max_carry=max_carry):
+        for chunk in iter_file_chunks(
+            path, encoding=encoding, progress=progress, block_bytes=block_bytes, cut=cut, max_carry=max_carry
+        ):
             yield path, chunk

@@ -193,7 +193,7 @@ class Vocabulary:
             "version": VERSION,
             "specials": list(self.specials),
             "unk_token": self.unk_token,
-            "tokens": self._itos[len(self.specials):],
+            "tokens": self._itos[len(self.specials) :],
         }
 
     @classmethod

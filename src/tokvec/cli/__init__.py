@@ -47,8 +47,14 @@ def progress_bar(total: Optional[float], description: str) -> Iterator[Callable[
         TimeRemainingColumn,
     )
 
-    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
         task = bar.add_task(description, total=total)
         # fields: e.g. description="loss 1.23" to update the text as the task runs
@@ -63,8 +69,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """tokvec: see every stage from text to vectors."""
 
@@ -135,8 +142,7 @@ def announce_device(spec: str, device, command: str) -> None:
     if hasattr(device, "parameters"):
         device = next(device.parameters()).device
     if spec.strip().lower() == "auto":
-        err.print(f"tokvec {command}: device {device} (auto: {auto_reason(device, Inventory.probe())})",
-                  markup=False)
+        err.print(f"tokvec {command}: device {device} (auto: {auto_reason(device, Inventory.probe())})", markup=False)
 
 
 def _open_run(run: Optional[Path], command: str, device: str = "cpu"):
@@ -166,7 +172,7 @@ def _given_value(error, argv: list[str]) -> str:
             if arg == opt and i + 1 < len(argv):
                 return f" (got {argv[i + 1]!r})"
             if arg.startswith(opt + "="):
-                return f" (got {arg[len(opt) + 1:]!r})"
+                return f" (got {arg[len(opt) + 1 :]!r})"
     return ""
 
 

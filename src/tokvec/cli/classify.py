@@ -9,8 +9,9 @@ import typer
 
 from . import DEVICE_HELP, announce_device, app, out, progress_bar, resolve_device_flag
 
-classify_app = typer.Typer(help="Sequence classification on the same embeddings and blocks (CSV of text,label).",
-                           no_args_is_help=True)
+classify_app = typer.Typer(
+    help="Sequence classification on the same embeddings and blocks (CSV of text,label).", no_args_is_help=True
+)
 app.add_typer(classify_app, name="classify")
 
 
@@ -20,8 +21,9 @@ def classify_train(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="(text)"),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="(label)"),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of the CSV (utf-8)."),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="char, word or a saved tokenizer "
-                                            "file (char)."),
+    tokenizer: Optional[str] = typer.Option(
+        None, "--tokenizer", "-t", help="char, word or a saved tokenizer file (char)."
+    ),
     positional: Optional[str] = typer.Option(None, "--positional", help="(learned)"),
     d_model: Optional[int] = typer.Option(None, "--d-model", help="(64)"),
     layers: Optional[int] = typer.Option(None, "--layers", help="(2)"),
@@ -35,8 +37,9 @@ def classify_train(
     min_lr: Optional[float] = typer.Option(None, "--min-lr", help="Learning rate at the end of the cosine (0)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Linear warmup steps before the cosine (0)."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (0.01)."),
-    eval_interval: Optional[int] = typer.Option(None, "--eval-interval", help="Accuracy + checkpoint every N "
-                                                "steps (after the last step only)."),
+    eval_interval: Optional[int] = typer.Option(
+        None, "--eval-interval", help="Accuracy + checkpoint every N steps (after the last step only)."
+    ),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Rows held out for accuracy (0.2)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="(1337)"),
     out_dir: Path = typer.Option(Path("runs/classifier"), "--out"),
@@ -46,22 +49,47 @@ def classify_train(
     """Train a sequence classifier on labelled text; prints train/val accuracy."""
     from ..runs.classify import ClassifyConfig, train_classifier
 
-    given = dict(text_column=text_column, label_column=label_column, encoding=encoding, tokenizer=tokenizer,
-                 positional=positional, d_model=d_model, n_layers=layers, n_heads=heads, context=context,
-                 pooling=pooling, dropout=dropout, max_steps=max_steps, batch_size=batch_size, lr=lr, min_lr=min_lr,
-                 warmup_steps=warmup, weight_decay=weight_decay, eval_interval=eval_interval,
-                 val_fraction=val_fraction, seed=seed)
-    config = ClassifyConfig(csv=str(csv_path), out=str(out_dir), force=force,
-                            **{k: v for k, v in given.items() if v is not None}).validate()
+    given = dict(
+        text_column=text_column,
+        label_column=label_column,
+        encoding=encoding,
+        tokenizer=tokenizer,
+        positional=positional,
+        d_model=d_model,
+        n_layers=layers,
+        n_heads=heads,
+        context=context,
+        pooling=pooling,
+        dropout=dropout,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        min_lr=min_lr,
+        warmup_steps=warmup,
+        weight_decay=weight_decay,
+        eval_interval=eval_interval,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
+    config = ClassifyConfig(
+        csv=str(csv_path), out=str(out_dir), force=force, **{k: v for k, v in given.items() if v is not None}
+    ).validate()
     config.device = str(resolve_device_flag(device, "classify train", announce=False))
     with progress_bar(config.max_steps, "classifier") as advance:
-        result = train_classifier(config, progress=lambda step, total, info: advance(
-            1, description=f"loss {info['loss']:.3f}" if "loss" in info else None))
+        result = train_classifier(
+            config,
+            progress=lambda step, total, info: advance(
+                1, description=f"loss {info['loss']:.3f}" if "loss" in info else None
+            ),
+        )
     announce_device(device, result.classifier.model, "classify train")
     val = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
-    out.print(f"done: {len(result.labels)} labels {result.labels}  train accuracy {result.train_accuracy:.3f}  "
-              f"val accuracy {val}  final loss {result.losses[-1]:.4f}  -> {result.run_dir}", markup=False,
-              soft_wrap=True)
+    out.print(
+        f"done: {len(result.labels)} labels {result.labels}  train accuracy {result.train_accuracy:.3f}  "
+        f"val accuracy {val}  final loss {result.losses[-1]:.4f}  -> {result.run_dir}",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @classify_app.command("predict")

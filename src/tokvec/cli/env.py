@@ -22,9 +22,12 @@ def env(
         return
     gpus = "; ".join(f"{g['device']} {g['name']} (bf16 {'yes' if g['bf16'] else 'no'})" for g in info["cuda_devices"])
     rows = [
-        ("tokvec", info["tokvec"]), ("python", info["python"]), ("platform", info["platform"]),
+        ("tokvec", info["tokvec"]),
+        ("python", info["python"]),
+        ("platform", info["platform"]),
         ("torch", f"{info['torch']} (CUDA {info['torch_cuda'] or 'none'})"),
-        ("tiktoken", info["tiktoken"]), ("tokenizers", info["tokenizers"]),
+        ("tiktoken", info["tiktoken"]),
+        ("tokenizers", info["tokenizers"]),
         ("devices", ", ".join(info["devices"]) + (f"  [{gpus}]" if gpus else "")),
         ("threads", f"{info['torch_threads']} torch threads, {info['cpu_count']} CPUs"),
         ("cpu", f"capability {info['cpu_capability']}; flags: {', '.join(info['cpu_flags']) or 'none of note'}"),

@@ -13,11 +13,13 @@ from . import DEVICE_HELP, CLIError, _open_run, _preview, announce_device, app, 
 
 @app.command()
 def neighbors(
-    token: str = typer.Argument(..., help="A token of the run's vocabulary (or #ID for a token id), or a word of "
-                                "--vectors."),
+    token: str = typer.Argument(
+        ..., help="A token of the run's vocabulary (or #ID for a token id), or a word of --vectors."
+    ),
     run: Optional[Path] = typer.Option(None, "--run", help="Run directory."),
-    vectors: Optional[Path] = typer.Option(None, "--vectors", help="A GloVe / word2vec / fastText file instead "
-                                           "of a run."),
+    vectors: Optional[Path] = typer.Option(
+        None, "--vectors", help="A GloVe / word2vec / fastText file instead of a run."
+    ),
     k: int = typer.Option(10, "-k", "--k", help="How many neighbours."),
 ) -> None:
     """Nearest tokens to TOKEN by cosine similarity of their embedding rows (or of pretrained word vectors)."""

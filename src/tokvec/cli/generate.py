@@ -16,17 +16,24 @@ def generate_cmd(
     run: Path = typer.Option(..., "--run", help="Run directory written by `tokvec train`."),
     prompt: str = typer.Option("", "--prompt", "-p", help="Text to continue (default: start from <bos>)."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", "-n", help="Tokens to generate."),
-    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature; 0 = greedy (0.8, "
-                                      "tokvec.generate.DEFAULT_TEMPERATURE)."),
+    temperature: float = typer.Option(
+        0.8, "--temperature", help="Sampling temperature; 0 = greedy (0.8, tokvec.generate.DEFAULT_TEMPERATURE)."
+    ),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely tokens."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus: the most likely tokens holding p of "
-                                          "the probability, p in (0, 1]."),
+    top_p: Optional[float] = typer.Option(
+        None, "--top-p", help="Nucleus: the most likely tokens holding p of the probability, p in (0, 1]."
+    ),
     repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="> 1 discourages repeats (CTRL)."),
-    stop: Optional[list[str]] = typer.Option(None, "--stop", help="End before this text (repeatable; \\n and "
-                                             "\\t are read as newline and tab)."),
+    stop: Optional[list[str]] = typer.Option(
+        None, "--stop", help="End before this text (repeatable; \\n and \\t are read as newline and tab)."
+    ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sampler (same seed, same text)."),
-    interactive: bool = typer.Option(False, "--interactive", "-i", help="A prompt loop: type a prompt, watch "
-                                     "the text stream; an empty line or Ctrl-D ends it."),
+    interactive: bool = typer.Option(
+        False,
+        "--interactive",
+        "-i",
+        help="A prompt loop: type a prompt, watch the text stream; an empty line or Ctrl-D ends it.",
+    ),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Use the KV cache (much faster)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
@@ -36,16 +43,28 @@ def generate_cmd(
     from ..generate import check_options, encode_prompt, stream
     from ..runs.checkpoint import load_run
 
-    check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                  repetition_penalty=repetition_penalty, seed=seed)  # bad flags fail before the model loads
+    check_options(
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+    )  # bad flags fail before the model loads
     if not run.is_dir():
         raise CLIError(f"no run directory at {run}; train one with: tokvec train --out {run}")
     where = resolve_device_flag(device, "generate", announce=False)
     model, tok, _ = load_run(run, device=where)
     announce_device(device, where, "generate")
-    options = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                   stop=[s.replace("\\n", "\n").replace("\\t", "\t") for s in stop] if stop else None,
-                   seed=seed, use_cache=cache)
+    options = dict(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        stop=[s.replace("\\n", "\n").replace("\\t", "\t") for s in stop] if stop else None,
+        seed=seed,
+        use_cache=cache,
+    )
 
     def complete(text: str) -> None:
         with warnings.catch_warnings(record=True) as caught:
@@ -66,9 +85,12 @@ def generate_cmd(
     if not interactive:
         complete(prompt)
         return
-    err.print(f"tokvec generate: {run} ({model.num_parameters():,} parameters, context "
-              f"{model.config.context_length} tokens). Type a prompt; an empty line or Ctrl-D ends.",
-              markup=False, soft_wrap=True)
+    err.print(
+        f"tokvec generate: {run} ({model.num_parameters():,} parameters, context "
+        f"{model.config.context_length} tokens). Type a prompt; an empty line or Ctrl-D ends.",
+        markup=False,
+        soft_wrap=True,
+    )
     while True:
         try:
             text = input("> ")

@@ -30,11 +30,16 @@ def _bytes_bar(description: str):
 
 @app.command("import")
 def import_cmd(
-    source: Path = typer.Argument(..., help="A local Hugging Face model directory (config.json, model.safetensors, "
-                                  "tokenizer.json)."),
+    source: Path = typer.Argument(
+        ..., help="A local Hugging Face model directory (config.json, model.safetensors, tokenizer.json)."
+    ),
     out_dir: Path = typer.Option(..., "--out", help="The run directory to create."),
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", "-t", help="Use this tokenizer file instead of "
-                                             "SOURCE/tokenizer.json (ids must match the model)."),
+    tokenizer: Optional[Path] = typer.Option(
+        None,
+        "--tokenizer",
+        "-t",
+        help="Use this tokenizer file instead of SOURCE/tokenizer.json (ids must match the model).",
+    ),
 ) -> None:
     """Import a GPT-2, Llama, Mistral or Qwen2 checkpoint as a tokvec run (generate, plot, trace, train --init-from)."""
     from ..runs.hf import import_hf
@@ -46,8 +51,12 @@ def import_cmd(
     from ..runs.checkpoint import read_run_config
 
     model = read_run_config(run)["model"]
-    out.print(f"imported {source} -> {run} ({model['n_layers']} layers, d_model {model['d_model']}, "
-              f"{model['positional']}, vocab {model['vocab_size']})", markup=False, soft_wrap=True)
+    out.print(
+        f"imported {source} -> {run} ({model['n_layers']} layers, d_model {model['d_model']}, "
+        f"{model['positional']}, vocab {model['vocab_size']})",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("export")
@@ -61,13 +70,19 @@ def export_cmd(
     from ..runs.hf import export_hf
 
     if format_ != "hf":
-        raise CLIError(f"--format {format_!r} is not an export format; use --format hf "
-                       f"(tokenizers alone: tokvec tokenizer export --format hf|tiktoken)")
+        raise CLIError(
+            f"--format {format_!r} is not an export format; use --format hf "
+            f"(tokenizers alone: tokvec tokenizer export --format hf|tiktoken)"
+        )
     with _bytes_bar("writing weights") as progress:
         path = export_hf(run, out_dir, overwrite=force, progress=progress)
     arch = read_json_file(path / "config.json")["architectures"][0]
-    out.print(f"exported {run} -> {path} ({arch}); load it with "
-              f"transformers.AutoModelForCausalLM.from_pretrained({str(path)!r})", markup=False, soft_wrap=True)
+    out.print(
+        f"exported {run} -> {path} ({arch}); load it with "
+        f"transformers.AutoModelForCausalLM.from_pretrained({str(path)!r})",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def read_json_file(path: Path):

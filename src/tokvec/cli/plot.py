@@ -39,8 +39,11 @@ def plot_pe_cmd(
     check_out(out_path, run=run)
     if run is not None:
         data = _open_run(run, "plot pe")
-        fig = plot_pe(data.model.embed.positional, d_model=data.model.embed.d_model,
-                      max_len=min(max_len, data.model.config.context_length))
+        fig = plot_pe(
+            data.model.embed.positional,
+            d_model=data.model.embed.d_model,
+            max_len=min(max_len, data.model.config.context_length),
+        )
     else:
         fig = plot_pe(positional, d_model=d_model, max_len=max_len)
     _save_plot(fig, out_path)
@@ -52,7 +55,9 @@ def plot_pe_similarity_cmd(
     n_positions: int = typer.Option(64, "--n-positions", help="Positions compared."),
     d_model: int = typer.Option(64, "--d-model"),
     heads: int = typer.Option(4, "--heads", help="Attention heads (bias schemes differ per head)."),
-    method: str = typer.Option("auto", "--method", help="auto (the scheme's own hooks) or attention (measure a real attention layer)."),
+    method: str = typer.Option(
+        "auto", "--method", help="auto (the scheme's own hooks) or attention (measure a real attention layer)."
+    ),
     run: Optional[Path] = typer.Option(None, "--run", help="Use this run's scheme and sizes."),
     out_path: Path = typer.Option(Path("pe-similarity.png"), "--out", "-o"),
 ) -> None:
@@ -62,8 +67,13 @@ def plot_pe_similarity_cmd(
     check_out(out_path, run=run)
     if run is not None:
         model = _open_run(run, "plot pe-similarity").model
-        fig = plot_pe_similarity(model.embed.positional, n_positions=n_positions, d_model=model.config.d_model,
-                                 n_heads=model.config.n_heads, method=method)
+        fig = plot_pe_similarity(
+            model.embed.positional,
+            n_positions=n_positions,
+            d_model=model.config.d_model,
+            n_heads=model.config.n_heads,
+            method=method,
+        )
     else:
         fig = plot_pe_similarity(positional, n_positions=n_positions, d_model=d_model, n_heads=heads, method=method)
     _save_plot(fig, out_path)
@@ -80,8 +90,7 @@ def plot_embeddings_cmd(
 
     check_out(out_path, run=run)
     data = _open_run(run, "plot embeddings")
-    fig = plot_embeddings(embedding_table(data.model), token_strings(data.tokenizer),
-                          ids=top_ids(data.tokenizer, top))
+    fig = plot_embeddings(embedding_table(data.model), token_strings(data.tokenizer), ids=top_ids(data.tokenizer, top))
     _save_plot(fig, out_path)
 
 

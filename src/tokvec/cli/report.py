@@ -14,8 +14,11 @@ from . import DEVICE_HELP, _open_run, announce_device, app, check_out, out, read
 def report(
     run: Optional[Path] = typer.Option(None, "--run", help="Run directory."),
     out_path: Path = typer.Option(Path("report.html"), "--out", "-o", help="Output HTML file."),
-    val_text: Optional[Path] = typer.Option(None, "--val-text", help="Text file for tokenizer stats "
-                                            "(default: the run's own validation text when it records one)."),
+    val_text: Optional[Path] = typer.Option(
+        None,
+        "--val-text",
+        help="Text file for tokenizer stats (default: the run's own validation text when it records one).",
+    ),
     encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of --val-text (e.g. gb18030)."),
     prompt: str = typer.Option("", "--prompt", help="Prompt of the generated sample."),
     max_new_tokens: int = typer.Option(200, "--max-new-tokens", help="Length of the generated sample."),

@@ -47,8 +47,9 @@ def min_corpus_tokens(context: int, val_fraction: float) -> int:
     return n
 
 
-def split_by_position(ids: np.ndarray, *, context: int, val_fraction: float = 0.1, seed: int = 0,
-                      mode: str = "seeded") -> Split:
+def split_by_position(
+    ids: np.ndarray, *, context: int, val_fraction: float = 0.1, seed: int = 0, mode: str = "seeded"
+) -> Split:
     """Cut ``ids`` (n,) into a contiguous val block and the train segment(s) around it.
 
     ``mode="seeded"``: the block starts at a position drawn from ``seed``; ``mode="tail"``: the block
@@ -70,7 +71,8 @@ def split_by_position(ids: np.ndarray, *, context: int, val_fraction: float = 0.
         raise TokvecValueError(
             f"corpus is {n} tokens long; context {context} needs at least {need} tokens "
             f"(one window of {context + 1} for training and one for validation); "
-            f"use a longer corpus or a smaller --context")
+            f"use a longer corpus or a smaller --context"
+        )
     m = max(math.ceil(n * val_fraction), context + 1)
     if mode == "tail":
         start = n - m
@@ -80,12 +82,12 @@ def split_by_position(ids: np.ndarray, *, context: int, val_fraction: float = 0.
         start = int(rng.integers(0, n - m + 1))
         if start < context + 1 and n - (start + m) < context + 1:
             start = n - m
-    train = tuple(seg for seg in (ids[:start], ids[start + m:]) if len(seg) >= context + 1)
-    return Split(train=train, val=ids[start:start + m], val_start=start)
+    train = tuple(seg for seg in (ids[:start], ids[start + m :]) if len(seg) >= context + 1)
+    return Split(train=train, val=ids[start : start + m], val_start=start)
 
 
 def _stack(segment: np.ndarray, starts: Sequence[int], context: int) -> tuple[Tensor, Tensor]:
-    rows = np.stack([np.asarray(segment[i:i + context + 1]) for i in starts]).astype(np.int64)
+    rows = np.stack([np.asarray(segment[i : i + context + 1]) for i in starts]).astype(np.int64)
     t = torch.from_numpy(rows)
     return t[:, :-1], t[:, 1:]  # x: (b, s), y: (b, s)
 
@@ -95,8 +97,14 @@ def batch_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + micro)
 
 
-def random_batch(segments: Sequence[np.ndarray], *, batch_size: int, context: int,
-                 generator: torch.Generator, shard: tuple[int, int] = (0, 1)) -> tuple[Tensor, Tensor]:
+def random_batch(
+    segments: Sequence[np.ndarray],
+    *,
+    batch_size: int,
+    context: int,
+    generator: torch.Generator,
+    shard: tuple[int, int] = (0, 1),
+) -> tuple[Tensor, Tensor]:
     """``batch_size`` windows at uniformly random starts across ``segments``.
 
     ``shard=(rank, world_size)``: the generator draws the *global* batch of ``batch_size x
@@ -110,7 +118,7 @@ def random_batch(segments: Sequence[np.ndarray], *, batch_size: int, context: in
     if total == 0:
         raise TokvecValueError(f"no training window of {context + 1} tokens fits; use a smaller context")
     flat = torch.randint(0, total, (batch_size * world,), generator=generator).numpy()
-    flat = flat[rank * batch_size:(rank + 1) * batch_size]
+    flat = flat[rank * batch_size : (rank + 1) * batch_size]
     bounds = np.cumsum(counts)
     which = np.searchsorted(bounds, flat, side="right")
     offsets = flat - (bounds - counts)[which]
@@ -122,9 +130,14 @@ def random_batch(segments: Sequence[np.ndarray], *, batch_size: int, context: in
     return torch.cat(xs), torch.cat(ys)
 
 
-def eval_batches(segments: Sequence[np.ndarray], *, batch_size: int, context: int,
-                 max_batches: int | None = None, shard: tuple[int, int] = (0, 1)
-                 ) -> Iterator[tuple[Tensor, Tensor]]:
+def eval_batches(
+    segments: Sequence[np.ndarray],
+    *,
+    batch_size: int,
+    context: int,
+    max_batches: int | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> Iterator[tuple[Tensor, Tensor]]:
     """Non-overlapping contiguous windows over ``segments``, in order, ``batch_size`` at a time.
 
     With ``max_batches``, an evenly spaced subset of the windows (the same every call) is used, so
@@ -137,8 +150,8 @@ def eval_batches(segments: Sequence[np.ndarray], *, batch_size: int, context: in
     if wanted is not None and len(windows) > wanted:
         keep = np.linspace(0, len(windows) - 1, wanted).round().astype(int)
         windows = [windows[j] for j in keep]
-    windows = windows[shard[0]::shard[1]]
+    windows = windows[shard[0] :: shard[1]]
     for b in range(0, len(windows), batch_size):
-        chunk = windows[b:b + batch_size]
+        chunk = windows[b : b + batch_size]
         xs, ys = zip(*(_stack(segments[k], [i], context) for k, i in chunk))
         yield torch.cat(xs), torch.cat(ys)

@@ -50,10 +50,17 @@ def _encoder(tokenizer: Any, allowed_special: Any) -> Callable[[str], Any]:
     return lambda text: np.asarray(tokenizer.encode(text), dtype=np.int64)
 
 
-def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | os.PathLike],
-                     out: str | os.PathLike, *, encoding: str = "utf-8", allowed_special: Any = frozenset(),
-                     eot: str | None = None, num_threads: int | None = None,
-                     progress: Callable[[int], None] | None = None) -> dict:
+def write_token_file(
+    tokenizer: Any,
+    corpus: str | os.PathLike | Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    encoding: str = "utf-8",
+    allowed_special: Any = frozenset(),
+    eot: str | None = None,
+    num_threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Encode every file of ``corpus`` (paths, directories, globs) into the token file ``out``.
 
     ``eot``: a special token appended after each file (e.g. ``"<|endoftext|>"``), so a model sees
@@ -64,8 +71,10 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
     files = expand_corpus(corpus)
     out = Path(out)
     if write_target(out)[0] != "replace":
-        raise OutputPathError(f"{out} is not a regular file (a device, a FIFO, /dev/stdout); a token file needs "
-                              f"its sidecar {sidecar_path(out).name} beside it, so give a file path")
+        raise OutputPathError(
+            f"{out} is not a regular file (a device, a FIFO, /dev/stdout); a token file needs "
+            f"its sidecar {sidecar_path(out).name} beside it, so give a file path"
+        )
     for target in (out, sidecar_path(out)):
         check_output(target, files)
     dtype = token_dtype(tokenizer.vocab_size)
@@ -73,8 +82,10 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
     if eot is not None:
         specials = getattr(tokenizer, "special_tokens", {}) or {}
         if eot not in specials:
-            raise TokvecValueError(f"eot {eot!r} is not a special token of this tokenizer "
-                                   f"(it has {sorted(specials)!r}); train it with special_tokens=[{eot!r}]")
+            raise TokvecValueError(
+                f"eot {eot!r} is not a special token of this tokenizer "
+                f"(it has {sorted(specials)!r}); train it with special_tokens=[{eot!r}]"
+            )
         eot_ids = [specials[eot]]
     encode = _encoder(tokenizer, allowed_special)
     from .._checks import check_threads
@@ -123,8 +134,7 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
         offset, offset_file = 0, None
         # cut only where the tokenizer guarantees no token spans the cut, never by size: the ids are
         # those of each file encoded whole (a stretch with no safe cut is carried to its end)
-        chunks = iter_corpus_chunks(files, encoding=encoding, progress=progress, cut=tokenizer.safe_cut,
-                                    max_carry=None)
+        chunks = iter_corpus_chunks(files, encoding=encoding, progress=progress, cut=tokenizer.safe_cut, max_carry=None)
         for path, text in chunks:
             if path != offset_file:
                 offset, offset_file = 0, path
@@ -138,10 +148,18 @@ def write_token_file(tokenizer: Any, corpus: str | os.PathLike | Iterable[str | 
         if sidecar.exists():  # the old sidecar must not vouch for the new .bin, even for a moment
             sidecar.unlink()
     info = {
-        "format": FORMAT, "version": VERSION, "dtype": dtype, "count": count,
-        "tokenizer": tokenizer.fingerprint(), "tokenizer_kind": getattr(tokenizer, "kind", type(tokenizer).__name__),
-        "vocab_size": tokenizer.vocab_size, "eot": eot, "encoding": encoding,
-        "corpus_files": len(files), "corpus_bytes": n_bytes, "blake2b": digest.hexdigest(),
+        "format": FORMAT,
+        "version": VERSION,
+        "dtype": dtype,
+        "count": count,
+        "tokenizer": tokenizer.fingerprint(),
+        "tokenizer_kind": getattr(tokenizer, "kind", type(tokenizer).__name__),
+        "vocab_size": tokenizer.vocab_size,
+        "eot": eot,
+        "encoding": encoding,
+        "corpus_files": len(files),
+        "corpus_bytes": n_bytes,
+        "blake2b": digest.hexdigest(),
     }
     write_json(sidecar, info)
     return info
@@ -154,20 +172,24 @@ def read_token_file_info(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"no token file at {path}")
     side = sidecar_path(path)
     if not side.is_file():
-        raise FormatError(f"{path} has no sidecar {side.name}: it is not a tokvec token file, or the run that "
-                          f"wrote it did not finish; re-run `tokvec encode` to make it")
+        raise FormatError(
+            f"{path} has no sidecar {side.name}: it is not a tokvec token file, or the run that "
+            f"wrote it did not finish; re-run `tokvec encode` to make it"
+        )
     info = read_json(side)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise FormatError(f"{side} is not a tokvec token-file sidecar (format {info.get('format') if isinstance(info, dict) else None!r})")
+        raise FormatError(
+            f"{side} is not a tokvec token-file sidecar (format {info.get('format') if isinstance(info, dict) else None!r})"
+        )
     if info.get("version") != VERSION:
         raise FormatError(f"{side} is {FORMAT} version {info.get('version')!r}; this tokvec reads version {VERSION}")
     from .._schema import Doc
 
     doc = Doc(info, str(side), fix=f"the sidecar was edited or damaged; re-run `tokvec encode` to rebuild {path.name}")
     dtype = doc.str("dtype", choices=DTYPES)
-    count = doc.int("count", lo=0, hi=2 ** 62)
+    count = doc.int("count", lo=0, hi=2**62)
     doc.str("tokenizer", max_len=128)
-    vocab_size = doc.int("vocab_size", lo=1, hi=2 ** 32, default=None)
+    vocab_size = doc.int("vocab_size", lo=1, hi=2**32, default=None)
     if vocab_size is not None and dtype == "uint16" and vocab_size > 1 << 16:
         raise doc.error("dtype", f"uint32 for vocab_size {vocab_size} (uint16 holds ids below 65536)", dtype)
     doc.optional("blake2b", lambda k: doc.str(k, max_len=128))
@@ -175,8 +197,10 @@ def read_token_file_info(path: str | os.PathLike) -> dict:
     expected = count * (2 if dtype == "uint16" else 4)
     size = path.stat().st_size
     if size != expected:
-        raise FormatError(f"{path} is {size} bytes but its sidecar says {count} {dtype} ids = {expected} bytes; "
-                          f"the file is damaged or belongs to another run; re-run `tokvec encode`")
+        raise FormatError(
+            f"{path} is {size} bytes but its sidecar says {count} {dtype} ids = {expected} bytes; "
+            f"the file is damaged or belongs to another run; re-run `tokvec encode`"
+        )
     return info
 
 
@@ -187,12 +211,14 @@ def check_ids_below(ids: Any, vocab_size: int, source: str, *, block: int = 1 <<
     from ..errors import TokenIdError
 
     for start in range(0, len(ids), block):
-        part = np.asarray(ids[start:start + block])
+        part = np.asarray(ids[start : start + block])
         top = int(part.max()) if len(part) else -1
         if top >= vocab_size:
             where = start + int(np.argmax(part >= vocab_size))
-            raise TokenIdError(f"{source}: token id {int(ids[where])} at position {where} is >= vocab_size "
-                               f"{vocab_size} of the tokenizer; the file is damaged: re-run `tokvec encode`")
+            raise TokenIdError(
+                f"{source}: token id {int(ids[where])} at position {where} is >= vocab_size "
+                f"{vocab_size} of the tokenizer; the file is damaged: re-run `tokvec encode`"
+            )
 
 
 def load_token_file(path: str | os.PathLike, *, tokenizer: Any = None, verify: bool = False):
@@ -212,9 +238,11 @@ def load_token_file(path: str | os.PathLike, *, tokenizer: Any = None, verify: b
     path = Path(path)
     info = read_token_file_info(path)
     if tokenizer is not None and tokenizer.fingerprint() != info["tokenizer"]:
-        raise FormatError(f"{path} was encoded by tokenizer {info['tokenizer']} ({info.get('tokenizer_kind')}, "
-                          f"vocab_size {info.get('vocab_size')}), not by this one ({tokenizer.fingerprint()}); "
-                          f"re-encode the corpus with this tokenizer")
+        raise FormatError(
+            f"{path} was encoded by tokenizer {info['tokenizer']} ({info.get('tokenizer_kind')}, "
+            f"vocab_size {info.get('vocab_size')}), not by this one ({tokenizer.fingerprint()}); "
+            f"re-encode the corpus with this tokenizer"
+        )
     if info["count"] == 0:
         return np.zeros(0, dtype=info["dtype"])
     ids = np.memmap(path, dtype=info["dtype"], mode="r", shape=(info["count"],))
@@ -224,13 +252,15 @@ def load_token_file(path: str | os.PathLike, *, tokenizer: Any = None, verify: b
         digest = hashlib.blake2b(digest_size=16)
         step = 1 << 22
         for start in range(0, len(ids), step):
-            digest.update(ids[start:start + step].tobytes())
+            digest.update(ids[start : start + step].tobytes())
         if digest.hexdigest() != info.get("blake2b"):
             raise FormatError(f"{path}: content hash differs from its sidecar; the file changed after it was written")
     vocab_size = tokenizer.vocab_size if tokenizer is not None else info.get("vocab_size")
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
-        raise FormatError(f"{sidecar_path(path)}: vocab_size {vocab_size!r} is not a positive integer; "
-                          f"re-run `tokvec encode` to rewrite the sidecar")
+        raise FormatError(
+            f"{sidecar_path(path)}: vocab_size {vocab_size!r} is not a positive integer; "
+            f"re-run `tokvec encode` to rewrite the sidecar"
+        )
     _check_range(ids, vocab_size, path)
     return ids
 
@@ -241,10 +271,12 @@ def _check_range(ids, vocab_size: int, path: Path, block: int = 1 << 24) -> None
     import numpy as np
 
     for start in range(0, len(ids), block):
-        chunk = ids[start:start + block]
+        chunk = ids[start : start + block]
         hi = int(chunk.max())
         if hi >= vocab_size:
             first = int(np.argmax(chunk >= vocab_size))
-            raise FormatError(f"{path}: token id {int(chunk[first])} at index {start + first} is out of range for "
-                              f"vocab_size {vocab_size}; ids must be in [0, {vocab_size - 1}]: the file was "
-                              f"made by another tokenizer or is damaged; re-run `tokvec encode`")
+            raise FormatError(
+                f"{path}: token id {int(chunk[first])} at index {start + first} is out of range for "
+                f"vocab_size {vocab_size}; ids must be in [0, {vocab_size - 1}]: the file was "
+                f"made by another tokenizer or is damaged; re-run `tokvec encode`"
+            )

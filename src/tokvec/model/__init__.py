@@ -6,5 +6,14 @@ from .classifier import SequenceClassifier
 from .config import PRESETS, ModelConfig
 from .gpt import GPT
 
-__all__ = ["CausalSelfAttention", "KVCache", "causal_mask", "Block", "MLP", "ModelConfig", "PRESETS", "GPT",
-           "SequenceClassifier"]
+__all__ = [
+    "CausalSelfAttention",
+    "KVCache",
+    "causal_mask",
+    "Block",
+    "MLP",
+    "ModelConfig",
+    "PRESETS",
+    "GPT",
+    "SequenceClassifier",
+]

@@ -74,4 +74,3 @@ def register_alias_hooks(module: nn.Module) -> None:
 
     module.register_state_dict_post_hook(drop)
     module.register_load_state_dict_pre_hook(refill)
-

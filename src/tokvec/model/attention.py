@@ -89,9 +89,18 @@ def _future_mask(q_len: int, k_len: int, offset: int, device) -> Tensor:
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention. x: (b, s, d) -> (b, s, d)."""
 
-    def __init__(self, d_model: int, n_heads: int, *, positional: PositionalEncoding, dropout: float = 0.0,
-                 bias: bool = True, layer_index: int = 0, n_kv_heads: int | None = None,
-                 qkv_bias: bool | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        *,
+        positional: PositionalEncoding,
+        dropout: float = 0.0,
+        bias: bool = True,
+        layer_index: int = 0,
+        n_kv_heads: int | None = None,
+        qkv_bias: bool | None = None,
+    ) -> None:
         super().__init__()
         head_dim = head_dim_for(d_model, n_heads)
         n_kv_heads = n_heads if n_kv_heads is None else check_positive_int("n_kv_heads", n_kv_heads)
@@ -108,8 +117,9 @@ class CausalSelfAttention(nn.Module):
         self.positional = positional
         self.layer_index = layer_index
 
-    def forward(self, x: Tensor, *, cache: KVCache | None = None, need_weights: bool = False
-                ) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, *, cache: KVCache | None = None, need_weights: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """x: (b, s, d) -> y: (b, s, d); with ``need_weights`` also the attention (b, h, s, t)."""
         b, s, d = x.shape
         offset = cache.length if cache is not None else 0
@@ -129,8 +139,9 @@ class CausalSelfAttention(nn.Module):
             if offset == 0 or s == 1:
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=offset == 0 and s > 1)
             else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=~_future_mask(s, k.shape[2], offset, x.device),
-                                                   dropout_p=p)
+                y = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=~_future_mask(s, k.shape[2], offset, x.device), dropout_p=p
+                )
             weights = None
         elif not need_weights and p == 0.0 and (y := self._fused(q, k, v, offset)) is not None:
             weights = None  # the fused kernel, the whole sequence in one call
@@ -138,8 +149,10 @@ class CausalSelfAttention(nn.Module):
             # Query blocks, each against only the keys it can see: a score term needs an explicit
             # mask, and a masked kernel cannot skip the future half of the scores the way a causal one
             # does. A block is exactly a chunk of a KV-cache prefill (queries at offset + a).
-            parts = [self._block(q[:, :, a:a + QUERY_BLOCK], k, v, offset + a, p, need_weights)
-                     for a in range(0, s, QUERY_BLOCK)]
+            parts = [
+                self._block(q[:, :, a : a + QUERY_BLOCK], k, v, offset + a, p, need_weights)
+                for a in range(0, s, QUERY_BLOCK)
+            ]
             y = torch.cat([part[0] for part in parts], dim=2) if len(parts) > 1 else parts[0][0]
             weights = None
             if need_weights:
@@ -174,15 +187,17 @@ class CausalSelfAttention(nn.Module):
             if table.requires_grad and k.shape[2] < BAND_PAYS_OFF * (table.shape[-1] - 1):
                 return None  # the band is most of the causal triangle: the query blocks' math path is cheaper
             values = pos.distance_values()
-            return banded.relative_attention(q, k, v, table.to(q.dtype),
-                                             None if values is None else values.to(q.dtype), offset)
+            return banded.relative_attention(
+                q, k, v, table.to(q.dtype), None if values is None else values.to(q.dtype), offset
+            )
         if pos.adds_values or pos.has_score_term:
             return None  # a term of q and k (Transformer-XL): the query blocks below
         mask = pos.attention_bias(q.shape[2], k.shape[2], offset)  # (1, h, s, t), -inf in the future
         return None if mask is None else banded.masked_attention(q, k, v, mask.to(q.dtype), offset)
 
-    def _block(self, q: Tensor, k: Tensor, v: Tensor, offset: int, p: float, need_weights: bool
-               ) -> tuple[Tensor, Tensor | None]:
+    def _block(
+        self, q: Tensor, k: Tensor, v: Tensor, offset: int, p: float, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
         """Queries q: (b, h, s, hd) at ``offset ..``, against the keys they can see among k, v: (b, h, t, hd).
 
         Returns y: (b, h, s, hd) and, with ``need_weights`` (or a value term and dropout), the
@@ -209,8 +224,9 @@ class CausalSelfAttention(nn.Module):
             mask = term.masked_fill(future, float("-inf")) if bias is None else term + bias.to(term.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
 
-    def _explicit(self, q: Tensor, k: Tensor, v: Tensor, extra: Tensor | None, future: Tensor, offset: int,
-                  p: float) -> tuple[Tensor, Tensor]:
+    def _explicit(
+        self, q: Tensor, k: Tensor, v: Tensor, extra: Tensor | None, future: Tensor, offset: int, p: float
+    ) -> tuple[Tensor, Tensor]:
         """The same attention written out, returning the weights (b, h, s, t) for inspection.
 
         extra: (h, s, t) or (b, h, s, t) added to the scaled scores; future: (s, t) bool, True where

@@ -64,15 +64,22 @@ class Block(nn.Module):
     def __init__(self, config: ModelConfig, positional: PositionalEncoding, layer_index: int) -> None:
         super().__init__()
         self.norm1 = make_norm(config)
-        self.attn = CausalSelfAttention(config.d_model, config.n_heads, positional=positional,
-                                        dropout=config.dropout, bias=config.bias, layer_index=layer_index,
-                                        n_kv_heads=config.kv_heads,
-                                        qkv_bias=config.bias if config.qkv_bias is None else config.qkv_bias)
+        self.attn = CausalSelfAttention(
+            config.d_model,
+            config.n_heads,
+            positional=positional,
+            dropout=config.dropout,
+            bias=config.bias,
+            layer_index=layer_index,
+            n_kv_heads=config.kv_heads,
+            qkv_bias=config.bias if config.qkv_bias is None else config.qkv_bias,
+        )
         self.norm2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, *, cache: KVCache | None = None, need_weights: bool = False
-                ) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, *, cache: KVCache | None = None, need_weights: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """x: (b, s, d) -> (b, s, d); with ``need_weights`` also the attention weights (b, h, s, t)."""
         if need_weights:
             a, weights = self.attn(self.norm1(x), cache=cache, need_weights=True)

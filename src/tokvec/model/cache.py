@@ -34,8 +34,14 @@ class PreallocatedKVCache(KVCache):
         start = 0 if old is None else old[0].shape[2]
         end = start + k.shape[2]
         buf = self._buffers[layer]
-        if (buf is None or end > buf[0].shape[2] or buf[0].shape[:2] != k.shape[:2] or buf[0].shape[3] != k.shape[3]
-                or buf[0].dtype != k.dtype or buf[0].device != k.device):
+        if (
+            buf is None
+            or end > buf[0].shape[2]
+            or buf[0].shape[:2] != k.shape[:2]
+            or buf[0].shape[3] != k.shape[3]
+            or buf[0].dtype != k.dtype
+            or buf[0].device != k.device
+        ):
             b, h, _, hd = k.shape
             size = max(self.capacity, end) if buf is None else max(end, 2 * buf[0].shape[2])
             new = (k.new_empty(b, h, size, hd), v.new_empty(b, h, size, v.shape[3]))

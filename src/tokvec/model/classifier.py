@@ -46,9 +46,15 @@ class SequenceClassifier(nn.Module):
             raise TokvecValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.config, self.n_classes, self.pooling = config.validate(), n_classes, pooling
         config.check_memory(what="a classifier")
-        self.embed = InputEmbedding(config.vocab_size, config.d_model, positional=config.positional,
-                                    max_len=config.context_length, dropout=config.dropout, n_heads=config.n_heads,
-                                    positional_options=dict(config.positional_options))
+        self.embed = InputEmbedding(
+            config.vocab_size,
+            config.d_model,
+            positional=config.positional,
+            max_len=config.context_length,
+            dropout=config.dropout,
+            n_heads=config.n_heads,
+            positional_options=dict(config.positional_options),
+        )
         self.blocks = nn.ModuleList(Block(config, self.embed.positional, i) for i in range(config.n_layers))
         self.norm = make_norm(config)
         self.head = nn.Linear(config.d_model, n_classes)
@@ -60,14 +66,21 @@ class SequenceClassifier(nn.Module):
                     nn.init.zeros_(module.bias)
         register_alias_hooks(self)
 
-    def forward(self, ids: Tensor, labels: Tensor | None = None, *, padding_mask: Tensor | None = None
-                ) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, ids: Tensor, labels: Tensor | None = None, *, padding_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """ids: (b, s) -> (logits (b, C), loss). labels: (b,) in [0, C). padding_mask: (b, s) bool,
         True at padding (right padding; every row needs at least one real token)."""
-        if isinstance(ids, Tensor) and ids.dim() == 2 and self.config.positional == "learned" \
-                and ids.shape[1] > self.config.context_length:
-            raise TokvecValueError(f"sequence of {ids.shape[1]} tokens is longer than context_length "
-                                   f"{self.config.context_length}; truncate the texts")
+        if (
+            isinstance(ids, Tensor)
+            and ids.dim() == 2
+            and self.config.positional == "learned"
+            and ids.shape[1] > self.config.context_length
+        ):
+            raise TokvecValueError(
+                f"sequence of {ids.shape[1]} tokens is longer than context_length "
+                f"{self.config.context_length}; truncate the texts"
+            )
         x = self.embed(ids, padding_mask=padding_mask)  # checks ids and the mask's shape
         for block in self.blocks:
             x = block(x)
@@ -87,13 +100,17 @@ class SequenceClassifier(nn.Module):
         if labels is None:
             return logits, None
         if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.shape != (ids.shape[0],):
-            raise TokvecValueError(f"labels must be an integer tensor of shape ({ids.shape[0]},), one class per "
-                                   f"row, got {getattr(labels, 'dtype', type(labels).__name__)} "
-                                   f"{tuple(getattr(labels, 'shape', ()))}")
+            raise TokvecValueError(
+                f"labels must be an integer tensor of shape ({ids.shape[0]},), one class per "
+                f"row, got {getattr(labels, 'dtype', type(labels).__name__)} "
+                f"{tuple(getattr(labels, 'shape', ()))}"
+            )
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.n_classes):
             bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
-            raise TokvecValueError(f"label {bad} is out of range for n_classes {self.n_classes}; "
-                                   f"labels must be in [0, {self.n_classes - 1}]")
+            raise TokvecValueError(
+                f"label {bad} is out of range for n_classes {self.n_classes}; "
+                f"labels must be in [0, {self.n_classes - 1}]"
+            )
         return logits, F.cross_entropy(logits, labels)
 
     def load_lm(self, lm: nn.Module) -> "SequenceClassifier":
@@ -102,11 +119,15 @@ class SequenceClassifier(nn.Module):
         theirs = {k: v for k, v in lm.state_dict().items() if k in own and not k.startswith("head.")}
         missing = sorted(k for k in own if k not in theirs and not k.startswith("head."))
         if missing:
-            raise TokvecValueError(f"the language model lacks {len(missing)} weights this classifier needs "
-                                   f"(first: {missing[0]}); build both from the same ModelConfig")
+            raise TokvecValueError(
+                f"the language model lacks {len(missing)} weights this classifier needs "
+                f"(first: {missing[0]}); build both from the same ModelConfig"
+            )
         for k, v in theirs.items():
             if v.shape != own[k].shape:
-                raise TokvecValueError(f"weight {k} has shape {tuple(v.shape)} in the language model but "
-                                       f"{tuple(own[k].shape)} here; build both from the same ModelConfig")
+                raise TokvecValueError(
+                    f"weight {k} has shape {tuple(v.shape)} in the language model but "
+                    f"{tuple(own[k].shape)} here; build both from the same ModelConfig"
+                )
         self.load_state_dict({**own, **theirs})
         return self

@@ -108,29 +108,46 @@ class ModelConfig:
         for name in ("vocab_size", "context_length", "d_model"):
             if positive(name) and getattr(self, name) > MAX_DIM:
                 problems.append(f"{name} must be at most {MAX_DIM}, got {getattr(self, name)}")
-        if positive("n_heads") and not isinstance(self.d_model, bool) and isinstance(self.d_model, int) \
-                and self.d_model > 0:
+        if (
+            positive("n_heads")
+            and not isinstance(self.d_model, bool)
+            and isinstance(self.d_model, int)
+            and self.d_model > 0
+        ):
             try:
                 head_dim_for(self.d_model, self.n_heads)
             except TokvecValueError as e:
                 problems.append(str(e))
         if self.d_ff is not None and positive("d_ff") and self.d_ff > MAX_DIM:
             problems.append(f"d_ff must be at most {MAX_DIM}, got {self.d_ff}")
-        if self.n_kv_heads is not None and positive("n_kv_heads") and isinstance(self.n_heads, int) \
-                and self.n_heads > 0 and self.n_heads % self.n_kv_heads:
-            problems.append(f"n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads}): each key/value "
-                            f"head serves a whole group of query heads")
+        if (
+            self.n_kv_heads is not None
+            and positive("n_kv_heads")
+            and isinstance(self.n_heads, int)
+            and self.n_heads > 0
+            and self.n_heads % self.n_kv_heads
+        ):
+            problems.append(
+                f"n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads}): each key/value "
+                f"head serves a whole group of query heads"
+            )
         if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) or not 0 < self.norm_eps < 1:
             problems.append(f"norm_eps must be a number in (0, 1), e.g. 1e-5, got {self.norm_eps!r}")
-        if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
-                or not 0.0 <= self.dropout < 1.0):  # NaN fails both comparisons
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, (int, float))
+            or not 0.0 <= self.dropout < 1.0
+        ):  # NaN fails both comparisons
             problems.append(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         schemes = available()
         if self.positional not in schemes:
-            problems.append(f"positional {self.positional!r} is not a known scheme (choose one of {', '.join(schemes)})")
+            problems.append(
+                f"positional {self.positional!r} is not a known scheme (choose one of {', '.join(schemes)})"
+            )
         if not isinstance(self.positional_options, Mapping):
-            problems.append(f"positional_options must be a dict of scheme options, "
-                            f"got {type(self.positional_options).__name__}")
+            problems.append(
+                f"positional_options must be a dict of scheme options, got {type(self.positional_options).__name__}"
+            )
         elif self.positional in schemes and self.positional_options:
             problems += _option_problems(self.positional, self.positional_options)
         if self.norm not in NORMS:
@@ -143,8 +160,9 @@ class ModelConfig:
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if problems:
-            raise TokvecValueError(f"invalid model config ({len(problems)} problem{'s' * (len(problems) > 1)}): "
-                                   + "; ".join(problems))
+            raise TokvecValueError(
+                f"invalid model config ({len(problems)} problem{'s' * (len(problems) > 1)}): " + "; ".join(problems)
+            )
         return self
 
     def parameter_estimate(self) -> int:
@@ -175,11 +193,15 @@ class ModelConfig:
 
         need = self.memory_estimate(batch_size)
         task = f"training {what}" if batch_size else f"building {what}"
-        check_memory(f"{task} ({self.parameter_estimate():,} parameters: n_layers={self.n_layers}, "
-                     f"d_model={self.d_model}, vocab_size={self.vocab_size}, context_length={self.context_length}"
-                     + (f", batch_size={batch_size}" if batch_size else "") + ")", need,
-                     fix="use fewer layers, a smaller d_model, vocabulary, context or batch size "
-                         f"(each weight takes 4 bytes; {human_bytes(need)} is an estimate)")
+        check_memory(
+            f"{task} ({self.parameter_estimate():,} parameters: n_layers={self.n_layers}, "
+            f"d_model={self.d_model}, vocab_size={self.vocab_size}, context_length={self.context_length}"
+            + (f", batch_size={batch_size}" if batch_size else "")
+            + ")",
+            need,
+            fix="use fewer layers, a smaller d_model, vocabulary, context or batch size "
+            f"(each weight takes 4 bytes; {human_bytes(need)} is an estimate)",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (d_ff stays None when it was None)."""
@@ -195,8 +217,10 @@ class ModelConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(k for k in data if k not in names)
         if unknown:
-            raise TokvecValueError(f"unknown model config field{'s' * (len(unknown) > 1)} "
-                                   f"{', '.join(map(repr, unknown))}; known fields: {', '.join(names)}")
+            raise TokvecValueError(
+                f"unknown model config field{'s' * (len(unknown) > 1)} "
+                f"{', '.join(map(repr, unknown))}; known fields: {', '.join(names)}"
+            )
         if "vocab_size" not in data:
             raise TokvecValueError("model config lacks vocab_size (the tokenizer's vocab_size)")
         return cls(**dict(data))
@@ -208,13 +232,16 @@ class ModelConfig:
             raise TokvecValueError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
         fields = {**PRESETS[name], **overrides}
         if "vocab_size" not in fields:
-            raise TokvecValueError(f"preset {name!r} needs vocab_size: pass the tokenizer's, "
-                                   f"ModelConfig.preset({name!r}, vocab_size=tokenizer.vocab_size)")
+            raise TokvecValueError(
+                f"preset {name!r} needs vocab_size: pass the tokenizer's, "
+                f"ModelConfig.preset({name!r}, vocab_size=tokenizer.vocab_size)"
+            )
         return cls.from_dict(fields)
 
 
-def model_fields(name: str, *, defaults: Mapping[str, Any] | None = None,
-                 exclude: tuple[str, ...] = ("vocab_size",)) -> type:
+def model_fields(
+    name: str, *, defaults: Mapping[str, Any] | None = None, exclude: tuple[str, ...] = ("vocab_size",)
+) -> type:
     """A dataclass holding :class:`ModelConfig`'s fields (but ``exclude``), each keyword-only and
     defaulting to ``defaults[field]`` or None ("the preset's or ModelConfig's value").
 
@@ -225,9 +252,15 @@ def model_fields(name: str, *, defaults: Mapping[str, Any] | None = None,
     unknown = sorted(set(defaults) - {f.name for f in dataclasses.fields(ModelConfig)})
     if unknown:
         raise TypeError(f"model_fields defaults name no ModelConfig field: {unknown}")
-    specs = [(f.name, f.type if "None" in str(f.type) else f"{f.type} | None",
-              field(default=defaults.get(f.name), kw_only=True))
-             for f in dataclasses.fields(ModelConfig) if f.name not in exclude]
+    specs = [
+        (
+            f.name,
+            f.type if "None" in str(f.type) else f"{f.type} | None",
+            field(default=defaults.get(f.name), kw_only=True),
+        )
+        for f in dataclasses.fields(ModelConfig)
+        if f.name not in exclude
+    ]
     cls = dataclasses.make_dataclass(name, specs)
     cls.__module__ = __name__
     cls.__doc__ = f"ModelConfig's fields{' but ' + ', '.join(exclude) if exclude else ''} (None: not set)."
@@ -248,5 +281,7 @@ def _option_problems(scheme: str, options: Mapping[str, Any]) -> list[str]:
     unknown = sorted(k for k in options if k not in accepted)
     if not unknown:
         return []
-    return [f"positional_options {', '.join(map(repr, unknown))} not taken by the {scheme!r} scheme "
-            f"(its options: {', '.join(sorted(accepted)) or 'none'})"]
+    return [
+        f"positional_options {', '.join(map(repr, unknown))} not taken by the {scheme!r} scheme "
+        f"(its options: {', '.join(sorted(accepted)) or 'none'})"
+    ]

@@ -50,13 +50,21 @@ class GPT(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if not isinstance(config, ModelConfig):
-            raise TokvecTypeError(f"GPT takes a ModelConfig, got {type(config).__name__}; "
-                                  f"build one with ModelConfig(vocab_size=...) or ModelConfig.preset('tiny', ...)")
+            raise TokvecTypeError(
+                f"GPT takes a ModelConfig, got {type(config).__name__}; "
+                f"build one with ModelConfig(vocab_size=...) or ModelConfig.preset('tiny', ...)"
+            )
         self.config = config.validate()
         config.check_memory(what="a GPT")  # n_layers=10**12 is refused here, not after eating the RAM
-        self.embed = InputEmbedding(config.vocab_size, config.d_model, positional=config.positional,
-                                    max_len=config.context_length, dropout=config.dropout, n_heads=config.n_heads,
-                                    positional_options=dict(config.positional_options))
+        self.embed = InputEmbedding(
+            config.vocab_size,
+            config.d_model,
+            positional=config.positional,
+            max_len=config.context_length,
+            dropout=config.dropout,
+            n_heads=config.n_heads,
+            positional_options=dict(config.positional_options),
+        )
         # one positional module shared by the input stage and every attention layer
         self.blocks = nn.ModuleList(Block(config, self.embed.positional, i) for i in range(config.n_layers))
         self.norm = make_norm(config)
@@ -91,8 +99,9 @@ class GPT(nn.Module):
         with torch.device("meta"):
             model = cls(config)
         model.to_empty(device=device)
-        context = dict(d_model=config.d_model, max_len=config.context_length, n_heads=config.n_heads,
-                       head_dim=config.head_dim)
+        context = dict(
+            d_model=config.d_model, max_len=config.context_length, n_heads=config.n_heads, head_dim=config.head_dim
+        )
         positional = build_positional(config.positional, **context, **dict(config.positional_options)).to(device)
         model.embed.positional = positional
         for block in model.blocks:
@@ -113,8 +122,9 @@ class GPT(nn.Module):
             x = checkpoint(block, x, use_reentrant=False) if recompute else block(x, cache=cache)
         return self.norm(x)
 
-    def forward(self, ids: Tensor, targets: Tensor | None = None, *, cache: KVCache | None = None,
-                checked: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, ids: Tensor, targets: Tensor | None = None, *, cache: KVCache | None = None, checked: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
         """ids: (b, s) -> (logits (b, s, V), loss).
 
         targets: (b, s) next-token ids, ``-100`` where no loss is wanted; loss is the mean cross
@@ -168,11 +178,12 @@ class GPT(nn.Module):
 
     def _check_targets(self, targets: Tensor, ids: Tensor, *, check_range: bool = True) -> None:
         if not isinstance(targets, Tensor) or targets.is_floating_point() or targets.dtype == torch.bool:
-            raise TokvecTypeError(f"targets must be an integer tensor of token ids, got "
-                                  f"{getattr(targets, 'dtype', type(targets).__name__)}")
+            raise TokvecTypeError(
+                f"targets must be an integer tensor of token ids, got "
+                f"{getattr(targets, 'dtype', type(targets).__name__)}"
+            )
         if targets.shape != ids.shape:
-            raise TokvecValueError(f"targets must have the shape of ids {tuple(ids.shape)}, "
-                                   f"got {tuple(targets.shape)}")
+            raise TokvecValueError(f"targets must have the shape of ids {tuple(ids.shape)}, got {tuple(targets.shape)}")
         if not check_range:
             return
         valid = targets[targets != IGNORE_INDEX]
@@ -180,8 +191,10 @@ class GPT(nn.Module):
             lo, hi = torch.aminmax(valid)
             if int(lo) < 0 or int(hi) >= self.config.vocab_size:
                 bad = int(lo) if int(lo) < 0 else int(hi)
-                raise TokvecValueError(f"target id {bad} is out of range for vocab_size {self.config.vocab_size}; "
-                                       f"targets must be in [0, {self.config.vocab_size - 1}] or {IGNORE_INDEX}")
+                raise TokvecValueError(
+                    f"target id {bad} is out of range for vocab_size {self.config.vocab_size}; "
+                    f"targets must be in [0, {self.config.vocab_size - 1}] or {IGNORE_INDEX}"
+                )
 
     # -- accounting -----------------------------------------------------------------------------
     def num_parameters(self, non_embedding: bool = False) -> int:
@@ -224,22 +237,49 @@ class GPT(nn.Module):
 
     # -- generation -----------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, ids: Tensor, max_new_tokens: int, *, temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = None,
-                 top_p: float | None = None, repetition_penalty: float = 1.0, eos_id: int | None = None,
-                 stop: list[str] | str | None = None, tokenizer: Any = None, seed: int | None = None,
-                 use_cache: bool = True) -> Tensor:
+    def generate(
+        self,
+        ids: Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = DEFAULT_TEMPERATURE,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float = 1.0,
+        eos_id: int | None = None,
+        stop: list[str] | str | None = None,
+        tokenizer: Any = None,
+        seed: int | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
         """Continue ``ids``: (b, s) or (s,) -> the same rank with up to ``max_new_tokens`` ids appended.
 
         See :func:`tokvec.generate.generate` for every option (``stop`` strings need ``tokenizer``).
         """
-        return generate(self, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        repetition_penalty=repetition_penalty, eos_id=eos_id, stop=stop, tokenizer=tokenizer,
-                        seed=seed, use_cache=use_cache)
+        return generate(
+            self,
+            ids,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            eos_id=eos_id,
+            stop=stop,
+            tokenizer=tokenizer,
+            seed=seed,
+            use_cache=use_cache,
+        )
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
-                        device: str | torch.device = "cpu",
-                        progress: Callable[[int, int], None] | None = None) -> "GPT":
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> "GPT":
         """The model of a local Hugging Face directory (GPT-2, Llama, Mistral, Qwen2; safetensors
         weights), in eval mode. See :mod:`tokvec.model.hf`; ``tokvec import`` makes it a run.
 

@@ -33,12 +33,18 @@ from ..errors import FormatError, TokvecValueError
 from .config import ModelConfig
 
 MODEL_TYPES = ("gpt2", "llama", "mistral", "qwen2")
-ARCHITECTURES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-                 "qwen2": "Qwen2ForCausalLM"}
+ARCHITECTURES = {
+    "gpt2": "GPT2LMHeadModel",
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+}
 ROPE_TYPES = ("default", "linear", "yarn")  # HF rope types with a tokvec scaling of the same formula
-EXPORT_PRESETS = ("GPT-2: positional learned + norm layernorm + activation gelu or gelu_new + bias "
-                  "(the presets tiny, small, gpt2-124m); Llama: positional rope + norm rmsnorm + activation "
-                  "swiglu (any preset with --positional rope --norm rmsnorm --activation swiglu)")
+EXPORT_PRESETS = (
+    "GPT-2: positional learned + norm layernorm + activation gelu or gelu_new + bias "
+    "(the presets tiny, small, gpt2-124m); Llama: positional rope + norm rmsnorm + activation "
+    "swiglu (any preset with --positional rope --norm rmsnorm --activation swiglu)"
+)
 _IGNORED = ("attn.bias", "attn.masked_bias", "rotary_emb.inv_freq")  # buffers old checkpoints carry
 _BLOCK_BYTES = 32 << 20  # copy a tensor in row blocks of about this size (the transient memory of an import)
 
@@ -52,8 +58,10 @@ def read_hf_config(directory: str | os.PathLike) -> dict:
     """The ``config.json`` of a Hugging Face model directory, checked to be a JSON object."""
     path = Path(directory) / "config.json"
     if not path.is_file():
-        raise HFModelError(f"{directory} has no config.json; a Hugging Face model directory holds config.json "
-                           f"and model.safetensors (save_pretrained writes both)")
+        raise HFModelError(
+            f"{directory} has no config.json; a Hugging Face model directory holds config.json "
+            f"and model.safetensors (save_pretrained writes both)"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -79,16 +87,21 @@ def config_from_hf(hf: Mapping[str, Any], *, source: str = "config.json") -> Mod
     """The tokvec :class:`ModelConfig` of a HF ``config.json``; every unsupported field is named at once."""
     model_type = hf.get("model_type")
     if model_type not in MODEL_TYPES:
-        raise HFModelError(f"{source}: model_type {model_type!r} is not supported; tokvec imports "
-                           f"{', '.join(MODEL_TYPES)} ({', '.join(ARCHITECTURES.values())})")
+        raise HFModelError(
+            f"{source}: model_type {model_type!r} is not supported; tokvec imports "
+            f"{', '.join(MODEL_TYPES)} ({', '.join(ARCHITECTURES.values())})"
+        )
     problems: list[str] = []
     if model_type == "gpt2":
         fields = _gpt2_fields(hf, problems)
     else:
         fields = _llama_fields(hf, model_type, problems)
     if problems:
-        raise HFModelError(f"{source} ({model_type}) cannot be imported: " + "; ".join(problems)
-                           + f". tokvec imports {', '.join(MODEL_TYPES)} without those features")
+        raise HFModelError(
+            f"{source} ({model_type}) cannot be imported: "
+            + "; ".join(problems)
+            + f". tokvec imports {', '.join(MODEL_TYPES)} without those features"
+        )
     try:
         return ModelConfig(**fields)
     except TokvecValueError as e:
@@ -114,12 +127,21 @@ def _gpt2_fields(hf: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
         problems.append("scale_attn_by_inverse_layer_idx=true")
     if hf.get("add_cross_attention"):
         problems.append("add_cross_attention=true (an encoder-decoder)")
-    return dict(vocab_size=_need(hf, "vocab_size", problems), context_length=_need(hf, "n_positions", problems),
-                d_model=_need(hf, "n_embd", problems), n_layers=_need(hf, "n_layer", problems),
-                n_heads=_need(hf, "n_head", problems), d_ff=hf.get("n_inner"), dropout=0.0, positional="learned",
-                norm="layernorm", activation=activation or "gelu_new", bias=True,
-                tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
-                norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)))
+    return dict(
+        vocab_size=_need(hf, "vocab_size", problems),
+        context_length=_need(hf, "n_positions", problems),
+        d_model=_need(hf, "n_embd", problems),
+        n_layers=_need(hf, "n_layer", problems),
+        n_heads=_need(hf, "n_head", problems),
+        d_ff=hf.get("n_inner"),
+        dropout=0.0,
+        positional="learned",
+        norm="layernorm",
+        activation=activation or "gelu_new",
+        bias=True,
+        tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
+        norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+    )
 
 
 def _llama_fields(hf: Mapping[str, Any], model_type: str, problems: list[str]) -> dict[str, Any]:
@@ -145,17 +167,29 @@ def _llama_fields(hf: Mapping[str, Any], model_type: str, problems: list[str]) -
     else:
         attention_bias, mlp_bias = bool(hf.get("attention_bias", False)), bool(hf.get("mlp_bias", False))
         if attention_bias != mlp_bias:
-            problems.append(f"attention_bias={attention_bias} with mlp_bias={mlp_bias} (tokvec has biases on "
-                            f"all linears or none)")
+            problems.append(
+                f"attention_bias={attention_bias} with mlp_bias={mlp_bias} (tokvec has biases on all linears or none)"
+            )
         bias, qkv_bias = attention_bias, None
     context = _need(hf, "max_position_embeddings", problems)
-    return dict(vocab_size=_need(hf, "vocab_size", problems), context_length=context, d_model=d,
-                n_layers=_need(hf, "num_hidden_layers", problems), n_heads=heads,
-                n_kv_heads=hf.get("num_key_value_heads") or heads, d_ff=_need(hf, "intermediate_size", problems),
-                dropout=0.0, positional="rope", positional_options=_rope_options(hf, context, problems),
-                norm="rmsnorm", activation="swiglu", bias=bias, qkv_bias=qkv_bias,
-                tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-                norm_eps=float(hf.get("rms_norm_eps", 1e-6)))
+    return dict(
+        vocab_size=_need(hf, "vocab_size", problems),
+        context_length=context,
+        d_model=d,
+        n_layers=_need(hf, "num_hidden_layers", problems),
+        n_heads=heads,
+        n_kv_heads=hf.get("num_key_value_heads") or heads,
+        d_ff=_need(hf, "intermediate_size", problems),
+        dropout=0.0,
+        positional="rope",
+        positional_options=_rope_options(hf, context, problems),
+        norm="rmsnorm",
+        activation="swiglu",
+        bias=bias,
+        qkv_bias=qkv_bias,
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+    )
 
 
 def _rope_options(hf: Mapping[str, Any], context: int, problems: list[str]) -> dict[str, Any]:
@@ -186,20 +220,30 @@ def export_problems(config: ModelConfig) -> tuple[str | None, list[str]]:
     """(HF model_type this config exports as, or None; the fields that block the export)."""
     c = config
     if c.positional == "learned":
-        blocking = [f"{name} {value!r} (GPT-2 needs {need})" for name, value, need, ok in (
-            ("norm", c.norm, "layernorm", c.norm == "layernorm"),
-            ("activation", c.activation, "gelu or gelu_new", c.activation in ("gelu", "gelu_new")),
-            ("bias", c.bias, "true", c.bias is True),
-            ("qkv_bias", c.qkv_bias, "null or true", c.qkv_bias in (None, True)),
-            ("n_kv_heads", c.n_kv_heads, f"null or {c.n_heads}", c.kv_heads == c.n_heads)) if not ok]
+        blocking = [
+            f"{name} {value!r} (GPT-2 needs {need})"
+            for name, value, need, ok in (
+                ("norm", c.norm, "layernorm", c.norm == "layernorm"),
+                ("activation", c.activation, "gelu or gelu_new", c.activation in ("gelu", "gelu_new")),
+                ("bias", c.bias, "true", c.bias is True),
+                ("qkv_bias", c.qkv_bias, "null or true", c.qkv_bias in (None, True)),
+                ("n_kv_heads", c.n_kv_heads, f"null or {c.n_heads}", c.kv_heads == c.n_heads),
+            )
+            if not ok
+        ]
         return (None if blocking else "gpt2"), blocking
     if c.positional == "rope":
         options = dict(c.positional_options)
         scaling = options.get("scaling", "none")
-        blocking = [f"{name} {value!r} (Llama needs {need})" for name, value, need, ok in (
-            ("norm", c.norm, "rmsnorm", c.norm == "rmsnorm"),
-            ("activation", c.activation, "swiglu", c.activation == "swiglu"),
-            ("rope scaling", scaling, "none, linear or yarn", scaling in ("none", "linear", "yarn"))) if not ok]
+        blocking = [
+            f"{name} {value!r} (Llama needs {need})"
+            for name, value, need, ok in (
+                ("norm", c.norm, "rmsnorm", c.norm == "rmsnorm"),
+                ("activation", c.activation, "swiglu", c.activation == "swiglu"),
+                ("rope scaling", scaling, "none, linear or yarn", scaling in ("none", "linear", "yarn")),
+            )
+            if not ok
+        ]
         if c.qkv_bias and not c.bias:
             return (None if blocking else "qwen2"), blocking
         if c.qkv_bias is False and c.bias:
@@ -208,33 +252,66 @@ def export_problems(config: ModelConfig) -> tuple[str | None, list[str]]:
     return None, [f"positional {c.positional!r} (GPT-2 needs learned, Llama rope)"]
 
 
-def config_to_hf(config: ModelConfig, *, bos_id: int | None = None, eos_id: int | None = None,
-                 pad_id: int | None = None) -> dict[str, Any]:
+def config_to_hf(
+    config: ModelConfig, *, bos_id: int | None = None, eos_id: int | None = None, pad_id: int | None = None
+) -> dict[str, Any]:
     """The HF ``config.json`` of a tokvec config; an error names the blocking fields and what exports."""
     model_type, blocking = export_problems(config)
     if model_type is None:
-        raise TokvecValueError(f"this model cannot be exported to Hugging Face: {'; '.join(blocking)}. "
-                               f"What exports: {EXPORT_PRESETS}")
+        raise TokvecValueError(
+            f"this model cannot be exported to Hugging Face: {'; '.join(blocking)}. What exports: {EXPORT_PRESETS}"
+        )
     c = config
-    common = {"architectures": [ARCHITECTURES[model_type]], "model_type": model_type, "vocab_size": c.vocab_size,
-              "tie_word_embeddings": c.tie_embeddings, "bos_token_id": bos_id, "eos_token_id": eos_id,
-              "pad_token_id": pad_id, "torch_dtype": "float32", "dtype": "float32"}
+    common = {
+        "architectures": [ARCHITECTURES[model_type]],
+        "model_type": model_type,
+        "vocab_size": c.vocab_size,
+        "tie_word_embeddings": c.tie_embeddings,
+        "bos_token_id": bos_id,
+        "eos_token_id": eos_id,
+        "pad_token_id": pad_id,
+        "torch_dtype": "float32",
+        "dtype": "float32",
+    }
     if model_type == "gpt2":
-        return {**common, "n_positions": c.context_length, "n_embd": c.d_model, "n_layer": c.n_layers,
-                "n_head": c.n_heads, "n_inner": c.d_ff, "activation_function": c.activation,
-                "resid_pdrop": c.dropout, "embd_pdrop": c.dropout, "attn_pdrop": c.dropout,
-                "layer_norm_epsilon": c.norm_eps, "scale_attn_weights": True, "use_cache": True}
+        return {
+            **common,
+            "n_positions": c.context_length,
+            "n_embd": c.d_model,
+            "n_layer": c.n_layers,
+            "n_head": c.n_heads,
+            "n_inner": c.d_ff,
+            "activation_function": c.activation,
+            "resid_pdrop": c.dropout,
+            "embd_pdrop": c.dropout,
+            "attn_pdrop": c.dropout,
+            "layer_norm_epsilon": c.norm_eps,
+            "scale_attn_weights": True,
+            "use_cache": True,
+        }
     options = dict(c.positional_options)
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": float(options.get("base", 10000.0))}
     if options.get("scaling", "none") != "none":
         rope.update(rope_type=options["scaling"], factor=float(options.get("factor", 1.0)))
         if options["scaling"] == "yarn":
             rope["original_max_position_embeddings"] = options.get("original_max_len") or c.context_length
-    hf = {**common, "hidden_size": c.d_model, "intermediate_size": c.hidden_dim, "num_hidden_layers": c.n_layers,
-          "num_attention_heads": c.n_heads, "num_key_value_heads": c.kv_heads, "hidden_act": "silu",
-          "max_position_embeddings": c.context_length, "rms_norm_eps": c.norm_eps, "attention_dropout": c.dropout,
-          "rope_theta": rope["rope_theta"], "rope_scaling": None if rope["rope_type"] == "default" else rope,
-          "rope_parameters": rope, "head_dim": c.head_dim, "use_cache": True}
+    hf = {
+        **common,
+        "hidden_size": c.d_model,
+        "intermediate_size": c.hidden_dim,
+        "num_hidden_layers": c.n_layers,
+        "num_attention_heads": c.n_heads,
+        "num_key_value_heads": c.kv_heads,
+        "hidden_act": "silu",
+        "max_position_embeddings": c.context_length,
+        "rms_norm_eps": c.norm_eps,
+        "attention_dropout": c.dropout,
+        "rope_theta": rope["rope_theta"],
+        "rope_scaling": None if rope["rope_type"] == "default" else rope,
+        "rope_parameters": rope,
+        "head_dim": c.head_dim,
+        "use_cache": True,
+    }
     if model_type == "llama":
         hf.update(attention_bias=c.bias, mlp_bias=c.bias, pretraining_tp=1)
     else:
@@ -263,16 +340,20 @@ def _plan(config: ModelConfig, model_type: str, prefix: str = "") -> dict[str, l
         plan["embed.positional.weight"] = [_Piece(f"{t}wpe.weight", (c.context_length, d))]
         for i in range(c.n_layers):
             h, b = f"{t}h.{i}.", f"blocks.{i}."
-            plan |= {b + "norm1.weight": [_Piece(h + "ln_1.weight", (d,))], b + "norm1.bias": [_Piece(h + "ln_1.bias", (d,))],
-                     b + "attn.qkv.weight": [_Piece(h + "attn.c_attn.weight", (d, 3 * d), True)],
-                     b + "attn.qkv.bias": [_Piece(h + "attn.c_attn.bias", (3 * d,))],
-                     b + "attn.proj.weight": [_Piece(h + "attn.c_proj.weight", (d, d), True)],
-                     b + "attn.proj.bias": [_Piece(h + "attn.c_proj.bias", (d,))],
-                     b + "norm2.weight": [_Piece(h + "ln_2.weight", (d,))], b + "norm2.bias": [_Piece(h + "ln_2.bias", (d,))],
-                     b + "mlp.fc.weight": [_Piece(h + "mlp.c_fc.weight", (d, f), True)],
-                     b + "mlp.fc.bias": [_Piece(h + "mlp.c_fc.bias", (f,))],
-                     b + "mlp.proj.weight": [_Piece(h + "mlp.c_proj.weight", (f, d), True)],
-                     b + "mlp.proj.bias": [_Piece(h + "mlp.c_proj.bias", (d,))]}
+            plan |= {
+                b + "norm1.weight": [_Piece(h + "ln_1.weight", (d,))],
+                b + "norm1.bias": [_Piece(h + "ln_1.bias", (d,))],
+                b + "attn.qkv.weight": [_Piece(h + "attn.c_attn.weight", (d, 3 * d), True)],
+                b + "attn.qkv.bias": [_Piece(h + "attn.c_attn.bias", (3 * d,))],
+                b + "attn.proj.weight": [_Piece(h + "attn.c_proj.weight", (d, d), True)],
+                b + "attn.proj.bias": [_Piece(h + "attn.c_proj.bias", (d,))],
+                b + "norm2.weight": [_Piece(h + "ln_2.weight", (d,))],
+                b + "norm2.bias": [_Piece(h + "ln_2.bias", (d,))],
+                b + "mlp.fc.weight": [_Piece(h + "mlp.c_fc.weight", (d, f), True)],
+                b + "mlp.fc.bias": [_Piece(h + "mlp.c_fc.bias", (f,))],
+                b + "mlp.proj.weight": [_Piece(h + "mlp.c_proj.weight", (f, d), True)],
+                b + "mlp.proj.bias": [_Piece(h + "mlp.c_proj.bias", (d,))],
+            }
         plan["norm.weight"] = [_Piece(f"{t}ln_f.weight", (d,))]
         plan["norm.bias"] = [_Piece(f"{t}ln_f.bias", (d,))]
     else:
@@ -281,17 +362,23 @@ def _plan(config: ModelConfig, model_type: str, prefix: str = "") -> dict[str, l
         for i in range(c.n_layers):
             h, b = f"model.layers.{i}.", f"blocks.{i}."
             plan[b + "norm1.weight"] = [_Piece(h + "input_layernorm.weight", (d,))]
-            plan[b + "attn.qkv.weight"] = [_Piece(h + "self_attn.q_proj.weight", (d, d)),
-                                           _Piece(h + "self_attn.k_proj.weight", (kv, d)),
-                                           _Piece(h + "self_attn.v_proj.weight", (kv, d))]
+            plan[b + "attn.qkv.weight"] = [
+                _Piece(h + "self_attn.q_proj.weight", (d, d)),
+                _Piece(h + "self_attn.k_proj.weight", (kv, d)),
+                _Piece(h + "self_attn.v_proj.weight", (kv, d)),
+            ]
             if qkv_bias:
-                plan[b + "attn.qkv.bias"] = [_Piece(h + "self_attn.q_proj.bias", (d,)),
-                                             _Piece(h + "self_attn.k_proj.bias", (kv,)),
-                                             _Piece(h + "self_attn.v_proj.bias", (kv,))]
+                plan[b + "attn.qkv.bias"] = [
+                    _Piece(h + "self_attn.q_proj.bias", (d,)),
+                    _Piece(h + "self_attn.k_proj.bias", (kv,)),
+                    _Piece(h + "self_attn.v_proj.bias", (kv,)),
+                ]
             plan[b + "attn.proj.weight"] = [_Piece(h + "self_attn.o_proj.weight", (d, d))]
             plan[b + "norm2.weight"] = [_Piece(h + "post_attention_layernorm.weight", (d,))]
-            plan[b + "mlp.fc.weight"] = [_Piece(h + "mlp.gate_proj.weight", (f, d)),
-                                         _Piece(h + "mlp.up_proj.weight", (f, d))]
+            plan[b + "mlp.fc.weight"] = [
+                _Piece(h + "mlp.gate_proj.weight", (f, d)),
+                _Piece(h + "mlp.up_proj.weight", (f, d)),
+            ]
             plan[b + "mlp.proj.weight"] = [_Piece(h + "mlp.down_proj.weight", (d, f))]
             if c.bias:
                 plan[b + "attn.proj.bias"] = [_Piece(h + "self_attn.o_proj.bias", (d,))]
@@ -316,8 +403,20 @@ def _rope_rows(config: ModelConfig, rows: int) -> Tensor | None:
 
 # -- reading (import) ---------------------------------------------------------------------------------
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
-_ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "I32": 4, "U32": 4,
-               "I64": 8, "U64": 8, **{k: v.itemsize for k, v in _DTYPES.items()}}
+_ITEM_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "I32": 4,
+    "U32": 4,
+    "I64": 8,
+    "U64": 8,
+    **{k: v.itemsize for k, v in _DTYPES.items()},
+}
 
 
 class SafetensorsIndex:
@@ -338,21 +437,26 @@ class SafetensorsIndex:
                 weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
                 files = sorted({str(v) for v in weight_map.values()})
             except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-                raise HFModelError(f"{index} is not a safetensors index (a JSON object with a weight_map): {e}") from None
+                raise HFModelError(
+                    f"{index} is not a safetensors index (a JSON object with a weight_map): {e}"
+                ) from None
             for shard in files:
                 if Path(shard).name != shard or not shard.endswith(".safetensors"):
-                    raise HFModelError(f"{index} names the shard {shard!r}, which is not a .safetensors file "
-                                       f"in {directory}")
+                    raise HFModelError(
+                        f"{index} names the shard {shard!r}, which is not a .safetensors file in {directory}"
+                    )
         elif single.is_file():
             files = ["model.safetensors"]
         else:
-            pickles = sorted(p.name for p in directory.glob("pytorch_model*.bin")) + \
-                sorted(p.name for p in directory.glob("*.pt"))
+            pickles = sorted(p.name for p in directory.glob("pytorch_model*.bin")) + sorted(
+                p.name for p in directory.glob("*.pt")
+            )
             if pickles:
                 raise HFModelError(
                     f"{directory} holds {pickles[0]} (a pickle) and no model.safetensors; tokvec never unpickles. "
-                    f"Convert it once where you trust the file: python -c \"from transformers import "
-                    f"AutoModelForCausalLM as M; M.from_pretrained('{directory}').save_pretrained('{directory}-st')\"")
+                    f'Convert it once where you trust the file: python -c "from transformers import '
+                    f"AutoModelForCausalLM as M; M.from_pretrained('{directory}').save_pretrained('{directory}-st')\""
+                )
             raise HFModelError(f"{directory} has no model.safetensors or model.safetensors.index.json")
         self.directory = directory
         self._files: dict[str, Any] = {}
@@ -393,8 +497,10 @@ class SafetensorsIndex:
         """Copy stored tensor ``name`` into ``out`` (its transpose when ``transposed``), in row blocks;
         directly into ``out``'s memory when dtype and layout allow."""
         if self.dtype(name) not in _DTYPES:
-            raise HFModelError(f"{self.directory}: tensor {name!r} has dtype {self.dtype(name)}; tokvec reads "
-                               f"floating-point weights ({', '.join(_DTYPES)})")
+            raise HFModelError(
+                f"{self.directory}: tensor {name!r} has dtype {self.dtype(name)}; tokvec reads "
+                f"floating-point weights ({', '.join(_DTYPES)})"
+            )
         shape, dtype = self.shape(name), _DTYPES[self.dtype(name)]
         if not transposed and dtype == out.dtype and out.is_contiguous() and out.device.type == "cpu":
             self._read(name, 0, out.detach())
@@ -406,9 +512,9 @@ class SafetensorsIndex:
             block = torch.empty((min(step, n - a), *shape[1:]), dtype=dtype)
             self._read(name, a, block)
             if transposed:
-                out[:, a:a + step].copy_(block.t())
+                out[:, a : a + step].copy_(block.t())
             else:
-                out[a:a + step].copy_(block)
+                out[a : a + step].copy_(block)
 
     def close(self) -> None:
         for f in self._files.values():
@@ -451,8 +557,10 @@ def _read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...], int, int]]
             raise HFModelError(f"{path}: tensor {name!r} has the unknown dtype {dtype!r}")
         length = math.prod(shape) * _ITEM_BYTES[dtype]
         if b - a != length or data_start + b > size:
-            raise HFModelError(f"{path}: tensor {name!r} {list(shape)} {dtype} should span {length} bytes, its "
-                               f"offsets say {a}..{b} of {size - data_start}; the file is truncated or corrupted")
+            raise HFModelError(
+                f"{path}: tensor {name!r} {list(shape)} {dtype} should span {length} bytes, its "
+                f"offsets say {a}..{b} of {size - data_start}; the file is truncated or corrupted"
+            )
         entries[name] = (dtype, shape, data_start + a, length)
     return entries
 
@@ -464,8 +572,9 @@ def detect_prefix(names: list[str], model_type: str) -> str:
     return "transformer." if model_type == "gpt2" else ""
 
 
-def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type: str,
-                    progress: Callable[[int], None] | None = None) -> None:
+def load_hf_weights(
+    model: torch.nn.Module, index: SafetensorsIndex, model_type: str, progress: Callable[[int], None] | None = None
+) -> None:
     """Copy every tensor of ``index`` into ``model``'s parameters, checking names, shapes and dtypes.
 
     Bytes go straight from the file into the parameter: no second copy of the weights.
@@ -478,14 +587,18 @@ def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type:
         expected.add("lm_head.weight")  # a tied head saved anyway: checked, then ignored
     missing = sorted(expected - set(names))
     if missing:
-        raise HFModelError(f"{index.directory}: tensor {missing[0]!r} is missing"
-                           f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
-                           f"the weights do not match config.json")
+        raise HFModelError(
+            f"{index.directory}: tensor {missing[0]!r} is missing"
+            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
+            f"the weights do not match config.json"
+        )
     unexpected = sorted(n for n in names if n not in expected and not n.endswith(_IGNORED))
     if unexpected:
-        raise HFModelError(f"{index.directory}: tensor {unexpected[0]!r} has no place in a {model_type} model as "
-                           f"config.json describes it ({len(unexpected)} such tensors); tokvec would ignore "
-                           f"weights the model needs")
+        raise HFModelError(
+            f"{index.directory}: tensor {unexpected[0]!r} has no place in a {model_type} model as "
+            f"config.json describes it ({len(unexpected)} such tensors); tokvec would ignore "
+            f"weights the model needs"
+        )
     params = model.state_dict(keep_vars=True)
     with torch.no_grad():
         for target, pieces in plan.items():
@@ -494,10 +607,12 @@ def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type:
             for piece in pieces:
                 shape = index.shape(piece.name)
                 if shape != piece.shape:
-                    raise HFModelError(f"{index.directory}: tensor {piece.name!r} has shape {shape}, expected "
-                                       f"{piece.shape} from config.json")
+                    raise HFModelError(
+                        f"{index.directory}: tensor {piece.name!r} has shape {shape}, expected "
+                        f"{piece.shape} from config.json"
+                    )
                 rows = piece.shape[1] if piece.transposed else piece.shape[0]
-                index.copy_into(piece.name, param[row:row + rows], transposed=piece.transposed)
+                index.copy_into(piece.name, param[row : row + rows], transposed=piece.transposed)
                 row += rows
                 if progress is not None:
                     progress(index.entries[piece.name][4])
@@ -506,14 +621,19 @@ def load_hf_weights(model: torch.nn.Module, index: SafetensorsIndex, model_type:
         if config.tie_embeddings and "lm_head.weight" in index.entries:
             head = torch.empty(index.shape("lm_head.weight"), dtype=_DTYPES[index.dtype("lm_head.weight")])
             index.copy_into("lm_head.weight", head)
-            if head.shape != model.lm_head.weight.shape or not torch.equal(head.to(model.lm_head.weight.dtype),
-                                                                           model.lm_head.weight):
-                raise HFModelError(f"{index.directory}: config.json says tie_word_embeddings but lm_head.weight "
-                                   f"differs from the token embeddings")
+            if head.shape != model.lm_head.weight.shape or not torch.equal(
+                head.to(model.lm_head.weight.dtype), model.lm_head.weight
+            ):
+                raise HFModelError(
+                    f"{index.directory}: config.json says tie_word_embeddings but lm_head.weight "
+                    f"differs from the token embeddings"
+                )
 
 
 # -- writing (export) ----------------------------------------------------------------------------------
-def hf_tensors(model: torch.nn.Module, model_type: str) -> Iterator[tuple[str, Callable[[], Tensor], tuple, torch.dtype]]:
+def hf_tensors(
+    model: torch.nn.Module, model_type: str
+) -> Iterator[tuple[str, Callable[[], Tensor], tuple, torch.dtype]]:
     """The HF tensors of ``model``, one at a time: (name, make() -> tensor, shape, dtype).
 
     ``make`` returns the tensor when called, often a view (a slice of rows, a transpose) that the

@@ -30,36 +30,64 @@ DEFAULT_TEMPERATURE = 0.8
 MAX_NEW_TOKENS = 10_000_000  # the ids so far are kept (repetition penalty, window): 80 MB at this length
 
 
-def check_options(max_new_tokens: Any, *, temperature: Any = 1.0, top_k: Any = None, top_p: Any = None,
-                  repetition_penalty: Any = 1.0, eos_id: Any = None, vocab_size: int | None = None,
-                  seed: Any = None) -> None:
+def check_options(
+    max_new_tokens: Any,
+    *,
+    temperature: Any = 1.0,
+    top_k: Any = None,
+    top_p: Any = None,
+    repetition_penalty: Any = 1.0,
+    eos_id: Any = None,
+    vocab_size: int | None = None,
+    seed: Any = None,
+) -> None:
     """Refuse a bad sampling option before any work, naming the value, its range and the fix."""
     from .._checks import MAX_DIM, check_int_arg, check_seed
 
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
-        raise TokvecValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}; "
-                               f"ask for at least 1 new token")
-    check_int_arg("max_new_tokens", max_new_tokens, lo=1, hi=MAX_NEW_TOKENS,
-                  fix="generate in several calls, feeding the end of one as the next prompt")
+        raise TokvecValueError(
+            f"max_new_tokens must be a positive integer, got {max_new_tokens!r}; ask for at least 1 new token"
+        )
+    check_int_arg(
+        "max_new_tokens",
+        max_new_tokens,
+        lo=1,
+        hi=MAX_NEW_TOKENS,
+        fix="generate in several calls, feeding the end of one as the next prompt",
+    )
     check_seed("seed", seed, none_ok=True)
     if not _number(temperature) or abs(temperature) > 1e300 or not math.isfinite(temperature) or temperature < 0:
-        raise TokvecValueError(f"temperature must be a finite number >= 0, got {temperature!r}; "
-                               f"use 0 for greedy decoding, 1 for the model's own distribution")
+        raise TokvecValueError(
+            f"temperature must be a finite number >= 0, got {temperature!r}; "
+            f"use 0 for greedy decoding, 1 for the model's own distribution"
+        )
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0):
-        raise TokvecValueError(f"top_k must be a positive integer or None, got {top_k!r}; "
-                               f"None (or leaving it out) keeps every token")
+        raise TokvecValueError(
+            f"top_k must be a positive integer or None, got {top_k!r}; None (or leaving it out) keeps every token"
+        )
     if top_k is not None:
         check_int_arg("top_k", top_k, lo=1, hi=MAX_DIM, fix="None (or leaving it out) keeps every token")
     if top_p is not None and (not _number(top_p) or not 0.0 < top_p <= 1.0):
         raise TokvecValueError(f"top_p must be in (0, 1], got {top_p!r}; 1.0 (or None) keeps every token")
-    if (not _number(repetition_penalty) or abs(repetition_penalty) > 1e300 or not math.isfinite(repetition_penalty)
-            or repetition_penalty <= 0):
-        raise TokvecValueError(f"repetition_penalty must be a finite number > 0, got {repetition_penalty!r}; "
-                               f"1.0 is no penalty, 1.1-1.3 discourages repeats")
-    if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, int) or
-                               not 0 <= eos_id < (vocab_size if vocab_size is not None else math.inf)):
-        raise TokvecValueError(f"eos_id {eos_id!r} is not a token id of this model "
-                               f"(vocab_size {vocab_size}); pass tokenizer.eos_id or None")
+    if (
+        not _number(repetition_penalty)
+        or abs(repetition_penalty) > 1e300
+        or not math.isfinite(repetition_penalty)
+        or repetition_penalty <= 0
+    ):
+        raise TokvecValueError(
+            f"repetition_penalty must be a finite number > 0, got {repetition_penalty!r}; "
+            f"1.0 is no penalty, 1.1-1.3 discourages repeats"
+        )
+    if eos_id is not None and (
+        isinstance(eos_id, bool)
+        or not isinstance(eos_id, int)
+        or not 0 <= eos_id < (vocab_size if vocab_size is not None else math.inf)
+    ):
+        raise TokvecValueError(
+            f"eos_id {eos_id!r} is not a token id of this model "
+            f"(vocab_size {vocab_size}); pass tokenizer.eos_id or None"
+        )
 
 
 def _number(x: Any) -> bool:
@@ -107,8 +135,9 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def sampling_probs(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
-                   top_p: float | None = None) -> Tensor:
+def sampling_probs(
+    logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+) -> Tensor:
     """The distribution :func:`next_token` samples from. logits: (b, V) -> probabilities (b, V), rows sum to 1.
 
     Steps 2-4 of the module docstring: logits / T, top-k, top-p, softmax. ``T = 0`` (greedy) puts
@@ -124,8 +153,14 @@ def sampling_probs(logits: Tensor, *, temperature: float = 1.0, top_k: int | Non
     return logits.softmax(dim=-1)
 
 
-def next_token(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+def next_token(
+    logits: Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """One id per row from the last-position logits. logits: (b, V) -> (b,) int64."""
     if temperature == 0:
         return logits.argmax(dim=-1)
@@ -134,9 +169,18 @@ def next_token(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = 
 
 
 # -- the decoding loop ----------------------------------------------------------------------------
-def iter_tokens(model: "GPT", ids: Tensor, max_new_tokens: int, *, temperature: float = 1.0,
-                top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
-                seed: int | None = None, use_cache: bool = True) -> Iterator[Tensor]:
+def iter_tokens(
+    model: "GPT",
+    ids: Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> Iterator[Tensor]:
     """Yield one new id per row per step: ids (b, s) -> up to ``max_new_tokens`` tensors (b,).
 
     The caller decides when to stop (eos, stop strings) by leaving the loop. The model must be in
@@ -163,9 +207,11 @@ def iter_tokens(model: "GPT", ids: Tensor, max_new_tokens: int, *, temperature: 
                 decoder = Decoder(model)
             logits = decoder.step(history[:, -1:], cache)
         if not bool(torch.isfinite(logits).all()):  # multinomial would fail obscurely, argmax silently
-            raise TokvecValueError(f"the model's logits hold NaN or infinite values (generating token "
-                                   f"{history.shape[1] - ids.shape[1] + 1}): its weights are damaged or its "
-                                   f"training diverged; train it again (e.g. with a lower --lr)")
+            raise TokvecValueError(
+                f"the model's logits hold NaN or infinite values (generating token "
+                f"{history.shape[1] - ids.shape[1] + 1}): its weights are damaged or its "
+                f"training diverged; train it again (e.g. with a lower --lr)"
+            )
         logits = apply_repetition_penalty(logits.float(), history, repetition_penalty)
         token = next_token(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         history = torch.cat([history, token.unsqueeze(1)], dim=1)
@@ -213,11 +259,21 @@ def _stop_list(stop: Sequence[str] | str | None) -> list[str]:
     return stops
 
 
-def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *,
-             temperature: float = DEFAULT_TEMPERATURE,
-             top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
-             eos_id: int | None = None, stop: Sequence[str] | str | None = None, tokenizer: "Tokenizer | None" = None,
-             seed: int | None = None, use_cache: bool = True) -> Tensor:
+def generate(
+    model: "GPT",
+    ids: Tensor | Sequence[int],
+    max_new_tokens: int,
+    *,
+    temperature: float = DEFAULT_TEMPERATURE,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    eos_id: int | None = None,
+    stop: Sequence[str] | str | None = None,
+    tokenizer: "Tokenizer | None" = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+) -> Tensor:
     """Continue ``ids``: (b, s) -> (b, s + n), or (s,) -> (s + n,), with n <= max_new_tokens.
 
     eos_id: a row that samples it is finished; the eos is kept, later positions of that row repeat
@@ -228,9 +284,16 @@ def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *,
         every row is finished, so cut its text at the stop string.
     seed: a private generator, so the same seed gives the same ids whatever else uses torch's RNG.
     """
-    check_options(max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                  repetition_penalty=repetition_penalty, eos_id=eos_id, vocab_size=model.config.vocab_size,
-                  seed=seed)
+    check_options(
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        eos_id=eos_id,
+        vocab_size=model.config.vocab_size,
+        seed=seed,
+    )
     stops = _stop_list(stop)
     if stops and tokenizer is None:
         raise TokvecValueError("stop strings need the tokenizer to read the text: pass tokenizer=...")
@@ -242,8 +305,17 @@ def generate(model: "GPT", ids: Tensor | Sequence[int], max_new_tokens: int, *,
     longest = max((len(s) for s in stops), default=0)
     new: list[Tensor] = []
     with _EvalMode(model):
-        for token in iter_tokens(model, batch, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                 repetition_penalty=repetition_penalty, seed=seed, use_cache=use_cache):
+        for token in iter_tokens(
+            model,
+            batch,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            use_cache=use_cache,
+        ):
             if eos_id is not None:
                 token = token.masked_fill(finished, eos_id)
             new.append(token)

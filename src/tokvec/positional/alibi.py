@@ -28,7 +28,7 @@ def alibi_slopes(n_heads: int) -> list[float]:
 
     def power_of_2(n: int) -> list[float]:
         start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
-        return [start * start ** i for i in range(n)]
+        return [start * start**i for i in range(n)]
 
     if math.log2(n_heads).is_integer():
         return power_of_2(n_heads)
@@ -46,8 +46,10 @@ class ALiBiPositionalEncoding(PositionalEncoding):
     def __init__(self, n_heads: int | None = None) -> None:
         super().__init__()
         if n_heads is None:
-            raise TokvecValueError("positional scheme 'alibi' biases each attention head and needs n_heads; "
-                                   "pass n_heads= (the attention head count of the model)")
+            raise TokvecValueError(
+                "positional scheme 'alibi' biases each attention head and needs n_heads; "
+                "pass n_heads= (the attention head count of the model)"
+            )
         self.n_heads = check_positive_int("n_heads", n_heads)
         self.register_buffer("slopes", torch.tensor(alibi_slopes(n_heads), dtype=torch.float32), persistent=False)
 

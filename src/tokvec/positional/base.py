@@ -238,8 +238,10 @@ def check_positive_int(name: str, value: Any) -> int:
 def check_offset(offset: Any) -> int:
     """The position of the first new query (the KV-cache length): an int >= 0."""
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise TokvecValueError(f"positions must be >= 0: got offset {offset!r} for the first query; "
-                               f"the offset is the number of cached tokens")
+        raise TokvecValueError(
+            f"positions must be >= 0: got offset {offset!r} for the first query; "
+            f"the offset is the number of cached tokens"
+        )
     return offset
 
 
@@ -250,20 +252,25 @@ def head_dim_for(d_model: int, n_heads: int) -> int:
     check_positive_int("n_heads", n_heads)
     if d_model % n_heads:
         near = min((h for h in range(1, d_model + 1) if d_model % h == 0), key=lambda h: (abs(h - n_heads), h))
-        raise TokvecValueError(f"n_heads ({n_heads}) must divide d_model ({d_model}) (try n_heads={near}); "
-                               f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size")
+        raise TokvecValueError(
+            f"n_heads ({n_heads}) must divide d_model ({d_model}) (try n_heads={near}); "
+            f"d_model / n_heads = {d_model / n_heads:g} is not a whole head size"
+        )
     return d_model // n_heads
 
 
-def resolve_heads(scheme: str, d_model: int | None, n_heads: int | None, head_dim: int | None = None
-                  ) -> tuple[int, int]:
+def resolve_heads(
+    scheme: str, d_model: int | None, n_heads: int | None, head_dim: int | None = None
+) -> tuple[int, int]:
     """(n_heads, head_dim) for a scheme that acts per attention head, from whatever the model gave.
 
     Refuses a missing head count and heads that do not divide d_model, naming both numbers.
     """
     if n_heads is None:
-        raise TokvecValueError(f"positional scheme {scheme!r} acts inside attention and needs n_heads; "
-                               f"pass n_heads= (the attention head count of the model)")
+        raise TokvecValueError(
+            f"positional scheme {scheme!r} acts inside attention and needs n_heads; "
+            f"pass n_heads= (the attention head count of the model)"
+        )
     check_positive_int("n_heads", n_heads)
     if d_model is not None:
         whole = head_dim_for(d_model, n_heads)

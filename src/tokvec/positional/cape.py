@@ -39,9 +39,9 @@ from .sinusoidal import SinusoidalPositionalEncoding, sinusoids
 class CAPEDraw(NamedTuple):
     """One draw of CAPE's augmentation for a batch: shift (b, 1), local (b, s), scale (b, 1)."""
 
-    shift: Tensor   # Δ per sequence
-    local: Tensor   # ε per token
-    scale: Tensor   # λ per sequence
+    shift: Tensor  # Δ per sequence
+    local: Tensor  # ε per token
+    scale: Tensor  # λ per sequence
 
     def apply(self, positions: Tensor) -> Tensor:
         """positions: (s,) or (b, s) -> λ · (positions + Δ + ε): (b, s), in the draw's dtype."""
@@ -49,8 +49,12 @@ class CAPEDraw(NamedTuple):
 
 
 def _check_bound(name: str, value, low: float, high: float, why: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
         raise TokvecValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}; {why}")
     return float(value)
 
@@ -67,16 +71,31 @@ class CAPEPositionalEncoding(SinusoidalPositionalEncoding):
     name = "cape"
     acts_on = "input"
 
-    def __init__(self, d_model: int, max_len: int = 5000, *, global_shift: float = 5.0, local_shift: float = 0.5,
-                 global_scaling: float = 1.03, base: float = 10000.0, layout: str = "interleaved"):
+    def __init__(
+        self,
+        d_model: int,
+        max_len: int = 5000,
+        *,
+        global_shift: float = 5.0,
+        local_shift: float = 0.5,
+        global_scaling: float = 1.03,
+        base: float = 10000.0,
+        layout: str = "interleaved",
+    ):
         super().__init__(d_model, max_len, base=base, layout=layout)
-        self.global_shift = _check_bound("global_shift", global_shift, 0.0, math.inf,
-                                         "it is the largest offset added to a whole sequence (0: none)")
-        self.local_shift = _check_bound("local_shift", local_shift, 0.0, 0.5,
-                                        "past half a step two tokens could swap places (0: no jitter)")
-        self.global_scaling = _check_bound("global_scaling", global_scaling, 1.0, math.inf,
-                                           "positions are stretched by a factor in [1/global_scaling, "
-                                           "global_scaling] (1: no scaling)")
+        self.global_shift = _check_bound(
+            "global_shift", global_shift, 0.0, math.inf, "it is the largest offset added to a whole sequence (0: none)"
+        )
+        self.local_shift = _check_bound(
+            "local_shift", local_shift, 0.0, 0.5, "past half a step two tokens could swap places (0: no jitter)"
+        )
+        self.global_scaling = _check_bound(
+            "global_scaling",
+            global_scaling,
+            1.0,
+            math.inf,
+            "positions are stretched by a factor in [1/global_scaling, global_scaling] (1: no scaling)",
+        )
         self.generator: torch.Generator | None = None
 
     def draw(self, batch: int, seq: int, *, generator: torch.Generator | None = None) -> CAPEDraw:
@@ -89,8 +108,11 @@ class CAPEPositionalEncoding(SinusoidalPositionalEncoding):
             return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound
 
         log_scale = uniform((batch, 1), math.log(self.global_scaling))
-        return CAPEDraw(shift=uniform((batch, 1), self.global_shift), local=uniform((batch, seq), self.local_shift),
-                        scale=log_scale.exp())
+        return CAPEDraw(
+            shift=uniform((batch, 1), self.global_shift),
+            local=uniform((batch, seq), self.local_shift),
+            scale=log_scale.exp(),
+        )
 
     def augment(self, positions: Tensor, batch: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Augmented positions for a batch. positions: (s,) or (b, s) integer -> (b, s) float64 (CPU)."""
@@ -113,5 +135,7 @@ class CAPEPositionalEncoding(SinusoidalPositionalEncoding):
         return x.add_(pe.to(x.dtype))
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, global_shift={self.global_shift:g}, local_shift={self.local_shift:g}, "
-                f"global_scaling={self.global_scaling:g}")
+        return (
+            f"{super().extra_repr()}, global_shift={self.global_shift:g}, local_shift={self.local_shift:g}, "
+            f"global_scaling={self.global_scaling:g}"
+        )

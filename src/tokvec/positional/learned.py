@@ -35,7 +35,7 @@ class LearnedPositionalEncoding(PositionalEncoding):
         """Rows for positions ``offset .. offset + seq_len - 1``: (seq_len, d_model)."""
         if seq_len:
             self._check(offset + seq_len - 1)
-        return self.weight[offset: offset + seq_len]
+        return self.weight[offset : offset + seq_len]
 
     def pe(self, positions: Tensor) -> Tensor:
         """positions: (s,) or (b, s) -> (s, d_model) or (b, s, d_model)."""

@@ -56,5 +56,8 @@ def _check_table_memory(name: str, config: dict) -> None:
 
     max_len, d_model = config.get("max_len"), config.get("d_model")
     if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (max_len, d_model)):
-        check_memory(f"the {name} positional table for max_len {max_len} x d_model {d_model}",
-                     2 * 4 * max_len * d_model, fix="use a smaller max_len (the context length) or d_model")
+        check_memory(
+            f"the {name} positional table for max_len {max_len} x d_model {d_model}",
+            2 * 4 * max_len * d_model,
+            fix="use a smaller max_len (the context length) or d_model",
+        )

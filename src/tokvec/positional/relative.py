@@ -36,14 +36,24 @@ class ShawRelativePositionalEncoding(PositionalEncoding):
     acts_on = "attention"
     has_score_term = True
 
-    def __init__(self, d_model: int | None = None, n_heads: int | None = None, head_dim: int | None = None, *,
-                 max_relative_position: int = 16, values: bool = True, std: float = 0.02) -> None:
+    def __init__(
+        self,
+        d_model: int | None = None,
+        n_heads: int | None = None,
+        head_dim: int | None = None,
+        *,
+        max_relative_position: int = 16,
+        values: bool = True,
+        std: float = 0.02,
+    ) -> None:
         super().__init__()
         self.n_heads, self.head_dim = resolve_heads(self.name, d_model, n_heads, head_dim)
         k = max_relative_position
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise TokvecValueError(f"max_relative_position must be an integer >= 1, got {k!r} "
-                                   f"(the paper uses 16; it found 2 already enough for translation)")
+            raise TokvecValueError(
+                f"max_relative_position must be an integer >= 1, got {k!r} "
+                f"(the paper uses 16; it found 2 already enough for translation)"
+            )
         self.max_relative_position = k
         self.key_table = nn.Parameter(torch.empty(2 * k + 1, self.head_dim))  # row d + k holds a^K_d
         nn.init.normal_(self.key_table, mean=0.0, std=std)
@@ -98,4 +108,6 @@ class ShawRelativePositionalEncoding(PositionalEncoding):
         return per_distance @ self.value_table.to(weights.dtype)  # (b, h, s, hd)
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, max_relative_position={self.max_relative_position}, values={self.adds_values}"
+        return (
+            f"head_dim={self.head_dim}, max_relative_position={self.max_relative_position}, values={self.adds_values}"
+        )

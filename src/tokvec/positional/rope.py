@@ -35,9 +35,16 @@ SCALINGS = ("none", "linear", "ntk", "yarn")
 LAYOUTS = ("interleaved", "halves")
 
 
-def rope_frequencies(head_dim: int, *, base: float = 10000.0, scaling: str = "none", factor: float = 1.0,
-                     original_max_len: int = 2048, beta_fast: float = 32.0, beta_slow: float = 1.0
-                     ) -> tuple[Tensor, float]:
+def rope_frequencies(
+    head_dim: int,
+    *,
+    base: float = 10000.0,
+    scaling: str = "none",
+    factor: float = 1.0,
+    original_max_len: int = 2048,
+    beta_fast: float = 32.0,
+    beta_slow: float = 1.0,
+) -> tuple[Tensor, float]:
     """The rotation frequencies theta_i (head_dim/2,) float64 and the q/k scale (1.0 but for yarn).
 
     >>> rope_frequencies(4)[0]        # base^(-0/4), base^(-2/4)
@@ -46,7 +53,7 @@ def rope_frequencies(head_dim: int, *, base: float = 10000.0, scaling: str = "no
     exponents = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim
     if scaling == "ntk":
         base = base * factor ** (head_dim / (head_dim - 2)) if head_dim > 2 else base * factor
-    inv_freq = 1.0 / base ** exponents
+    inv_freq = 1.0 / base**exponents
     if scaling == "linear":
         return inv_freq / factor, 1.0
     if scaling != "yarn":
@@ -82,32 +89,49 @@ class RotaryPositionalEncoding(PositionalEncoding):
     acts_on = "attention"
     rotates = True
 
-    def __init__(self, d_model: int | None = None, n_heads: int | None = None, head_dim: int | None = None,
-                 max_len: int = 2048, *, base: float = 10000.0, scaling: str = "none", factor: float = 1.0,
-                 original_max_len: int | None = None, layout: str = "interleaved") -> None:
+    def __init__(
+        self,
+        d_model: int | None = None,
+        n_heads: int | None = None,
+        head_dim: int | None = None,
+        max_len: int = 2048,
+        *,
+        base: float = 10000.0,
+        scaling: str = "none",
+        factor: float = 1.0,
+        original_max_len: int | None = None,
+        layout: str = "interleaved",
+    ) -> None:
         super().__init__()
         self.n_heads, self.head_dim = resolve_heads(self.name, d_model, n_heads, head_dim)
         if self.head_dim % 2:
             where = f" (d_model {d_model} / n_heads {n_heads})" if d_model is not None else ""
-            raise TokvecValueError(f"rope rotates pairs of dimensions and needs an even head_dim, got "
-                                   f"{self.head_dim}{where}; choose d_model and n_heads so that the head size is even")
+            raise TokvecValueError(
+                f"rope rotates pairs of dimensions and needs an even head_dim, got "
+                f"{self.head_dim}{where}; choose d_model and n_heads so that the head size is even"
+            )
         check_positive_int("max_len", max_len)
         if not (isinstance(base, (int, float)) and base > 1):
             raise TokvecValueError(f"rope base must be > 1, got {base!r}")
         if scaling not in SCALINGS:
             raise TokvecValueError(f"unknown rope scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
-            raise TokvecValueError(f"rope scaling factor must be > 0, got {factor!r}; it is the new context length "
-                                   f"over the trained one (e.g. 4.0 to run a 512-token model at 2048)")
+            raise TokvecValueError(
+                f"rope scaling factor must be > 0, got {factor!r}; it is the new context length "
+                f"over the trained one (e.g. 4.0 to run a 512-token model at 2048)"
+            )
         if scaling == "none" and factor != 1:
-            raise TokvecValueError(f"rope scaling factor {factor!r} needs a scaling method; pass scaling= one of "
-                                   f"linear, ntk, yarn (or leave factor at 1.0)")
+            raise TokvecValueError(
+                f"rope scaling factor {factor!r} needs a scaling method; pass scaling= one of "
+                f"linear, ntk, yarn (or leave factor at 1.0)"
+            )
         if layout not in LAYOUTS:
             raise TokvecValueError(f"unknown rope layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
         self.original_max_len = check_positive_int("original_max_len", original_max_len or max_len)
         self.base, self.scaling, self.factor, self.layout = float(base), scaling, float(factor), layout
-        inv_freq, self.mscale = rope_frequencies(self.head_dim, base=self.base, scaling=scaling, factor=self.factor,
-                                                 original_max_len=self.original_max_len)
+        inv_freq, self.mscale = rope_frequencies(
+            self.head_dim, base=self.base, scaling=scaling, factor=self.factor, original_max_len=self.original_max_len
+        )
         self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
         self._inv_freq64 = inv_freq
         cos, sin, cis = self._tables(max_len)
@@ -127,8 +151,11 @@ class RotaryPositionalEncoding(PositionalEncoding):
             angles = torch.cat([angles, angles], dim=1)  # (n, hd): theta_0 .. theta_{hd/2-1} twice
         cos, sin = angles.cos() * self.mscale, angles.sin() * self.mscale
         complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-        return (cos.to(device=device, dtype=dtype), sin.to(device=device, dtype=dtype),
-                cis.to(device=device, dtype=complex_dtype))
+        return (
+            cos.to(device=device, dtype=dtype),
+            sin.to(device=device, dtype=dtype),
+            cis.to(device=device, dtype=complex_dtype),
+        )
 
     @property
     def max_len(self) -> int:
@@ -137,8 +164,9 @@ class RotaryPositionalEncoding(PositionalEncoding):
 
     def _grow(self, needed: int) -> None:
         if needed > self._cos.shape[0]:
-            self._cos, self._sin, self._cis = self._tables(max(needed, 2 * self._cos.shape[0]), self._cos.device,
-                                                           self._cos.dtype)
+            self._cos, self._sin, self._cis = self._tables(
+                max(needed, 2 * self._cos.shape[0]), self._cos.device, self._cos.dtype
+            )
 
     def _rotate_pairs(self, x: Tensor) -> Tensor:
         """The partner of every dimension with the sign of the sine: (-x1, x0) per pair. x: (..., hd)."""

@@ -30,8 +30,16 @@ from .base import PositionalEncoding, check_positive_int
 LAYOUTS = ("interleaved", "halves")
 
 
-def sinusoidal_table(n_positions: int, d_model: int, *, base: float = 10000.0, layout: str = "interleaved",
-                     offset: int = 0, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+def sinusoidal_table(
+    n_positions: int,
+    d_model: int,
+    *,
+    base: float = 10000.0,
+    layout: str = "interleaved",
+    offset: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+) -> Tensor:
     """The sinusoid table for positions ``offset .. offset + n_positions - 1``: (n_positions, d_model)."""
     # float64 for the angles: pos * w loses digits in float32 once pos reaches the tens of thousands
     pos = torch.arange(offset, offset + n_positions, dtype=torch.float64, device=device)
@@ -47,8 +55,9 @@ def sinusoids(positions: Tensor, d_model: int, *, base: float = 10000.0, layout:
     if layout not in LAYOUTS:
         raise TokvecValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     d_even = d_model + (d_model % 2)
-    inv_freq = torch.exp(torch.arange(0, d_even, 2, dtype=positions.dtype, device=positions.device)
-                         * (-math.log(base) / d_model))
+    inv_freq = torch.exp(
+        torch.arange(0, d_even, 2, dtype=positions.dtype, device=positions.device) * (-math.log(base) / d_model)
+    )
     angles = positions.unsqueeze(-1) * inv_freq  # (..., d_even/2)
     table = torch.empty(*positions.shape, d_even, dtype=positions.dtype, device=positions.device)
     if layout == "interleaved":
@@ -90,13 +99,14 @@ class SinusoidalPositionalEncoding(PositionalEncoding):
     def _grow(self, needed: int) -> None:
         if needed > self._pe.shape[0]:
             n = max(needed, 2 * self._pe.shape[0])
-            self._pe = sinusoidal_table(n, self.d_model, base=self.base, layout=self.layout,
-                                        dtype=self._pe.dtype, device=self._pe.device)
+            self._pe = sinusoidal_table(
+                n, self.d_model, base=self.base, layout=self.layout, dtype=self._pe.dtype, device=self._pe.device
+            )
 
     def table(self, seq_len: int, offset: int = 0) -> Tensor:
         """PE rows for positions ``offset .. offset + seq_len - 1``: (seq_len, d_model)."""
         self._grow(offset + seq_len)
-        return self._pe[offset: offset + seq_len]
+        return self._pe[offset : offset + seq_len]
 
     def pe(self, positions: Tensor) -> Tensor:
         """positions: (s,) or (b, s) -> (s, d_model) or (b, s, d_model)."""

@@ -26,8 +26,9 @@ from ..errors import TokvecValueError
 from .base import PositionalEncoding, check_offset, check_positive_int
 
 
-def t5_bucket(relative_position: Tensor, *, bidirectional: bool = True, num_buckets: int = 32,
-              max_distance: int = 128) -> Tensor:
+def t5_bucket(
+    relative_position: Tensor, *, bidirectional: bool = True, num_buckets: int = 32, max_distance: int = 128
+) -> Tensor:
     """Bucket id of each relative position (key - query), as in Mesh TF / Hugging Face T5. Any shape, int64.
 
     >>> t5_bucket(torch.tensor([-1, 0, 1]), bidirectional=True).tolist()
@@ -44,8 +45,14 @@ def t5_bucket(relative_position: Tensor, *, bidirectional: bool = True, num_buck
     max_exact = num_buckets // 2
     is_small = n < max_exact
     # log-spaced buckets from max_exact to max_distance; clamp n >= 1 to keep log() finite where unused
-    large = max_exact + (torch.log(n.clamp(min=1).float() / max_exact) / math.log(max_distance / max_exact)
-                         * (num_buckets - max_exact)).long()
+    large = (
+        max_exact
+        + (
+            torch.log(n.clamp(min=1).float() / max_exact)
+            / math.log(max_distance / max_exact)
+            * (num_buckets - max_exact)
+        ).long()
+    )
     large = large.clamp(max=num_buckets - 1)
     return buckets + torch.where(is_small, n, large)
 
@@ -57,19 +64,30 @@ class T5RelativePositionalEncoding(PositionalEncoding):
     acts_on = "attention"
     has_score_bias = True
 
-    def __init__(self, n_heads: int | None = None, *, num_buckets: int = 32, max_distance: int = 128,
-                 bidirectional: bool = False, std: float = 0.02) -> None:
+    def __init__(
+        self,
+        n_heads: int | None = None,
+        *,
+        num_buckets: int = 32,
+        max_distance: int = 128,
+        bidirectional: bool = False,
+        std: float = 0.02,
+    ) -> None:
         super().__init__()
         if n_heads is None:
-            raise TokvecValueError("positional scheme 't5' learns a bias per attention head and needs n_heads; "
-                                   "pass n_heads= (the attention head count of the model)")
+            raise TokvecValueError(
+                "positional scheme 't5' learns a bias per attention head and needs n_heads; "
+                "pass n_heads= (the attention head count of the model)"
+            )
         self.n_heads = check_positive_int("n_heads", n_heads)
         self.num_buckets = check_positive_int("num_buckets", num_buckets)
         self.max_distance = check_positive_int("max_distance", max_distance)
         exact = num_buckets // 2 if bidirectional else num_buckets
         if exact < 2 or max_distance <= exact // 2:
-            raise TokvecValueError(f"t5 needs max_distance ({max_distance}) > {exact // 2} and at least "
-                                   f"{4 if bidirectional else 2} buckets (got {num_buckets}) so log-spaced buckets exist")
+            raise TokvecValueError(
+                f"t5 needs max_distance ({max_distance}) > {exact // 2} and at least "
+                f"{4 if bidirectional else 2} buckets (got {num_buckets}) so log-spaced buckets exist"
+            )
         self.bidirectional = bool(bidirectional)
         self.weight = nn.Parameter(torch.empty(num_buckets, n_heads))
         nn.init.normal_(self.weight, mean=0.0, std=std)
@@ -81,8 +99,9 @@ class T5RelativePositionalEncoding(PositionalEncoding):
         def make() -> Tensor:
             i = torch.arange(offset, offset + q_len, device=device).unsqueeze(1)
             j = torch.arange(k_len, device=device).unsqueeze(0)
-            return t5_bucket(j - i, bidirectional=self.bidirectional, num_buckets=self.num_buckets,
-                             max_distance=self.max_distance)
+            return t5_bucket(
+                j - i, bidirectional=self.bidirectional, num_buckets=self.num_buckets, max_distance=self.max_distance
+            )
 
         return self._memo(("buckets", q_len, k_len, offset, device), make)
 
@@ -105,11 +124,17 @@ class T5RelativePositionalEncoding(PositionalEncoding):
 
     def _distance_buckets(self, device) -> Tensor:
         """Bucket ids of distances 0 .. W, W the first distance whose bucket is the one of every farther key."""
-        ids = t5_bucket(-torch.arange(self.max_distance + 1, device=device), bidirectional=self.bidirectional,
-                        num_buckets=self.num_buckets, max_distance=self.max_distance)
+        ids = t5_bucket(
+            -torch.arange(self.max_distance + 1, device=device),
+            bidirectional=self.bidirectional,
+            num_buckets=self.num_buckets,
+            max_distance=self.max_distance,
+        )
         first_far = int((ids != ids[-1]).nonzero().max()) + 1 if bool((ids != ids[-1]).any()) else 1
-        return ids[:first_far + 1]
+        return ids[: first_far + 1]
 
     def extra_repr(self) -> str:
-        return (f"n_heads={self.n_heads}, num_buckets={self.num_buckets}, max_distance={self.max_distance}, "
-                f"bidirectional={self.bidirectional}")
+        return (
+            f"n_heads={self.n_heads}, num_buckets={self.num_buckets}, max_distance={self.max_distance}, "
+            f"bidirectional={self.bidirectional}"
+        )

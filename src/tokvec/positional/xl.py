@@ -36,8 +36,15 @@ class TransformerXLPositionalEncoding(PositionalEncoding):
     acts_on = "attention"
     has_score_term = True
 
-    def __init__(self, d_model: int | None = None, n_heads: int | None = None, head_dim: int | None = None, *,
-                 base: float = 10000.0, std: float = 0.02) -> None:
+    def __init__(
+        self,
+        d_model: int | None = None,
+        n_heads: int | None = None,
+        head_dim: int | None = None,
+        *,
+        base: float = 10000.0,
+        std: float = 0.02,
+    ) -> None:
         super().__init__()
         self.n_heads, self.head_dim = resolve_heads(self.name, d_model, n_heads, head_dim)
         self.d_model = d_model if d_model is not None else self.n_heads * self.head_dim
@@ -53,6 +60,7 @@ class TransformerXLPositionalEncoding(PositionalEncoding):
         The table lists distances ``offset - (k_len - 1) .. offset + q_len - 1`` in order, so the row
         does not depend on the offset.
         """
+
         def make() -> Tensor:
             i = torch.arange(q_len, device=device).unsqueeze(1)
             return i - torch.arange(k_len, device=device).unsqueeze(0) + (k_len - 1)
@@ -62,8 +70,12 @@ class TransformerXLPositionalEncoding(PositionalEncoding):
     def sinusoids(self, q_len: int, k_len: int, offset: int, device=None, dtype=torch.float32) -> Tensor:
         """R for distances ``offset - (k_len-1) .. offset + q_len - 1``: (q_len + k_len - 1, d_model); memoised."""
         n, first = q_len + k_len - 1, offset - (k_len - 1)
-        return self._memo(("R", n, first, device, dtype), lambda: sinusoidal_table(
-            n, self.d_model, base=self.base, layout="halves", offset=first, dtype=dtype, device=device))
+        return self._memo(
+            ("R", n, first, device, dtype),
+            lambda: sinusoidal_table(
+                n, self.d_model, base=self.base, layout="halves", offset=first, dtype=dtype, device=device
+            ),
+        )
 
     def score_term(self, q: Tensor, k: Tensor, offset: int = 0) -> Tensor:
         """q: (b, h, s, hd), k: (b, h, t, hd) -> ((q_i + v) . W_R R_{i-j} + u . k_j) / sqrt(hd): (b, h, s, t)."""

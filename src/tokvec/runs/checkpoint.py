@@ -83,7 +83,7 @@ def _header_metadata(data: bytes, path: Path) -> dict[str, str]:
         (n,) = struct.unpack("<Q", data[:8])
         if n > len(data) - 8:
             raise ValueError("header longer than the file")
-        meta = json.loads(data[8:8 + n]).get("__metadata__") or {}
+        meta = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
     except (struct.error, ValueError, UnicodeDecodeError, RecursionError, AttributeError):
         raise CheckpointError(f"{path} is not a safetensors file (unreadable header)") from None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
@@ -96,8 +96,9 @@ def _load_tensors(data: bytes, path: Path) -> tuple[dict[str, torch.Tensor], dic
     try:
         tensors = st_load(data)
     except Exception as e:  # safetensors raises its own SafetensorError
-        raise CheckpointError(f"{path} is truncated or corrupted ({e}); "
-                              f"restore it from a backup or train again") from None
+        raise CheckpointError(
+            f"{path} is truncated or corrupted ({e}); restore it from a backup or train again"
+        ) from None
     return tensors, meta
 
 
@@ -110,8 +111,9 @@ def _pending(run_dir: Path, name: str) -> Path:
     return run_dir / f".{name}.pending"
 
 
-def read_committed(run_dir: Path, name: str, expected: Mapping[str, Any], config_name: str = CONFIG_FILE
-                   ) -> tuple[bytes, Path]:
+def read_committed(
+    run_dir: Path, name: str, expected: Mapping[str, Any], config_name: str = CONFIG_FILE
+) -> tuple[bytes, Path]:
     """Bytes of the committed version of ``name`` (``expected``: its ``files`` entry in ``config_name``):
     the final file, or the pending one a crash left before it was renamed. Anything else means the
     file was damaged after it was written."""
@@ -125,12 +127,15 @@ def read_committed(run_dir: Path, name: str, expected: Mapping[str, Any], config
         raise CheckpointError(f"{final} is missing; the run directory {run_dir} is incomplete")
     size = final.stat().st_size
     what = "truncated" if size < expected["bytes"] else "corrupted"
-    raise CheckpointError(f"{final} is {what} ({size} bytes, sha256 does not match the {expected['bytes']} bytes "
-                          f"recorded in {config_name}); restore it from a backup or train again")
+    raise CheckpointError(
+        f"{final} is {what} ({size} bytes, sha256 does not match the {expected['bytes']} bytes "
+        f"recorded in {config_name}); restore it from a backup or train again"
+    )
 
 
-def _write_pending(run_dir: Path, name: str, content: bytes | tuple[Mapping[str, torch.Tensor], Mapping[str, str]]
-                   ) -> dict[str, Any]:
+def _write_pending(
+    run_dir: Path, name: str, content: bytes | tuple[Mapping[str, torch.Tensor], Mapping[str, str]]
+) -> dict[str, Any]:
     """Write the pending file of ``name`` atomically (a temporary file, fsynced, renamed); returns the
     ``{"sha256", "bytes"}`` entry the config records. ``content``: the file's bytes, or ``(tensors,
     metadata)`` streamed as safetensors tensor by tensor and hashed while written (no copy in memory)."""
@@ -143,7 +148,9 @@ def _write_pending(run_dir: Path, name: str, content: bytes | tuple[Mapping[str,
 
 
 # -- optimizer state without pickle ------------------------------------------------------------
-def optimizer_tensors(optimizer: torch.optim.Optimizer | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def optimizer_tensors(
+    optimizer: torch.optim.Optimizer | Mapping[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``optimizer.state_dict()`` as (tensors, safetensors metadata): tensors as ``state/<param>/<name>``,
     the rest as JSON in the metadata. The tensors are the optimizer's own (not copied).
 
@@ -156,8 +163,12 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer | Mapping[str, Any]) -> t
                 tensors[f"state/{pid}/{key}"] = value.detach()
             else:
                 scalars[f"{pid}/{key}"] = value
-    meta = {"format": "tokvec.optimizer", "class": "AdamW" if isinstance(optimizer, Mapping) else type(optimizer).__name__,
-            "param_groups": json.dumps(sd["param_groups"]), "scalars": json.dumps(scalars)}
+    meta = {
+        "format": "tokvec.optimizer",
+        "class": "AdamW" if isinstance(optimizer, Mapping) else type(optimizer).__name__,
+        "param_groups": json.dumps(sd["param_groups"]),
+        "scalars": json.dumps(scalars),
+    }
     return tensors, meta
 
 
@@ -214,10 +225,17 @@ def _state_key(key: str) -> tuple[int, str]:
 
 
 # -- public API --------------------------------------------------------------------------------
-def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str, torch.Tensor], tokenizer,
-             model_config: Mapping,
-             train_config: Mapping, step: int, optimizer: torch.optim.Optimizer | Mapping | None = None,
-             extra: Mapping[str, Any] | None = None) -> Path:
+def save_run(
+    run_dir: str | os.PathLike,
+    *,
+    model: torch.nn.Module | Mapping[str, torch.Tensor],
+    tokenizer,
+    model_config: Mapping,
+    train_config: Mapping,
+    step: int,
+    optimizer: torch.optim.Optimizer | Mapping | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint of ``model`` (and ``optimizer``) at ``step`` into ``run_dir``, crash-safely.
 
     ``model`` is the module, or its full state dict (what a sharded run gathers on rank 0).
@@ -228,26 +246,37 @@ def save_run(run_dir: str | os.PathLike, *, model: torch.nn.Module | Mapping[str
     tensors, aliases = _dedupe(model if isinstance(model, Mapping) else model.state_dict())
     bad = [name for name, t in tensors.items() if not _all_finite(t)]
     if bad:
-        raise CheckpointError(f"{', '.join(bad[:3])} hold NaN or infinite values; refusing to save step {step} as a "
-                              f"checkpoint in {run_dir} (the last good one is kept); training diverged, lower the lr")
+        raise CheckpointError(
+            f"{', '.join(bad[:3])} hold NaN or infinite values; refusing to save step {step} as a "
+            f"checkpoint in {run_dir} (the last good one is kept); training diverged, lower the lr"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     save_tokenizer(run_dir, tokenizer)
     # streamed: header, then tensor by tensor, hashed as written (no copy of the weights in memory)
     blobs = {MODEL_FILE: (tensors, {"format": "tokvec.model", "step": str(step), "aliases": json.dumps(aliases)})}
     if optimizer is not None:
         blobs[OPTIMIZER_FILE] = optimizer_tensors(optimizer)
-    config = {"format": FORMAT, "version": VERSION, "model": dict(model_config), "train": dict(train_config),
-              "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()},
-              "step": int(step), **dict(extra or {})}
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": dict(model_config),
+        "train": dict(train_config),
+        "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()},
+        "step": int(step),
+        **dict(extra or {}),
+    }
     path = commit_files(run_dir, CONFIG_FILE, blobs, config)
     if optimizer is None and (run_dir / OPTIMIZER_FILE).exists():
         os.unlink(run_dir / OPTIMIZER_FILE)  # stale: would not match this checkpoint
     return path
 
 
-def commit_files(run_dir: str | os.PathLike, config_name: str,
-                 blobs: Mapping[str, bytes | tuple[Mapping[str, torch.Tensor], Mapping[str, str]]],
-                 config: Mapping[str, Any]) -> Path:
+def commit_files(
+    run_dir: str | os.PathLike,
+    config_name: str,
+    blobs: Mapping[str, bytes | tuple[Mapping[str, torch.Tensor], Mapping[str, str]]],
+    config: Mapping[str, Any],
+) -> Path:
     """Write ``blobs`` (file name -> bytes, or -> ``(tensors, metadata)`` to stream a safetensors file
     without building it in memory) and ``config_name`` into ``run_dir`` as one crash-safe commit.
 
@@ -316,8 +345,9 @@ def check_config_checksum(config: Mapping[str, Any], path: Path) -> None:
         return
     if not isinstance(want, str) or config_checksum(config) != want:
         raise CheckpointError(
-            f"{path} was edited after tokvec wrote it (its content no longer matches its \"checksum\"); "
-            f"restore the file, or, to keep a deliberate edit, delete the \"checksum\" line as well")
+            f'{path} was edited after tokvec wrote it (its content no longer matches its "checksum"); '
+            f'restore the file, or, to keep a deliberate edit, delete the "checksum" line as well'
+        )
 
 
 def _sha_entry(doc: Doc, name: str) -> dict:
@@ -325,7 +355,7 @@ def _sha_entry(doc: Doc, name: str) -> dict:
     digest = entry.str("sha256")
     if len(digest) != 64 or not set(digest) <= _HEX:
         raise entry.error("sha256", "64 lowercase hex digits", digest)
-    return {"sha256": digest, "bytes": entry.int("bytes", lo=0, hi=2 ** 50)}
+    return {"sha256": digest, "bytes": entry.int("bytes", lo=0, hi=2**50)}
 
 
 def validate_run_config(config: Any, path: Path) -> dict:
@@ -336,8 +366,9 @@ def validate_run_config(config: Any, path: Path) -> dict:
     if fmt != FORMAT:
         raise CheckpointError(f"{path} is not a tokvec run config (format {fmt!r}, expected {FORMAT!r})")
     if doc.raw("version", None) != VERSION:
-        raise CheckpointError(f"{path} is {FORMAT} version {doc.raw('version', None)!r}; "
-                              f"this tokvec reads version {VERSION}")
+        raise CheckpointError(
+            f"{path} is {FORMAT} version {doc.raw('version', None)!r}; this tokvec reads version {VERSION}"
+        )
     doc.missing(("model", "train", "tokenizer", "step", "files"))
     check_config_checksum(config, path)
     model = doc.obj("model")
@@ -354,7 +385,7 @@ def validate_run_config(config: Any, path: Path) -> dict:
     tok = doc.obj("tokenizer")
     tok.str("kind", nonempty=True, max_len=64)
     tok.optional("fingerprint", lambda k: tok.str(k, max_len=128))
-    doc.int("step", lo=0, hi=2 ** 62)
+    doc.int("step", lo=0, hi=2**62)
     doc.obj("files").missing((MODEL_FILE,))
     committed_files(doc, (MODEL_FILE, OPTIMIZER_FILE))
     if "rng" in doc.data:
@@ -362,7 +393,7 @@ def validate_run_config(config: Any, path: Path) -> dict:
     if doc.data.get("data") is not None:
         data = doc.obj("data")
         for key in ("tokens", "position", "val_start", "val_tokens"):
-            data.int(key, lo=0, hi=2 ** 62, default=None)
+            data.int(key, lo=0, hi=2**62, default=None)
         data.optional("sha256", lambda k: data.str(k, max_len=128))
     doc.float("elapsed_s", lo=0.0, default=None)
     doc.int("world_size", lo=1, hi=1 << 20, default=None)
@@ -376,8 +407,9 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory at {run_dir}; train one with `tokvec train --out {run_dir}`")
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} holds no checkpoint (no {CONFIG_FILE}); "
-                              f"train one with `tokvec train --out {run_dir}`")
+        raise CheckpointError(
+            f"{run_dir} holds no checkpoint (no {CONFIG_FILE}); train one with `tokvec train --out {run_dir}`"
+        )
     return validate_run_config(read_json(path), path)
 
 
@@ -397,8 +429,7 @@ def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, config: Map
         raise CheckpointError(f"{path} does not fit the model in {CONFIG_FILE}: {e}") from None
 
 
-def load_optimizer(run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer,
-                   config: Mapping | None = None) -> None:
+def load_optimizer(run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer, config: Mapping | None = None) -> None:
     """Restore the optimizer state saved with the checkpoint."""
     run_dir = Path(run_dir)
     config = config or read_run_config(run_dir)
@@ -423,8 +454,10 @@ def load_run_tokenizer(run_dir: str | os.PathLike, config: Mapping | None = None
     tok = load_tokenizer(path)
     want = config["tokenizer"].get("fingerprint")
     if want and tok.fingerprint() != want:
-        raise CheckpointError(f"{path} has fingerprint {tok.fingerprint()} but {CONFIG_FILE} expects {want}; "
-                              f"the tokenizer file was replaced")
+        raise CheckpointError(
+            f"{path} has fingerprint {tok.fingerprint()} but {CONFIG_FILE} expects {want}; "
+            f"the tokenizer file was replaced"
+        )
     return tok
 
 

@@ -43,9 +43,11 @@ VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "classifier.json", "classifier.safetensors", "tokenizer.json"
 
 # The model fields, declared once in ModelConfig (context_length is ``context`` here); a small, fast model.
-ClassifierModelFields = model_fields("ClassifierModelFields", exclude=("vocab_size", "context_length"),
-                                     defaults=dict(positional="learned", d_model=64, n_layers=2, n_heads=4,
-                                                   dropout=0.0))
+ClassifierModelFields = model_fields(
+    "ClassifierModelFields",
+    exclude=("vocab_size", "context_length"),
+    defaults=dict(positional="learned", d_model=64, n_layers=2, n_heads=4, dropout=0.0),
+)
 
 
 @dataclass
@@ -57,43 +59,52 @@ class ClassifyConfig(ClassifierModelFields):
     text_column: str = "text"
     label_column: str = "label"
     encoding: str = "utf-8"
-    tokenizer: str = "char"               # char | word | path of a saved tokenizer
-    context: int = 128                    # longer texts are cut to their first `context` tokens
-    pooling: str = "last"                 # last: the one token that has seen the whole text (causal blocks)
+    tokenizer: str = "char"  # char | word | path of a saved tokenizer
+    context: int = 128  # longer texts are cut to their first `context` tokens
+    pooling: str = "last"  # last: the one token that has seen the whole text (causal blocks)
     max_steps: int = 300
     batch_size: int = 16
     lr: float = 3e-3
-    min_lr: float = 0.0                   # end of the cosine
-    warmup_steps: int = 0                 # linear warmup steps before the cosine
-    weight_decay: float = 0.01            # AdamW's, on every parameter
-    grad_clip: float = 1.0                # 0 disables clipping
-    eval_interval: Optional[int] = None   # accuracy + checkpoint every N steps; None: after the last step only
-    log_interval: int = 10                # the loss is read back (a device sync) every N steps
+    min_lr: float = 0.0  # end of the cosine
+    warmup_steps: int = 0  # linear warmup steps before the cosine
+    weight_decay: float = 0.01  # AdamW's, on every parameter
+    grad_clip: float = 1.0  # 0 disables clipping
+    eval_interval: Optional[int] = None  # accuracy + checkpoint every N steps; None: after the last step only
+    log_interval: int = 10  # the loss is read back (a device sync) every N steps
     val_fraction: float = 0.2
     seed: int = 1337
     out: str = "runs/classifier"
-    force: bool = False                   # replace a classifier already in ``out`` instead of refusing
-    device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps (tokvec.device.resolve_device)
+    force: bool = False  # replace a classifier already in ``out`` instead of refusing
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (tokvec.device.resolve_device)
 
     def validate(self) -> "ClassifyConfig":
         """Collect every problem, then raise once naming each field, its value and the limit."""
         from .._checks import check_float_arg, check_int_arg, check_seed
 
         problems = []
-        checks = [(check_float_arg, "val_fraction", dict(lo=0.0, hi=1.0, hi_open=True, fix="e.g. --val-fraction 0.2")),
-                  (check_int_arg, "max_steps", dict(lo=1, hi=10 ** 9)),
-                  (check_int_arg, "batch_size", dict(lo=1, hi=1 << 20)),
-                  (check_int_arg, "context", dict(lo=1, hi=1 << 20)),
-                  (check_int_arg, "warmup_steps", dict(lo=0, hi=10 ** 9, fix="--warmup 0 turns warmup off")),
-                  (check_int_arg, "eval_interval", dict(lo=1, hi=10 ** 9, none_ok=True, fix="e.g. --eval-interval 100")),
-                  (check_int_arg, "log_interval", dict(lo=1, hi=10 ** 9)),
-                  (check_float_arg, "lr", dict(lo=0.0, lo_open=True, hi=10.0, fix="e.g. 3e-3")),
-                  (check_float_arg, "min_lr", dict(lo=0.0, hi=self.lr if isinstance(self.lr, (int, float)) else None,
-                                                    fix="--min-lr ends the cosine, at most --lr")),
-                  (check_float_arg, "weight_decay", dict(lo=0.0, hi=1e3, fix="e.g. --weight-decay 0.01")),
-                  (check_float_arg, "grad_clip", dict(lo=0.0, fix="0 disables clipping")),
-                  (check_float_arg, "dropout", dict(lo=0.0, hi=1.0, hi_open=True, none_ok=True, fix="e.g. --dropout 0.1")),
-                  (check_seed, "seed", {})]
+        checks = [
+            (check_float_arg, "val_fraction", dict(lo=0.0, hi=1.0, hi_open=True, fix="e.g. --val-fraction 0.2")),
+            (check_int_arg, "max_steps", dict(lo=1, hi=10**9)),
+            (check_int_arg, "batch_size", dict(lo=1, hi=1 << 20)),
+            (check_int_arg, "context", dict(lo=1, hi=1 << 20)),
+            (check_int_arg, "warmup_steps", dict(lo=0, hi=10**9, fix="--warmup 0 turns warmup off")),
+            (check_int_arg, "eval_interval", dict(lo=1, hi=10**9, none_ok=True, fix="e.g. --eval-interval 100")),
+            (check_int_arg, "log_interval", dict(lo=1, hi=10**9)),
+            (check_float_arg, "lr", dict(lo=0.0, lo_open=True, hi=10.0, fix="e.g. 3e-3")),
+            (
+                check_float_arg,
+                "min_lr",
+                dict(
+                    lo=0.0,
+                    hi=self.lr if isinstance(self.lr, (int, float)) else None,
+                    fix="--min-lr ends the cosine, at most --lr",
+                ),
+            ),
+            (check_float_arg, "weight_decay", dict(lo=0.0, hi=1e3, fix="e.g. --weight-decay 0.01")),
+            (check_float_arg, "grad_clip", dict(lo=0.0, fix="0 disables clipping")),
+            (check_float_arg, "dropout", dict(lo=0.0, hi=1.0, hi_open=True, none_ok=True, fix="e.g. --dropout 0.1")),
+            (check_seed, "seed", {}),
+        ]
         for check, name, limits in checks:
             try:
                 check(name, getattr(self, name), **limits)
@@ -108,11 +119,18 @@ class ClassifyConfig(ClassifierModelFields):
         return ModelConfig(**{**model_overrides(self), "vocab_size": vocab_size, "context_length": self.context})
 
     def loop_settings(self) -> LoopSettings:
-        return LoopSettings(max_steps=self.max_steps, grad_accum=1, grad_clip=self.grad_clip,
-                            log_interval=self.log_interval, eval_interval=self.eval_interval,
-                            lr_at=lambda step: warmup_cosine(step, lr=self.lr, min_lr=self.min_lr,
-                                                             warmup=self.warmup_steps, max_steps=self.max_steps),
-                            dropout_seed=self.seed, lr_hint=f"Lower --lr (now {self.lr:g}) or check the CSV")
+        return LoopSettings(
+            max_steps=self.max_steps,
+            grad_accum=1,
+            grad_clip=self.grad_clip,
+            log_interval=self.log_interval,
+            eval_interval=self.eval_interval,
+            lr_at=lambda step: warmup_cosine(
+                step, lr=self.lr, min_lr=self.min_lr, warmup=self.warmup_steps, max_steps=self.max_steps
+            ),
+            dropout_seed=self.seed,
+            lr_hint=f"Lower --lr (now {self.lr:g}) or check the CSV",
+        )
 
 
 @dataclass
@@ -125,8 +143,9 @@ class ClassifyResult:
     classifier: "Classifier"
 
 
-def read_labelled_csv(path: str | os.PathLike, *, text_column: str = "text", label_column: str = "label",
-                      encoding: str = "utf-8") -> tuple[list[str], list[str]]:
+def read_labelled_csv(
+    path: str | os.PathLike, *, text_column: str = "text", label_column: str = "label", encoding: str = "utf-8"
+) -> tuple[list[str], list[str]]:
     """(texts, labels) from a CSV with a header row naming ``text_column`` and ``label_column``."""
     path = Path(path)
     if not path.is_file():
@@ -137,8 +156,10 @@ def read_labelled_csv(path: str | os.PathLike, *, text_column: str = "text", lab
             columns = reader.fieldnames or []
             missing = [c for c in (text_column, label_column) if c not in columns]
             if missing:
-                raise FormatError(f"{path} has no column {', '.join(map(repr, missing))}; its header is "
-                                  f"{columns}; name the columns with --text-column / --label-column")
+                raise FormatError(
+                    f"{path} has no column {', '.join(map(repr, missing))}; its header is "
+                    f"{columns}; name the columns with --text-column / --label-column"
+                )
             texts, labels = [], []
             for line, row in enumerate(reader, start=2):
                 label = (row.get(label_column) or "").strip()
@@ -147,11 +168,15 @@ def read_labelled_csv(path: str | os.PathLike, *, text_column: str = "text", lab
                 texts.append(row.get(text_column) or "")
                 labels.append(label)
     except UnicodeDecodeError as e:
-        raise TokvecValueError(f"{path} is not valid {encoding} at byte offset {e.start}; pass --encoding "
-                               f"(e.g. --encoding gb18030 for a GBK Chinese file)") from None
+        raise TokvecValueError(
+            f"{path} is not valid {encoding} at byte offset {e.start}; pass --encoding "
+            f"(e.g. --encoding gb18030 for a GBK Chinese file)"
+        ) from None
     if len(set(labels)) < 2:
-        raise TokvecValueError(f"{path} has {len(labels)} rows but {len(set(labels))} distinct label(s) "
-                               f"{sorted(set(labels))}; a classifier needs at least 2")
+        raise TokvecValueError(
+            f"{path} has {len(labels)} rows but {len(set(labels))} distinct label(s) "
+            f"{sorted(set(labels))}; a classifier needs at least 2"
+        )
     return texts, labels
 
 
@@ -196,13 +221,14 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 def _accuracy(clf: Classifier, texts: Sequence[str], labels: Sequence[int], batch_size: int = 64) -> float:
     right = 0
     for i in range(0, len(texts), batch_size):
-        pred = clf.probabilities(texts[i:i + batch_size]).argmax(-1)
-        right += int((pred == torch.tensor(labels[i:i + batch_size])).sum())
+        pred = clf.probabilities(texts[i : i + batch_size]).argmax(-1)
+        right += int((pred == torch.tensor(labels[i : i + batch_size])).sum())
     return right / max(1, len(texts))
 
 
-def train_classifier(config: ClassifyConfig, *, progress: Callable[[int, int, dict], None] | None = None
-                     ) -> ClassifyResult:
+def train_classifier(
+    config: ClassifyConfig, *, progress: Callable[[int, int, dict], None] | None = None
+) -> ClassifyResult:
     """Train a classifier on the CSV ``config.csv``; the run goes to ``config.out``.
 
     Rows are shuffled by the seed and split: the last ``val_fraction`` is held out for accuracy.
@@ -231,8 +257,9 @@ class _Rows:
     def encode(cls, tokenizer, texts: list[str], labels: list[int], context: int) -> "_Rows":
         rows = [tokenizer.encode(t)[:context] for t in texts]
         ids, _ = pad_batch(rows, tokenizer.pad_id or 0)
-        return cls(texts, ids, torch.tensor([len(r) for r in rows], dtype=torch.long),
-                   torch.tensor(labels, dtype=torch.long))
+        return cls(
+            texts, ids, torch.tensor([len(r) for r in rows], dtype=torch.long), torch.tensor(labels, dtype=torch.long)
+        )
 
     def batch(self, pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """ids (b, s), padding mask (b, s) True at padding (as :func:`pad_batch`), labels (b,) of rows ``pick``."""
@@ -247,17 +274,20 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
     from ..model import SequenceClassifier
     from ..tokenizers import build_tokenizer
 
-    texts, names = read_labelled_csv(config.csv, text_column=config.text_column, label_column=config.label_column,
-                                     encoding=config.encoding)
+    texts, names = read_labelled_csv(
+        config.csv, text_column=config.text_column, label_column=config.label_column, encoding=config.encoding
+    )
     labels = sorted(set(names))
     y_all = [labels.index(n) for n in names]
     order = list(range(len(texts)))
     random.Random(config.seed).shuffle(order)
     n_val = int(round(len(order) * config.val_fraction))
-    train_idx, val_idx = order[: len(order) - n_val], order[len(order) - n_val:]
+    train_idx, val_idx = order[: len(order) - n_val], order[len(order) - n_val :]
     tokenizer = build_tokenizer(config.tokenizer, "\n".join(texts[i] for i in train_idx))
-    train_rows, val_rows = (_Rows.encode(tokenizer, [texts[i] for i in idx], [y_all[i] for i in idx], config.context)
-                            for idx in (train_idx, val_idx))
+    train_rows, val_rows = (
+        _Rows.encode(tokenizer, [texts[i] for i in idx], [y_all[i] for i in idx], config.context)
+        for idx in (train_idx, val_idx)
+    )
     model_cfg = config.model_config(tokenizer.vocab_size)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -268,8 +298,14 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
     task = _ClassifierTask(config, clf, train_rows, val_rows, model_cfg.to_dict())
     done = TrainingLoop(task, trainee, config.loop_settings(), run_dir=config.out, progress=progress).run()
     model.eval()
-    return ClassifyResult(run_dir=Path(config.out), labels=labels, train_accuracy=task.accuracy["train_accuracy"],
-                          val_accuracy=task.accuracy.get("val_accuracy"), losses=done.losses, classifier=clf)
+    return ClassifyResult(
+        run_dir=Path(config.out),
+        labels=labels,
+        train_accuracy=task.accuracy["train_accuracy"],
+        val_accuracy=task.accuracy.get("val_accuracy"),
+        losses=done.losses,
+        classifier=clf,
+    )
 
 
 class _ClassifierTask:
@@ -286,8 +322,9 @@ class _ClassifierTask:
     def batch(self, step: int, micro: int):
         from ..data.batches import batch_generator
 
-        pick = torch.randint(0, len(self.train.texts), (self.items_per_step,),
-                             generator=batch_generator(self.config.seed, step, micro))
+        pick = torch.randint(
+            0, len(self.train.texts), (self.items_per_step,), generator=batch_generator(self.config.seed, step, micro)
+        )
         return tuple(to_device(t, self.clf.device) for t in self.train.batch(pick))
 
     def loss(self, forward: Callable, batch) -> torch.Tensor:
@@ -313,12 +350,26 @@ class _ClassifierTask:
         state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
         save_tokenizer(run_dir, tokenizer)
         blob = ({k: v.detach() for k, v in state.items()}, {})  # streamed, tensor by tensor
-        commit_files(run_dir, CONFIG_FILE, {WEIGHTS_FILE: blob}, {
-            "format": FORMAT, "version": VERSION, "model": self.model_dict, "pooling": self.config.pooling,
-            "labels": self.clf.labels, "train": dataclasses.asdict(self.config), "n_train": len(self.train.texts),
-            "n_val": len(self.val.texts), "train_accuracy": self.accuracy.get("train_accuracy"),
-            "val_accuracy": self.accuracy.get("val_accuracy"), "final_loss": info["loss"], "step": step,
-            "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()}})
+        commit_files(
+            run_dir,
+            CONFIG_FILE,
+            {WEIGHTS_FILE: blob},
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "model": self.model_dict,
+                "pooling": self.config.pooling,
+                "labels": self.clf.labels,
+                "train": dataclasses.asdict(self.config),
+                "n_train": len(self.train.texts),
+                "n_val": len(self.val.texts),
+                "train_accuracy": self.accuracy.get("train_accuracy"),
+                "val_accuracy": self.accuracy.get("val_accuracy"),
+                "final_loss": info["loss"],
+                "step": step,
+                "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()},
+            },
+        )
 
 
 def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Classifier:
@@ -329,8 +380,10 @@ def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = 
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"no classifier run at {run_dir} ({CONFIG_FILE} missing); "
-                                f"train one with: tokvec classify train --csv FILE --out {run_dir}")
+        raise FileNotFoundError(
+            f"no classifier run at {run_dir} ({CONFIG_FILE} missing); "
+            f"train one with: tokvec classify train --csv FILE --out {run_dir}"
+        )
     path = run_dir / CONFIG_FILE
     meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
@@ -356,8 +409,10 @@ def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = 
     model.to(resolve_device(device))
     tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
     if tokenizer.vocab_size != model_cfg.vocab_size:
-        raise FormatError(f"{run_dir / TOKENIZER_FILE} has vocab_size {tokenizer.vocab_size} but {path} says "
-                          f"{model_cfg.vocab_size}; the tokenizer file was replaced")
+        raise FormatError(
+            f"{run_dir / TOKENIZER_FILE} has vocab_size {tokenizer.vocab_size} but {path} says "
+            f"{model_cfg.vocab_size}; the tokenizer file was replaced"
+        )
     return Classifier(model, tokenizer, labels, model_cfg.context_length)
 
 
@@ -366,8 +421,9 @@ def _read_weights(run_dir: Path, doc: Doc) -> dict[str, torch.Tensor]:
     run written before classifiers were committed like LM runs, the file as it is)."""
     if "files" in doc.data:
         doc.obj("files").missing((WEIGHTS_FILE,))
-        data, path = read_committed(run_dir, WEIGHTS_FILE, committed_files(doc, (WEIGHTS_FILE,))[WEIGHTS_FILE],
-                                    CONFIG_FILE)
+        data, path = read_committed(
+            run_dir, WEIGHTS_FILE, committed_files(doc, (WEIGHTS_FILE,))[WEIGHTS_FILE], CONFIG_FILE
+        )
     else:
         path = run_dir / WEIGHTS_FILE
         if not path.is_file():
@@ -379,5 +435,12 @@ def _read_weights(run_dir: Path, doc: Doc) -> dict[str, torch.Tensor]:
         raise FormatError(f"{path} cannot be read ({e}); the run is damaged") from None
 
 
-__all__ = ["ClassifyConfig", "ClassifyResult", "Classifier", "train_classifier", "load_classifier",
-           "read_labelled_csv", "pad_batch"]
+__all__ = [
+    "ClassifyConfig",
+    "ClassifyResult",
+    "Classifier",
+    "train_classifier",
+    "load_classifier",
+    "read_labelled_csv",
+    "pad_batch",
+]

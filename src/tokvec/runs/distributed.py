@@ -67,18 +67,21 @@ def collective_errors(ctx: DistContext, timeout_s: float) -> Iterator[None]:
         raise DistributedError(
             f"rank {ctx.rank} of {ctx.world_size} lost contact with the other processes ({first[:200]}); "
             f"another rank died or did not answer within {timeout_s:g} s (--dist-timeout); "
-            f"the last checkpoint is intact, resume with --resume") from e
+            f"the last checkpoint is intact, resume with --resume"
+        ) from e
 
 
 def _is_communication_failure(e: BaseException) -> bool:
     dist_error = getattr(dist, "DistError", ())
     text = str(e)
     return (bool(dist_error) and isinstance(e, dist_error)) or any(
-        w in text for w in ("gloo", "NCCL", "Connection reset", "Connection closed", "Timed out", "timed out"))
+        w in text for w in ("gloo", "NCCL", "Connection reset", "Connection closed", "Timed out", "timed out")
+    )
 
 
-def init_distributed(strategy: str = "auto", backend: str = "auto", *, timeout_s: float = 120.0,
-                     device: str | torch.device = "auto") -> DistContext:
+def init_distributed(
+    strategy: str = "auto", backend: str = "auto", *, timeout_s: float = 120.0, device: str | torch.device = "auto"
+) -> DistContext:
     """Join the process group torchrun describes in the environment (or run alone when it does not).
 
     strategy: ``auto`` (ddp when WORLD_SIZE > 1, else none), ``ddp``, ``fsdp``, ``none``.
@@ -98,8 +101,10 @@ def init_distributed(strategy: str = "auto", backend: str = "auto", *, timeout_s
     world, rank, local_rank = launch_env()
     if world == 1:
         if strategy in ("ddp", "fsdp"):
-            raise TokvecValueError(f"--strategy {strategy} needs several processes, but WORLD_SIZE is 1; "
-                                   f"launch with torchrun --nproc_per_node=N -m tokvec train ...")
+            raise TokvecValueError(
+                f"--strategy {strategy} needs several processes, but WORLD_SIZE is 1; "
+                f"launch with torchrun --nproc_per_node=N -m tokvec train ..."
+            )
         return DistContext(device=resolve_device(device))
     strategy = "ddp" if strategy in ("auto", "none") else strategy
     wanted = resolve_device(device)  # a device this machine lacks fails here, on every rank
@@ -113,8 +118,9 @@ def init_distributed(strategy: str = "auto", backend: str = "auto", *, timeout_s
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return DistContext(world_size=world, rank=rank, local_rank=local_rank, strategy=strategy, backend=backend,
-                       device=device)
+    return DistContext(
+        world_size=world, rank=rank, local_rank=local_rank, strategy=strategy, backend=backend, device=device
+    )
 
 
 def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
@@ -131,8 +137,9 @@ def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
         for i, block in enumerate(blocks):
             for p in block.parameters():
                 owners.setdefault(id(p), i)
-        shared = any(owners.get(id(p), -1) != i for i, block in enumerate(blocks) for p in block.parameters()) \
-            or any(id(p) in owners for name, p in model.named_parameters() if not name.startswith("blocks."))
+        shared = any(owners.get(id(p), -1) != i for i, block in enumerate(blocks) for p in block.parameters()) or any(
+            id(p) in owners for name, p in model.named_parameters() if not name.startswith("blocks.")
+        )
         if not shared:
             for block in blocks:
                 fully_shard(block)
@@ -150,15 +157,18 @@ def _fully_shard():
         try:
             from torch.distributed._composable.fsdp import fully_shard  # torch 2.4-2.5
         except ImportError:
-            raise TokvecValueError(f"--strategy fsdp needs FSDP2 (fully_shard), which torch {torch.__version__} "
-                                   f"lacks; upgrade torch to >= 2.4 or use --strategy ddp") from None
+            raise TokvecValueError(
+                f"--strategy fsdp needs FSDP2 (fully_shard), which torch {torch.__version__} "
+                f"lacks; upgrade torch to >= 2.4 or use --strategy ddp"
+            ) from None
     return fully_shard
 
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside a DDP wrapper (FSDP2 shards in place and keeps the class)."""
-    return model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) \
-        else model
+    return (
+        model.module if hasattr(model, "module") and isinstance(model, nn.parallel.DistributedDataParallel) else model
+    )
 
 
 def full_state_dict(model: nn.Module, ctx: DistContext) -> dict[str, torch.Tensor]:
@@ -177,8 +187,10 @@ def full_optimizer_state(optimizer: torch.optim.Optimizer, ctx: DistContext) -> 
     sd = optimizer.state_dict()
     if not (ctx.distributed and ctx.strategy == "fsdp"):
         return sd
-    state = {pid: {k: (v.full_tensor().cpu() if hasattr(v, "full_tensor") else v) for k, v in st.items()}
-             for pid, st in sd["state"].items()}
+    state = {
+        pid: {k: (v.full_tensor().cpu() if hasattr(v, "full_tensor") else v) for k, v in st.items()}
+        for pid, st in sd["state"].items()
+    }
     return {"state": state, "param_groups": sd["param_groups"]}
 
 
@@ -189,8 +201,10 @@ def reshard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
     try:
         from torch.distributed.tensor import DTensor, distribute_tensor
     except ImportError:  # torch < 2.5
-        raise TokvecValueError(f"resuming under --strategy fsdp needs torch >= 2.5 (this is {torch.__version__}); "
-                               f"resume with --strategy ddp") from None
+        raise TokvecValueError(
+            f"resuming under --strategy fsdp needs torch >= 2.5 (this is {torch.__version__}); "
+            f"resume with --strategy ddp"
+        ) from None
     for group in optimizer.param_groups:
         for p in group["params"]:
             if not isinstance(p, DTensor):

@@ -34,19 +34,19 @@ from ..positional.registry import available
 class CompareConfig:
     """The whole comparison budget. Defaults: about a minute per scheme on 2 CPU cores (character model)."""
 
-    corpus: Optional[str] = None                         # file or directory; None: the Python standard library
-    encoding: str = "utf-8"                              # text encoding of the corpus
-    train_len: int = 128                                 # context length the models train at
-    eval_lens: tuple[int, ...] = (128, 256, 512, 1024)   # lengths the loss is measured at
+    corpus: Optional[str] = None  # file or directory; None: the Python standard library
+    encoding: str = "utf-8"  # text encoding of the corpus
+    train_len: int = 128  # context length the models train at
+    eval_lens: tuple[int, ...] = (128, 256, 512, 1024)  # lengths the loss is measured at
     schemes: tuple[str, ...] = field(default_factory=lambda: tuple(available()))
     tokenizer: str = "char"
-    d_model: int = 64                                    # small: the point is the shape of the curve, not its floor
+    d_model: int = 64  # small: the point is the shape of the curve, not its floor
     n_layers: int = 2
     n_heads: int = 4
     max_steps: int = 300
     batch_size: int = 16
-    lr: float = 3e-3                                     # a tiny model tolerates nanoGPT's char-level 1e-3 x 3
-    eval_tokens: int = 16384                             # tokens scored per eval length, the same for every length
+    lr: float = 3e-3  # a tiny model tolerates nanoGPT's char-level 1e-3 x 3
+    eval_tokens: int = 16384  # tokens scored per eval length, the same for every length
     seed: int = 1337
     threads: Optional[int] = None
 
@@ -56,21 +56,30 @@ class CompareConfig:
         from .._checks import MAX_DIM, check_float_arg, check_int_arg, check_seed, check_threads
         from ..errors import TokvecError
 
-        checks = [(check_int_arg, name, dict(lo=1, hi=MAX_DIM)) for name in
-                  ("train_len", "d_model", "n_layers", "n_heads", "batch_size", "eval_tokens")]
-        checks += [(check_int_arg, "max_steps", dict(lo=1, hi=10 ** 12)), (check_seed, "seed", {}),
-                   (check_threads, "threads", {}), (check_float_arg, "lr", dict(lo=0.0, lo_open=True, hi=1e3))]
+        checks = [
+            (check_int_arg, name, dict(lo=1, hi=MAX_DIM))
+            for name in ("train_len", "d_model", "n_layers", "n_heads", "batch_size", "eval_tokens")
+        ]
+        checks += [
+            (check_int_arg, "max_steps", dict(lo=1, hi=10**12)),
+            (check_seed, "seed", {}),
+            (check_threads, "threads", {}),
+            (check_float_arg, "lr", dict(lo=0.0, lo_open=True, hi=1e3)),
+        ]
         for fn, name, limits in checks:
             try:
                 fn(name, getattr(self, name), **limits)
             except TokvecError as e:
                 problems.append(str(e))
-        if not self.eval_lens or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DIM
-                                     for n in self.eval_lens):
+        if not self.eval_lens or any(
+            isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DIM for n in self.eval_lens
+        ):
             problems.append(f"eval_lens {self.eval_lens!r} must be one or more integers in [1, {MAX_DIM}]")
         unknown = [s for s in self.schemes if s not in available()]
         if unknown or not self.schemes:
-            problems.append(f"schemes {list(self.schemes)!r}: unknown {unknown}; known schemes: {', '.join(available())}")
+            problems.append(
+                f"schemes {list(self.schemes)!r}: unknown {unknown}; known schemes: {', '.join(available())}"
+            )
         if problems:
             raise TokvecValueError("bad comparison config: " + "; ".join(problems))
         return self
@@ -95,8 +104,9 @@ def parse_schemes(spec: str) -> tuple[str, ...]:
     names = tuple(available()) if spec.strip() == "all" else tuple(s.strip() for s in spec.split(",") if s.strip())
     unknown = [s for s in names if s not in available()]
     if unknown or not names:
-        raise TokvecValueError(f"unknown positional scheme(s) {unknown or [spec]}; "
-                               f"known schemes: {', '.join(available())}, or all")
+        raise TokvecValueError(
+            f"unknown positional scheme(s) {unknown or [spec]}; known schemes: {', '.join(available())}, or all"
+        )
     return names
 
 
@@ -107,8 +117,9 @@ def parse_lengths(spec: str) -> tuple[int, ...]:
         try:
             n = int(item)
         except ValueError:
-            raise TokvecValueError(f"eval length {item.strip()!r} in {spec!r} is not an integer; "
-                                   f"write lengths like 128,256,512") from None
+            raise TokvecValueError(
+                f"eval length {item.strip()!r} in {spec!r} is not an integer; write lengths like 128,256,512"
+            ) from None
         if n < 1:
             raise TokvecValueError(f"eval length {n} in {spec!r} must be >= 1")
         lengths.append(n)
@@ -118,11 +129,26 @@ def parse_lengths(spec: str) -> tuple[int, ...]:
 def _train_config(config: CompareConfig, scheme: str, out: str):
     from .train import TrainConfig
 
-    return TrainConfig(corpus=config.corpus, encoding=config.encoding, tokenizer=config.tokenizer, preset="tiny", positional=scheme,
-                       d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
-                       context_length=config.train_len, dropout=0.0, max_steps=config.max_steps,
-                       batch_size=config.batch_size, lr=config.lr, eval_interval=config.max_steps,
-                       eval_batches=8, seed=config.seed, threads=config.threads, out=out)
+    return TrainConfig(
+        corpus=config.corpus,
+        encoding=config.encoding,
+        tokenizer=config.tokenizer,
+        preset="tiny",
+        positional=scheme,
+        d_model=config.d_model,
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        context_length=config.train_len,
+        dropout=0.0,
+        max_steps=config.max_steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        eval_interval=config.max_steps,
+        eval_batches=8,
+        seed=config.seed,
+        threads=config.threads,
+        out=out,
+    )
 
 
 def compare(config: CompareConfig, *, progress: Optional[Callable[[str], None]] = None) -> list[CompareRow]:
@@ -147,12 +173,15 @@ def compare(config: CompareConfig, *, progress: Optional[Callable[[str], None]] 
                 # the split train() used: same ids, context, fraction and seed
                 cfg = _train_config(config, scheme, tmp)
                 ids = load_token_file(Path(result.run_dir) / TOKENS_FILE)  # the ids train() read, exactly
-                val = split_by_position(ids, context=config.train_len, val_fraction=cfg.val_fraction,
-                                        seed=cfg.seed, mode=cfg.val_split).val
+                val = split_by_position(
+                    ids, context=config.train_len, val_fraction=cfg.val_fraction, seed=cfg.seed, mode=cfg.val_split
+                ).val
                 too_long = [n for n in config.eval_lens if n + 1 > len(val)]
                 if too_long:
-                    raise TokvecValueError(f"eval lengths {too_long} do not fit the held-out split of {len(val)} "
-                                           f"tokens; use a longer corpus or shorter --eval-lens")
+                    raise TokvecValueError(
+                        f"eval lengths {too_long} do not fit the held-out split of {len(val)} "
+                        f"tokens; use a longer corpus or shorter --eval-lens"
+                    )
             if config.threads is not None:
                 torch.set_num_threads(config.threads)
             try:
@@ -162,8 +191,9 @@ def compare(config: CompareConfig, *, progress: Optional[Callable[[str], None]] 
                     windows = max(1, config.eval_tokens // n)
                     batch = max(1, min(windows, 8192 // n))  # at most 8192 tokens per forward
                     try:
-                        loss = evaluate(result.model, [val], batch_size=batch, context=n,
-                                        max_batches=math.ceil(windows / batch))
+                        loss = evaluate(
+                            result.model, [val], batch_size=batch, context=n, max_batches=math.ceil(windows / batch)
+                        )
                         rows.append(CompareRow(scheme, n, loss))
                     except TokvecError as e:  # the learned table past its length: record why, go on
                         rows.append(CompareRow(scheme, n, math.nan, str(e).split(";")[0]))
@@ -177,11 +207,11 @@ def format_table(rows: Sequence[CompareRow]) -> str:
     lengths = sorted({r.eval_len for r in rows})
     schemes = list(dict.fromkeys(r.scheme for r in rows))
     by = {(r.scheme, r.eval_len): r for r in rows}
-    lines = ["| scheme | " + " | ".join(f"ppl @ {n}" for n in lengths) + " |",
-             "|---|" + "---:|" * len(lengths)]
+    lines = ["| scheme | " + " | ".join(f"ppl @ {n}" for n in lengths) + " |", "|---|" + "---:|" * len(lengths)]
     for s in schemes:
-        cells = [f"{by[s, n].perplexity:.2f}" if (s, n) in by and math.isfinite(by[s, n].loss) else "n/a"
-                 for n in lengths]
+        cells = [
+            f"{by[s, n].perplexity:.2f}" if (s, n) in by and math.isfinite(by[s, n].loss) else "n/a" for n in lengths
+        ]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -233,5 +263,13 @@ def plot(rows: Sequence[CompareRow], path: str | os.PathLike, *, train_len: Opti
     return path
 
 
-__all__ = ["CompareConfig", "CompareRow", "compare", "format_table", "write_csv", "plot", "parse_schemes",
-           "parse_lengths"]
+__all__ = [
+    "CompareConfig",
+    "CompareRow",
+    "compare",
+    "format_table",
+    "write_csv",
+    "plot",
+    "parse_schemes",
+    "parse_lengths",
+]

@@ -25,8 +25,13 @@ from .tensorfile import TensorRow, save_tensors
 from .train import TrainConfig
 
 
-def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None,
-              progress: Callable[[int, int], None] | None = None) -> Path:
+def import_hf(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    tokenizer: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Turn a local HF model directory into a tokvec run directory ``out`` (step 0, no optimizer state).
 
     ``generate``, ``trace``, ``plot``, ``neighbors``, ``report`` read it like any run; ``train
@@ -38,14 +43,25 @@ def import_hf(source: str | os.PathLike, out: str | os.PathLike, *, tokenizer: s
         raise TokvecValueError(f"{out} already holds a checkpoint or model (config.json); pick another --out")
     model, tok, hf = load_hf(source, tokenizer=tokenizer, progress=progress)
     train_config = TrainConfig.finetune(str(source), out=str(out)).to_dict()
-    ckpt.save_run(out, model=model, tokenizer=tok, model_config=model.config.to_dict(), train_config=train_config,
-                  step=0, extra={"source": {"format": "huggingface", "path": str(source),
-                                            "model_type": hf["model_type"]}})
+    ckpt.save_run(
+        out,
+        model=model,
+        tokenizer=tok,
+        model_config=model.config.to_dict(),
+        train_config=train_config,
+        step=0,
+        extra={"source": {"format": "huggingface", "path": str(source), "model_type": hf["model_type"]}},
+    )
     return out
 
 
-def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> Path:
+def export_hf(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Write the model and tokenizer of run directory ``run`` as a HF directory ``out``; returns ``out``.
 
     GPT-2-shaped runs (learned, layernorm, gelu) become ``GPT2LMHeadModel``, Llama-shaped ones (rope,
@@ -58,24 +74,35 @@ def export_hf(run: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool
     to_hf_json(tok)  # the tokenizer's export errors come before any file is written
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         if (out / "config.json").is_file() and is_hf_directory(out):
-            raise TokvecValueError(f"{out} already holds a Hugging Face model; pass --force (overwrite=True) "
-                                   f"to replace it, or pick another --out")
+            raise TokvecValueError(
+                f"{out} already holds a Hugging Face model; pass --force (overwrite=True) "
+                f"to replace it, or pick another --out"
+            )
         raise TokvecValueError(f"{out} exists and is not empty; export into a new or empty directory")
     if (out / "config.json").is_file() and not is_hf_directory(out):
         raise TokvecValueError(f"{out} holds a tokvec run; export into another directory")
     out.mkdir(parents=True, exist_ok=True)
-    write_safetensors(out / "model.safetensors", hf_tensors(model, model_type), metadata={"format": "pt"},
-                      progress=progress)
+    write_safetensors(
+        out / "model.safetensors", hf_tensors(model, model_type), metadata={"format": "pt"}, progress=progress
+    )
     tok.save_hf(out)
-    write_json(out / "generation_config.json", {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id,
-                                                "pad_token_id": tok.pad_id, "do_sample": True,
-                                                "max_length": model.config.context_length})
+    write_json(
+        out / "generation_config.json",
+        {
+            "bos_token_id": tok.bos_id,
+            "eos_token_id": tok.eos_id,
+            "pad_token_id": tok.pad_id,
+            "do_sample": True,
+            "max_length": model.config.context_length,
+        },
+    )
     write_json(out / "config.json", {**hf, "tokvec": {"run": str(run), "step": run_config["step"]}})
     return out
 
 
-def write_safetensors(path: Path, tensors, *, metadata: dict[str, str] | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def write_safetensors(
+    path: Path, tensors, *, metadata: dict[str, str] | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
     """Write a safetensors file from :func:`~tokvec.model.hf.hf_tensors`' ``(name, make, shape, dtype)``
     rows, building one tensor at a time (streamed, atomic: :func:`tokvec.runs.tensorfile.save_tensors`).
     ``progress(done_bytes, total_bytes)`` is called after each tensor. Returns ``{"bytes": ...}`` (no

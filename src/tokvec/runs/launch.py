@@ -18,8 +18,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise TokvecValueError(f"environment variable {name}={value!r} is not an integer; "
-                               f"launch with torchrun, which sets it") from None
+        raise TokvecValueError(
+            f"environment variable {name}={value!r} is not an integer; launch with torchrun, which sets it"
+        ) from None
 
 
 def launch_env() -> tuple[int, int, int]:

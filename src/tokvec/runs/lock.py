@@ -39,13 +39,24 @@ LOCK_FILE = ".lock"
 MARKER_FORMAT = "tokvec.rundir"
 
 # kind -> (the file whose presence means the run committed something, the files a run of that kind owns)
-_LM_FILES = ("config.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json", "metrics.jsonl",
-             "tokens.bin", "tokens.bin.json", ".model.safetensors.pending", ".optimizer.safetensors.pending")
+_LM_FILES = (
+    "config.json",
+    "model.safetensors",
+    "optimizer.safetensors",
+    "tokenizer.json",
+    "metrics.jsonl",
+    "tokens.bin",
+    "tokens.bin.json",
+    ".model.safetensors.pending",
+    ".optimizer.safetensors.pending",
+)
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "lm": ("config.json", _LM_FILES),
     "imported": ("config.json", _LM_FILES),
-    "classifier": ("classifier.json", ("classifier.json", "classifier.safetensors", "tokenizer.json",
-                                       ".classifier.safetensors.pending")),
+    "classifier": (
+        "classifier.json",
+        ("classifier.json", "classifier.safetensors", "tokenizer.json", ".classifier.safetensors.pending"),
+    ),
     "positional-compare": ("compare.csv", ("compare.csv", "compare.png")),
 }
 FOREIGN = "foreign"  # a non-empty directory tokvec did not write
@@ -84,8 +95,11 @@ def run_kind(path: str | os.PathLike) -> str | None:
 def _others(path: Path) -> list[str]:
     """Names in ``path`` that no tokvec writer put there (not the lock, the marker, or a temporary
     file of an atomic write in progress or killed)."""
-    return sorted(p.name for p in path.iterdir()
-                  if p.name not in _OWN and not (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)))
+    return sorted(
+        p.name
+        for p in path.iterdir()
+        if p.name not in _OWN and not (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX))
+    )
 
 
 def _foreign_names(path: Path, limit: int = 3) -> str:
@@ -117,9 +131,11 @@ class RunLock:
                 if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                     raise
                 who = f"process {holder}" if holder is not None else "another process"
-                raise RunLockedError(f"{self.directory} is being written by {who} (it holds {self.path}); "
-                                     f"wait for it to finish or stop it, or pick another --out",
-                                     pid=holder) from None
+                raise RunLockedError(
+                    f"{self.directory} is being written by {who} (it holds {self.path}); "
+                    f"wait for it to finish or stop it, or pick another --out",
+                    pid=holder,
+                ) from None
             try:  # the file may have been replaced between open and flock: then lock the new one
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -160,8 +176,16 @@ class RunClaim:
     ``inputs``: files and directories the run reads; refused when they lie inside ``path``.
     """
 
-    def __init__(self, path: str | os.PathLike, kind: str, *, resume: bool = False, force: bool = False,
-                 inputs: Iterable[str | os.PathLike] = (), flag: str = "--out") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        kind: str,
+        *,
+        resume: bool = False,
+        force: bool = False,
+        inputs: Iterable[str | os.PathLike] = (),
+        flag: str = "--out",
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown run kind {kind!r}; one of {', '.join(KINDS)}")
         if resume and force:
@@ -202,20 +226,29 @@ class RunClaim:
         path, kind = self.path, self.kind
         found = run_kind(path)
         if found == FOREIGN and not self.force:
-            raise RunDirError(f"{self.flag} {path} holds files tokvec did not write ({_foreign_names(path)}); "
-                              f"pick a new or empty directory, or pass --force to write the run among them")
+            raise RunDirError(
+                f"{self.flag} {path} holds files tokvec did not write ({_foreign_names(path)}); "
+                f"pick a new or empty directory, or pass --force to write the run among them"
+            )
         if found not in (None, FOREIGN, kind):
-            raise RunDirError(f"{self.flag} {path} holds a {found} run; writing a {kind} run into it would break "
-                              f"it; pick another {self.flag}")
+            raise RunDirError(
+                f"{self.flag} {path} holds a {found} run; writing a {kind} run into it would break "
+                f"it; pick another {self.flag}"
+            )
         if self.resume:
             if not self.committed:
-                raise RunDirError(f"{path} holds no checkpoint to resume (no {KINDS[kind][0]}); "
-                                  f"start it without --resume")
+                raise RunDirError(
+                    f"{path} holds no checkpoint to resume (no {KINDS[kind][0]}); start it without --resume"
+                )
             return
         if self.committed and not self.force:
-            raise RunDirError(f"{self.flag} {path} already holds a {kind} run; continue it with --resume, replace "
-                              f"it with --force, or pick another {self.flag}")
-        if self.committed and discard:  # --force: the old run goes first (its commit file first), so old and new never mix
+            raise RunDirError(
+                f"{self.flag} {path} already holds a {kind} run; continue it with --resume, replace "
+                f"it with --force, or pick another {self.flag}"
+            )
+        if (
+            self.committed and discard
+        ):  # --force: the old run goes first (its commit file first), so old and new never mix
             commit, owned = KINDS[kind]
             for name in (commit, *owned):
                 try:
@@ -252,7 +285,7 @@ def _roll_forward(path: Path, config_name: str) -> None:
         return hashlib.sha256(p.read_bytes()).hexdigest()
 
     for pending in path.glob(".*.pending"):
-        name = pending.name[1:-len(".pending")]
+        name = pending.name[1 : -len(".pending")]
         expected = files.get(name)
         if not pending.is_file() or pending.is_symlink():
             continue

@@ -52,14 +52,14 @@ class LoopSettings:
     """How the loop steps: the schedule and the intervals (a task's config maps onto these)."""
 
     max_steps: int
-    lr_at: Callable[[int], float]           # learning rate of optimizer step ``step`` (0-based)
-    grad_accum: int = 1                     # micro-batches per optimizer step
-    grad_clip: float = 1.0                  # max gradient norm; 0 disables clipping
-    log_interval: int = 10                  # read the loss back (a device sync) every N steps
-    eval_interval: Optional[int] = None     # None: evaluate after the last step only
+    lr_at: Callable[[int], float]  # learning rate of optimizer step ``step`` (0-based)
+    grad_accum: int = 1  # micro-batches per optimizer step
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    log_interval: int = 10  # read the loss back (a device sync) every N steps
+    eval_interval: Optional[int] = None  # None: evaluate after the last step only
     checkpoint_interval: Optional[int] = None  # None: at every eval
-    dropout_seed: Optional[int] = None      # reseed torch from (seed, step) before each step (exact resume)
-    lr_hint: str = ""                       # the divergence error's advice: "Lower --lr (now 0.001) or ..."
+    dropout_seed: Optional[int] = None  # reseed torch from (seed, step) before each step (exact resume)
+    lr_hint: str = ""  # the divergence error's advice: "Lower --lr (now 0.001) or ..."
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Trainee:
     ctx: dist_.DistContext = field(default_factory=dist_.DistContext)
     wrapped: Optional[torch.nn.Module] = None
     forward: Optional[Callable] = None
-    scaler: Any = None                      # torch.amp.GradScaler under fp16, else None
+    scaler: Any = None  # torch.amp.GradScaler under fp16, else None
 
     def __post_init__(self) -> None:
         self.wrapped = self.model if self.wrapped is None else self.wrapped
@@ -88,8 +88,8 @@ class Trainee:
 class Task(Protocol):
     """What a kind of training supplies to :class:`TrainingLoop`."""
 
-    throughput_key: str   # the progress info key of the speed, e.g. "tokens_per_s"
-    items_per_step: int   # what that speed counts, per optimizer step over all processes
+    throughput_key: str  # the progress info key of the speed, e.g. "tokens_per_s"
+    items_per_step: int  # what that speed counts, per optimizer step over all processes
 
     def batch(self, step: int, micro: int) -> Any:
         """The inputs of micro-batch ``micro`` of optimizer step ``step`` (a function of both: exact resume)."""
@@ -112,8 +112,8 @@ class Task(Protocol):
 @dataclass
 class LoopResult:
     step: int
-    losses: list[float]                     # this call's per-step training losses
-    evaluated: dict[str, float]             # the last eval's values ({} when none ran)
+    losses: list[float]  # this call's per-step training losses
+    evaluated: dict[str, float]  # the last eval's values ({} when none ran)
     throughput: float
     elapsed_s: float
 
@@ -125,9 +125,18 @@ class TrainingLoop:
     ``progress(step, max_steps, info)``: rank 0 only; ``info`` holds ``lr``, the speed, ``loss`` at log
     steps and the eval values at eval steps."""
 
-    def __init__(self, task: Task, trainee: Trainee, settings: LoopSettings, *, run_dir: str | Path,
-                 start_step: int = 0, resumed: bool = False, elapsed_before: float = 0.0,
-                 progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        trainee: Trainee,
+        settings: LoopSettings,
+        *,
+        run_dir: str | Path,
+        start_step: int = 0,
+        resumed: bool = False,
+        elapsed_before: float = 0.0,
+        progress: Progress | None = None,
+    ) -> None:
         self.task, self.trainee, self.settings = task, trainee, settings
         self.run_dir, self.progress = Path(run_dir), progress
         self.start_step = self.step = start_step
@@ -153,8 +162,13 @@ class TrainingLoop:
         if self.last_ckpt != self.step:
             self.checkpoint()  # max_steps already reached on resume: nothing ran, the checkpoint stands
         self.drain()
-        return LoopResult(step=self.step, losses=self.losses, evaluated=self.evaluated,
-                          throughput=self.throughput, elapsed_s=self.elapsed())
+        return LoopResult(
+            step=self.step,
+            losses=self.losses,
+            evaluated=self.evaluated,
+            throughput=self.throughput,
+            elapsed_s=self.elapsed(),
+        )
 
     @property
     def eval_every(self) -> int:
@@ -213,8 +227,11 @@ class TrainingLoop:
         t, clip = self.trainee, self.settings.grad_clip
         if t.scaler is not None:
             t.scaler.unscale_(t.optimizer)  # clip the true gradients
-        norm = (torch.nn.utils.clip_grad_norm_(t.wrapped.parameters(), clip) if clip > 0
-                else torch.zeros((), device=t.ctx.device))
+        norm = (
+            torch.nn.utils.clip_grad_norm_(t.wrapped.parameters(), clip)
+            if clip > 0
+            else torch.zeros((), device=t.ctx.device)
+        )
         if hasattr(norm, "full_tensor"):  # FSDP: a DTensor
             norm = norm.full_tensor()
         if t.scaler is not None:
@@ -245,19 +262,28 @@ class TrainingLoop:
             self.losses.append(loss_value)
 
     def diverged(self, what: str, step: int) -> TrainingDivergedError:
-        kept = (f"the last good checkpoint (step {self.last_ckpt}) in {self.run_dir} is kept"
-                if self.last_ckpt is not None else "no checkpoint had been saved yet")
+        kept = (
+            f"the last good checkpoint (step {self.last_ckpt}) in {self.run_dir} is kept"
+            if self.last_ckpt is not None
+            else "no checkpoint had been saved yet"
+        )
         hint = self.settings.lr_hint or "Lower the learning rate or check the data"
-        return TrainingDivergedError(f"{what} at step {step}; training stopped and {kept}. {hint}", step=step,
-                                     last_checkpoint_step=self.last_ckpt)
+        return TrainingDivergedError(
+            f"{what} at step {step}; training stopped and {kept}. {hint}",
+            step=step,
+            last_checkpoint_step=self.last_ckpt,
+        )
 
     # -- eval, checkpoint, progress -------------------------------------------------------------
     def evaluate(self, info: dict[str, Any]) -> None:
         values = self.task.evaluate(self.trainee)
         if not all(math.isfinite(v) for v in values.values()):
             raise self.diverged("eval " + ", ".join(f"{k} is {v}" for k, v in values.items()), self.step)
-        self.task.record(self.step, values, {"lr": info["lr"], self.task.throughput_key: self.throughput,
-                                             "elapsed_s": self.elapsed()})
+        self.task.record(
+            self.step,
+            values,
+            {"lr": info["lr"], self.task.throughput_key: self.throughput, "elapsed_s": self.elapsed()},
+        )
         self.evaluated = dict(values)
         info.update(values)
 
@@ -267,18 +293,28 @@ class TrainingLoop:
         self.drain()  # never checkpoint weights that a non-finite step has touched
         bad = first_nonfinite(t.model)  # a checkpoint of garbage would pass for the last good one
         if t.ctx.distributed:
-            bad = bad if dist_.all_reduce_sum([float(bad is not None)], t.ctx)[0] == 0 else (bad or "another rank's shard")
+            bad = (
+                bad
+                if dist_.all_reduce_sum([float(bad is not None)], t.ctx)[0] == 0
+                else (bad or "another rank's shard")
+            )
         if bad is not None:
             raise self.diverged(f"weight {bad} is not finite (NaN or infinite)", step)
         # under FSDP gathering the shards is collective: every rank takes part, rank 0 writes
         weights = dist_.full_state_dict(t.wrapped, t.ctx) if t.ctx.strategy == "fsdp" else t.model
         if t.precision.param_dtype != torch.float32:  # a run's weights are saved as float32, whatever it trains in
-            weights = {k: v.float() if v.is_floating_point() else v
-                       for k, v in (weights if isinstance(weights, Mapping) else t.model.state_dict()).items()}
+            weights = {
+                k: v.float() if v.is_floating_point() else v
+                for k, v in (weights if isinstance(weights, Mapping) else t.model.state_dict()).items()
+            }
         opt_state = dist_.full_optimizer_state(t.optimizer, t.ctx) if t.ctx.strategy == "fsdp" else t.optimizer
         if t.ctx.is_main:
-            self.task.save(step, weights, opt_state,
-                           {"elapsed_s": self.elapsed(), "loss": self.losses[-1] if self.losses else None})
+            self.task.save(
+                step,
+                weights,
+                opt_state,
+                {"elapsed_s": self.elapsed(), "loss": self.losses[-1] if self.losses else None},
+            )
         dist_.barrier(t.ctx)  # no rank runs ahead of a checkpoint that may yet fail
         self.last_ckpt = step
 
@@ -321,8 +357,10 @@ class _InterruptFlag:
 
     def __enter__(self) -> "_InterruptFlag":
         # not from a worker thread (signal() would fail), and not when SIGINT is ignored (nohup, `&`)
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        ):
             self._old = signal.getsignal(signal.SIGINT)
             signal.signal(signal.SIGINT, self._handle)
         return self
@@ -346,5 +384,13 @@ def first_nonfinite(model: torch.nn.Module) -> str | None:
     return None
 
 
-__all__ = ["LoopSettings", "LoopResult", "Task", "Trainee", "TrainingLoop", "TrainingDivergedError",
-           "first_nonfinite", "warmup_cosine"]
+__all__ = [
+    "LoopSettings",
+    "LoopResult",
+    "Task",
+    "Trainee",
+    "TrainingLoop",
+    "TrainingDivergedError",
+    "first_nonfinite",
+    "warmup_cosine",
+]

@@ -19,9 +19,11 @@ def load_hf_tokenizer(source: str | os.PathLike, tokenizer: str | os.PathLike | 
     from ..tokenizers import load_tokenizer
 
     path = Path(tokenizer) if tokenizer is not None else Path(source) / "tokenizer.json"
-    hint = ("import the weights with --tokenizer PATH (Python: tokenizer=PATH) naming a tokenizer tokvec reads "
-            "whose ids match the model: a tokvec tokenizer file, a .tiktoken rank file or a byte-level BPE "
-            "tokenizer.json")
+    hint = (
+        "import the weights with --tokenizer PATH (Python: tokenizer=PATH) naming a tokenizer tokvec reads "
+        "whose ids match the model: a tokvec tokenizer file, a .tiktoken rank file or a byte-level BPE "
+        "tokenizer.json"
+    )
     if not path.is_file():
         raise HFModelError(f"{path} does not exist; {hint}")
     try:
@@ -30,8 +32,12 @@ def load_hf_tokenizer(source: str | os.PathLike, tokenizer: str | os.PathLike | 
         raise HFModelError(f"tokvec cannot read the tokenizer {path}: {e}. To use the model anyway, {hint}") from None
 
 
-def load_hf(source: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None,
-            progress: Callable[[int, int], None] | None = None):
+def load_hf(
+    source: str | os.PathLike,
+    *,
+    tokenizer: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+):
     """``(model, tokenizer, hf_config)`` of a local HF directory; the tokenizer's ids must fit the model.
 
     ``progress(done_bytes, total_bytes)`` follows the weights being read."""
@@ -41,8 +47,10 @@ def load_hf(source: str | os.PathLike, *, tokenizer: str | os.PathLike | None = 
     tok = load_hf_tokenizer(source, tokenizer)
     model = GPT.from_pretrained(source, progress=progress)
     if tok.vocab_size > model.config.vocab_size:
-        raise HFModelError(f"the tokenizer has {tok.vocab_size} ids but the model's vocab_size is "
-                           f"{model.config.vocab_size}; pass the tokenizer this model was trained with")
+        raise HFModelError(
+            f"the tokenizer has {tok.vocab_size} ids but the model's vocab_size is "
+            f"{model.config.vocab_size}; pass the tokenizer this model was trained with"
+        )
     return model, tok, hf
 
 

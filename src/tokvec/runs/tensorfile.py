@@ -34,10 +34,24 @@ from ..errors import TokvecTypeError, TokvecValueError
 
 # safetensors' dtype names, in the order safetensors 0.8 writes them (its Dtype enum, widest last:
 # a file lists the last ones first)
-_ST_DTYPES = {torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.float8_e5m2: "F8_E5M2",
-              torch.float8_e4m3fn: "F8_E4M3", torch.int16: "I16", torch.uint16: "U16", torch.float16: "F16",
-              torch.bfloat16: "BF16", torch.int32: "I32", torch.uint32: "U32", torch.float32: "F32",
-              torch.complex64: "C64", torch.float64: "F64", torch.int64: "I64", torch.uint64: "U64"}
+_ST_DTYPES = {
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+    torch.int8: "I8",
+    torch.float8_e5m2: "F8_E5M2",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.int16: "I16",
+    torch.uint16: "U16",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int32: "I32",
+    torch.uint32: "U32",
+    torch.float32: "F32",
+    torch.complex64: "C64",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.uint64: "U64",
+}
 _RANK = {dtype: i for i, dtype in enumerate(_ST_DTYPES)}
 
 
@@ -64,27 +78,40 @@ def header_bytes(rows: Iterable[TensorRow], metadata: Mapping[str, str] | None =
     if metadata is not None:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             bad = next(k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str)))
-            raise TokvecTypeError(f"safetensors metadata maps strings to strings; {bad!r} maps to "
-                                  f"{type(metadata[bad]).__name__} (store it as JSON text)")
+            raise TokvecTypeError(
+                f"safetensors metadata maps strings to strings; {bad!r} maps to "
+                f"{type(metadata[bad]).__name__} (store it as JSON text)"
+            )
         header["__metadata__"] = dict(sorted(metadata.items()))
     offset = 0
     for row in rows:
         if row.dtype not in _ST_DTYPES:
-            raise TokvecTypeError(f"tensor {row.name!r} has dtype {row.dtype}, which safetensors does not store "
-                                  f"({', '.join(_ST_DTYPES.values())}); convert it first (e.g. .float())")
+            raise TokvecTypeError(
+                f"tensor {row.name!r} has dtype {row.dtype}, which safetensors does not store "
+                f"({', '.join(_ST_DTYPES.values())}); convert it first (e.g. .float())"
+            )
         if row.name in header:
             raise TokvecValueError(f"tensor name {row.name!r} appears twice; every tensor of a file needs its own")
         nbytes = torch.Size(row.shape).numel() * row.dtype.itemsize
-        header[row.name] = {"dtype": _ST_DTYPES[row.dtype], "shape": list(row.shape),
-                            "data_offsets": [offset, offset + nbytes]}
+        header[row.name] = {
+            "dtype": _ST_DTYPES[row.dtype],
+            "shape": list(row.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
     return struct.pack("<Q", len(blob)) + blob, rows
 
 
-def write_tensors(f: IO[bytes], rows: Iterable[TensorRow], *, metadata: Mapping[str, str] | None = None,
-                  sha256: bool = True, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def write_tensors(
+    f: IO[bytes],
+    rows: Iterable[TensorRow],
+    *,
+    metadata: Mapping[str, str] | None = None,
+    sha256: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Write a safetensors file into the open binary file ``f``, one tensor at a time; returns
     ``{"sha256": hex digest of every byte written (None when ``sha256`` is false), "bytes": how many}``.
 
@@ -105,7 +132,7 @@ def write_tensors(f: IO[bytes], rows: Iterable[TensorRow], *, metadata: Mapping[
     for row in rows:
         data = _bytes_of(row, staging)
         for a in range(0, len(data), _CHUNK):
-            chunk = data[a:a + _CHUNK]  # hashed while it is still in the cache, then written
+            chunk = data[a : a + _CHUNK]  # hashed while it is still in the cache, then written
             if sha is not None:
                 sha.update(chunk)
             f.write(chunk)
@@ -125,8 +152,9 @@ def _bytes_of(row: TensorRow, staging: list[torch.Tensor]) -> memoryview:
     transposed view, a GPU tensor): no fresh memory faulted in for every tensor, one copy at a time."""
     t = row.make().detach()
     if tuple(t.shape) != tuple(row.shape) or t.dtype != row.dtype:
-        raise RuntimeError(f"{row.name}: built {tuple(t.shape)} {t.dtype}, the header says "
-                           f"{tuple(row.shape)} {row.dtype}")
+        raise RuntimeError(
+            f"{row.name}: built {tuple(t.shape)} {t.dtype}, the header says {tuple(row.shape)} {row.dtype}"
+        )
     if not t.numel():
         return memoryview(b"")
     if not (t.is_contiguous() and t.device.type == "cpu"):
@@ -137,9 +165,14 @@ def _bytes_of(row: TensorRow, staging: list[torch.Tensor]) -> memoryview:
     return memoryview(t.reshape(-1).view(torch.uint8).numpy())
 
 
-def save_tensors(path: str | Path, rows: Iterable[TensorRow] | Mapping[str, torch.Tensor], *,
-                 metadata: Mapping[str, str] | None = None, sha256: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def save_tensors(
+    path: str | Path,
+    rows: Iterable[TensorRow] | Mapping[str, torch.Tensor],
+    *,
+    metadata: Mapping[str, str] | None = None,
+    sha256: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Write ``rows`` (or a name -> tensor mapping) as the safetensors file ``path``, atomically (a
     temporary file, fsynced, renamed); returns ``{"sha256", "bytes"}`` of the file (see
     :func:`write_tensors`)."""

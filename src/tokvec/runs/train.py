@@ -45,9 +45,25 @@ from .loop import LoopSettings, Trainee, TrainingDivergedError, TrainingLoop, wa
 FINETUNE_DEFAULTS: dict[str, Any] = dict(lr=3e-5, min_lr=3e-5, warmup_steps=10, max_steps=200, eval_interval=50)
 
 # Fields that may change when a run is resumed; any other difference is an error.
-RESUMABLE = ("max_steps", "eval_interval", "eval_batches", "checkpoint_interval", "compile", "bf16",
-             "threads", "out", "resume", "force", "strategy", "backend", "dist_timeout_s", "device", "precision",
-             "grad_checkpoint", "log_interval")
+RESUMABLE = (
+    "max_steps",
+    "eval_interval",
+    "eval_batches",
+    "checkpoint_interval",
+    "compile",
+    "bf16",
+    "threads",
+    "out",
+    "resume",
+    "force",
+    "strategy",
+    "backend",
+    "dist_timeout_s",
+    "device",
+    "precision",
+    "grad_checkpoint",
+    "log_interval",
+)
 TOKENS_FILE = "tokens.bin"  # the corpus as token ids (+ tokens.bin.json), written by rank 0, memory-mapped
 
 # Every ModelConfig field but vocab_size (the tokenizer's) is a training option, declared once, in
@@ -61,41 +77,41 @@ class TrainConfig(ModelFields):
     """Everything a training run depends on. The model fields (every :class:`~tokvec.model.ModelConfig`
     field but vocab_size, keyword-only) default to None: the preset's value."""
 
-    corpus: Optional[str] = None          # file or directory; None: the Python standard library's source
+    corpus: Optional[str] = None  # file or directory; None: the Python standard library's source
     encoding: str = "utf-8"
-    tokenizer: str = "char"               # char | word | bpe:N | path of a saved tokenizer
+    tokenizer: str = "char"  # char | word | bpe:N | path of a saved tokenizer
     preset: str = "tiny"
     model_options: dict = field(default_factory=dict)  # model fields as a dict (older spelling; wins over both)
     max_steps: int = 2000
     batch_size: int = 12
-    grad_accum: int = 1                   # micro-batches per optimizer step
+    grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3
-    min_lr: Optional[float] = None        # end of the cosine; None: lr / 10 (nanoGPT)
-    warmup_steps: Optional[int] = None    # None: min(100, max_steps // 10)
-    weight_decay: float = 0.1             # on matrices and embeddings only
+    min_lr: Optional[float] = None  # end of the cosine; None: lr / 10 (nanoGPT)
+    warmup_steps: Optional[int] = None  # None: min(100, max_steps // 10)
+    weight_decay: float = 0.1  # on matrices and embeddings only
     beta1: float = 0.9
-    beta2: float = 0.99                   # nanoGPT's choice for small char models
-    grad_clip: float = 1.0                # 0 disables clipping
+    beta2: float = 0.99  # nanoGPT's choice for small char models
+    grad_clip: float = 1.0  # 0 disables clipping
     eval_interval: int = 250
-    log_interval: int = 10                # the loss is read back (a device sync) every N steps and at evals
-    eval_batches: int = 20                # batches of contiguous windows per split per eval
+    log_interval: int = 10  # the loss is read back (a device sync) every N steps and at evals
+    eval_batches: int = 20  # batches of contiguous windows per split per eval
     checkpoint_interval: Optional[int] = None  # None: every eval
     val_fraction: float = 0.1
-    val_split: str = "seeded"             # seeded: val block placed by the seed; tail: last val_fraction
+    val_split: str = "seeded"  # seeded: val block placed by the seed; tail: last val_fraction
     seed: int = 1337
     compile: bool = False
-    bf16: bool = False                    # the old spelling of precision="bf16"
-    device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps (tokvec.device.resolve_device)
-    precision: str = "auto"               # auto | fp32 | bf16 | fp16 | bf16-pure (tokvec.device.resolve_precision)
-    grad_checkpoint: bool = False         # recompute each block's activations in backward (less memory)
-    threads: Optional[int] = None         # torch intra-op threads during the run; None: torch's default
+    bf16: bool = False  # the old spelling of precision="bf16"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (tokvec.device.resolve_device)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 | bf16-pure (tokvec.device.resolve_precision)
+    grad_checkpoint: bool = False  # recompute each block's activations in backward (less memory)
+    threads: Optional[int] = None  # torch intra-op threads during the run; None: torch's default
     out: str = "runs/tokvec"
-    resume: bool = False                  # continue the checkpoint in ``out``
-    force: bool = False                   # replace a finished run in ``out`` (discarding it) instead of refusing
-    strategy: str = "auto"                # several processes (torchrun): auto = ddp; or fsdp, none
-    backend: str = "auto"                 # auto = nccl on GPUs, gloo on CPUs
-    dist_timeout_s: float = 300.0         # a collective waiting longer for a dead peer fails the job
-    init_from: Optional[str] = None       # fine-tune: a run directory or a Hugging Face model directory
+    resume: bool = False  # continue the checkpoint in ``out``
+    force: bool = False  # replace a finished run in ``out`` (discarding it) instead of refusing
+    strategy: str = "auto"  # several processes (torchrun): auto = ddp; or fsdp, none
+    backend: str = "auto"  # auto = nccl on GPUs, gloo on CPUs
+    dist_timeout_s: float = 300.0  # a collective waiting longer for a dead peer fails the job
+    init_from: Optional[str] = None  # fine-tune: a run directory or a Hugging Face model directory
     init_embeddings: Optional[str] = None  # GloVe/word2vec/fastText file: token rows start from its vectors
 
     def to_dict(self) -> dict:
@@ -126,8 +142,9 @@ class TrainConfig(ModelFields):
         try:
             return cls.from_dict({**saved["train"], **launch, **overrides, "out": str(run_dir), "resume": True})
         except TypeError as e:  # a key of the right name but the wrong kind of value slipped through
-            raise ckpt.CheckpointError(f"{Path(run_dir) / ckpt.CONFIG_FILE}: 'train' does not fit this "
-                                       f"tokvec's training config ({e})") from None
+            raise ckpt.CheckpointError(
+                f"{Path(run_dir) / ckpt.CONFIG_FILE}: 'train' does not fit this tokvec's training config ({e})"
+            ) from None
 
     def validate(self) -> "TrainConfig":
         """Collect every problem, then raise once naming each field, its value and the limit.
@@ -145,7 +162,7 @@ class TrainConfig(ModelFields):
             except TokvecError as e:
                 problems.append(str(e))
 
-        big = 10 ** 12  # steps and intervals: more than any run could take, less than int64 overflow
+        big = 10**12  # steps and intervals: more than any run could take, less than int64 overflow
         for name in ("max_steps", "eval_interval"):
             check(check_int_arg, name, lo=1, hi=big)
         check(check_int_arg, "eval_batches", lo=1, hi=big, fix="e.g. --eval-batches 20")
@@ -158,14 +175,22 @@ class TrainConfig(ModelFields):
             check(check_int_arg, name, lo=1, hi=MAX_DIM, none_ok=True)
         check(check_int_arg, "n_layers", lo=1, hi=None, none_ok=True)  # depth: the memory estimate judges it
         check(check_float_arg, "lr", lo=0.0, lo_open=True, hi=1e3, fix="e.g. 1e-3")
-        check(check_float_arg, "min_lr", lo=0.0, hi=self.lr if isinstance(self.lr, (int, float)) else None,
-              none_ok=True, fix="--min-lr ends the cosine, at most --lr (default lr/10)")
+        check(
+            check_float_arg,
+            "min_lr",
+            lo=0.0,
+            hi=self.lr if isinstance(self.lr, (int, float)) else None,
+            none_ok=True,
+            fix="--min-lr ends the cosine, at most --lr (default lr/10)",
+        )
         check(check_float_arg, "dropout", lo=0.0, hi=1.0, hi_open=True, none_ok=True, fix="e.g. --dropout 0.1")
         check(check_float_arg, "weight_decay", lo=0.0, hi=1e3, fix="e.g. --weight-decay 0.1; 0 turns it off")
         for name in ("beta1", "beta2"):
             check(check_float_arg, name, lo=0.0, hi=1.0, hi_open=True)
         check(check_float_arg, "grad_clip", lo=0.0, fix="0 disables clipping")
-        check(check_float_arg, "val_fraction", lo=0.0, hi=1.0, lo_open=True, hi_open=True, fix="e.g. --val-fraction 0.1")
+        check(
+            check_float_arg, "val_fraction", lo=0.0, hi=1.0, lo_open=True, hi_open=True, fix="e.g. --val-fraction 0.1"
+        )
         check(check_float_arg, "dist_timeout_s", lo=0.0, lo_open=True, hi=1e7)
         if self.val_split not in SPLITS:
             problems.append(f"val_split {self.val_split!r} must be one of {', '.join(SPLITS)}")
@@ -192,14 +217,19 @@ class TrainConfig(ModelFields):
             return []
         changed = [f"{k}={v!r}" for k, v in model_overrides(self).items() if k != "dropout"]
         changed += [f"{k}={v!r}" for k, v in self.model_options.items() if k != "dropout"]
-        changed += [f"{k}={getattr(self, k)!r}" for k, default in (("preset", "tiny"), ("tokenizer", "char"))
-                    if getattr(self, k) != default]
+        changed += [
+            f"{k}={getattr(self, k)!r}"
+            for k, default in (("preset", "tiny"), ("tokenizer", "char"))
+            if getattr(self, k) != default
+        ]
         if self.init_embeddings:
             changed.append(f"init_embeddings={self.init_embeddings!r}")
         if not changed:
             return []
-        return [f"init_from {self.init_from} fixes the architecture and the tokenizer, so "
-                f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)"]
+        return [
+            f"init_from {self.init_from} fixes the architecture and the tokenizer, so "
+            f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)"
+        ]
 
     def _check_memory_early(self) -> None:
         """The model these flags describe, measured with the smallest vocabulary its tokenizer could
@@ -219,8 +249,9 @@ class TrainConfig(ModelFields):
     def model_config(self, vocab_size: int):
         """The ModelConfig of this run: the preset, then the explicit fields, then ``model_options``."""
 
-        return ModelConfig.preset(self.preset, **{**model_overrides(self), **self.model_options,
-                                                  "vocab_size": vocab_size})
+        return ModelConfig.preset(
+            self.preset, **{**model_overrides(self), **self.model_options, "vocab_size": vocab_size}
+        )
 
     @property
     def precision_spec(self) -> str:
@@ -229,10 +260,17 @@ class TrainConfig(ModelFields):
 
     def loop_settings(self) -> LoopSettings:
         """How :class:`~tokvec.runs.loop.TrainingLoop` steps this run."""
-        return LoopSettings(max_steps=self.max_steps, lr_at=self.lr_at, grad_accum=self.grad_accum,
-                            grad_clip=self.grad_clip, log_interval=self.log_interval,
-                            eval_interval=self.eval_interval, checkpoint_interval=self.checkpoint_interval,
-                            dropout_seed=self.seed, lr_hint=f"Lower --lr (now {self.lr:g}) or check the corpus")
+        return LoopSettings(
+            max_steps=self.max_steps,
+            lr_at=self.lr_at,
+            grad_accum=self.grad_accum,
+            grad_clip=self.grad_clip,
+            log_interval=self.log_interval,
+            eval_interval=self.eval_interval,
+            checkpoint_interval=self.checkpoint_interval,
+            dropout_seed=self.seed,
+            lr_hint=f"Lower --lr (now {self.lr:g}) or check the corpus",
+        )
 
     @property
     def effective_warmup(self) -> int:
@@ -240,8 +278,13 @@ class TrainConfig(ModelFields):
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimizer step ``step`` (0-based): linear warmup, cosine to min_lr at max_steps."""
-        return warmup_cosine(step, lr=self.lr, min_lr=self.lr / 10 if self.min_lr is None else self.min_lr,
-                             warmup=self.effective_warmup, max_steps=self.max_steps)
+        return warmup_cosine(
+            step,
+            lr=self.lr,
+            min_lr=self.lr / 10 if self.min_lr is None else self.min_lr,
+            warmup=self.effective_warmup,
+            max_steps=self.max_steps,
+        )
 
 
 @dataclass
@@ -264,13 +307,16 @@ class TrainResult:
     baselines: dict = field(default_factory=dict)  # val loss of trivial predictors: "unigram", "uniform"
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig, *, allow_fused: bool = True
-                   ) -> tuple[torch.optim.AdamW, bool]:
+def make_optimizer(
+    model: torch.nn.Module, config: TrainConfig, *, allow_fused: bool = True
+) -> tuple[torch.optim.AdamW, bool]:
     """AdamW with weight decay on 2-D tensors (matrices, embeddings) only; fused when available
     (and allowed: FSDP's sharded parameters take the plain implementation)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     kwargs = dict(lr=config.lr, betas=(config.beta1, config.beta2))
     if allow_fused:
         try:
@@ -287,8 +333,12 @@ def _ids_digest(ids: np.ndarray) -> str:
 def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mapping) -> list[str]:
     diffs = []
     for key, value in config.to_dict().items():
-        if key in RESUMABLE or key in MODEL_FIELDS or key in ("preset", "model_options", "corpus") \
-                or key not in saved["train"]:
+        if (
+            key in RESUMABLE
+            or key in MODEL_FIELDS
+            or key in ("preset", "model_options", "corpus")
+            or key not in saved["train"]
+        ):
             continue  # the corpus: a resumed run reads the ids it trained on from tokens.bin
         before = saved["train"][key]
         if key == "tokenizer" and _is_path_spec(before) and _is_path_spec(value):
@@ -303,8 +353,17 @@ def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mappi
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, segments, *, batch_size: int, context: int, max_batches: int,
-             autocast=nullcontext, ctx: dist_.DistContext = dist_.DistContext(), checked: bool = False) -> float:
+def evaluate(
+    model: torch.nn.Module,
+    segments,
+    *,
+    batch_size: int,
+    context: int,
+    max_batches: int,
+    autocast=nullcontext,
+    ctx: dist_.DistContext = dist_.DistContext(),
+    checked: bool = False,
+) -> float:
     """Mean next-token loss over contiguous windows of ``segments`` (token-weighted).
 
     ``checked``: the segments' ids were range-checked already (a token file as loaded), so the
@@ -316,8 +375,9 @@ def evaluate(model: torch.nn.Module, segments, *, batch_size: int, context: int,
     model.eval()
     total, count, batches = torch.zeros((), dtype=torch.float64, device=ctx.device), 0, 0
     x = torch.zeros(1, context, dtype=torch.long)
-    for x, y in eval_batches(segments, batch_size=batch_size, context=context, max_batches=max_batches,
-                             shard=(ctx.rank, ctx.world_size)):
+    for x, y in eval_batches(
+        segments, batch_size=batch_size, context=context, max_batches=max_batches, shard=(ctx.rank, ctx.world_size)
+    ):
         with autocast():
             _, loss = model(to_device(x, ctx.device), to_device(y, ctx.device), checked=checked)
         total += loss.detach().double() * y.numel()  # summed on the device: one read-back at the end
@@ -346,8 +406,7 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    ctx = dist_.init_distributed(config.strategy, config.backend, timeout_s=config.dist_timeout_s,
-                                 device=config.device)
+    ctx = dist_.init_distributed(config.strategy, config.backend, timeout_s=config.dist_timeout_s, device=config.device)
     try:
         with dist_.collective_errors(ctx, config.dist_timeout_s):
             files = _corpus_list(config)
@@ -438,14 +497,19 @@ def init_token_embeddings(model, tokenizer, path: str, *, seed: int = 0):
     table = model.embed.token.weight  # (V, d)
     dim = vector_dim(path)
     if dim != table.shape[1]:
-        raise TokvecValueError(f"--init-embeddings {path} holds {dim}-dimensional vectors but the model's d_model "
-                               f"is {table.shape[1]}; pass --d-model {dim} (or a file of {table.shape[1]}-"
-                               f"dimensional vectors)")
+        raise TokvecValueError(
+            f"--init-embeddings {path} holds {dim}-dimensional vectors but the model's d_model "
+            f"is {table.shape[1]}; pass --d-model {dim} (or a file of {table.shape[1]}-"
+            f"dimensional vectors)"
+        )
     if not hasattr(tokenizer, "vocab"):
-        raise TokvecValueError(f"--init-embeddings needs a word (or char) tokenizer, whose tokens are words a "
-                               f"vector file can hold; got {type(tokenizer).__name__}: pass --tokenizer word")
-    emb, coverage = TokenEmbedding.from_word_vectors(path, vocab=tokenizer, oov="random", seed=seed,
-                                                     dtype=table.dtype, device=table.device)
+        raise TokvecValueError(
+            f"--init-embeddings needs a word (or char) tokenizer, whose tokens are words a "
+            f"vector file can hold; got {type(tokenizer).__name__}: pass --tokenizer word"
+        )
+    emb, coverage = TokenEmbedding.from_word_vectors(
+        path, vocab=tokenizer, oov="random", seed=seed, dtype=table.dtype, device=table.device
+    )
     with torch.no_grad():
         table.copy_(emb.weight)
     return coverage
@@ -456,8 +520,14 @@ def effective_batch(config: TrainConfig, world_size: int) -> int:
     return config.batch_size * world_size * config.grad_accum
 
 
-def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext,
-                  files: list[Path] | None, source_tokenizer=None):
+def _prepare_data(
+    config: TrainConfig,
+    run_dir: Path,
+    saved: Mapping | None,
+    ctx: dist_.DistContext,
+    files: list[Path] | None,
+    source_tokenizer=None,
+):
     """Rank 0 builds (or reloads) the tokenizer and encodes the corpus into ``run_dir/tokens.bin``;
     every rank then memory-maps that file and reads only the windows it trains on.
 
@@ -473,7 +543,8 @@ def _prepare_data(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx
             elif files is None:
                 raise ckpt.CheckpointError(
                     f"{tokens} is missing or damaged and the corpus {config.corpus} is gone, so the ids this run "
-                    f"trained on cannot be rebuilt; restore the corpus (or tokens.bin) and resume again")
+                    f"trained on cannot be rebuilt; restore the corpus (or tokens.bin) and resume again"
+                )
             else:
                 write_token_file(tokenizer, files, tokens, encoding=config.encoding)
         elif source_tokenizer is not None:
@@ -503,13 +574,20 @@ def _saved_ids_intact(tokens: Path, tokenizer, saved: Mapping) -> bool:
 def _say_if_corpus_changed(config: TrainConfig, files: list[Path] | None, saved: Mapping) -> None:
     where = config.corpus or "the Python standard library"
     if files is None:
-        warnings.warn(f"the corpus {where} is gone; resuming on the ids the run saved in {TOKENS_FILE}",
-                      TokvecWarning, stacklevel=3)
+        warnings.warn(
+            f"the corpus {where} is gone; resuming on the ids the run saved in {TOKENS_FILE}",
+            TokvecWarning,
+            stacklevel=3,
+        )
         return
     before = (saved.get("data") or {}).get("corpus_fingerprint")
     if before is not None and before != corpus_fingerprint(files):
-        warnings.warn(f"the corpus {where} changed since this run started; resuming on the ids it trained on "
-                      f"({TOKENS_FILE}); start a new run to train on the new text", TokvecWarning, stacklevel=3)
+        warnings.warn(
+            f"the corpus {where} changed since this run started; resuming on the ids it trained on "
+            f"({TOKENS_FILE}); start a new run to train on the new text",
+            TokvecWarning,
+            stacklevel=3,
+        )
 
 
 def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Path] | None) -> TrainResult:
@@ -520,8 +598,9 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     model_dict = model_cfg.to_dict()
     data_info = _data_info(config, ids, files, saved, model_dict, run_dir)
     context = model_cfg.context_length
-    split = split_by_position(ids, context=context, val_fraction=config.val_fraction, seed=config.seed,
-                              mode=config.val_split)
+    split = split_by_position(
+        ids, context=context, val_fraction=config.val_fraction, seed=config.seed, mode=config.val_split
+    )
     data_info.update(val_start=split.val_start, val_tokens=int(len(split.val)))
 
     torch.manual_seed(config.seed)
@@ -538,19 +617,38 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
         ckpt.write_metrics(run_dir, metrics)
     task = _LanguageModelTask(config, split, context, tokenizer, model_dict, data_info, metrics, ctx)
     start_step = saved["step"] if saved is not None else 0
-    loop = TrainingLoop(task, trainee, config.loop_settings(), run_dir=run_dir, start_step=start_step,
-                        resumed=saved is not None, progress=progress,
-                        elapsed_before=float(saved.get("elapsed_s", 0.0)) if saved is not None else 0.0)
+    loop = TrainingLoop(
+        task,
+        trainee,
+        config.loop_settings(),
+        run_dir=run_dir,
+        start_step=start_step,
+        resumed=saved is not None,
+        progress=progress,
+        elapsed_before=float(saved.get("elapsed_s", 0.0)) if saved is not None else 0.0,
+    )
     done = loop.run()
-    return TrainResult(run_dir=run_dir, step=done.step, start_step=start_step,
-                       train_loss=done.evaluated.get("train_loss"), val_loss=done.evaluated.get("val_loss"),
-                       tokens_per_s=done.throughput, elapsed_s=done.elapsed_s, losses=done.losses,
-                       metrics=metrics, model=model.eval(), tokenizer=tokenizer, fused_adamw=fused,
-                       embedding_coverage=coverage, baselines=loss_baselines(split, tokenizer.vocab_size))
+    return TrainResult(
+        run_dir=run_dir,
+        step=done.step,
+        start_step=start_step,
+        train_loss=done.evaluated.get("train_loss"),
+        val_loss=done.evaluated.get("val_loss"),
+        tokens_per_s=done.throughput,
+        elapsed_s=done.elapsed_s,
+        losses=done.losses,
+        metrics=metrics,
+        model=model.eval(),
+        tokenizer=tokenizer,
+        fused_adamw=fused,
+        embedding_coverage=coverage,
+        baselines=loss_baselines(split, tokenizer.vocab_size),
+    )
 
 
-def _data_and_model_config(config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext,
-                           files: list[Path] | None):
+def _data_and_model_config(
+    config: TrainConfig, run_dir: Path, saved: Mapping | None, ctx: dist_.DistContext, files: list[Path] | None
+):
     """(source, tokenizer, ids, model config): ``source`` is the (model, tokenizer) a fine-tune starts from."""
     source = None
     if config.init_from is not None and saved is None:
@@ -561,35 +659,53 @@ def _data_and_model_config(config: TrainConfig, run_dir: Path, saved: Mapping | 
     if source is not None:
         model_cfg = source[0].config
     elif saved is not None and config.init_from is not None:  # a fine-tune resumed: the saved architecture
-        model_cfg = ModelConfig.from_dict({**saved["model"], **({} if config.dropout is None
-                                                                 else {"dropout": config.dropout})})
+        model_cfg = ModelConfig.from_dict(
+            {**saved["model"], **({} if config.dropout is None else {"dropout": config.dropout})}
+        )
     else:
         model_cfg = config.model_config(tokenizer.vocab_size)
     model_cfg.check_memory(config.batch_size, what="this model")
     return source, tokenizer, ids, model_cfg
 
 
-def _data_info(config: TrainConfig, ids: np.ndarray, files: list[Path] | None, saved: Mapping | None,
-               model_dict: Mapping, run_dir: Path) -> dict:
+def _data_info(
+    config: TrainConfig,
+    ids: np.ndarray,
+    files: list[Path] | None,
+    saved: Mapping | None,
+    model_dict: Mapping,
+    run_dir: Path,
+) -> dict:
     """What config.json records about the ids; on resume, refuse a checkpoint the flags or ids contradict."""
     data_info = {"tokens": int(len(ids)), "sha256": _ids_digest(ids)}
-    fingerprint = (saved.get("data") or {}).get("corpus_fingerprint") if saved is not None else \
-        corpus_fingerprint(files) if files is not None else None
+    fingerprint = (
+        (saved.get("data") or {}).get("corpus_fingerprint")
+        if saved is not None
+        else corpus_fingerprint(files)
+        if files is not None
+        else None
+    )
     if fingerprint is not None:
         data_info["corpus_fingerprint"] = fingerprint
     if saved is not None:
         diffs = _resume_differences(saved, config, model_dict)
         if saved.get("data", {}).get("sha256") not in (None, data_info["sha256"]):
-            diffs.append(f"corpus: checkpoint {saved['data']['tokens']} tokens (sha256 {saved['data']['sha256']}), "
-                         f"now {data_info['tokens']} tokens (sha256 {data_info['sha256']})")
+            diffs.append(
+                f"corpus: checkpoint {saved['data']['tokens']} tokens (sha256 {saved['data']['sha256']}), "
+                f"now {data_info['tokens']} tokens (sha256 {data_info['sha256']})"
+            )
         if diffs:
-            raise TokvecValueError(f"the checkpoint in {run_dir} does not match the flags: " + "; ".join(diffs)
-                                   + ". Drop those flags to continue as saved, or train a new run")
+            raise TokvecValueError(
+                f"the checkpoint in {run_dir} does not match the flags: "
+                + "; ".join(diffs)
+                + ". Drop those flags to continue as saved, or train a new run"
+            )
     return data_info
 
 
-def _trainee(config: TrainConfig, model: torch.nn.Module, precision, ctx: dist_.DistContext,
-             saved: Mapping | None, run_dir: Path) -> tuple[Trainee, bool]:
+def _trainee(
+    config: TrainConfig, model: torch.nn.Module, precision, ctx: dist_.DistContext, saved: Mapping | None, run_dir: Path
+) -> tuple[Trainee, bool]:
     """The model on its device and dtype, wrapped for DDP/FSDP, with its optimizer (restored on resume)
     and, under fp16, a gradient scaler; and whether AdamW is the fused one."""
     model.to(ctx.device)
@@ -605,8 +721,9 @@ def _trainee(config: TrainConfig, model: torch.nn.Module, precision, ctx: dist_.
     forward = torch.compile(wrapped) if config.compile else wrapped
     # fp16 gradients underflow without a loss scale; the scaler skips a step whose gradients overflowed
     scaler = torch.amp.GradScaler(ctx.device.type) if precision.scaled else None
-    return Trainee(model=model, optimizer=optimizer, precision=precision, ctx=ctx, wrapped=wrapped,
-                   forward=forward, scaler=scaler), fused
+    return Trainee(
+        model=model, optimizer=optimizer, precision=precision, ctx=ctx, wrapped=wrapped, forward=forward, scaler=scaler
+    ), fused
 
 
 class _LanguageModelTask:
@@ -614,17 +731,30 @@ class _LanguageModelTask:
 
     throughput_key = "tokens_per_s"
 
-    def __init__(self, config: TrainConfig, split, context: int, tokenizer, model_dict: Mapping,
-                 data_info: Mapping, metrics: list[dict], ctx: dist_.DistContext) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        split,
+        context: int,
+        tokenizer,
+        model_dict: Mapping,
+        data_info: Mapping,
+        metrics: list[dict],
+        ctx: dist_.DistContext,
+    ) -> None:
         self.config, self.split, self.context, self.tokenizer = config, split, context, tokenizer
         self.model_dict, self.data_info, self.metrics, self.ctx = model_dict, data_info, metrics, ctx
         self.items_per_step = effective_batch(config, ctx.world_size) * context
 
     def batch(self, step: int, micro: int) -> tuple[Tensor, Tensor]:
         """x, y: (batch_size, context) windows of this rank's share, drawn from (seed, step, micro)."""
-        x, y = random_batch(self.split.train, batch_size=self.config.batch_size, context=self.context,
-                            generator=batch_generator(self.config.seed, step, micro),
-                            shard=(self.ctx.rank, self.ctx.world_size))
+        x, y = random_batch(
+            self.split.train,
+            batch_size=self.config.batch_size,
+            context=self.context,
+            generator=batch_generator(self.config.seed, step, micro),
+            shard=(self.ctx.rank, self.ctx.world_size),
+        )
         return to_device(x, self.ctx.device), to_device(y, self.ctx.device)
 
     def loss(self, forward: Callable, batch: tuple[Tensor, Tensor]) -> Tensor:
@@ -632,26 +762,58 @@ class _LanguageModelTask:
         return forward(*batch, checked=True)[1]
 
     def evaluate(self, trainee: Trainee) -> dict[str, float]:
-        kw = dict(batch_size=self.config.batch_size, context=self.context, max_batches=self.config.eval_batches,
-                  autocast=trainee.autocast, ctx=self.ctx, checked=True)
+        kw = dict(
+            batch_size=self.config.batch_size,
+            context=self.context,
+            max_batches=self.config.eval_batches,
+            autocast=trainee.autocast,
+            ctx=self.ctx,
+            checked=True,
+        )
         scorer = trainee.model if self.ctx.distributed else trainee.forward  # DDP's wrapper would sync for nothing
-        return {"train_loss": evaluate(scorer, self.split.train, **kw),
-                "val_loss": evaluate(scorer, (self.split.val,), **kw)}
+        return {
+            "train_loss": evaluate(scorer, self.split.train, **kw),
+            "val_loss": evaluate(scorer, (self.split.val,), **kw),
+        }
 
     def record(self, step: int, values: Mapping[str, float], info: Mapping[str, Any]) -> None:
         for name in ("train", "val"):
-            self.metrics.append({"step": step, "split": name, "loss": values[f"{name}_loss"], "lr": info["lr"],
-                                 "tokens_per_s": info["tokens_per_s"], "elapsed_s": info["elapsed_s"]})
+            self.metrics.append(
+                {
+                    "step": step,
+                    "split": name,
+                    "loss": values[f"{name}_loss"],
+                    "lr": info["lr"],
+                    "tokens_per_s": info["tokens_per_s"],
+                    "elapsed_s": info["elapsed_s"],
+                }
+            )
         if self.ctx.is_main:
             ckpt.write_metrics(self.config.out, self.metrics)
 
     def save(self, step: int, weights: Any, optimizer_state: Any, info: Mapping[str, Any]) -> None:
-        ckpt.save_run(self.config.out, model=weights, tokenizer=self.tokenizer, model_config=self.model_dict,
-                      train_config=self.config.to_dict(), step=step, optimizer=optimizer_state,
-                      extra={"data": {**self.data_info, "position": step}, "world_size": self.ctx.world_size,
-                             "elapsed_s": info["elapsed_s"]})
+        ckpt.save_run(
+            self.config.out,
+            model=weights,
+            tokenizer=self.tokenizer,
+            model_config=self.model_dict,
+            train_config=self.config.to_dict(),
+            step=step,
+            optimizer=optimizer_state,
+            extra={
+                "data": {**self.data_info, "position": step},
+                "world_size": self.ctx.world_size,
+                "elapsed_s": info["elapsed_s"],
+            },
+        )
 
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "train", "evaluate",
-           "effective_batch",
-           "make_optimizer"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "train",
+    "evaluate",
+    "effective_batch",
+    "make_optimizer",
+]

@@ -37,8 +37,10 @@ from .sources import Source
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 100_000  # bytes of one request: ~25 pages of text, far more than a context window
 MAX_NEW_TOKENS = 4096  # one generation request
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+)
 
 
 class _JSON(JSONResponse):
@@ -73,9 +75,14 @@ class _Headers:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 ms = (time.perf_counter() - start) * 1000
-                headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                            (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY"),
-                            (b"cache-control", b"no-store"), (b"server-timing", f"app;dur={ms:.2f}".encode())]
+                headers += [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"cache-control", b"no-store"),
+                    (b"server-timing", f"app;dur={ms:.2f}".encode()),
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -85,10 +92,13 @@ class _Headers:
 class Explorer:
     """The sources and the live generations; its ``app`` is the ASGI application."""
 
-    def __init__(self, sources: Sequence[Source], *, max_body: int = MAX_BODY,
-                 allowed_hosts: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, sources: Sequence[Source], *, max_body: int = MAX_BODY, allowed_hosts: Sequence[str] | None = None
+    ) -> None:
         if not sources:
-            raise TokvecValueError("nothing to serve: give at least one run (--run DIR) or tokenizer file (--tokenizer FILE)")
+            raise TokvecValueError(
+                "nothing to serve: give at least one run (--run DIR) or tokenizer file (--tokenizer FILE)"
+            )
         self.sources = {s.id: s for s in sources}
         self.max_body = max_body
         self.cancels: set[threading.Event] = set()  # one per running generation
@@ -107,12 +117,16 @@ class Explorer:
         ]
         handlers = {HTTPException: self._http_error, _Refused: self._refused, Exception: self._crash}
         middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))] if allowed_hosts else []
-        self.app = _Headers(Starlette(routes=routes, middleware=middleware, exception_handlers=handlers,
-                                      lifespan=self.lifespan))
+        self.app = _Headers(
+            Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=self.lifespan)
+        )
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
-        message = {404: f"no such page: {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        message = {
+            404: f"no such page: {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }
         return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)))
 
     async def _refused(self, request: Request, exc: _Refused) -> Response:
@@ -134,8 +148,10 @@ class Explorer:
         """The JSON object of the request, refused with 413 past ``max_body`` bytes (counted as they come)."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise _Refused(413, f"request of {int(declared):,} bytes is over the limit of {self.max_body:,} bytes; "
-                                f"send a shorter text")
+            raise _Refused(
+                413,
+                f"request of {int(declared):,} bytes is over the limit of {self.max_body:,} bytes; send a shorter text",
+            )
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -167,8 +183,13 @@ class Explorer:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
     async def runs(self, request: Request) -> Response:
-        return _JSON({"runs": [s.describe() for s in self.sources.values()], "max_body": self.max_body,
-                      "max_new_tokens": MAX_NEW_TOKENS})
+        return _JSON(
+            {
+                "runs": [s.describe() for s in self.sources.values()],
+                "max_body": self.max_body,
+                "max_new_tokens": MAX_NEW_TOKENS,
+            }
+        )
 
     async def status(self, request: Request) -> Response:
         with self.lock:
@@ -180,8 +201,14 @@ class Explorer:
         def compute() -> dict:
             val_text, note = src.val_text()
             run = src.run
-            card = views.model_card(src.model, src.tokenizer, None if run is None else run.config,
-                                    None if run is None else run.metrics, val_text=val_text, val_note=note)
+            card = views.model_card(
+                src.model,
+                src.tokenizer,
+                None if run is None else run.config,
+                None if run is None else run.metrics,
+                val_text=val_text,
+                val_note=note,
+            )
             return {"id": src.id, "name": src.name, "kind": src.kind, **card}
 
         return _JSON(await run_in_threadpool(compute))
@@ -202,9 +229,16 @@ class Explorer:
 
     def _next(self, data: dict) -> dict:
         src = self.source(data.get("run"), model=True)
-        return views.next_token_view(src.model, src.tokenizer, data.get("text", ""),
-                                     temperature=data.get("temperature", 1.0), top_k=data.get("top_k"),
-                                     top_p=data.get("top_p"), k=data.get("k", 10), token_strings=src.token_strings())
+        return views.next_token_view(
+            src.model,
+            src.tokenizer,
+            data.get("text", ""),
+            temperature=data.get("temperature", 1.0),
+            top_k=data.get("top_k"),
+            top_p=data.get("top_p"),
+            k=data.get("k", 10),
+            token_strings=src.token_strings(),
+        )
 
     # -- generation -------------------------------------------------------------------------------
     async def generate(self, request: Request) -> Response:
@@ -216,8 +250,10 @@ class Explorer:
             text = views.check_text(data.get("text", ""))
             n = data.get("max_new_tokens", 200)
             if isinstance(n, int) and not isinstance(n, bool) and n > MAX_NEW_TOKENS:
-                raise TokvecValueError(f"max_new_tokens {n} is over this server's limit of {MAX_NEW_TOKENS}; "
-                                       f"ask for fewer and generate again to go on")
+                raise TokvecValueError(
+                    f"max_new_tokens {n} is over this server's limit of {MAX_NEW_TOKENS}; "
+                    f"ask for fewer and generate again to go on"
+                )
             options = dict(temperature=data.get("temperature", 1.0), top_k=data.get("top_k"), top_p=data.get("top_p"))
             stop_at_eos = data.get("stop_at_eos", True)
             if not isinstance(stop_at_eos, bool):
@@ -246,8 +282,9 @@ class Explorer:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # unknown prompt pieces become <unk>; the tokens view shows them
-                    for piece in stream(src.model, src.tokenizer, text, n, seed=seed, stop_at_eos=stop_at_eos,
-                                        **options):
+                    for piece in stream(
+                        src.model, src.tokenizer, text, n, seed=seed, stop_at_eos=stop_at_eos, **options
+                    ):
                         if cancel.is_set():
                             break
                         put(("piece", piece))
@@ -270,8 +307,7 @@ class Explorer:
             finally:
                 cancel.set()  # the client left (or the stream ended): stop the worker
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"x-accel-buffering": "no"})
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"x-accel-buffering": "no"})
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):

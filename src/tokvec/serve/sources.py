@@ -56,21 +56,33 @@ class Source:
                     self._val = (None, "a tokenizer file has no validation text")
                 else:
                     try:
-                        self._val = (run_val_text(self.run.config, self.tokenizer, self.run.path), "the run's validation split")
+                        self._val = (
+                            run_val_text(self.run.config, self.tokenizer, self.run.path),
+                            "the run's validation split",
+                        )
                     except (TokvecError, OSError) as e:
                         self._val = (None, f"not available: {e}")
             return self._val
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /api/runs`` lists for this source."""
-        info: dict[str, Any] = {"id": self.id, "name": self.name, "kind": self.kind,
-                                "tokenizer": getattr(self.tokenizer, "kind", type(self.tokenizer).__name__),
-                                "vocab_size": self.tokenizer.vocab_size}
+        info: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "tokenizer": getattr(self.tokenizer, "kind", type(self.tokenizer).__name__),
+            "vocab_size": self.tokenizer.vocab_size,
+        }
         if self.run is not None:
             cfg = self.model.config
-            info.update(context_length=int(cfg.context_length), n_layers=int(cfg.n_layers), n_heads=int(cfg.n_heads),
-                        d_model=int(cfg.d_model), positional=str(cfg.positional),
-                        step=self.run.config.get("step"))
+            info.update(
+                context_length=int(cfg.context_length),
+                n_layers=int(cfg.n_layers),
+                n_heads=int(cfg.n_heads),
+                d_model=int(cfg.d_model),
+                positional=str(cfg.positional),
+                step=self.run.config.get("step"),
+            )
         return info
 
 
@@ -87,8 +99,7 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def load_sources(runs: Sequence[str | os.PathLike] = (), tokenizers: Sequence[str | os.PathLike] = ()
-                 ) -> list[Source]:
+def load_sources(runs: Sequence[str | os.PathLike] = (), tokenizers: Sequence[str | os.PathLike] = ()) -> list[Source]:
     """Open every run directory and tokenizer file; ids are their names made URL-safe and unique."""
     sources: list[Source] = []
     taken: set[str] = set()

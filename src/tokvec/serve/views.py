@@ -54,8 +54,10 @@ def check_text(text: Any, *, name: str = "text") -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise TokvecValueError(f"{name} holds a lone surrogate {text[e.start]!r} at character {e.start}, "
-                               f"which is not a Unicode character; remove it") from None
+        raise TokvecValueError(
+            f"{name} holds a lone surrogate {text[e.start]!r} at character {e.start}, "
+            f"which is not a Unicode character; remove it"
+        ) from None
     return text
 
 
@@ -82,8 +84,12 @@ def fit_context(tokenizer, text: str, context_length: int) -> tuple[str, dict | 
         else:
             lo = mid + 1
     tail = text[lo:]
-    return tail, {"start": lo, "total_tokens": total, "kept_tokens": len(tokenizer.encode(tail)),
-                  "context_length": context_length}
+    return tail, {
+        "start": lo,
+        "total_tokens": total,
+        "kept_tokens": len(tokenizer.encode(tail)),
+        "context_length": context_length,
+    }
 
 
 def _model_text(model, tokenizer, text: str) -> tuple[str, dict | None]:
@@ -142,15 +148,29 @@ def tokens_view(tokenizer, text: str, *, context_length: int | None = None) -> d
     specials = {getattr(tokenizer, a, None) for a in ("pad_id", "unk_id", "bos_id", "eos_id")} - {None}
     specials |= set(getattr(tokenizer, "special_tokens", {}).values())
     shown = min(len(ids), MAX_SHOWN_TOKENS)
-    tokens = [{"piece": pieces[i], "id": ids[i], "bytes": raw[i].hex(" "),
-               "rank": frequency_rank(tokenizer, ids[i]), "special": ids[i] in specials}
-              for i in range(shown)]
+    tokens = [
+        {
+            "piece": pieces[i],
+            "id": ids[i],
+            "bytes": raw[i].hex(" "),
+            "rank": frequency_rank(tokenizer, ids[i]),
+            "special": ids[i] in specials,
+        }
+        for i in range(shown)
+    ]
     window = None
     if context_length is not None and text:
         window = fit_context(tokenizer, text, context_length)[1]
-    return {"count": len(ids), "characters": len(text), "tokens_per_char": len(ids) / len(text) if text else None,
-            "shown": shown, "tokens": tokens, "rank_basis": rank_basis(tokenizer), "window": window,
-            "unk_id": getattr(tokenizer, "unk_id", None)}
+    return {
+        "count": len(ids),
+        "characters": len(text),
+        "tokens_per_char": len(ids) / len(text) if text else None,
+        "shown": shown,
+        "tokens": tokens,
+        "rank_basis": rank_basis(tokenizer),
+        "window": window,
+        "unk_id": getattr(tokenizer, "unk_id", None),
+    }
 
 
 # -- vectors ------------------------------------------------------------------------------------
@@ -172,17 +192,22 @@ def vectors_view(model, tokenizer, text: str) -> dict[str, Any]:
         positional["label"] = "position vectors (seq_length, d_model), added to the token vectors"
     elif scheme.acts_on == "attention":
         s = len(t.ids)
-        scores = positional_scores(scheme, n_positions=max(s, 2), d_model=model.config.d_model,
-                                   n_heads=model.config.n_heads)
+        scores = positional_scores(
+            scheme, n_positions=max(s, 2), d_model=model.config.d_model, n_heads=model.config.n_heads
+        )
         positional["scores"] = encode_array(scores.scores[:, :s, :s])
         positional["label"] = f"what {scheme.name} adds to the attention score of query i, key j: {scores.label}"
     else:
         positional["label"] = f"{scheme.name}: no positional signal; the causal mask alone carries order"
-    return {"pieces": t.pieces, "ids": t.ids, "window": window,
-            "stages": [{"name": s.name, "shape": list(s.shape), "note": s.note} for s in t.stages],
-            "token_vectors": encode_array(t.stage("token vectors").value[0]),
-            "positional": positional,
-            "input_vectors": encode_array(t.stage("input vectors").value[0])}
+    return {
+        "pieces": t.pieces,
+        "ids": t.ids,
+        "window": window,
+        "stages": [{"name": s.name, "shape": list(s.shape), "note": s.note} for s in t.stages],
+        "token_vectors": encode_array(t.stage("token vectors").value[0]),
+        "positional": positional,
+        "input_vectors": encode_array(t.stage("input vectors").value[0]),
+    }
 
 
 # -- attention ----------------------------------------------------------------------------------
@@ -191,13 +216,28 @@ def attention_view(model, tokenizer, text: str, *, layer: Any = 0) -> dict[str, 
     :func:`tokvec.viz.attention_maps`, the model's own forward pass)."""
     text, window = _model_text(model, tokenizer, text)
     weights, pieces = attention_maps(model, tokenizer, text, layer=layer)
-    return {"layer": layer, "n_layers": int(model.config.n_layers), "n_heads": int(weights.shape[0]),
-            "pieces": pieces, "weights": encode_array(weights), "window": window}
+    return {
+        "layer": layer,
+        "n_layers": int(model.config.n_layers),
+        "n_heads": int(weights.shape[0]),
+        "pieces": pieces,
+        "weights": encode_array(weights),
+        "window": window,
+    }
 
 
 # -- next token ---------------------------------------------------------------------------------
-def next_token_view(model, tokenizer, text: str, *, temperature: Any = 1.0, top_k: Any = None,
-                    top_p: Any = None, k: Any = 10, token_strings: list[str] | None = None) -> dict[str, Any]:
+def next_token_view(
+    model,
+    tokenizer,
+    text: str,
+    *,
+    temperature: Any = 1.0,
+    top_k: Any = None,
+    top_p: Any = None,
+    k: Any = 10,
+    token_strings: list[str] | None = None,
+) -> dict[str, Any]:
     """The ``k`` most likely next tokens after ``text`` under the sampler's options.
 
     ``prob`` is :func:`tokvec.generate.sampling_probs` of the last position's logits (temperature,
@@ -226,9 +266,15 @@ def next_token_view(model, tokenizer, text: str, *, temperature: Any = 1.0, top_
     for p, i in zip(top.values.tolist(), top.indices.tolist()):
         piece = token_strings[i] if token_strings is not None else tokenizer.decode([i])
         rows.append({"id": i, "piece": piece, "prob": p, "model_prob": float(model_probs[i])})
-    return {"top": rows, "rest": max(0.0, 1.0 - float(top.values.double().sum())),
-            "kept": int((probs > 0).sum()), "vocab_size": int(probs.shape[0]), "context_tokens": len(ids),
-            "window": window, "options": {"temperature": temperature, "top_k": top_k, "top_p": top_p}}
+    return {
+        "top": rows,
+        "rest": max(0.0, 1.0 - float(top.values.double().sum())),
+        "kept": int((probs > 0).sum()),
+        "vocab_size": int(probs.shape[0]),
+        "context_tokens": len(ids),
+        "window": window,
+        "options": {"temperature": temperature, "top_k": top_k, "top_p": top_p},
+    }
 
 
 # -- model card ---------------------------------------------------------------------------------
@@ -243,8 +289,15 @@ def loss_curve(metrics: list[dict] | None) -> list[dict]:
     return out
 
 
-def model_card(model, tokenizer, config: Mapping | None, metrics: list[dict] | None, *,
-               val_text: str | None = None, val_note: str = "") -> dict[str, Any]:
+def model_card(
+    model,
+    tokenizer,
+    config: Mapping | None,
+    metrics: list[dict] | None,
+    *,
+    val_text: str | None = None,
+    val_note: str = "",
+) -> dict[str, Any]:
     """Config (as the report lists it), parameter counts, the loss curve and the tokenizer's stats.
 
     ``model`` and ``config`` are None for a tokenizer file served on its own.
@@ -252,14 +305,21 @@ def model_card(model, tokenizer, config: Mapping | None, metrics: list[dict] | N
     card: dict[str, Any] = {"tokenizer": tokenizer_stats(tokenizer, val_text), "val_text_note": val_note}
     card["tokenizer"]["rank_basis"] = rank_basis(tokenizer)
     if config is not None:
-        card["config"] = [[k, v if isinstance(v, (int, float, str, bool)) or v is None else str(v)]
-                          for k, v in flatten(config) if k.split(".")[0] not in _NOT_SHOWN]
+        card["config"] = [
+            [k, v if isinstance(v, (int, float, str, bool)) or v is None else str(v)]
+            for k, v in flatten(config)
+            if k.split(".")[0] not in _NOT_SHOWN
+        ]
     if model is not None:
         table = model.embed.token.weight
-        card.update(parameters=model.num_parameters(),
-                    non_embedding_parameters=model.num_parameters(non_embedding=True),
-                    embedding_table=list(table.shape),
-                    model={k: getattr(model.config, k) for k in ("n_layers", "n_heads", "d_model", "context_length",
-                                                                 "positional", "vocab_size")})
+        card.update(
+            parameters=model.num_parameters(),
+            non_embedding_parameters=model.num_parameters(non_embedding=True),
+            embedding_table=list(table.shape),
+            model={
+                k: getattr(model.config, k)
+                for k in ("n_layers", "n_heads", "d_model", "context_length", "positional", "vocab_size")
+            },
+        )
     card["loss"] = loss_curve(metrics)
     return card

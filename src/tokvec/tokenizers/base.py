@@ -242,9 +242,7 @@ def tokenizer_from_dict(data: Any, *, source: str = "tokenizer data", **options:
             f"expected {FORMAT!r} written by Tokenizer.save()"
         )
     if data.get("version") != VERSION:
-        raise FormatError(
-            f"{source} is {FORMAT} version {data.get('version')!r}; this tokvec reads version {VERSION}"
-        )
+        raise FormatError(f"{source} is {FORMAT} version {data.get('version')!r}; this tokvec reads version {VERSION}")
     kind = Doc(data, source).str("kind", choices=sorted(_KINDS))
     try:
         return _KINDS[kind].from_dict(data, source=source, **options)

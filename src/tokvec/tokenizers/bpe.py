@@ -44,7 +44,7 @@ Special = Literal["all"] | Collection[str]
 _BATCH_SEP = "\U000f0000tokvec-batch\U000f0001"
 _BATCH_CHARS = 1 << 18  # characters of text per encode_batch chunk
 # Ids (ranks and specials) stay below 2**32 (tiktoken's Rank is a u32).
-MAX_ID = 2 ** 32 - 2
+MAX_ID = 2**32 - 2
 MAX_GAPS = 1 << 16  # unassigned ids listed one by one up to this many
 
 
@@ -52,24 +52,34 @@ MAX_GAPS = 1 << 16  # unassigned ids listed one by one up to this many
 class BPETokenizer(Tokenizer):
     """Byte-level BPE over ``ranks`` (token bytes -> id), a pattern, and special tokens (str -> id)."""
 
-    def __init__(self, ranks: Mapping[bytes, int], *, pattern: str = "cl100k",
-                 special_tokens: Mapping[str, int] | None = None, name: str = "tokvec-bpe",
-                 build_encoder: bool = True) -> None:
+    def __init__(
+        self,
+        ranks: Mapping[bytes, int],
+        *,
+        pattern: str = "cl100k",
+        special_tokens: Mapping[str, int] | None = None,
+        name: str = "tokvec-bpe",
+        build_encoder: bool = True,
+    ) -> None:
         """``build_encoder=False``: tiktoken's encoder (~0.1 s for 30k ranks) is built on first use."""
         self.pattern, self.pat_str = resolve_pattern(pattern)
         ranks = dict(ranks)
         missing = [b for b in range(256) if bytes([b]) not in ranks]
         if missing:
-            raise TokvecValueError(f"ranks lack {len(missing)} single bytes (e.g. {bytes([missing[0]])!r}); "
-                                   f"byte-level BPE needs all 256 so that any text can be encoded")
+            raise TokvecValueError(
+                f"ranks lack {len(missing)} single bytes (e.g. {bytes([missing[0]])!r}); "
+                f"byte-level BPE needs all 256 so that any text can be encoded"
+            )
         specials = dict(special_tokens or {})
         bad = next((r for r in ranks.values() if type(r) is not int), None)
         if bad is not None and (isinstance(bad, bool) or not isinstance(bad, int)):
             raise TokvecTypeError(f"ranks must be ints, got {bad!r} ({type(bad).__name__})")
         taken = set(ranks.values())
         if len(taken) != len(ranks) or min(taken) < 0 or max(taken) > MAX_ID:
-            raise TokvecValueError(f"ranks must be distinct ints in [0, {MAX_ID}] (got {len(ranks)} tokens but "
-                                   f"{len(taken)} distinct ranks, lowest {min(taken)}, highest {max(taken)})")
+            raise TokvecValueError(
+                f"ranks must be distinct ints in [0, {MAX_ID}] (got {len(ranks)} tokens but "
+                f"{len(taken)} distinct ranks, lowest {min(taken)}, highest {max(taken)})"
+            )
         for tok, i in specials.items():
             if not isinstance(tok, str) or not tok:
                 raise TokvecValueError(f"special tokens must be non-empty strings, got {tok!r}")
@@ -98,8 +108,9 @@ class BPETokenizer(Tokenizer):
     def _build_encoder(self):
         import tiktoken
 
-        return tiktoken.Encoding(name=self.name, pat_str=self.pat_str, mergeable_ranks=self._ranks,
-                                 special_tokens=self.special_tokens)
+        return tiktoken.Encoding(
+            name=self.name, pat_str=self.pat_str, mergeable_ranks=self._ranks, special_tokens=self.special_tokens
+        )
 
     @property
     def _enc(self):
@@ -109,11 +120,20 @@ class BPETokenizer(Tokenizer):
 
     # -- training --------------------------------------------------------------------------------
     @classmethod
-    def train(cls, files: str | os.PathLike | Iterable[str | os.PathLike], *, vocab_size: int,
-              pattern: str = "cl100k", special_tokens: Sequence[str] = (), min_frequency: int = 2,
-              encoding: str = "utf-8", allow_smaller: bool = False,
-              progress: Callable[[int], None] | None = None, engine: str = "auto",
-              on_merges: Callable[[int, int], None] | None = None) -> "BPETokenizer":
+    def train(
+        cls,
+        files: str | os.PathLike | Iterable[str | os.PathLike],
+        *,
+        vocab_size: int,
+        pattern: str = "cl100k",
+        special_tokens: Sequence[str] = (),
+        min_frequency: int = 2,
+        encoding: str = "utf-8",
+        allow_smaller: bool = False,
+        progress: Callable[[int], None] | None = None,
+        engine: str = "auto",
+        on_merges: Callable[[int, int], None] | None = None,
+    ) -> "BPETokenizer":
         """Learn merges from corpus ``files`` (paths, directories, glob patterns), streamed.
 
         ``vocab_size`` counts the 256 bytes, the merges and ``special_tokens`` (ids after the merges;
@@ -143,23 +163,42 @@ class BPETokenizer(Tokenizer):
         def texts():
             # 64 KB chunks (the trainer cuts them into <= 8192-character texts); with no cut for 1 M
             # characters one is made anyway (training loses the pair across it; memory stays bounded)
-            return (chunk for _, chunk in iter_corpus_chunks(paths, encoding=encoding, progress=once,
-                                                             block_bytes=1 << 16, max_carry=1 << 20))
+            return (
+                chunk
+                for _, chunk in iter_corpus_chunks(
+                    paths, encoding=encoding, progress=once, block_bytes=1 << 16, max_carry=1 << 20
+                )
+            )
 
         what = f"the corpus ({', '.join(map(str, paths[:3]))}{', ...' if len(paths) > 3 else ''})"
-        ranks, specials, used = train_ranks(texts, vocab_size=vocab_size, pattern=pattern,
-                                            special_tokens=special_tokens, min_frequency=min_frequency,
-                                            allow_smaller=allow_smaller, what=what, engine=engine,
-                                            on_merges=on_merges)
+        ranks, specials, used = train_ranks(
+            texts,
+            vocab_size=vocab_size,
+            pattern=pattern,
+            special_tokens=special_tokens,
+            min_frequency=min_frequency,
+            allow_smaller=allow_smaller,
+            what=what,
+            engine=engine,
+            on_merges=on_merges,
+        )
         tok = cls(ranks, pattern=pattern, special_tokens=specials, build_encoder=not _pattern_checked(pattern, used))
         tok.trained_by = used
         return tok
 
     @classmethod
-    def train_from_texts(cls, texts: Iterable[str], *, vocab_size: int, pattern: str = "cl100k",
-                         special_tokens: Sequence[str] = (), min_frequency: int = 2,
-                         allow_smaller: bool = False, engine: str = "auto",
-                         on_merges: Callable[[int, int], None] | None = None) -> "BPETokenizer":
+    def train_from_texts(
+        cls,
+        texts: Iterable[str],
+        *,
+        vocab_size: int,
+        pattern: str = "cl100k",
+        special_tokens: Sequence[str] = (),
+        min_frequency: int = 2,
+        allow_smaller: bool = False,
+        engine: str = "auto",
+        on_merges: Callable[[int, int], None] | None = None,
+    ) -> "BPETokenizer":
         """As :meth:`train`, on strings in memory (each string is one document). A one-shot iterator
         (a generator) cannot be read twice, so with ``engine="auto"`` and ``min_frequency > 1`` it
         trains with HF directly; pass a list to get rustbpe."""
@@ -171,10 +210,18 @@ class BPETokenizer(Tokenizer):
         reiterable = isinstance(texts, (list, tuple))
         once = iter(texts)
         source = (lambda: iter(texts)) if reiterable else (lambda: once)
-        ranks, specials, used = train_ranks(source, vocab_size=vocab_size, pattern=pattern,
-                                            special_tokens=special_tokens, min_frequency=min_frequency,
-                                            allow_smaller=allow_smaller, what="the training texts", engine=engine,
-                                            reiterable=reiterable, on_merges=on_merges)
+        ranks, specials, used = train_ranks(
+            source,
+            vocab_size=vocab_size,
+            pattern=pattern,
+            special_tokens=special_tokens,
+            min_frequency=min_frequency,
+            allow_smaller=allow_smaller,
+            what="the training texts",
+            engine=engine,
+            reiterable=reiterable,
+            on_merges=on_merges,
+        )
         tok = cls(ranks, pattern=pattern, special_tokens=specials, build_encoder=not _pattern_checked(pattern, used))
         tok.trained_by = used
         return tok
@@ -210,8 +257,10 @@ class BPETokenizer(Tokenizer):
         allowed = frozenset(names if allowed_special == "all" else allowed_special)
         unknown = allowed - names
         if unknown:
-            raise TokvecValueError(f"allowed_special names {sorted(unknown)!r}, which are not special tokens of this "
-                                   f"tokenizer (it has {sorted(names)!r})")
+            raise TokvecValueError(
+                f"allowed_special names {sorted(unknown)!r}, which are not special tokens of this "
+                f"tokenizer (it has {sorted(names)!r})"
+            )
         disallowed = names - allowed if disallowed_special == "all" else frozenset(disallowed_special)
         if disallowed:
             from tiktoken.core import _special_token_regex
@@ -227,8 +276,9 @@ class BPETokenizer(Tokenizer):
                 )
         return allowed
 
-    def encode(self, text: str, *, allowed_special: Special = frozenset(),
-               disallowed_special: Special = "all") -> list[int]:
+    def encode(
+        self, text: str, *, allowed_special: Special = frozenset(), disallowed_special: Special = "all"
+    ) -> list[int]:
         """Token ids of ``text``. Text that spells a special token raises, unless it is in
         ``allowed_special`` (then it encodes as the special id) or left out of ``disallowed_special``
         (then it encodes as ordinary text) -- tiktoken's rules."""
@@ -247,20 +297,29 @@ class BPETokenizer(Tokenizer):
             raise TokvecTypeError(f"text must be str, got {type(text).__name__}")
         return self._enc.encode_ordinary(text)
 
-    def encode_to_numpy(self, text: str, *, allowed_special: Special = frozenset(),
-                        disallowed_special: Special = "all"):
+    def encode_to_numpy(
+        self, text: str, *, allowed_special: Special = frozenset(), disallowed_special: Special = "all"
+    ):
         """As :meth:`encode`, as a uint32 numpy array (no Python list in between)."""
         if not isinstance(text, str):
             raise TokvecTypeError(f"text must be str, got {type(text).__name__}")
         import numpy as np
 
-        allowed = self._allowed(allowed_special, disallowed_special, text, "text") if self.special_tokens else frozenset()
+        allowed = (
+            self._allowed(allowed_special, disallowed_special, text, "text") if self.special_tokens else frozenset()
+        )
         if not allowed:  # as in encode(): the ordinary path, then one list -> array copy (~2% of the time)
             return np.array(self._enc.encode_ordinary(text), dtype=np.uint32)
         return self._enc.encode_to_numpy(text, allowed_special=allowed, disallowed_special=())
 
-    def encode_batch(self, texts: Iterable[str], *, allowed_special: Special = frozenset(),
-                     disallowed_special: Special = "all", num_threads: int | None = None) -> list[list[int]]:
+    def encode_batch(
+        self,
+        texts: Iterable[str],
+        *,
+        allowed_special: Special = frozenset(),
+        disallowed_special: Special = "all",
+        num_threads: int | None = None,
+    ) -> list[list[int]]:
         """Ids of each text, the same as ``[encode(t) for t in texts]``, fast for many short texts.
 
         Texts are joined into chunks of ~256k characters with a separator that is a special token
@@ -287,7 +346,7 @@ class BPETokenizer(Tokenizer):
         groups = list(zip(bounds[:-1], bounds[1:]))
 
         def run(group: tuple[int, int]) -> list[list[int]]:
-            items = texts[group[0]:group[1]]
+            items = texts[group[0] : group[1]]
             try:
                 joined = _BATCH_SEP.join(items)
             except TypeError:
@@ -327,8 +386,12 @@ class BPETokenizer(Tokenizer):
             import tiktoken
 
             sep_id = self._vocab_size
-            enc = tiktoken.Encoding(name=f"{self.name}+batch", pat_str=self.pat_str, mergeable_ranks=self._ranks,
-                                    special_tokens={**self.special_tokens, _BATCH_SEP: sep_id})
+            enc = tiktoken.Encoding(
+                name=f"{self.name}+batch",
+                pat_str=self.pat_str,
+                mergeable_ranks=self._ranks,
+                special_tokens={**self.special_tokens, _BATCH_SEP: sep_id},
+            )
             self._batch_enc = (enc, sep_id)
         return self._batch_enc
 
@@ -359,10 +422,12 @@ class BPETokenizer(Tokenizer):
         elif self._assigned is not None and not self._assigned.issuperset(ids):
             bad = next(p for p, i in enumerate(ids) if i not in self._assigned)
         if bad is not None:
-            raise TokenIdError(f"token id {ids[bad]} at position {bad} is not a token of this tokenizer "
-                               f"(valid ids: 0..{self._vocab_size - 1}"
-                               f"{', minus ' + str(self._vocab_size - self.n_assigned) + ' unassigned' if self._vocab_size > self.n_assigned else ''}); "
-                               f"were these ids made by another tokenizer?")
+            raise TokenIdError(
+                f"token id {ids[bad]} at position {bad} is not a token of this tokenizer "
+                f"(valid ids: 0..{self._vocab_size - 1}"
+                f"{', minus ' + str(self._vocab_size - self.n_assigned) + ' unassigned' if self._vocab_size > self.n_assigned else ''}); "
+                f"were these ids made by another tokenizer?"
+            )
         if any(type(i) is not int for i in ids):
             bad_item = next(i for i in ids if type(i) is not int)
             if not hasattr(bad_item, "__index__") or isinstance(bad_item, bool):
@@ -398,11 +463,13 @@ class BPETokenizer(Tokenizer):
         longest = max(map(len, self.special_tokens), default=0)
         # a cut must leave room for a whole special token after it, so one cut off by the end of
         # this text (and completed by the next) is seen here
-        at = whitespace_cut(text[:len(text) - max(longest - 1, 0)], str.isalpha)
+        at = whitespace_cut(text[: len(text) - max(longest - 1, 0)], str.isalpha)
         while at and longest > 1:
-            window = text[max(0, at - longest + 1): at + longest - 1]
+            window = text[max(0, at - longest + 1) : at + longest - 1]
             start = max(0, at - longest + 1)
-            spans = [m for s in self.special_tokens for m in _occurrences(window, s) if start + m < at < start + m + len(s)]
+            spans = [
+                m for s in self.special_tokens for m in _occurrences(window, s) if start + m < at < start + m + len(s)
+            ]
             if not spans:
                 break
             at = whitespace_cut(text[:at], str.isalpha)
@@ -421,9 +488,12 @@ class BPETokenizer(Tokenizer):
         by_rank: list[str | None] = [None] * (max(self._ranks.values()) + 1)
         for token, rank in self._ranks.items():
             by_rank[rank] = bytes_to_printable(token)
-        return {"pattern": self.pattern if self.pattern != "custom" else self.pat_str,
-                "token_encoding": "gpt2-bytes-to-unicode", "tokens": by_rank,
-                "special_tokens": dict(self.special_tokens)}
+        return {
+            "pattern": self.pattern if self.pattern != "custom" else self.pat_str,
+            "token_encoding": "gpt2-bytes-to-unicode",
+            "tokens": by_rank,
+            "special_tokens": dict(self.special_tokens),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping, *, source: str = "tokenizer data", **options: Any) -> "BPETokenizer":
@@ -453,8 +523,9 @@ class BPETokenizer(Tokenizer):
         write_tiktoken(path, self._ranks)
 
     @classmethod
-    def from_tiktoken(cls, path: str | os.PathLike, *, pattern: str | None = None,
-                      special_tokens: Mapping[str, int] | None = None) -> "BPETokenizer":
+    def from_tiktoken(
+        cls, path: str | os.PathLike, *, pattern: str | None = None, special_tokens: Mapping[str, int] | None = None
+    ) -> "BPETokenizer":
         """Read a ``.tiktoken`` rank file. Pattern and specials default to tiktoken's for the file's
         name when it is one of tiktoken's encodings (``cl100k_base.tiktoken``: read from tiktoken's
         registry), else cl100k / none."""
@@ -495,8 +566,10 @@ class BPETokenizer(Tokenizer):
         return cls(ranks, pattern=pat_str, special_tokens=specials, name=path.stem)
 
     def __repr__(self) -> str:
-        return (f"BPETokenizer(vocab_size={self.vocab_size}, pattern={self.pattern!r}, "
-                f"special_tokens={list(self.special_tokens)!r})")
+        return (
+            f"BPETokenizer(vocab_size={self.vocab_size}, pattern={self.pattern!r}, "
+            f"special_tokens={list(self.special_tokens)!r})"
+        )
 
 
 class BPEStreamDecoder(StreamDecoder):

@@ -52,8 +52,9 @@ def check_engine(engine: str) -> str:
 
 def check_train_options(vocab_size: int, special_tokens: Sequence[str], min_frequency: int) -> list[str]:
     if isinstance(special_tokens, str):
-        raise TokvecValueError(f"special_tokens must be a list of strings, got the string {special_tokens!r}; "
-                               f"write [{special_tokens!r}]")
+        raise TokvecValueError(
+            f"special_tokens must be a list of strings, got the string {special_tokens!r}; write [{special_tokens!r}]"
+        )
     specials = list(special_tokens)
     for tok in specials:
         if not isinstance(tok, str) or not tok:
@@ -66,23 +67,35 @@ def check_train_options(vocab_size: int, special_tokens: Sequence[str], min_freq
     if vocab_size > MAX_TRAIN_VOCAB:
         raise TokvecValueError(
             f"vocab_size {vocab_size} is above {MAX_TRAIN_VOCAB:,}: no corpus yields that many merges (GPT-4o's "
-            f"o200k has 200k tokens) and the trainer would abort; use e.g. 8192 to 100000")
+            f"o200k has 200k tokens) and the trainer would abort; use e.g. 8192 to 100000"
+        )
     floor = 256 + len(specials)
     if vocab_size < floor:
         raise TokvecValueError(
             f"vocab_size {vocab_size} is below 256 + {len(specials)} special token(s) = {floor}: a byte-level "
             f"BPE holds all 256 bytes and the specials before any merge; use vocab_size >= {floor}"
         )
-    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or not 0 <= min_frequency <= 2 ** 32 - 1:
-        raise TokvecValueError(f"min_frequency must be an int in [0, {2 ** 32 - 1}], got {min_frequency!r}; "
-                               f"2 (the default) merges any pair seen twice")
+    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or not 0 <= min_frequency <= 2**32 - 1:
+        raise TokvecValueError(
+            f"min_frequency must be an int in [0, {2**32 - 1}], got {min_frequency!r}; "
+            f"2 (the default) merges any pair seen twice"
+        )
     return specials
 
 
-def train_ranks(texts: TextSource, *, vocab_size: int, pattern: str, special_tokens: Sequence[str],
-                min_frequency: int, allow_smaller: bool, what: str, engine: str = "auto",
-                reiterable: bool = True, on_merges: MergeProgress | None = None
-                ) -> tuple[dict[bytes, int], dict[str, int], str]:
+def train_ranks(
+    texts: TextSource,
+    *,
+    vocab_size: int,
+    pattern: str,
+    special_tokens: Sequence[str],
+    min_frequency: int,
+    allow_smaller: bool,
+    what: str,
+    engine: str = "auto",
+    reiterable: bool = True,
+    on_merges: MergeProgress | None = None,
+) -> tuple[dict[bytes, int], dict[str, int], str]:
     """Train on the texts ``texts()`` yields; return (ranks, special tokens with ids after the merges,
     the engine that made the ranks).
 
@@ -111,8 +124,10 @@ def train_ranks(texts: TextSource, *, vocab_size: int, pattern: str, special_tok
         if ranks is not None:
             used = "rustbpe"
         elif engine == "rustbpe":
-            raise TokvecValueError(f"the rustbpe engine cannot train this tokenizer: {why}. Use engine='hf' "
-                                   f"(CLI --engine hf) or 'auto', which falls back to HF by itself")
+            raise TokvecValueError(
+                f"the rustbpe engine cannot train this tokenizer: {why}. Use engine='hf' "
+                f"(CLI --engine hf) or 'auto', which falls back to HF by itself"
+            )
         elif seen["chars"] == 0:
             raise TokvecValueError(f"{what} is empty: no text to learn merges from")
         else:
@@ -167,9 +182,14 @@ class _RustbpeReports(logging.Handler):
             self.finished = int(m.group(1))
 
 
-def _train_rustbpe(texts: Iterator[str], n_ranks: int, pat_str: str, min_frequency: int,
-                   on_merges: MergeProgress | None, recount: Callable[[], Iterator[str]] | None = None,
-                   ) -> tuple[dict[bytes, int] | None, str]:
+def _train_rustbpe(
+    texts: Iterator[str],
+    n_ranks: int,
+    pat_str: str,
+    min_frequency: int,
+    on_merges: MergeProgress | None,
+    recount: Callable[[], Iterator[str]] | None = None,
+) -> tuple[dict[bytes, int] | None, str]:
     """rustbpe's ranks, cut at the first merge seen fewer than ``min_frequency`` times; or (None, why)
     when that cut cannot be found exactly. ``recount()`` reads the texts again (for the cut)."""
     try:
@@ -203,15 +223,20 @@ def _train_rustbpe(texts: Iterator[str], n_ranks: int, pat_str: str, min_frequen
         keep, why = _min_frequency_cut(by_rank, reports.counts, min_frequency, pat_str, recount)
         if keep is None:
             return None, why
-        del by_rank[256 + keep:]
+        del by_rank[256 + keep :]
     ranks = {token: rank for rank, token in enumerate(by_rank)}
     if len(ranks) != len(by_rank):
         return None, "it made the same token from two different merges"
     return ranks, ""
 
 
-def _min_frequency_cut(by_rank: list[bytes], reports: list[tuple[int, int]], min_frequency: int,
-                       pat_str: str, recount: Callable[[], Iterator[str]] | None) -> tuple[int | None, str]:
+def _min_frequency_cut(
+    by_rank: list[bytes],
+    reports: list[tuple[int, int]],
+    min_frequency: int,
+    pat_str: str,
+    recount: Callable[[], Iterator[str]] | None,
+) -> tuple[int | None, str]:
     """How many of rustbpe's merges were of pairs seen ``min_frequency`` times or more.
 
     The count of the pair merged never grows from one merge to the next (a merge only removes
@@ -230,13 +255,16 @@ def _min_frequency_cut(by_rank: list[bytes], reports: list[tuple[int, int]], min
     if hi <= lo:
         return lo, ""
     if recount is None:
-        return None, "the texts can be read once only, so the merges seen fewer than min_frequency times cannot be found"
+        return (
+            None,
+            "the texts can be read once only, so the merges seen fewer than min_frequency times cannot be found",
+        )
     import numpy as np
     import tiktoken
 
     # the window's ends are merges of known count (lo - 1 and hi): they check the method on this corpus
     first, top = max(lo - 1, 0), min(hi + 1, made)
-    head = {token: rank for rank, token in enumerate(by_rank[:256 + top])}
+    head = {token: rank for rank, token in enumerate(by_rank[: 256 + top])}
     if len(head) != 256 + top:
         return None, "it made the same token from two different merges"
     pairs = {j: _pair_of(by_rank[256 + j], head, 256 + j) for j in range(first, top)}
@@ -256,14 +284,18 @@ def _min_frequency_cut(by_rank: list[bytes], reports: list[tuple[int, int]], min
     for j in (first, hi):
         a, b = pairs.get(j, (0, 0))
         if j in reported and j in applied and a != b and applied[j] != reported[j]:
-            return None, (f"its merge {j} was reported seen {reported[j]} times but is applied {applied[j]} times "
-                          f"on the corpus encoded again")
+            return None, (
+                f"its merge {j} was reported seen {reported[j]} times but is applied {applied[j]} times "
+                f"on the corpus encoded again"
+            )
     for j in range(lo, hi):
         if applied[j] < min_frequency:
             a, b = pairs[j]
             if a == b:
-                return None, (f"its merge {j} ({by_rank[256 + j]!r}, a token twice) was applied {applied[j]} time(s), "
-                              f"and overlapping pairs make its count unknown")
+                return None, (
+                    f"its merge {j} ({by_rank[256 + j]!r}, a token twice) was applied {applied[j]} time(s), "
+                    f"and overlapping pairs make its count unknown"
+                )
             return j, ""
     return hi, ""
 
@@ -275,12 +307,12 @@ def _pair_of(token: bytes, ranks: dict[bytes, int], rank: int) -> tuple[int, int
     >>> _pair_of(b"abc", {**{bytes([i]): i for i in range(256)}, b"bc": 256}, 257)
     (97, 256)
     """
-    parts = [token[i:i + 1] for i in range(len(token))]
+    parts = [token[i : i + 1] for i in range(len(token))]
     while len(parts) > 2:
         best = min(range(len(parts) - 1), key=lambda i: ranks.get(parts[i] + parts[i + 1], rank))
         if ranks.get(parts[best] + parts[best + 1], rank) >= rank:
             return None
-        parts[best:best + 2] = [parts[best] + parts[best + 1]]
+        parts[best : best + 2] = [parts[best] + parts[best + 1]]
     return (ranks[parts[0]], ranks[parts[1]]) if len(parts) == 2 else None
 
 
@@ -288,12 +320,19 @@ def _train_hf(texts: Iterator[str], n_ranks: int, pat_str: str, min_frequency: i
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
     hf = Tokenizer(models.BPE())
-    hf.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(for_oniguruma(pat_str)), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    trainer = trainers.BpeTrainer(vocab_size=n_ranks, min_frequency=min_frequency, show_progress=False,
-                                  special_tokens=[], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    hf.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(for_oniguruma(pat_str)), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=n_ranks,
+        min_frequency=min_frequency,
+        show_progress=False,
+        special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     hf.train_from_iterator(texts, trainer=trainer)
     vocab = hf.get_vocab()
     ranks: dict[bytes, int] = {}

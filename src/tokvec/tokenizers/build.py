@@ -21,8 +21,9 @@ from .word import WordTokenizer
 BPE_SPECIALS = ("<|endoftext|>",)
 
 
-def build_tokenizer(spec: str, text: str | Sequence[str] | None = None, *, corpus: str | None = None,
-                    encoding: str = "utf-8"):
+def build_tokenizer(
+    spec: str, text: str | Sequence[str] | None = None, *, corpus: str | None = None, encoding: str = "utf-8"
+):
     """The tokenizer ``spec`` names, trained when it is a kind: ``char`` and ``word`` on ``text``
     (one string or several; or the corpus read whole), ``bpe:N`` (byte-level BPE of N ids) streamed
     from the corpus files (or on ``text`` when given)."""
@@ -36,10 +37,13 @@ def build_tokenizer(spec: str, text: str | Sequence[str] | None = None, *, corpu
             raise TokvecValueError(f"tokenizer {spec!r}: write bpe:N with N the vocabulary size, e.g. bpe:8192")
         if texts is not None:
             return BPETokenizer.train_from_texts(texts, vocab_size=int(size), special_tokens=BPE_SPECIALS)
-        return BPETokenizer.train(corpus_files(corpus), vocab_size=int(size), special_tokens=BPE_SPECIALS,
-                                  encoding=encoding)
+        return BPETokenizer.train(
+            corpus_files(corpus), vocab_size=int(size), special_tokens=BPE_SPECIALS, encoding=encoding
+        )
     if Path(spec).is_file() or spec in ENCODING_NAMES:
         return load_tokenizer(spec)
-    raise TokvecValueError(f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size), "
-                           f"one of tiktoken's encodings ({', '.join(ENCODING_NAMES)}) "
-                           f"or the path of a saved tokenizer file")
+    raise TokvecValueError(
+        f"unknown tokenizer {spec!r}; use char, word, bpe:N (N = vocabulary size), "
+        f"one of tiktoken's encodings ({', '.join(ENCODING_NAMES)}) "
+        f"or the path of a saved tokenizer file"
+    )

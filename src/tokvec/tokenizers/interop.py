@@ -54,7 +54,7 @@ def printable_to_bytes(text: str, *, where: str = "token") -> bytes:
         raise FormatError(f"{where} {text!r} holds {e.args[0]!r}, which is not a byte-level BPE character") from None
 
 
-MAX_RANK = 2 ** 32 - 2  # tiktoken's Rank is a u32 (and u32::MAX marks "no rank")
+MAX_RANK = 2**32 - 2  # tiktoken's Rank is a u32 (and u32::MAX marks "no rank")
 
 
 # -- .tiktoken ------------------------------------------------------------------------------------
@@ -145,24 +145,39 @@ def read_hf_bpe(path: Path, data: Mapping) -> tuple[dict[bytes, int], str, dict[
 
     doc = Doc(data, str(path), fix="is it a tokenizer.json that Hugging Face tokenizers wrote?")
     model = doc.obj("model")
-    kind = model.data.get("type") or ("BPE" if "merges" in model.data else "WordPiece" if "continuing_subword_prefix"
-                                      in model.data else "Unigram" if isinstance(model.data.get("vocab"), list) else "unknown")
+    kind = model.data.get("type") or (
+        "BPE"
+        if "merges" in model.data
+        else "WordPiece"
+        if "continuing_subword_prefix" in model.data
+        else "Unigram"
+        if isinstance(model.data.get("vocab"), list)
+        else "unknown"
+    )
     if kind != "BPE":
-        raise FormatError(f"{path} is a Hugging Face {str(kind)[:40]} tokenizer; tokvec reads only byte-level BPE "
-                          f"tokenizer.json files (GPT-2 style)")
+        raise FormatError(
+            f"{path} is a Hugging Face {str(kind)[:40]} tokenizer; tokvec reads only byte-level BPE "
+            f"tokenizer.json files (GPT-2 style)"
+        )
     pre = data.get("pre_tokenizer")
     byte_level = _find(pre, "ByteLevel")
     if not byte_level:
         found = pre.get("type") if isinstance(pre, Mapping) else None
-        raise FormatError(f"{path} is a BPE tokenizer but not byte-level (pre_tokenizer {str(found)[:40]!r}, e.g. "
-                          f"SentencePiece-style Metaspace); tokvec reads byte-level BPE only")
+        raise FormatError(
+            f"{path} is a BPE tokenizer but not byte-level (pre_tokenizer {str(found)[:40]!r}, e.g. "
+            f"SentencePiece-style Metaspace); tokvec reads byte-level BPE only"
+        )
     if data.get("normalizer"):
         norm = data["normalizer"]
-        raise FormatError(f"{path} has a normalizer ({str(norm.get('type') if isinstance(norm, Mapping) else norm)[:40]!r}); "
-                          f"tokvec's byte-level BPE encodes raw text, so its ids would differ")
+        raise FormatError(
+            f"{path} has a normalizer ({str(norm.get('type') if isinstance(norm, Mapping) else norm)[:40]!r}); "
+            f"tokvec's byte-level BPE encodes raw text, so its ids would differ"
+        )
     for option in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
         if model.data.get(option):
-            raise FormatError(f"{path}: BPE option {option}={str(model.data[option])[:40]!r} is not supported by tokvec")
+            raise FormatError(
+                f"{path}: BPE option {option}={str(model.data[option])[:40]!r} is not supported by tokvec"
+            )
     if byte_level[0].get("add_prefix_space"):
         raise FormatError(f"{path}: ByteLevel add_prefix_space=true is not supported (it changes the text)")
     splits = _find(pre, "Split")
@@ -189,8 +204,10 @@ def read_hf_bpe(path: Path, data: Mapping) -> tuple[dict[bytes, int], str, dict[
     ranks = {printable_to_bytes(tok, where=f"{path}: vocab token"): i for tok, i in vocab.items()}
     merges = model.list("merges", default=None) or []
     for n, merge in enumerate(merges):
-        if not ((isinstance(merge, str) and " " in merge) or
-                (isinstance(merge, list) and len(merge) == 2 and all(isinstance(m, str) for m in merge))):
+        if not (
+            (isinstance(merge, str) and " " in merge)
+            or (isinstance(merge, list) and len(merge) == 2 and all(isinstance(m, str) for m in merge))
+        ):
             raise model.error(f"merges[{n}]", "'a b' or [a, b] (two tokens)", merge)
     _check_merge_order(path, vocab, merges)
     return ranks, pat_str, specials
@@ -209,6 +226,8 @@ def _check_merge_order(path: Path, vocab: Mapping[str, int], merges: list) -> No
         if i is None:
             raise FormatError(f"{path}: merge #{n} {a!r} + {b!r} makes {token!r}, which is not in the vocab")
         if i < last:
-            raise FormatError(f"{path}: merge #{n} makes {token!r} with id {i}, below an earlier merge's id {last}; "
-                              f"tokvec needs ids in merge order (as the HF trainer writes them)")
+            raise FormatError(
+                f"{path}: merge #{n} makes {token!r} with id {i}, below an earlier merge's id {last}; "
+                f"tokvec needs ids in merge order (as the HF trainer writes them)"
+            )
         last = i

@@ -71,29 +71,44 @@ def registry_entry(name: str) -> RegistryEntry:
     """
     constructor = _constructor(name)
     module_globals = constructor.__globals__
-    calls = [n for n in constructor.__code__.co_names
-             if n in module_globals and callable(module_globals[n]) and n not in _LOADERS]
+    calls = [
+        n
+        for n in constructor.__code__.co_names
+        if n in module_globals and callable(module_globals[n]) and n not in _LOADERS
+    ]
     if calls:
-        raise TokvecValueError(f"tiktoken's constructor of {name!r} calls {calls}, which tokvec cannot run without "
-                               f"loading files; load the .tiktoken file by path instead")
+        raise TokvecValueError(
+            f"tiktoken's constructor of {name!r} calls {calls}, which tokvec cannot run without "
+            f"loading files; load the .tiktoken file by path instead"
+        )
     files: list[BlobFile] = []
 
     def load_tiktoken_bpe(url: str, expected_hash: str | None = None) -> dict:
         files.append(BlobFile(url, expected_hash))
         return {}
 
-    def data_gym_to_mergeable_bpe_ranks(vocab_bpe_file: str, encoder_json_file: str, vocab_bpe_hash: str | None = None,
-                                        encoder_json_hash: str | None = None, **_: Any) -> dict:
+    def data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file: str,
+        encoder_json_file: str,
+        vocab_bpe_hash: str | None = None,
+        encoder_json_hash: str | None = None,
+        **_: Any,
+    ) -> dict:
         files.extend([BlobFile(vocab_bpe_file, vocab_bpe_hash), BlobFile(encoder_json_file, encoder_json_hash)])
         return {}
 
-    recording = {**module_globals, "load_tiktoken_bpe": load_tiktoken_bpe,
-                 "data_gym_to_mergeable_bpe_ranks": data_gym_to_mergeable_bpe_ranks}
-    dry = types.FunctionType(constructor.__code__, recording, constructor.__name__, constructor.__defaults__,
-                             constructor.__closure__)
+    recording = {
+        **module_globals,
+        "load_tiktoken_bpe": load_tiktoken_bpe,
+        "data_gym_to_mergeable_bpe_ranks": data_gym_to_mergeable_bpe_ranks,
+    }
+    dry = types.FunctionType(
+        constructor.__code__, recording, constructor.__name__, constructor.__defaults__, constructor.__closure__
+    )
     spec = dry()
-    return RegistryEntry(name=name, files=tuple(files), pat_str=spec["pat_str"],
-                         special_tokens=dict(spec["special_tokens"]))
+    return RegistryEntry(
+        name=name, files=tuple(files), pat_str=spec["pat_str"], special_tokens=dict(spec["special_tokens"])
+    )
 
 
 def tiktoken_cache_dir() -> Path | None:
@@ -115,8 +130,10 @@ def _missing(entry: RegistryEntry, cache: Path | None, absent: list[BlobFile]) -
     else:
         saved = " and ".join(str(cache / f.cache_name) for f in absent)
         ways.append(f"save it as {saved} (tiktoken's cache: $TIKTOKEN_CACHE_DIR, file name = sha1 of the URL)")
-    return TokvecValueError(f"tiktoken encoding {entry.name!r} is not on this machine and tokvec does not download: "
-                            f"fetch {what}, then " + ", or ".join(ways))
+    return TokvecValueError(
+        f"tiktoken encoding {entry.name!r} is not on this machine and tokvec does not download: "
+        f"fetch {what}, then " + ", or ".join(ways)
+    )
 
 
 def load_encoding(name: str) -> dict[str, Any]:
@@ -134,8 +151,10 @@ def load_encoding(name: str) -> dict[str, Any]:
         path = cache / f.cache_name
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if f.sha256 is not None and digest != f.sha256:
-            raise FormatError(f"{path} is in tiktoken's cache for {f.url} but its sha256 is {digest[:12]}..., not "
-                              f"{f.sha256[:12]}...: a partial or different file; delete it and download it again")
+            raise FormatError(
+                f"{path} is in tiktoken's cache for {f.url} but its sha256 is {digest[:12]}..., not "
+                f"{f.sha256[:12]}...: a partial or different file; delete it and download it again"
+            )
     return _constructor(name)()  # tiktoken's loader: reads the verified cached files
 
 

@@ -102,4 +102,3 @@ class VocabTokenizer(Tokenizer):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, normalization={self.normalization!r})"
-

@@ -89,8 +89,12 @@ class WordTokenizer(VocabTokenizer):
         segmenter: Segmenter | None = None,
     ) -> "WordTokenizer":
         """Build the word vocabulary of ``texts`` (most frequent first)."""
-        probe = cls(Vocabulary([]), normalization=check_normalization(normalization),
-                    keep_whitespace=keep_whitespace, segmenter=segmenter)
+        probe = cls(
+            Vocabulary([]),
+            normalization=check_normalization(normalization),
+            keep_whitespace=keep_whitespace,
+            segmenter=segmenter,
+        )
         vocab = cls._train_vocab(texts, probe.tokens, min_freq=min_freq, max_size=max_size, specials=specials)
         return cls(vocab, normalization=probe.normalization, keep_whitespace=keep_whitespace, segmenter=segmenter)
 
@@ -116,8 +120,12 @@ class WordTokenizer(VocabTokenizer):
 
         words = read_word_vectors(path, format=format, words_only=True, limit=limit).words
         vocab = Vocabulary(words, specials=specials)
-        return cls(vocab, normalization=check_normalization(normalization), keep_whitespace=keep_whitespace,
-                   segmenter=segmenter)
+        return cls(
+            vocab,
+            normalization=check_normalization(normalization),
+            keep_whitespace=keep_whitespace,
+            segmenter=segmenter,
+        )
 
     def _split(self, text: str) -> list[str]:
         pieces = list(self.segmenter(text)) if self.segmenter else _WORD_RE.findall(text)
@@ -147,8 +155,9 @@ class WordTokenizer(VocabTokenizer):
         return {**super().to_dict(), "keep_whitespace": self.keep_whitespace, "segmenter": self.segmenter_name}
 
     @classmethod
-    def from_dict(cls, data: Mapping, *, source: str = "tokenizer data", segmenter: Segmenter | None = None,
-                  **options: Any) -> "WordTokenizer":
+    def from_dict(
+        cls, data: Mapping, *, source: str = "tokenizer data", segmenter: Segmenter | None = None, **options: Any
+    ) -> "WordTokenizer":
         from .._schema import Doc
 
         doc = Doc(data, source)

@@ -78,8 +78,9 @@ class WordVectors:
             return self.index[word]
         except KeyError:
             hint = f"; it has {word.lower()!r}" if word.lower() in self.index else ""
-            raise UnknownTokenError(f"{word!r} is not among the {len(self.words):,} words of "
-                                    f"{self.path or 'these vectors'}{hint}") from None
+            raise UnknownTokenError(
+                f"{word!r} is not among the {len(self.words):,} words of {self.path or 'these vectors'}{hint}"
+            ) from None
 
     def _cosines(self, query: Tensor) -> Tensor:
         """cos(query, every row): query (d,) -> (n,). Rows of norm 0 score 0."""
@@ -110,8 +111,14 @@ class WordVectors:
         return self._top(self._cosines(unit[0] - unit[1] + unit[2]), k, set(rows))
 
 
-def read_word_vectors(path: str | os.PathLike, *, format: str = "auto", words_only: bool = False,
-                      limit: int | None = None, progress: Callable[[int], None] | None = None) -> WordVectors:
+def read_word_vectors(
+    path: str | os.PathLike,
+    *,
+    format: str = "auto",
+    words_only: bool = False,
+    limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> WordVectors:
     """Read a GloVe / word2vec / fastText file into one float32 (n, d) tensor.
 
     ``format``: ``"auto"`` (detected) or one of :data:`FORMATS`. ``limit``: read the first ``limit``
@@ -131,8 +138,7 @@ def read_word_vectors(path: str | os.PathLike, *, format: str = "auto", words_on
     if fmt == "word2vec-binary":
         words, table = _read_binary(path, words_only=words_only, limit=limit, progress=progress)
     else:
-        words, table = _read_text(path, header=fmt == "word2vec", words_only=words_only, limit=limit,
-                                  progress=progress)
+        words, table = _read_text(path, header=fmt == "word2vec", words_only=words_only, limit=limit, progress=progress)
     _check_unique(words, path, first_line=2 if fmt != "glove" else 1, binary=fmt == "word2vec-binary")
     return WordVectors(words, table, str(path), fmt)
 
@@ -147,8 +153,9 @@ def vector_dim(path: str | os.PathLike, *, format: str = "auto") -> int:
         first = f.readline()
     if fmt == "glove":
         if len(first.split()) < 2:
-            raise FormatError(f"{path}, line 1: expected a word then its numbers, got "
-                              f"{first[:80].decode('utf-8', 'replace')!r}")
+            raise FormatError(
+                f"{path}, line 1: expected a word then its numbers, got {first[:80].decode('utf-8', 'replace')!r}"
+            )
         return len(first.split()) - 1
     return _header(first, path)[1]
 
@@ -175,8 +182,10 @@ def detect_format(path: Path) -> str:
 def _header(line: bytes, path: Path) -> tuple[int, int]:
     fields = line.split()
     if len(fields) != 2 or not all(x.isdigit() for x in fields):
-        raise FormatError(f"{path}, line 1: expected the header 'n_words dim' (two integers), "
-                          f"got {line[:80].decode('utf-8', 'replace')!r}")
+        raise FormatError(
+            f"{path}, line 1: expected the header 'n_words dim' (two integers), "
+            f"got {line[:80].decode('utf-8', 'replace')!r}"
+        )
     n, d = int(fields[0]), int(fields[1])
     if d < 1:
         raise FormatError(f"{path}, line 1: the header says dim {d}; a vector needs dim >= 1")
@@ -204,8 +213,9 @@ def _blocks(f, first_offset: int):
         line += block.count(b"\n", 0, cut)
 
 
-def _read_text(path: Path, *, header: bool, words_only: bool, limit: int | None,
-               progress: Callable[[int], None] | None) -> tuple[list[str], Tensor]:
+def _read_text(
+    path: Path, *, header: bool, words_only: bool, limit: int | None, progress: Callable[[int], None] | None
+) -> tuple[list[str], Tensor]:
     with open(path, "rb") as f:
         first = f.readline()
         if header:
@@ -214,8 +224,9 @@ def _read_text(path: Path, *, header: bool, words_only: bool, limit: int | None,
         else:
             d = len(first.split()) - 1
             if d < 1:
-                raise FormatError(f"{path}, line 1: expected a word then its numbers, got "
-                                  f"{first[:80].decode('utf-8', 'replace')!r}")
+                raise FormatError(
+                    f"{path}, line 1: expected a word then its numbers, got {first[:80].decode('utf-8', 'replace')!r}"
+                )
             n = _count_lines(f)
             start, line_no = 0, 1
         rows = n if limit is None else min(n, limit)
@@ -237,28 +248,36 @@ def _read_text(path: Path, *, header: bool, words_only: bool, limit: int | None,
                 ended_at = ended_at or first_no + blank
                 late = next((i for i, line in enumerate(lines) if line.strip() and first_no + i > ended_at), None)
                 if late is not None:
-                    raise FormatError(f"{path}, line {ended_at}: an empty line among the vectors; expected "
-                                      f"'word v1 ... vd' on every line")
-                lines = lines[:max(0, ended_at - first_no)]
+                    raise FormatError(
+                        f"{path}, line {ended_at}: an empty line among the vectors; expected "
+                        f"'word v1 ... vd' on every line"
+                    )
+                lines = lines[: max(0, ended_at - first_no)]
             take = min(len(lines), rows - len(words))
             if take < len(lines) and limit is None:
-                raise FormatError(f"{path}, line {first_no + take}: more lines than the {n:,} words the "
-                                  f"header announces; fix the header or the file")
+                raise FormatError(
+                    f"{path}, line {first_no + take}: more lines than the {n:,} words the "
+                    f"header announces; fix the header or the file"
+                )
             lines = lines[:take]
             _check_columns(block, lines, d, path, first_no)
             for i, raw in enumerate(lines):
                 try:
                     words.append(raw.split(None, 1)[0].decode("utf-8"))
                 except UnicodeDecodeError as e:
-                    raise FormatError(f"{path}, line {first_no + i}: the word is not UTF-8 (byte {e.start}); "
-                                      f"word-vector files are UTF-8 text") from None
+                    raise FormatError(
+                        f"{path}, line {first_no + i}: the word is not UTF-8 (byte {e.start}); "
+                        f"word-vector files are UTF-8 text"
+                    ) from None
             if not words_only:
-                _parse_numbers(lines, out[len(words) - take:len(words)], d, path, first_no)
+                _parse_numbers(lines, out[len(words) - take : len(words)], d, path, first_no)
             if len(words) == rows:
                 break
     if len(words) < rows:
-        raise FormatError(f"{path}: the header announces {n:,} words but the file holds {len(words):,} "
-                          f"(truncated?); fix the header or pass limit={len(words)}")
+        raise FormatError(
+            f"{path}: the header announces {n:,} words but the file holds {len(words):,} "
+            f"(truncated?); fix the header or pass limit={len(words)}"
+        )
     return words, table
 
 
@@ -271,7 +290,7 @@ def _count_lines(f) -> int:
     f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
     end = f.read()
     f.seek(0)
-    return newlines - end[len(end.rstrip()):].count(b"\n") + 1
+    return newlines - end[len(end.rstrip()) :].count(b"\n") + 1
 
 
 def _check_columns(block: bytes, lines: list[bytes], d: int, path: Path, first_no: int) -> None:
@@ -292,34 +311,46 @@ def _check_columns(block: bytes, lines: list[bytes], d: int, path: Path, first_n
     if len(bad):
         i = int(bad[0])
         found = len(lines[i].split())
-        raise FormatError(f"{path}, line {first_no + i}: expected a word and {d} numbers ({d + 1} columns), "
-                          f"found {found} column(s)"
-                          + ("; a word with a space in it?" if found > d + 1 else ""))
+        raise FormatError(
+            f"{path}, line {first_no + i}: expected a word and {d} numbers ({d + 1} columns), "
+            f"found {found} column(s)" + ("; a word with a space in it?" if found > d + 1 else "")
+        )
 
 
 def _parse_numbers(lines: list[bytes], out: np.ndarray, d: int, path: Path, first_no: int) -> None:
     """Parse columns 1..d of ``lines`` into ``out`` (len(lines), d) with numpy's C reader."""
     text = b"\n".join(lines).decode("latin-1")  # numbers are ASCII; words are skipped (usecols)
     try:
-        out[:] = np.loadtxt(io.StringIO(text), dtype=np.float32, usecols=range(1, d + 1), comments=None,
-                            delimiter=None, quotechar=None, ndmin=2)
+        out[:] = np.loadtxt(
+            io.StringIO(text),
+            dtype=np.float32,
+            usecols=range(1, d + 1),
+            comments=None,
+            delimiter=None,
+            quotechar=None,
+            ndmin=2,
+        )
     except ValueError:
         for i, line in enumerate(lines):
             for j, value in enumerate(line.split()[1:], 1):
                 try:
                     float(value)
                 except ValueError:
-                    raise FormatError(f"{path}, line {first_no + i}, column {j + 1}: expected a number, got "
-                                      f"{value[:40].decode('utf-8', 'replace')!r}") from None
+                    raise FormatError(
+                        f"{path}, line {first_no + i}, column {j + 1}: expected a number, got "
+                        f"{value[:40].decode('utf-8', 'replace')!r}"
+                    ) from None
         raise
     if not np.isfinite(out).all():
         row, col = np.argwhere(~np.isfinite(out))[0]
-        raise FormatError(f"{path}, line {first_no + int(row)}, column {int(col) + 2}: expected a finite "
-                          f"number, got {out[row, col]}")
+        raise FormatError(
+            f"{path}, line {first_no + int(row)}, column {int(col) + 2}: expected a finite number, got {out[row, col]}"
+        )
 
 
-def _read_binary(path: Path, *, words_only: bool, limit: int | None,
-                 progress: Callable[[int], None] | None) -> tuple[list[str], Tensor]:
+def _read_binary(
+    path: Path, *, words_only: bool, limit: int | None, progress: Callable[[int], None] | None
+) -> tuple[list[str], Tensor]:
     size = path.stat().st_size
     with open(path, "rb") as f:
         first = f.readline()
@@ -327,8 +358,10 @@ def _read_binary(path: Path, *, words_only: bool, limit: int | None,
         rows = n if limit is None else min(n, limit)
         record = 4 * d
         if size - len(first) < rows * (record + 2):
-            raise FormatError(f"{path}: the header announces {n:,} words of dim {d} ({rows * (record + 2):,}+ "
-                              f"bytes) but only {size - len(first):,} bytes follow; the file is truncated")
+            raise FormatError(
+                f"{path}: the header announces {n:,} words of dim {d} ({rows * (record + 2):,}+ "
+                f"bytes) but only {size - len(first):,} bytes follow; the file is truncated"
+            )
         table = torch.empty((rows, 0 if words_only else d), dtype=torch.float32)
         out = table.numpy()
         words: list[str] = []
@@ -350,24 +383,31 @@ def _read_binary(path: Path, *, words_only: bool, limit: int | None,
             space = buf.find(b" ", pos, pos + 1024)
             if space < 0:
                 what = "the file ends" if len(buf) - pos < 1024 else "no space within 1024 bytes"
-                raise FormatError(f"{path}, record {i + 1} (byte {offset + pos}): expected a word and a space, "
-                                  f"{what}; the file is truncated or not word2vec binary")
+                raise FormatError(
+                    f"{path}, record {i + 1} (byte {offset + pos}): expected a word and a space, "
+                    f"{what}; the file is truncated or not word2vec binary"
+                )
             if len(buf) - space - 1 < record:
-                raise FormatError(f"{path}, record {i + 1} (byte {offset + pos}): expected {record} bytes of "
-                                  f"{d} float32 after the word, only {len(buf) - space - 1} remain; the file "
-                                  f"is truncated")
+                raise FormatError(
+                    f"{path}, record {i + 1} (byte {offset + pos}): expected {record} bytes of "
+                    f"{d} float32 after the word, only {len(buf) - space - 1} remain; the file "
+                    f"is truncated"
+                )
             try:
                 words.append(buf[pos:space].decode("utf-8"))
             except UnicodeDecodeError:
-                raise FormatError(f"{path}, record {i + 1} (byte {offset + pos}): the word is not UTF-8; is this "
-                                  f"a text file (format='word2vec')?") from None
+                raise FormatError(
+                    f"{path}, record {i + 1} (byte {offset + pos}): the word is not UTF-8; is this "
+                    f"a text file (format='word2vec')?"
+                ) from None
             if not words_only:
                 out[i] = np.frombuffer(buf, dtype="<f4", count=d, offset=space + 1)
             pos = space + 1 + record
     if not words_only and not np.isfinite(out).all():
         row = int(np.argwhere(~np.isfinite(out))[0][0])
-        raise FormatError(f"{path}, record {row + 1} ({words[row]!r}): expected finite float32 numbers, "
-                          f"found NaN or infinity")
+        raise FormatError(
+            f"{path}, record {row + 1} ({words[row]!r}): expected finite float32 numbers, found NaN or infinity"
+        )
     return words, table
 
 
@@ -379,6 +419,8 @@ def _check_unique(words: list[str], path: Path, *, first_line: int, binary: bool
     start = 1 if binary else first_line
     for i, w in enumerate(words):
         if w in seen:
-            raise FormatError(f"{path}, {unit} {start + i}: the word {w!r} appears twice (first at {unit} "
-                              f"{start + seen[w]}); each word needs exactly one vector")
+            raise FormatError(
+                f"{path}, {unit} {start + i}: the word {w!r} appears twice (first at {unit} "
+                f"{start + seen[w]}); each word needs exactly one vector"
+            )
         seen[w] = i

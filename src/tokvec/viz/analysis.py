@@ -22,20 +22,28 @@ _KINDS = {"q_i·k_j/√hd": "rotary", "bias(i,j)": "bias", "term(q_i,k_j)": "ter
 
 
 # -- positional encodings ---------------------------------------------------------------------
-def build_scheme(positional: str | PositionalEncoding, *, d_model: int, n_heads: int, max_len: int,
-                 **options: Any) -> PositionalEncoding:
+def build_scheme(
+    positional: str | PositionalEncoding, *, d_model: int, n_heads: int, max_len: int, **options: Any
+) -> PositionalEncoding:
     """A scheme by name (or as given) with the model-wide context every scheme may need."""
     if isinstance(positional, PositionalEncoding):
         return positional
-    return build(positional, d_model=d_model, n_heads=n_heads, head_dim=head_dim_for(d_model, n_heads), max_len=max_len,
-                 **options)
+    return build(
+        positional,
+        d_model=d_model,
+        n_heads=n_heads,
+        head_dim=head_dim_for(d_model, n_heads),
+        max_len=max_len,
+        **options,
+    )
 
 
 MAX_PLOT_POSITIONS = 8192  # rows a figure can show; (h, n, n) scores grow with the square
 
 
-def pe_table(positional: str | PositionalEncoding = "sinusoidal", *, d_model: int = 128, max_len: int = 200,
-             **options: Any) -> tuple[np.ndarray, PositionalEncoding]:
+def pe_table(
+    positional: str | PositionalEncoding = "sinusoidal", *, d_model: int = 128, max_len: int = 200, **options: Any
+) -> tuple[np.ndarray, PositionalEncoding]:
     """The additive position vectors of positions 0..max_len-1: (max_len, d_model), and the scheme."""
     from .._checks import check_int_arg
 
@@ -45,7 +53,8 @@ def pe_table(positional: str | PositionalEncoding = "sinusoidal", *, d_model: in
         raise TokvecValueError(
             f"positional scheme {scheme.name!r} acts on {scheme.acts_on!r}: it adds no vectors to the input, so "
             f"there is no table to draw; plot its effect on attention scores with plot_pe_similarity "
-            f"(tokvec plot pe-similarity --positional {scheme.name})")
+            f"(tokvec plot pe-similarity --positional {scheme.name})"
+        )
     with torch.no_grad():
         return scheme.table(max_len).detach().float().cpu().numpy(), scheme
 
@@ -73,9 +82,16 @@ class PositionalScores:
         return np.arange(n), self.scores[:, n - 1, ::-1]
 
 
-def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_positions: int = 64,
-                      d_model: int = 64, n_heads: int = 4, method: str = "auto", vector: torch.Tensor | None = None,
-                      **options: Any) -> PositionalScores:
+def positional_scores(
+    positional: str | PositionalEncoding = "sinusoidal",
+    *,
+    n_positions: int = 64,
+    d_model: int = 64,
+    n_heads: int = 4,
+    method: str = "auto",
+    vector: torch.Tensor | None = None,
+    **options: Any,
+) -> PositionalScores:
     """Score of query position i against key position j that comes from the positional scheme alone.
 
     Additive schemes: PE(i)·PE(j) (n, n). Attention-level schemes, through the interface the attention
@@ -89,16 +105,26 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
         raise TokvecValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     from .._checks import check_int_arg, check_memory
 
-    check_int_arg("n_positions", n_positions, lo=2, hi=MAX_PLOT_POSITIONS,
-                  fix="a plot shows a few thousand positions at most; e.g. 256")
+    check_int_arg(
+        "n_positions",
+        n_positions,
+        lo=2,
+        hi=MAX_PLOT_POSITIONS,
+        fix="a plot shows a few thousand positions at most; e.g. 256",
+    )
     heads = n_heads if isinstance(n_heads, int) and not isinstance(n_heads, bool) and n_heads > 0 else 1
     # (h, n, n) float64 scores plus as many intermediates (causal mask, bias, term, attention weights)
-    check_memory(f"scores of {n_positions} x {n_positions} positions for {heads} head(s)",
-                 6 * 8 * heads * n_positions ** 2, fix="use fewer positions (--n-positions) or heads")
+    check_memory(
+        f"scores of {n_positions} x {n_positions} positions for {heads} head(s)",
+        6 * 8 * heads * n_positions**2,
+        fix="use fewer positions (--n-positions) or heads",
+    )
     scheme = build_scheme(positional, d_model=d_model, n_heads=n_heads, max_len=n_positions, **options)
     if method == "attention" and scheme.acts_on != "attention":
-        raise TokvecValueError(f"method 'attention' measures schemes that act inside attention; {scheme.name!r} "
-                               f"acts on {scheme.acts_on!r}: use method 'auto'")
+        raise TokvecValueError(
+            f"method 'attention' measures schemes that act inside attention; {scheme.name!r} "
+            f"acts on {scheme.acts_on!r}: use method 'auto'"
+        )
     n = n_positions
     causal = np.tril(np.ones((n, n), dtype=bool))
     device = _device_of(scheme)  # a run's scheme may live on a GPU: compute there, return NumPy
@@ -108,15 +134,24 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
             scores = (table @ table.T).unsqueeze(0).numpy()
             return PositionalScores(scheme.name, "dot", scores, "PE(i)·PE(j)")
         if scheme.acts_on == "none":
-            return PositionalScores(scheme.name, "none", np.where(causal, 0.0, np.nan)[None],
-                                    "no positional signal (NoPE)")
+            return PositionalScores(
+                scheme.name, "none", np.where(causal, 0.0, np.nan)[None], "no positional signal (NoPE)"
+            )
         heads = getattr(scheme, "n_heads", None) or n_heads
         head_dim = getattr(scheme, "head_dim", None) or d_model // n_heads
         if method == "attention":
-            return _masked(scheme.name, "attention", _attention_scores(scheme, n, d_model, n_heads).numpy(),
-                           "log w(i,j) - log w(i,i)", causal)
-        v = torch.ones(head_dim, device=device) if vector is None else \
-            torch.as_tensor(vector, dtype=torch.float32, device=device)
+            return _masked(
+                scheme.name,
+                "attention",
+                _attention_scores(scheme, n, d_model, n_heads).numpy(),
+                "log w(i,j) - log w(i,i)",
+                causal,
+            )
+        v = (
+            torch.ones(head_dim, device=device)
+            if vector is None
+            else torch.as_tensor(vector, dtype=torch.float32, device=device)
+        )
         if v.shape != (head_dim,):
             raise TokvecValueError(f"vector must have shape ({head_dim},) = (head_dim,), got {tuple(v.shape)}")
         x = v.expand(1, heads, n, head_dim).contiguous()  # (b=1, h, n, hd): the same content everywhere
@@ -134,8 +169,13 @@ def positional_scores(positional: str | PositionalEncoding = "sinusoidal", *, n_
             scores = scores + term[0].detach().double()
             parts.append("term(q_i,k_j)")
         if not parts:  # acts in attention through none of the hooks measured here
-            return _masked(scheme.name, "attention", _attention_scores(scheme, n, d_model, n_heads).numpy(),
-                           "log w(i,j) - log w(i,i)", causal)
+            return _masked(
+                scheme.name,
+                "attention",
+                _attention_scores(scheme, n, d_model, n_heads).numpy(),
+                "log w(i,j) - log w(i,i)",
+                causal,
+            )
         kind = "+".join(_KINDS[p] for p in parts)
         scores, label = scores.cpu().numpy(), " + ".join(parts)
         return _masked(scheme.name, kind, scores, label, causal)
@@ -182,7 +222,7 @@ def pca_2d(x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     vt = vt[:2]
     signs = np.sign(vt[np.arange(2), np.abs(vt).argmax(axis=1)])
     vt = vt * signs[:, None]
-    total = float((s ** 2).sum())
+    total = float((s**2).sum())
     explained = (s[:2] ** 2) / total if total > 0 else np.zeros(2)
     return centered @ vt.T, explained
 
@@ -228,8 +268,9 @@ class Neighbor:
     similarity: float
 
 
-def neighbors(table: torch.Tensor | np.ndarray, tokens: Sequence[str], query: str | int, *, k: int = 10
-              ) -> list[Neighbor]:
+def neighbors(
+    table: torch.Tensor | np.ndarray, tokens: Sequence[str], query: str | int, *, k: int = 10
+) -> list[Neighbor]:
     """The ``k`` tokens whose rows have the highest cosine similarity to ``query``'s row (itself excluded).
 
     table: (V, d); tokens: the V token strings (``token_strings(tokenizer)``); query: a token or an id.
@@ -237,8 +278,9 @@ def neighbors(table: torch.Tensor | np.ndarray, tokens: Sequence[str], query: st
     """
     table = torch.as_tensor(np.asarray(table) if not isinstance(table, torch.Tensor) else table).detach().double()
     if table.dim() != 2 or table.shape[0] != len(tokens):
-        raise TokvecValueError(f"table must be (V, d) with one row per token; got {tuple(table.shape)} "
-                               f"for {len(tokens)} tokens")
+        raise TokvecValueError(
+            f"table must be (V, d) with one row per token; got {tuple(table.shape)} for {len(tokens)} tokens"
+        )
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise TokvecValueError(f"k must be a positive integer, got {k!r}")
     index = _find_token(tokens, query)
@@ -252,8 +294,9 @@ def neighbors(table: torch.Tensor | np.ndarray, tokens: Sequence[str], query: st
 def _find_token(tokens: Sequence[str], query: str | int) -> int:
     if isinstance(query, int) and not isinstance(query, bool):
         if not 0 <= query < len(tokens):
-            raise TokvecValueError(f"token id {query} is out of range for vocab_size {len(tokens)}; "
-                                   f"use an id in [0, {len(tokens) - 1}]")
+            raise TokvecValueError(
+                f"token id {query} is out of range for vocab_size {len(tokens)}; use an id in [0, {len(tokens) - 1}]"
+            )
         return query
     try:
         return list(tokens).index(query)
@@ -292,8 +335,10 @@ def attention_maps(model, tokenizer, text: str, *, layer: int = 0) -> tuple[torc
     """
     n_layers = n_layers_of(model)
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
-        raise TokvecValueError(f"layer {layer!r} is out of range: this model has {n_layers} layer"
-                               f"{'s' if n_layers != 1 else ''}, numbered 0..{n_layers - 1}")
+        raise TokvecValueError(
+            f"layer {layer!r} is out of range: this model has {n_layers} layer"
+            f"{'s' if n_layers != 1 else ''}, numbered 0..{n_layers - 1}"
+        )
     if not isinstance(text, str) or not text:
         raise TokvecValueError("text is empty: give the text whose attention to draw")
     ids = tokenizer.encode(text)
@@ -303,8 +348,9 @@ def attention_maps(model, tokenizer, text: str, *, layer: int = 0) -> tuple[torc
         pieces = [strings[i] for i in ids]
     context = getattr(getattr(model, "config", None), "context_length", None)
     if context is not None and len(ids) > context:
-        raise TokvecValueError(f"text is {len(ids)} tokens, longer than the model's context_length {context}; "
-                               f"use a shorter text")
+        raise TokvecValueError(
+            f"text is {len(ids)} tokens, longer than the model's context_length {context}; use a shorter text"
+        )
     was_training = model.training
     model.eval()
     try:

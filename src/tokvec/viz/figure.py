@@ -34,8 +34,14 @@ def new_figure(plot: str, *, figsize: tuple[float, float], texts: Iterable[str] 
     with cjk_text() as font:
         fig = Figure(figsize=figsize, layout="constrained")
         needs_cjk = any(has_cjk(t) for t in texts)
-        fig.tokvec_info = {"plot": plot, "font": font.name, "font_path": font.path, "needs_cjk": needs_cjk,
-                           "font_note": font.describe(), **info}
+        fig.tokvec_info = {
+            "plot": plot,
+            "font": font.name,
+            "font_path": font.path,
+            "needs_cjk": needs_cjk,
+            "font_note": font.describe(),
+            **info,
+        }
         if needs_cjk and not font.found:
             fig.text(0.01, 0.005, "⚠ " + font.describe(), fontsize=7, color="#b00020", ha="left", va="bottom")
         yield fig
@@ -46,8 +52,9 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> Path:
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise TokvecValueError(f"cannot save a figure as {path.suffix or 'a file without extension'!r} ({path}); "
-                               f"name it .png or .svg")
+        raise TokvecValueError(
+            f"cannot save a figure as {path.suffix or 'a file without extension'!r} ({path}); name it .png or .svg"
+        )
     metadata = {"Creator": "tokvec"} if fmt == "svg" else {"Software": "tokvec"}
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format=fmt, dpi=dpi, metadata=metadata)
@@ -69,7 +76,7 @@ def display_token(piece: str, limit: int = 12) -> str:
     for ch in piece:
         if ch in _VISIBLE:
             out.append(_VISIBLE[ch])
-        elif ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0:
+        elif ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0:
             out.append(f"\\x{ord(ch):02x}")
         else:
             out.append(ch)

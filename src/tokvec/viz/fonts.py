@@ -19,10 +19,25 @@ from typing import Iterator
 
 # Families known to cover CJK, best first. Chinese (SC) first: tokvec's Chinese corpora are the common case.
 PREFERRED = (
-    "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK JP", "Noto Sans CJK KR",
-    "Source Han Sans SC", "Source Han Sans CN", "Source Han Sans", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
-    "Noto Serif CJK SC", "Droid Sans Fallback", "AR PL UMing CN", "AR PL UKai CN", "SimHei", "Microsoft YaHei",
-    "PingFang SC", "Hiragino Sans GB", "Heiti SC", "Arial Unicode MS",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK TC",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK KR",
+    "Source Han Sans SC",
+    "Source Han Sans CN",
+    "Source Han Sans",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Noto Serif CJK SC",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+    "AR PL UKai CN",
+    "SimHei",
+    "Microsoft YaHei",
+    "PingFang SC",
+    "Hiragino Sans GB",
+    "Heiti SC",
+    "Arial Unicode MS",
 )
 PROBE = "你好嗎王"  # a font must carry all of these to count as CJK-capable
 BASE_FAMILY = "DejaVu Sans"  # matplotlib's bundled font: always present, covers Latin, Greek, arrows

@@ -21,8 +21,9 @@ from .figure import display_token, new_figure
 MAX_TICK_LABELS = 48  # beyond this, token tick labels overlap into a black smear
 
 
-def plot_pe(positional: str | PositionalEncoding = "sinusoidal", *, d_model: int = 128, max_len: int = 200,
-            **options: Any):
+def plot_pe(
+    positional: str | PositionalEncoding = "sinusoidal", *, d_model: int = 128, max_len: int = 200, **options: Any
+):
     """Heatmap of the additive position vectors: rows = positions 0..max_len-1, columns = dimensions.
 
     The image's array is the scheme's (max_len, d_model) table itself.
@@ -39,17 +40,26 @@ def plot_pe(positional: str | PositionalEncoding = "sinusoidal", *, d_model: int
     return fig
 
 
-def plot_pe_similarity(positional: str | PositionalEncoding = "sinusoidal", *, n_positions: int = 64,
-                       d_model: int = 64, n_heads: int = 4, method: str = "auto", **options: Any):
+def plot_pe_similarity(
+    positional: str | PositionalEncoding = "sinusoidal",
+    *,
+    n_positions: int = 64,
+    d_model: int = 64,
+    n_heads: int = 4,
+    method: str = "auto",
+    **options: Any,
+):
     """How a scheme alone relates positions: the (query i × key j) score matrix and score vs distance.
 
     See :func:`~tokvec.viz.analysis.positional_scores` for what "score" means for each kind of scheme.
     """
-    result = positional_scores(positional, n_positions=n_positions, d_model=d_model, n_heads=n_heads,
-                               method=method, **options)
+    result = positional_scores(
+        positional, n_positions=n_positions, d_model=d_model, n_heads=n_heads, method=method, **options
+    )
     distances, profile = result.by_distance()
-    with new_figure("pe-similarity", figsize=(11, 4.5), scheme=result.name, method=result.method,
-                    scores=result.scores) as fig:
+    with new_figure(
+        "pe-similarity", figsize=(11, 4.5), scheme=result.name, method=result.method, scores=result.scores
+    ) as fig:
         left, right = fig.subplots(1, 2)
         image = left.imshow(result.scores[0], cmap="viridis", interpolation="nearest")
         left.set_xlabel("key position j")
@@ -68,8 +78,14 @@ def plot_pe_similarity(positional: str | PositionalEncoding = "sinusoidal", *, n
     return fig
 
 
-def plot_embeddings(table: torch.Tensor | np.ndarray, tokens: Sequence[str], *, ids: Sequence[int] | None = None,
-                    top: int = 500, title: str | None = None):
+def plot_embeddings(
+    table: torch.Tensor | np.ndarray,
+    tokens: Sequence[str],
+    *,
+    ids: Sequence[int] | None = None,
+    top: int = 500,
+    title: str | None = None,
+):
     """2-D PCA of rows of a (V, d) table, each point labelled with its token.
 
     ids: the rows to show (default: the first ``top`` ids; in a frequency-ordered vocabulary, the most
@@ -77,7 +93,9 @@ def plot_embeddings(table: torch.Tensor | np.ndarray, tokens: Sequence[str], *, 
     """
     table = table.detach().cpu().numpy() if isinstance(table, torch.Tensor) else np.asarray(table)
     if table.ndim != 2 or table.shape[0] != len(tokens):
-        raise TokvecValueError(f"table must be (V, d) with one row per token; got {table.shape} for {len(tokens)} tokens")
+        raise TokvecValueError(
+            f"table must be (V, d) with one row per token; got {table.shape} for {len(tokens)} tokens"
+        )
     if ids is None:
         if not isinstance(top, int) or top < 2:
             raise TokvecValueError(f"top must be an integer >= 2, got {top!r}")
@@ -88,8 +106,7 @@ def plot_embeddings(table: torch.Tensor | np.ndarray, tokens: Sequence[str], *, 
         raise TokvecValueError(f"token id {bad[0]} is out of range for vocab_size {table.shape[0]}")
     coords, explained = pca_2d(table[ids])
     labels = [display_token(tokens[i]) for i in ids]
-    with new_figure("embeddings", figsize=(10, 8), texts=labels, ids=ids, coords=coords,
-                    explained=explained) as fig:
+    with new_figure("embeddings", figsize=(10, 8), texts=labels, ids=ids, coords=coords, explained=explained) as fig:
         ax = fig.add_subplot()
         ax.scatter(coords[:, 0], coords[:, 1], s=6, alpha=0.5, color="#4062bb")
         size = 9 if len(ids) <= 100 else 7 if len(ids) <= 300 else 6
@@ -102,8 +119,9 @@ def plot_embeddings(table: torch.Tensor | np.ndarray, tokens: Sequence[str], *, 
     return fig
 
 
-def plot_attention(weights: torch.Tensor | np.ndarray, pieces: Sequence[str], *, layer: int | None = None,
-                   title: str | None = None):
+def plot_attention(
+    weights: torch.Tensor | np.ndarray, pieces: Sequence[str], *, layer: int | None = None, title: str | None = None
+):
     """One heatmap per head of attention weights. weights: (h, s, s) query × key, rows summing to 1."""
     w = weights.detach().float().cpu().numpy() if isinstance(weights, torch.Tensor) else np.asarray(weights)
     if w.ndim != 3 or w.shape[1] != w.shape[2] or w.shape[1] != len(pieces):
@@ -113,8 +131,9 @@ def plot_attention(weights: torch.Tensor | np.ndarray, pieces: Sequence[str], *,
     cols = min(heads, 4)
     rows = -(-heads // cols)
     side = 2.2 + 0.12 * min(s, MAX_TICK_LABELS)
-    with new_figure("attention", figsize=(side * cols + 1, side * rows + 0.6), texts=labels, layer=layer,
-                    weights=w) as fig:
+    with new_figure(
+        "attention", figsize=(side * cols + 1, side * rows + 0.6), texts=labels, layer=layer, weights=w
+    ) as fig:
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
         image = None
         for h, ax in enumerate(axes):
@@ -143,13 +162,14 @@ def plot_loss(metrics: str | os.PathLike | Sequence[dict], *, title: str | None 
     last = final_losses(records)
     with new_figure("loss", figsize=(8, 4.5), final=last) as fig:
         ax = fig.add_subplot()
-        style = {"train": dict(lw=1.0, alpha=0.8, color="#4062bb"),
-                 "val": dict(lw=1.6, marker="o", ms=3, color="#d1495b")}
+        style = {
+            "train": dict(lw=1.0, alpha=0.8, color="#4062bb"),
+            "val": dict(lw=1.6, marker="o", ms=3, color="#d1495b"),
+        }
         for split in sorted({r["split"] for r in records}, key=lambda x: (x != "train", x)):
             points = sorted((r["step"], r["loss"]) for r in records if r["split"] == split)
             steps, losses = zip(*points)
-            ax.plot(steps, losses, label=f"{split} (last {losses[-1]:.3f} at step {steps[-1]})",
-                    **style.get(split, {}))
+            ax.plot(steps, losses, label=f"{split} (last {losses[-1]:.3f} at step {steps[-1]})", **style.get(split, {}))
         ax.set_xlabel("step")
         ax.set_ylabel("loss (cross-entropy, nats/token)")
         ax.set_title(title or "training curves")

@@ -45,26 +45,33 @@ def run_val_text(config: Mapping, tokenizer, run_dir: str | os.PathLike) -> str:
     data = config.get("data") if isinstance(config.get("data"), Mapping) else {}
     start, length = data.get("val_start"), data.get("val_tokens")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (start, length)):
-        raise FormatError("the run's config.json records no validation split (data.val_start, data.val_tokens); "
-                          "pass the validation text yourself (--val-text)")
+        raise FormatError(
+            "the run's config.json records no validation split (data.val_start, data.val_tokens); "
+            "pass the validation text yourself (--val-text)"
+        )
     path = Path(run_dir) / TOKENS_FILE
     try:
         ids = load_token_file(path, tokenizer=tokenizer)
     except FileNotFoundError:
-        raise FormatError(f"the run has no {TOKENS_FILE} (the ids it trained on); pass the validation text "
-                          f"yourself (--val-text)") from None
+        raise FormatError(
+            f"the run has no {TOKENS_FILE} (the ids it trained on); pass the validation text yourself (--val-text)"
+        ) from None
     if start + length > len(ids) or data.get("tokens") not in (None, len(ids)):
-        raise FormatError(f"{path} holds {len(ids)} ids but config.json records {data.get('tokens')} with a "
-                          f"validation split at {start}..{start + length}; pass the validation text yourself "
-                          f"(--val-text)")
-    return tokenizer.decode([int(i) for i in ids[start: start + length]])
+        raise FormatError(
+            f"{path} holds {len(ids)} ids but config.json records {data.get('tokens')} with a "
+            f"validation split at {start}..{start + length}; pass the validation text yourself "
+            f"(--val-text)"
+        )
+    return tokenizer.decode([int(i) for i in ids[start : start + length]])
 
 
 # -- numbers ------------------------------------------------------------------------------------
 def tokenizer_stats(tokenizer, text: str | None) -> dict[str, Any]:
     """vocab_size and, on ``text``, tokens, characters and tokens per character."""
-    stats: dict[str, Any] = {"kind": getattr(tokenizer, "kind", type(tokenizer).__name__),
-                             "vocab_size": tokenizer.vocab_size}
+    stats: dict[str, Any] = {
+        "kind": getattr(tokenizer, "kind", type(tokenizer).__name__),
+        "vocab_size": tokenizer.vocab_size,
+    }
     if text:
         n_tokens = len(tokenizer.encode(text))
         stats.update(characters=len(text), tokens=n_tokens, tokens_per_char=n_tokens / len(text))
@@ -98,8 +105,13 @@ figure{margin:0}figcaption{font-size:.85em;color:#555}
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:
     def cell(v: Any, tag: str = "td") -> str:
         num = isinstance(v, (int, float)) and not isinstance(v, bool)
-        text = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10_000 else \
-            f"{v:.4g}" if isinstance(v, float) else str(v)
+        text = (
+            f"{v:,}"
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10_000
+            else f"{v:.4g}"
+            if isinstance(v, float)
+            else str(v)
+        )
         return f"<{tag}{' class=num' if num and tag == 'td' else ''}>{html.escape(text)}</{tag}>"
 
     head = "<tr>" + "".join(cell(h, "th") for h in header) + "</tr>" if header else ""
@@ -111,8 +123,10 @@ def _figure(fig, caption: str) -> str:
     data = base64.b64encode(figure_png(fig)).decode("ascii")
     font = fig.tokvec_info.get("font_note", "")
     note = f" <span class=note>{html.escape(font)}</span>" if fig.tokvec_info.get("needs_cjk") else ""
-    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}{note}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(caption)}{note}</figcaption></figure>"
+    )
 
 
 def _section(parts: list[str], title: str, build: Callable[[], str]) -> None:
@@ -124,9 +138,18 @@ def _section(parts: list[str], title: str, build: Callable[[], str]) -> None:
     parts.append(f"<h2>{html.escape(title)}</h2>\n{body}")
 
 
-def build_report(run: RunData | str | os.PathLike, *, val_text: str | None = None, sample: str | None = None,
-                 prompt: str | None = None, max_new_tokens: int = 200, attention_text: str | None = None,
-                 top: int = 300, seed: int = 0, title: str | None = None) -> str:
+def build_report(
+    run: RunData | str | os.PathLike,
+    *,
+    val_text: str | None = None,
+    sample: str | None = None,
+    prompt: str | None = None,
+    max_new_tokens: int = 200,
+    attention_text: str | None = None,
+    top: int = 300,
+    seed: int = 0,
+    title: str | None = None,
+) -> str:
     """The report page as one HTML string (write it with :func:`write_report`).
 
     val_text: text to measure the tokenizer on (tokens per character); default: the run's validation
@@ -145,31 +168,48 @@ def build_report(run: RunData | str | os.PathLike, *, val_text: str | None = Non
             val_source = f"not available: {e}"
     model, tok, config = data.model, data.tokenizer, data.config
     name = title or (f"tokvec run {data.path}" if data.path else "tokvec run")
-    parts = [f"<h1>{html.escape(name)}</h1>",
-             f"<p>generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} by tokvec "
-             f"{html.escape(_version())}; step {html.escape(str(config.get('step', '?')))}</p>"]
+    parts = [
+        f"<h1>{html.escape(name)}</h1>",
+        f"<p>generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} by tokvec "
+        f"{html.escape(_version())}; step {html.escape(str(config.get('step', '?')))}</p>",
+    ]
 
-    _section(parts, "Configuration", lambda: _table(
-        [(k, _short(v)) for k, v in flatten(config) if k.split(".")[0] not in _NOT_SHOWN], ["setting", "value"]))
+    _section(
+        parts,
+        "Configuration",
+        lambda: _table(
+            [(k, _short(v)) for k, v in flatten(config) if k.split(".")[0] not in _NOT_SHOWN], ["setting", "value"]
+        ),
+    )
     _section(parts, "Model", lambda: _table(_model_rows(model)))
     _section(parts, "Tokenizer", lambda: _tokenizer_section(tok, val_text, val_source))
     _section(parts, "Final losses", lambda: _loss_section(data.metrics))
     _section(parts, "Generated sample", lambda: _sample_section(model, tok, sample, prompt, max_new_tokens, seed))
 
     figures: list[str] = []
-    _section(figures, "Training curves", lambda: _figure(plot_loss(_need(data.metrics, "metrics.jsonl")),
-                                                        "train and validation loss by step"))
+    _section(
+        figures,
+        "Training curves",
+        lambda: _figure(plot_loss(_need(data.metrics, "metrics.jsonl")), "train and validation loss by step"),
+    )
     table = embedding_table(model)
-    _section(figures, "Token embeddings", lambda: _figure(
-        plot_embeddings(table, token_strings(tok), ids=top_ids(tok, top)),
-        f"2-D PCA of the first {top} non-special rows of the ({table.shape[0]}, {table.shape[1]}) table"))
+    _section(
+        figures,
+        "Token embeddings",
+        lambda: _figure(
+            plot_embeddings(table, token_strings(tok), ids=top_ids(tok, top)),
+            f"2-D PCA of the first {top} non-special rows of the ({table.shape[0]}, {table.shape[1]}) table",
+        ),
+    )
     _section(figures, "Positional encoding", lambda: _positional_section(model))
     text = attention_text or prompt or val_text or None
     _section(figures, "Attention", lambda: _attention_section(model, tok, text))
     parts += figures
     body = "\n".join(parts)
-    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(name)}</title>"
-            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(name)}</title>"
+        f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def write_report(page: str, path: str | os.PathLike) -> Path:
@@ -198,8 +238,11 @@ def _need(value, what: str):
 def _model_rows(model) -> list[tuple[str, Any]]:
     table = embedding_table(model)
     n = model.num_parameters()  # a tied table counted once
-    rows = [("parameters", n), ("embedding table (vocab_size, d_model)", str(tuple(table.shape))),
-            ("embedding table share of parameters", f"{100 * table.numel() / n:.1f}%")]
+    rows = [
+        ("parameters", n),
+        ("embedding table (vocab_size, d_model)", str(tuple(table.shape))),
+        ("embedding table share of parameters", f"{100 * table.numel() / n:.1f}%"),
+    ]
     cfg = getattr(model, "config", None)
     for key in ("n_layers", "n_heads", "d_model", "context_length", "positional"):
         if cfg is not None and hasattr(cfg, key):
@@ -211,9 +254,12 @@ def _tokenizer_section(tok, val_text: str | None, source: str) -> str:
     stats = tokenizer_stats(tok, val_text)
     rows = [("kind", stats["kind"]), ("vocab_size", stats["vocab_size"])]
     if "tokens" in stats:
-        rows += [("validation text", source), ("validation text: characters", stats["characters"]),
-                 ("validation text: tokens", stats["tokens"]),
-                 ("tokens per character", round(stats["tokens_per_char"], 4))]
+        rows += [
+            ("validation text", source),
+            ("validation text: characters", stats["characters"]),
+            ("validation text: tokens", stats["tokens"]),
+            ("tokens per character", round(stats["tokens_per_char"], 4)),
+        ]
         note = ""
     else:
         why = source if source.startswith("not available") else "no validation text given"
@@ -223,8 +269,10 @@ def _tokenizer_section(tok, val_text: str | None, source: str) -> str:
 
 def _loss_section(metrics) -> str:
     last = final_losses(_need(metrics, "metrics.jsonl"))
-    rows = [(split, r["step"], float(r["loss"]), float(math.exp(min(r["loss"], 50))))
-            for split, r in sorted(last.items(), key=lambda kv: kv[0] != "train")]
+    rows = [
+        (split, r["step"], float(r["loss"]), float(math.exp(min(r["loss"], 50))))
+        for split, r in sorted(last.items(), key=lambda kv: kv[0] != "train")
+    ]
     return _table(rows, ["split", "step", "loss", "perplexity"])
 
 
@@ -249,9 +297,10 @@ def _positional_section(model) -> str:
     n = min(int(cfg.context_length), 128)
     similarity = plot_pe_similarity(scheme, n_positions=max(n, 2), d_model=cfg.d_model, n_heads=cfg.n_heads)
     if scheme.acts_on == "input":
-        return (_figure(plot_pe(scheme, d_model=cfg.d_model, max_len=min(int(cfg.context_length), 512)),
-                        "position vectors added to the input")
-                + _figure(similarity, "PE(i)·PE(j): how alike the position vectors of two positions are"))
+        return _figure(
+            plot_pe(scheme, d_model=cfg.d_model, max_len=min(int(cfg.context_length), 512)),
+            "position vectors added to the input",
+        ) + _figure(similarity, "PE(i)·PE(j): how alike the position vectors of two positions are")
     return _figure(similarity, f"what {scheme.name} alone adds to the attention score, by query/key position")
 
 

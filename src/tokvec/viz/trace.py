@@ -70,25 +70,42 @@ def trace(text: str, tokenizer, embedding) -> Trace:
     batch = batch.cpu()
     stages = [
         Stage("text", (len(text),), f"{len(text)} characters", text),
-        Stage("pieces", (len(pieces),), f"{type(tokenizer).__name__} splits the text into {len(pieces)} pieces",
-              pieces),
-        Stage("ids", tuple(batch.shape), f"(batch_size, seq_length): each piece looked up in a vocabulary "
-              f"of {tokenizer.vocab_size}", batch),
-        Stage("token vectors", tuple(token_vectors.shape),
-              f"(batch_size, seq_length, d_model): each id picks its row of the ({v}, {d}) embedding table"
-              + (f", times {embedding.token.scale:g}" if embedding.token.scale != 1.0 else ""), token_vectors),
+        Stage(
+            "pieces", (len(pieces),), f"{type(tokenizer).__name__} splits the text into {len(pieces)} pieces", pieces
+        ),
+        Stage(
+            "ids",
+            tuple(batch.shape),
+            f"(batch_size, seq_length): each piece looked up in a vocabulary of {tokenizer.vocab_size}",
+            batch,
+        ),
+        Stage(
+            "token vectors",
+            tuple(token_vectors.shape),
+            f"(batch_size, seq_length, d_model): each id picks its row of the ({v}, {d}) embedding table"
+            + (f", times {embedding.token.scale:g}" if embedding.token.scale != 1.0 else ""),
+            token_vectors,
+        ),
     ]
     if positional.acts_on == "input":
         with torch.no_grad():
             pe = positional.table(len(ids)).detach().cpu().clone()  # (s, d)
-        stages.append(Stage("position vectors", tuple(pe.shape),
-                            f"(seq_length, d_model): {positional.name} vectors of positions 0..{len(ids) - 1}, "
-                            f"the same for every sequence of the batch", pe))
+        stages.append(
+            Stage(
+                "position vectors",
+                tuple(pe.shape),
+                f"(seq_length, d_model): {positional.name} vectors of positions 0..{len(ids) - 1}, "
+                f"the same for every sequence of the batch",
+                pe,
+            )
+        )
         note = "(batch_size, seq_length, d_model): token vectors + position vectors, what block 0 reads"
     else:
-        how = "inside attention (it rotates q and k or biases the scores)" if positional.acts_on == "attention" \
+        how = (
+            "inside attention (it rotates q and k or biases the scores)"
+            if positional.acts_on == "attention"
             else "nowhere: the causal mask alone carries order"
+        )
         note = f"(batch_size, seq_length, d_model): the token vectors; {positional.name} acts {how}"
     stages.append(Stage("input vectors", tuple(out.shape), note, out))
     return Trace(text, pieces, ids, stages)
-

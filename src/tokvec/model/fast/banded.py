@@ -47,8 +47,12 @@ def cpu_kernel(device_type: str, dtype: torch.dtype) -> bool:
     that has both its forward and backward ops. Everything else (CUDA, MPS, bf16, a build without
     the op) takes the layer's public ``F.scaled_dot_product_attention`` path, which on CUDA runs a
     float mask through its own fused kernels."""
-    return (_flash is not None and _flash_backward is not None and device_type == "cpu"
-            and dtype in (torch.float32, torch.float64))
+    return (
+        _flash is not None
+        and _flash_backward is not None
+        and device_type == "cpu"
+        and dtype in (torch.float32, torch.float64)
+    )
 
 
 def available(q: Tensor) -> bool:
@@ -86,8 +90,9 @@ class _RelativeAttention(torch.autograd.Function):
     # Inside, a band is kept in key order: (b, h, rows, W), column c holds key i - (W - 1) + c, i.e.
     # distance W - 1 - c, so that it is a strided view of a (queries x keys) window, not a gather.
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, table: Tensor, values: Tensor | None, offset: int,
-                chunk: int) -> Tensor:
+    def forward(
+        ctx, q: Tensor, k: Tensor, v: Tensor, table: Tensor, values: Tensor | None, offset: int, chunk: int
+    ) -> Tensor:
         b, h, s, hd = q.shape
         w = table.shape[-1] - 1
         scale = 1.0 / math.sqrt(hd)
@@ -98,8 +103,10 @@ class _RelativeAttention(torch.autograd.Function):
         if values is not None:
             # the band's weights P(i, i - d), d < W, and what is left over for the far keys
             shift = (table[..., :w] - table[..., w:]).detach().flip(-1)  # the band's mask values, key order
-            p_band = torch.cat([_band_probs(q, k, shift, lse, r, min(r + chunk, s), offset, w, scale)
-                                for r in range(0, s, chunk)], dim=2)
+            p_band = torch.cat(
+                [_band_probs(q, k, shift, lse, r, min(r + chunk, s), offset, w, scale) for r in range(0, s, chunk)],
+                dim=2,
+            )
             far_share = _has_far(s, offset, w, q.device) * (1.0 - p_band.sum(-1, keepdim=True))  # (b, h, s, 1)
             y = out + p_band @ values[:w].flip(0) + far_share * values[w]
         ctx.save_for_backward(q, k, v, y, lse, mask, table, values)
@@ -157,15 +164,16 @@ class _RelativeAttention(torch.autograd.Function):
 
 def _distance(r0: int, r1: int, j0: int, j1: int, offset: int, device) -> Tensor:
     """(rows, keys) int64: distance (offset + i) - j of queries r0..r1-1 to keys j0..j1-1 (negative: future)."""
-    return (torch.arange(offset + r0, offset + r1, device=device).unsqueeze(1)
-            - torch.arange(j0, j1, device=device).unsqueeze(0))
+    return torch.arange(offset + r0, offset + r1, device=device).unsqueeze(1) - torch.arange(
+        j0, j1, device=device
+    ).unsqueeze(0)
 
 
 def _band_dots(rows: Tensor, x: Tensor, r0: int, r1: int, offset: int, w: int) -> Tensor:
     """rows: (b, h, n, hd) of queries r0..r1-1; x: keys or values (b, h, t, hd) -> (b, h, n, W), column
     c the dot product with key (offset + i) - (W - 1) + c (0 for a key before the first)."""
     start = offset + r0 - w + 1  # the first band key of row r0
-    keys = x[:, :, max(start, 0):offset + r1]
+    keys = x[:, :, max(start, 0) : offset + r1]
     if start < 0:  # the first rows' bands begin before key 0: zeros stand for the missing keys
         keys = torch.cat([x.new_zeros(x.shape[0], x.shape[1], -start, x.shape[3]), keys], dim=2)
     window = rows @ keys.transpose(-2, -1)  # (b, h, n, n + W - 1)
@@ -173,8 +181,9 @@ def _band_dots(rows: Tensor, x: Tensor, r0: int, r1: int, offset: int, w: int) -
     return window.as_strided((b, h, n, w), (h * n * width, n * width, width + 1, 1))  # row i: columns i .. i+W-1
 
 
-def _band_probs(q: Tensor, k: Tensor, shift: Tensor, lse: Tensor, r0: int, r1: int, offset: int, w: int,
-                scale: float) -> Tensor:
+def _band_probs(
+    q: Tensor, k: Tensor, shift: Tensor, lse: Tensor, r0: int, r1: int, offset: int, w: int, scale: float
+) -> Tensor:
     """Softmax weights of queries r0..r1-1 for the W keys ending at each: (b, h, rows, W) in key order,
     0 where the key does not exist. From the kernel's log-sum-exp: the full softmax's, not renormalised."""
     scores = _band_dots(q[:, :, r0:r1], k, r0, r1, offset, w)
@@ -185,8 +194,9 @@ def _band_probs(q: Tensor, k: Tensor, shift: Tensor, lse: Tensor, r0: int, r1: i
     return p if offset + r0 >= w - 1 else p * _band_valid(r0, r1, offset, w, q.device).to(p.dtype)
 
 
-def _window_probs(q: Tensor, k: Tensor, mask: Tensor, lse: Tensor, r0: int, r1: int, offset: int, w: int,
-                  scale: float) -> Tensor:
+def _window_probs(
+    q: Tensor, k: Tensor, mask: Tensor, lse: Tensor, r0: int, r1: int, offset: int, w: int, scale: float
+) -> Tensor:
     """Softmax weights of queries r0..r1-1 for every key of their band window j0 .. offset + r1 - 1
     (b, h, rows, keys), 0 for the future; far keys in the window included."""
     j0, j1 = max(0, offset + r0 - w + 1), offset + r1
@@ -197,8 +207,11 @@ def _window_probs(q: Tensor, k: Tensor, mask: Tensor, lse: Tensor, r0: int, r1: 
 
 def _band_valid(r0: int, r1: int, offset: int, w: int, device) -> Tensor:
     """(rows, W) bool, key order: key (offset + i) - (W - 1) + c exists (is >= 0)."""
-    return (torch.arange(offset + r0, offset + r1, device=device).unsqueeze(1) - (w - 1)
-            + torch.arange(w, device=device).unsqueeze(0)) >= 0
+    return (
+        torch.arange(offset + r0, offset + r1, device=device).unsqueeze(1)
+        - (w - 1)
+        + torch.arange(w, device=device).unsqueeze(0)
+    ) >= 0
 
 
 def _band(local: Tensor, r0: int, r1: int, offset: int, w: int) -> Tensor:
@@ -212,8 +225,9 @@ def _band(local: Tensor, r0: int, r1: int, offset: int, w: int) -> Tensor:
         local = F.pad(local, (-start, 0)) if start < 0 else local.contiguous()
         start = 0
     b, h, rows, keys = local.shape
-    return local.as_strided((b, h, rows, w), (h * rows * keys, rows * keys, keys + 1, 1),
-                            local.storage_offset() + start)
+    return local.as_strided(
+        (b, h, rows, w), (h * rows * keys, rows * keys, keys + 1, 1), local.storage_offset() + start
+    )
 
 
 def _has_far(rows: int, offset: int, w: int, device) -> Tensor:
@@ -235,8 +249,15 @@ def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, offset: int 
     return _flash(q, k, v, 0.0, offset == 0, attn_mask=mask)[0]
 
 
-def relative_attention(q: Tensor, k: Tensor, v: Tensor, table: Tensor, values: Tensor | None = None,
-                       offset: int = 0, chunk: int | None = None) -> Tensor:
+def relative_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    table: Tensor,
+    values: Tensor | None = None,
+    offset: int = 0,
+    chunk: int | None = None,
+) -> Tensor:
     """Causal attention of queries q (b, h, s, hd) at ``offset ..`` over keys/values (b, h, offset + s, hd)
     with a score term that depends on the distance only: ``table`` (B', h, s', W + 1), column d < W for
     distance d and column W for every distance >= W, in the units of the scaled scores. ``values``
@@ -246,8 +267,10 @@ def relative_attention(q: Tensor, k: Tensor, v: Tensor, table: Tensor, values: T
     """
     w = table.shape[-1] - 1
     if w < 1:
-        raise TokvecValueError(f"relative_attention needs a band of at least one distance; table has "
-                               f"{table.shape[-1]} column(s), expected W + 1 >= 2")
+        raise TokvecValueError(
+            f"relative_attention needs a band of at least one distance; table has "
+            f"{table.shape[-1]} column(s), expected W + 1 >= 2"
+        )
     if chunk is None:  # rows per band window: the window is chunk + W - 1 keys wide, so small for a wide band
         chunk = min(128, max(32, w))
     return _RelativeAttention.apply(q, k, v, table, values, offset, chunk)

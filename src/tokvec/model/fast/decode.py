@@ -123,8 +123,8 @@ class Decoder:
         h, hk, hd, kv = attn.n_heads, attn.n_kv_heads, attn.head_dim, attn.kv_dim
         qkv = self.linear(x, attn.qkv)  # (b, d + 2 kv)
         q = qkv[:, :d].view(b, h, 1, hd)  # (b, h, 1, hd) views of the one product
-        k = qkv[:, d:d + kv].view(b, hk, 1, hd)  # (b, hk, 1, hd)
-        v = qkv[:, d + kv:].view(b, hk, 1, hd)
+        k = qkv[:, d : d + kv].view(b, hk, 1, hd)  # (b, hk, 1, hd)
+        v = qkv[:, d + kv :].view(b, hk, 1, hd)
         if positions is not None:
             q, k = attn.positional.rotate(q, k, positions, end=cache.length + 1)
         k, v = cache.update(attn.layer_index, k, v)  # (b, hk, t, hd)
