@@ -60,22 +60,27 @@ def digest(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory):
-    """A finished 4-step language-model run on a small file (module-wide; tests copy it to change it)."""
+    """A finished 4-step language-model run on a small file (module-wide; tests copy it to change it),
+    trained in process (the subprocess tests below start their own)."""
+    from tokvec import TrainConfig, train
+
     base = tmp_path_factory.mktemp("lm")
     (base / "corpus.txt").write_text(TEXT, encoding="utf-8")
-    r = run_script(
-        "train",
-        "--corpus",
-        base / "corpus.txt",
-        *SMALL,
-        "--max-steps",
-        "4",
-        "--eval-interval",
-        "2",
-        "--out",
-        base / "run",
+    train(
+        TrainConfig(
+            corpus=str(base / "corpus.txt"),
+            d_model=16,
+            n_layers=1,
+            n_heads=2,
+            context_length=16,
+            batch_size=4,
+            threads=1,
+            seed=7,
+            max_steps=4,
+            eval_interval=2,
+            out=str(base / "run"),
+        )
     )
-    assert r.returncode == 0, r.stderr
     return base / "run"
 
 
