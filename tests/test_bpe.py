@@ -173,8 +173,8 @@ def test_train_from_files_with_globs(tmp_path):
     assert by_dir.ranks == BPETokenizer.train(tmp_path / "sub" / "b.txt", vocab_size=300).ranks
 
 
-def test_train_errors(tmp_path):
-    with pytest.raises(TokvecValueError, match=r"vocab_size 257 is below 256 \+ 2 special token\(s\) = 258"):
+def test_train_errors(tmp_path, error_says):
+    with error_says(TokvecValueError, "vocab_size 257", "256 + 2 special token(s) = 258"):
         BPETokenizer.train_from_texts(["abc"], vocab_size=257, special_tokens=["<a>", "<b>"])
     with pytest.raises(TokvecValueError, match=r"the training texts is empty"):
         BPETokenizer.train_from_texts([], vocab_size=300)
@@ -182,11 +182,7 @@ def test_train_errors(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(TokvecValueError, match=r"the corpus \(.*empty.txt\) is empty"):
         BPETokenizer.train(empty, vocab_size=300)
-    with pytest.raises(
-        TokvecValueError,
-        match=r"ran out of merges at 259 tokens \(256 bytes \+ 3 merges \+ 0 "
-        r"specials\), short of vocab_size 1000.*allow_smaller=True",
-    ):
+    with error_says(TokvecValueError, "259 tokens", "3 merges", "vocab_size 1000", "allow_smaller=True"):
         BPETokenizer.train_from_texts(["abcd abcd"], vocab_size=1000)
     assert BPETokenizer.train_from_texts(["abcd abcd"], vocab_size=1000, allow_smaller=True).vocab_size == 259
     with pytest.raises(TokvecValueError, match=r"corpus pattern '.*nothing-\*.txt' matches no files"):
@@ -197,15 +193,11 @@ def test_train_errors(tmp_path):
         BPETokenizer.train_from_texts(["abc"], vocab_size=300, special_tokens=["<a>", "<a>"])
 
 
-def test_non_utf8_corpus_names_file_offset_and_fix(tmp_path):
+def test_non_utf8_corpus_names_file_offset_and_fix(tmp_path, error_says):
     text = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n" * 40
     gb = tmp_path / "poems-gb.txt"
     gb.write_bytes(("ascii first " + text).encode("gb18030"))
-    with pytest.raises(
-        TokvecValueError,
-        match=r"poems-gb.txt is not valid utf-8 at byte offset 12; pass the "
-        r"file's encoding \(encoding= / --encoding, e.g. gb18030",
-    ):
+    with error_says(TokvecValueError, "poems-gb.txt", "utf-8", "byte offset 12", "--encoding", "gb18030"):
         BPETokenizer.train(gb, vocab_size=300)
     tok = BPETokenizer.train(gb, vocab_size=300, encoding="gb18030")
     assert tok.decode(tok.encode(text)) == text
@@ -260,12 +252,8 @@ def test_stream_decoder_emits_only_whole_characters(tok):
     assert d.flush() == "\ufffd"  # a character cut at the end of the stream
 
 
-def test_decode_bad_ids(tok):
-    with pytest.raises(
-        TokenIdError,
-        match=r"token id 400 at position 2 is not a token of this tokenizer "
-        r"\(valid ids: 0..399\)",
-    ):
+def test_decode_bad_ids(tok, error_says):
+    with error_says(TokenIdError, "token id 400", "position 2", "0..399"):
         tok.decode([1, 2, 400])
     with pytest.raises(TokenIdError, match=r"token id -1 at position 0"):
         tok.decode_bytes([-1])
@@ -276,19 +264,14 @@ def test_decode_bad_ids(tok):
     assert tok.decode(np.array(tok.encode("hello"), dtype=np.int64)) == "hello"
 
 
-def test_special_tokens_disallowed_by_default(tok):
-    with pytest.raises(
-        TokvecValueError,
-        match=r"text contains the special token '<\|endoftext\|>' at character 1; "
-        r"special tokens are disallowed in ordinary text. Pass "
-        r"allowed_special=\{'<\|endoftext\|>'\}",
-    ):
+def test_special_tokens_disallowed_by_default(tok, error_says):
+    with error_says(TokvecValueError, "'<|endoftext|>'", "character 1", "allowed_special={'<|endoftext|>'}"):
         tok.encode("x<|endoftext|>")
     assert tok.encode("x<|endoftext|>", allowed_special={"<|endoftext|>"}) == tok.encode("x") + [398]
     assert tok.encode("<pad><|endoftext|>", allowed_special="all") == [399, 398]
     plain = tok.encode("<pad>", disallowed_special=())
     assert 399 not in plain and tok.decode(plain) == "<pad>"
-    with pytest.raises(TokvecValueError, match=r"allowed_special names \['<nope>'\], which are not special tokens"):
+    with error_says(TokvecValueError, "allowed_special", "['<nope>']", "not special tokens"):
         tok.encode("x", allowed_special={"<nope>"})
     with pytest.raises(TokvecTypeError, match=r"text must be str, got bytes"):
         tok.encode(b"abc")
@@ -351,16 +334,12 @@ def test_tiktoken_file_round_trip(tok, tmp_path):
     assert known.pattern == "cl100k" and known.special_tokens["<|endoftext|>"] == 100257
 
 
-def test_malformed_tiktoken_line(tmp_path):
+def test_malformed_tiktoken_line(tmp_path, error_says):
     path = tmp_path / "bad.tiktoken"
     lines = [f"{__import__('base64').b64encode(bytes([b])).decode()} {b}" for b in range(256)]
     lines.insert(3, "this is not base64!! x")
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(
-        FormatError,
-        match=r"bad.tiktoken line 4: 'this is not base64!! x' is not "
-        r"'<base64 token> <rank>'",
-    ):
+    with error_says(FormatError, "bad.tiktoken line 4", "'this is not base64!! x'", "'<base64 token> <rank>'"):
         load_tokenizer(path)
     short = tmp_path / "short.tiktoken"
     short.write_text("YQ== 0\n")
@@ -456,13 +435,11 @@ def test_hf_bpe_that_is_not_byte_level(tmp_path):
         load_tokenizer(tmp_path / "tokenizer.json")
 
 
-def test_constructor_checks():
+def test_constructor_checks(error_says):
     byte_ranks = {bytes([b]): b for b in range(256)}
-    with pytest.raises(TokvecValueError, match=r"special token '<x>' has id 65, already used by a merge"):
+    with error_says(TokvecValueError, "'<x>'", "id 65", "already used"):
         BPETokenizer(byte_ranks, special_tokens={"<x>": 65})
-    with pytest.raises(
-        TokvecValueError, match=r"ranks must be distinct ints in \[0, 4294967294\] \(got 257 tokens but 256"
-    ):
+    with error_says(TokvecValueError, "distinct", "[0, 4294967294]", "257 tokens", "256"):
         BPETokenizer({**byte_ranks, b"ab": 3})
     gappy = BPETokenizer(byte_ranks, special_tokens={"<x>": 300})
     assert gappy.vocab_size == 301

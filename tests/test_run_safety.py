@@ -377,13 +377,13 @@ def test_a_diverging_run_commits_no_nan_checkpoint(tmp_path, cli):
         assert code == 0, err
 
 
-def test_save_run_and_sampling_refuse_non_finite_values(lm_run, tmp_path):
+def test_save_run_and_sampling_refuse_non_finite_values(lm_run, tmp_path, error_says):
     from tokvec.generate import generate
 
     model, tok, config = ckpt.load_run(lm_run)
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] = float("nan")
-    with pytest.raises(ckpt.CheckpointError, match=r"hold NaN or infinite values; refusing to save step 9"):
+    with error_says(ckpt.CheckpointError, "NaN or infinite", "step 9", "lower the lr"):
         ckpt.save_run(
             tmp_path / "x",
             model=model,
@@ -394,7 +394,7 @@ def test_save_run_and_sampling_refuse_non_finite_values(lm_run, tmp_path):
         )
     assert not (tmp_path / "x" / "config.json").exists()
     for temperature in (0.0, 0.8):
-        with pytest.raises(TokvecValueError, match=r"logits hold NaN or infinite values \(generating token 1\)"):
+        with error_says(TokvecValueError, "NaN or infinite", "generating token 1"):
             generate(model, tok.encode("First"), 3, temperature=temperature, seed=0)
 
 
