@@ -27,7 +27,6 @@ so a resume is bit-exact without one (the "rng" entry of runs written before is 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import struct
@@ -41,7 +40,7 @@ from .._io import atomic_open, read_json, write_json
 from .._schema import Doc, metric_record, parse_json, read_json_lines
 from ..errors import FormatError, TokvecValueError
 from ..model.aliases import drop_aliases, refill_aliases
-from .tensorfile import rows_of, save_tensors, write_tensors
+from .tensorfile import save_tensors
 
 FORMAT = "tokvec.run"
 VERSION = 1
@@ -66,7 +65,7 @@ def _dedupe(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     return {name: t.detach() for name, t in unique.items()}, aliases
 
 
-def _all_finite(t: torch.Tensor) -> bool:
+def all_finite(t: torch.Tensor) -> bool:
     """No NaN or infinity in ``t`` (any shape). Two reductions, no mask as large as ``t`` (8x faster
     than ``isfinite(t).all()`` on a CPU): a NaN propagates into the max and the min, and an infinity
     is one of them. (Not ``aminmax``: the training loop's tests count those as range checks.)"""
@@ -172,16 +171,9 @@ def optimizer_tensors(
     return tensors, meta
 
 
-def optimizer_to_bytes(optimizer: torch.optim.Optimizer | Mapping[str, Any]) -> bytes:
-    """The optimizer file's bytes in memory (what :func:`save_run` streams to disk instead)."""
-    tensors, meta = optimizer_tensors(optimizer)
-    out = io.BytesIO()
-    write_tensors(out, rows_of(tensors), metadata=meta)
-    return out.getvalue()
-
-
 def optimizer_from_bytes(data: bytes, path: Path) -> dict:
-    """Inverse of :func:`optimizer_to_bytes`: a dict for ``optimizer.load_state_dict``."""
+    """The optimizer file (:func:`optimizer_tensors` as safetensors) read back: a dict for
+    ``optimizer.load_state_dict``."""
     tensors, meta = _load_tensors(data, path)
     if meta.get("format") != "tokvec.optimizer":
         raise CheckpointError(f"{path} is not a tokvec optimizer state (format {meta.get('format')!r})")
@@ -209,8 +201,6 @@ def optimizer_from_bytes(data: bytes, path: Path) -> dict:
 
 
 def _meta_json(meta: Mapping[str, str], key: str, path: Path, default: str | None = None) -> Any:
-    from .._schema import parse_json
-
     if key not in meta and default is None:
         raise CheckpointError(f"{path}: the safetensors metadata lacks {key!r}; the file is not tokvec's")
     try:
@@ -244,7 +234,7 @@ def save_run(
     """
     run_dir = Path(run_dir)
     tensors, aliases = _dedupe(model if isinstance(model, Mapping) else model.state_dict())
-    bad = [name for name, t in tensors.items() if not _all_finite(t)]
+    bad = [name for name, t in tensors.items() if not all_finite(t)]
     if bad:
         raise CheckpointError(
             f"{', '.join(bad[:3])} hold NaN or infinite values; refusing to save step {step} as a "

@@ -34,6 +34,7 @@ from torch import Tensor
 from ..device import Precision
 from ..errors import TokvecValueError
 from . import distributed as dist_
+from .checkpoint import all_finite
 
 Progress = Callable[[int, int, dict], None]
 
@@ -379,7 +380,7 @@ def first_nonfinite(model: torch.nn.Module) -> str | None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             local = p.to_local() if hasattr(p, "to_local") else p
-            if local.is_floating_point() and not bool(torch.isfinite(local).all()):
+            if not all_finite(local):
                 return name
     return None
 
