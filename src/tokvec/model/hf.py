@@ -21,7 +21,6 @@ Nothing here picks directories or writes files: ``GPT.from_pretrained`` reads a 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -29,6 +28,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import Tensor
 
+from .._tensorread import TensorFile
 from ..errors import FormatError, TokvecValueError
 from .config import ModelConfig
 
@@ -403,31 +403,17 @@ def _rope_rows(config: ModelConfig, rows: int) -> Tensor | None:
 
 # -- reading (import) ---------------------------------------------------------------------------------
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
-_ITEM_BYTES = {
-    "BOOL": 1,
-    "U8": 1,
-    "I8": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "I16": 2,
-    "U16": 2,
-    "I32": 4,
-    "U32": 4,
-    "I64": 8,
-    "U64": 8,
-    **{k: v.itemsize for k, v in _DTYPES.items()},
-}
 
 
 class SafetensorsIndex:
     """The tensors of a HF directory's ``model.safetensors`` or of the shards its
     ``model.safetensors.index.json`` names, read on demand with positioned reads.
 
-    Each file's header is parsed and checked (dtype, shape, byte range inside the file) up front;
-    bytes are read only when a tensor is copied, straight into the destination when the layouts
-    agree. Not ``safe_open``: it memory-maps the file, and the pages it touches count in the
-    process's resident memory on top of the model (measured: 2.0x the weights at peak for GPT-2,
-    against 1.0x this way; see benchmarks/bench_hf.py)."""
+    Each file's header is parsed and checked (dtype, shape, byte range inside the file, no overlap)
+    up front by :class:`tokvec._tensorread.TensorFile`; bytes are read only when a tensor is copied,
+    straight into the destination when the layouts agree. Not ``safe_open``: it memory-maps the
+    file, and the pages it touches count in the process's resident memory on top of the model
+    (measured: 2.0x the weights at peak for GPT-2, against 1.0x this way; see benchmarks/bench_hf.py)."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)
@@ -459,14 +445,21 @@ class SafetensorsIndex:
                 )
             raise HFModelError(f"{directory} has no model.safetensors or model.safetensors.index.json")
         self.directory = directory
-        self._files: dict[str, Any] = {}
+        self._files: dict[str, TensorFile] = {}
         # name -> (file, dtype name, shape, absolute start offset, byte length)
         self.entries: dict[str, tuple[str, str, tuple[int, ...], int, int]] = {}
-        for file in files:
-            for name, entry in _read_header(directory / file).items():
-                if name in self.entries:
-                    raise HFModelError(f"{directory}: tensor {name!r} is stored in two files")
-                self.entries[name] = (file, *entry)
+        try:
+            for file in files:
+                if not (directory / file).is_file():
+                    raise HFModelError(f"{directory / file} is missing (named by the safetensors index)")
+                self._files[file] = opened = TensorFile(directory / file, error=HFModelError)
+                for name, e in opened.entries.items():
+                    if name in self.entries:
+                        raise HFModelError(f"{directory}: tensor {name!r} is stored in two files")
+                    self.entries[name] = (file, e.dtype_name, e.shape, e.start, e.nbytes)
+        except BaseException:
+            self.close()
+            raise
 
     def names(self) -> list[str]:
         return list(self.entries)
@@ -477,22 +470,6 @@ class SafetensorsIndex:
     def dtype(self, name: str) -> str:
         return self.entries[name][1]
 
-    def _read(self, name: str, start_row: int, out: Tensor) -> None:
-        """Fill ``out`` (contiguous, the stored dtype) with the stored rows from ``start_row`` on."""
-        file, _, shape, start, _ = self.entries[name]
-        row_bytes = (math.prod(shape[1:]) if len(shape) > 1 else 1) * out.element_size()
-        if file not in self._files:
-            self._files[file] = open(self.directory / file, "rb", buffering=0)  # noqa: SIM115 (closed by close())
-        f = self._files[file]
-        view = memoryview(out.view(-1).view(torch.uint8).numpy()) if out.numel() else memoryview(b"")
-        f.seek(start + start_row * row_bytes)
-        done = 0
-        while done < len(view):
-            n = f.readinto(view[done:])
-            if not n:
-                raise HFModelError(f"{self.directory / file} ends inside tensor {name!r}; the file is truncated")
-            done += n
-
     def copy_into(self, name: str, out: Tensor, *, transposed: bool = False) -> None:
         """Copy stored tensor ``name`` into ``out`` (its transpose when ``transposed``), in row blocks;
         directly into ``out``'s memory when dtype and layout allow."""
@@ -501,68 +478,12 @@ class SafetensorsIndex:
                 f"{self.directory}: tensor {name!r} has dtype {self.dtype(name)}; tokvec reads "
                 f"floating-point weights ({', '.join(_DTYPES)})"
             )
-        shape, dtype = self.shape(name), _DTYPES[self.dtype(name)]
-        if not transposed and dtype == out.dtype and out.is_contiguous() and out.device.type == "cpu":
-            self._read(name, 0, out.detach())
-            return
-        n = shape[0]
-        width = math.prod(shape[1:]) if len(shape) > 1 else 1
-        step = max(1, _BLOCK_BYTES // (4 * width))
-        for a in range(0, n, step):
-            block = torch.empty((min(step, n - a), *shape[1:]), dtype=dtype)
-            self._read(name, a, block)
-            if transposed:
-                out[:, a : a + step].copy_(block.t())
-            else:
-                out[a : a + step].copy_(block)
+        self._files[self.entries[name][0]].copy_into(name, out, transposed=transposed, block_bytes=_BLOCK_BYTES)
 
     def close(self) -> None:
         for f in self._files.values():
             f.close()
         self._files.clear()
-
-
-def _read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
-    """name -> (dtype, shape, absolute start, length) from a safetensors header, every field checked.
-
-    The format: an 8-byte little-endian header length, a JSON header, then the tensors' bytes."""
-    import struct
-
-    if not path.is_file():
-        raise HFModelError(f"{path} is missing (named by the safetensors index)")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        (n,) = struct.unpack("<Q", head) if len(head) == 8 else (None,)
-        if n is None or n > min(size - 8, 100 << 20):
-            raise HFModelError(f"{path} is not a safetensors file (header length {n} in a {size}-byte file)")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise HFModelError(f"{path} is not a safetensors file (its header is not JSON: {e})") from None
-    if not isinstance(header, dict):
-        raise HFModelError(f"{path} is not a safetensors file (its header is not a JSON object)")
-    data_start, entries = 8 + n, {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (a, b) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
-            ok = all(isinstance(x, int) and x >= 0 for x in (*shape, a, b))
-        except (TypeError, KeyError, ValueError):
-            ok = False
-        if not ok:
-            raise HFModelError(f"{path}: the header entry of tensor {name!r} is malformed: {entry!r}")
-        if dtype not in _ITEM_BYTES:
-            raise HFModelError(f"{path}: tensor {name!r} has the unknown dtype {dtype!r}")
-        length = math.prod(shape) * _ITEM_BYTES[dtype]
-        if b - a != length or data_start + b > size:
-            raise HFModelError(
-                f"{path}: tensor {name!r} {list(shape)} {dtype} should span {length} bytes, its "
-                f"offsets say {a}..{b} of {size - data_start}; the file is truncated or corrupted"
-            )
-        entries[name] = (dtype, shape, data_start + a, length)
-    return entries
 
 
 def detect_prefix(names: list[str], model_type: str) -> str:

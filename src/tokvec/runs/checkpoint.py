@@ -29,17 +29,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
-from safetensors.torch import load as st_load
 
 from .._io import atomic_open, read_json, write_json
 from .._schema import Doc, metric_record, parse_json, read_json_lines
+from .._tensorread import TensorFile, file_sha256
 from ..errors import FormatError, TokvecValueError
-from ..model.aliases import drop_aliases, refill_aliases
+from ..model.aliases import drop_aliases, find_aliases, refill_aliases
 from .tensorfile import save_tensors
 
 FORMAT = "tokvec.run"
@@ -76,31 +75,6 @@ def all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t.amax())) and bool(torch.isfinite(t.amin()))
 
 
-def _header_metadata(data: bytes, path: Path) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors blob (8-byte little-endian header size, then JSON)."""
-    try:
-        (n,) = struct.unpack("<Q", data[:8])
-        if n > len(data) - 8:
-            raise ValueError("header longer than the file")
-        meta = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
-    except (struct.error, ValueError, UnicodeDecodeError, RecursionError, AttributeError):
-        raise CheckpointError(f"{path} is not a safetensors file (unreadable header)") from None
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise CheckpointError(f"{path}: the safetensors __metadata__ must map names to strings")
-    return meta
-
-
-def _load_tensors(data: bytes, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    meta = _header_metadata(data, path)
-    try:
-        tensors = st_load(data)
-    except Exception as e:  # safetensors raises its own SafetensorError
-        raise CheckpointError(
-            f"{path} is truncated or corrupted ({e}); restore it from a backup or train again"
-        ) from None
-    return tensors, meta
-
-
 # -- files named by config.json ----------------------------------------------------------------
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -111,17 +85,43 @@ def _pending(run_dir: Path, name: str) -> Path:
 
 
 def read_committed(
-    run_dir: Path, name: str, expected: Mapping[str, Any], config_name: str = CONFIG_FILE
-) -> tuple[bytes, Path]:
-    """Bytes of the committed version of ``name`` (``expected``: its ``files`` entry in ``config_name``):
-    the final file, or the pending one a crash left before it was renamed. Anything else means the
-    file was damaged after it was written."""
+    run_dir: Path,
+    name: str,
+    expected: Mapping[str, Any],
+    targets: Callable[[TensorFile], Mapping[str, Sequence[torch.Tensor]]],
+    config_name: str = CONFIG_FILE,
+) -> tuple[dict[str, str], Path]:
+    """Read the committed version of the safetensors file ``name`` (``expected``: its ``files`` entry
+    in ``config_name``) into the tensors ``targets(file)`` names (stored name -> destinations, see
+    :meth:`TensorFile.load`); returns the file's metadata and the path read.
+
+    The committed version is the final file, or the pending one a crash left before it was renamed:
+    the first whose size and sha256 match ``expected``. The sha256 is computed while the bytes go
+    into the destinations (one pass, no copy of the file in memory), so it is known only after
+    they were written: when this raises, the destinations hold a damaged file's values, and the
+    caller must discard them (load_run's model is never returned; a resume never starts).
+    ``targets`` may raise a ``CheckpointError`` (a tensor that does not fit): raised as is when the
+    file is the committed one, else the file is just not it. Anything else means the file was damaged
+    after it was written."""
     final = run_dir / name
     for candidate in (final, _pending(run_dir, name)):
-        if candidate.is_file():
-            data = candidate.read_bytes()
-            if _sha256(data) == expected["sha256"]:
-                return data, candidate
+        if not candidate.is_file() or candidate.stat().st_size != expected["bytes"]:
+            continue  # a size that differs never has the recorded hash: not even read
+        try:
+            f = TensorFile(candidate, error=CheckpointError)
+        except CheckpointError:  # an unreadable header: the error, if it is the committed file
+            if file_sha256(candidate) == expected["sha256"]:
+                raise
+            continue
+        with f:
+            try:
+                destinations = targets(f)
+            except CheckpointError:
+                if f.sha256() == expected["sha256"]:
+                    raise
+                continue
+            if f.load(destinations) == expected["sha256"]:
+                return f.metadata, candidate
     if not final.is_file():
         raise CheckpointError(f"{final} is missing; the run directory {run_dir} is incomplete")
     size = final.stat().st_size
@@ -130,6 +130,49 @@ def read_committed(
         f"{final} is {what} ({size} bytes, sha256 does not match the {expected['bytes']} bytes "
         f"recorded in {config_name}); restore it from a backup or train again"
     )
+
+
+def module_targets(
+    module: torch.nn.Module, f: TensorFile, config_name: str = CONFIG_FILE
+) -> dict[str, list[torch.Tensor]]:
+    """Where each tensor of ``f`` goes in ``module``: stored name -> the module's tensors that take it,
+    checked as strictly as ``load_state_dict(strict=True)`` (every parameter and persistent buffer
+    filled, no stored tensor left over, shapes equal; dtypes may differ: cast on the way in).
+
+    Tied tensors: the file's metadata ``"aliases"`` (alias -> stored name) fills an alias from the
+    stored tensor, and the module's own shared tensors (a tied head) are filled once."""
+    aliases = _meta_json(f.metadata, "aliases", f.path, "{}")
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) and v in f.entries for v in aliases.values()):
+        raise CheckpointError(f"{f.path}: metadata 'aliases' must map tensor names to stored tensors")
+    # every name load_state_dict would ask for: the state dict, with the names its hooks dropped put back
+    wanted = module.state_dict(keep_vars=True)
+    shared = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+    own = find_aliases(shared)
+    refill_aliases(wanted, own)
+    # stored name of each name the file provides: its own, its aliases, then the module's (as the
+    # model's load_state_dict pre-hook refills a tied head from the embedding)
+    source = {name: name for name in f.entries}
+    for alias, kept in (*aliases.items(), *own.items()):
+        if alias not in source and kept in source:
+            source[alias] = source[kept]
+    missing = [name for name in wanted if name not in source]
+    unexpected = [name for name in source if name not in wanted]
+    where = f"{f.path} does not fit the model in {config_name}"
+    for names, what in ((missing, "is missing from the file"), (unexpected, "is not in the model")):
+        if names:
+            more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+            raise CheckpointError(f"{where}: tensor {names[0]!r} {what}{more}; was it saved from another model?")
+    targets: dict[str, list[torch.Tensor]] = {}
+    for name, t in wanted.items():
+        stored = f.entries[source[name]]
+        if stored.shape != tuple(t.shape):
+            raise CheckpointError(
+                f"{where}: tensor {name!r} has shape {list(stored.shape)} in the file, {list(t.shape)} in the model"
+            )
+        outs = targets.setdefault(stored.name, [])
+        if not any(t is o for o in outs):  # a tied head is the embedding's own parameter: filled once
+            outs.append(t)
+    return targets
 
 
 def _write_pending(
@@ -171,14 +214,13 @@ def optimizer_tensors(
     return tensors, meta
 
 
-def optimizer_from_bytes(data: bytes, path: Path) -> dict:
-    """The optimizer file (:func:`optimizer_tensors` as safetensors) read back: a dict for
-    ``optimizer.load_state_dict``."""
-    tensors, meta = _load_tensors(data, path)
+def optimizer_from_tensors(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: Path) -> dict:
+    """The optimizer file (:func:`optimizer_tensors` as safetensors) read back, as its ``tensors`` and
+    safetensors ``meta``: a dict for ``optimizer.load_state_dict``."""
     if meta.get("format") != "tokvec.optimizer":
         raise CheckpointError(f"{path} is not a tokvec optimizer state (format {meta.get('format')!r})")
     state: dict[int, dict[str, Any]] = {}
-    # sorted: safetensors hands keys back in no fixed order, and processes that load the same file must
+    # sorted: the file's order is not the state's, and processes that load the same file must
     # walk the state identically (under FSDP each moment is re-sharded by a collective, in this order)
     for key in tensors:
         parts = key.split("/", 2)
@@ -404,30 +446,32 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
 
 
 def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, config: Mapping | None = None) -> None:
-    """Load the checkpoint's weights into ``model`` (strict: every parameter must match)."""
+    """Load the checkpoint's weights into ``model`` (strict: every parameter must match), read from
+    the file straight into its parameters (no copy of the weights besides the model's own).
+
+    On an error the model holds part of a damaged file: discard it (:func:`read_committed`)."""
     run_dir = Path(run_dir)
     config = config or read_run_config(run_dir)
-    data, path = read_committed(run_dir, MODEL_FILE, config["files"][MODEL_FILE])
-    tensors, meta = _load_tensors(data, path)
-    aliases = _meta_json(meta, "aliases", path, "{}")
-    if not isinstance(aliases, dict) or not all(isinstance(v, str) and v in tensors for v in aliases.values()):
-        raise CheckpointError(f"{path}: metadata 'aliases' must map tensor names to stored tensors")
-    refill_aliases(tensors, aliases)
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path} does not fit the model in {CONFIG_FILE}: {e}") from None
+    read_committed(run_dir, MODEL_FILE, config["files"][MODEL_FILE], lambda f: module_targets(model, f))
 
 
 def load_optimizer(run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer, config: Mapping | None = None) -> None:
-    """Restore the optimizer state saved with the checkpoint."""
+    """Restore the optimizer state saved with the checkpoint (its tensors read once, into tensors
+    the optimizer then keeps: ``load_state_dict`` does not copy a tensor of the right dtype and device)."""
     run_dir = Path(run_dir)
     config = config or read_run_config(run_dir)
     if OPTIMIZER_FILE not in config["files"]:
         raise CheckpointError(f"{run_dir} was saved without optimizer state; it cannot be resumed exactly")
-    data, path = read_committed(run_dir, OPTIMIZER_FILE, config["files"][OPTIMIZER_FILE])
+    tensors: dict[str, torch.Tensor] = {}
+
+    def fresh(f: TensorFile) -> dict[str, list[torch.Tensor]]:
+        tensors.clear()
+        tensors.update({name: torch.empty(e.shape, dtype=e.dtype) for name, e in f.entries.items()})
+        return {name: [t] for name, t in tensors.items()}
+
+    meta, path = read_committed(run_dir, OPTIMIZER_FILE, config["files"][OPTIMIZER_FILE], fresh)
     try:
-        optimizer.load_state_dict(optimizer_from_bytes(data, path))
+        optimizer.load_state_dict(optimizer_from_tensors(tensors, meta, path))
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{path} does not fit this optimizer: {e}") from None
 
@@ -461,7 +505,7 @@ def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu"):
 
     target = resolve_device(device)  # a bad device fails before the weights are read
     config = read_run_config(run_dir)
-    model = GPT(ModelConfig.from_dict(config["model"]))
+    model = GPT.empty(ModelConfig.from_dict(config["model"]))  # no random init: every weight is read
     load_weights(run_dir, model, config)
     return model.to(target).eval(), load_run_tokenizer(run_dir, config), config
 

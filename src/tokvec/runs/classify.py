@@ -26,15 +26,22 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
-from safetensors.torch import load as st_load
 
 from .._io import read_json
 from .._schema import Doc
+from .._tensorread import TensorFile
 from ..device import resolve_device, to_device
 from ..errors import FormatError, TokvecError, TokvecValueError
 from ..model.config import ModelConfig, model_fields, model_overrides
 from . import distributed as dist_
-from .checkpoint import check_config_checksum, commit_files, committed_files, read_committed, save_tokenizer
+from .checkpoint import (
+    check_config_checksum,
+    commit_files,
+    committed_files,
+    module_targets,
+    read_committed,
+    save_tokenizer,
+)
 from .lock import RunClaim
 from .loop import LoopSettings, Trainee, TrainingLoop, warmup_cosine
 
@@ -400,12 +407,7 @@ def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = 
     except TokvecValueError as e:
         raise FormatError(f"{path}: 'model' is not a valid model config: {e}") from None
     model = SequenceClassifier(model_cfg, len(labels), pooling=pooling)
-    state = _read_weights(run_dir, doc)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        detail = " ".join(str(e).split())  # torch lists every mismatch on its own line
-        raise FormatError(f"{run_dir / WEIGHTS_FILE} does not fit the model in {CONFIG_FILE}: {detail}") from None
+    _read_weights(run_dir, doc, model)
     model.to(resolve_device(device))
     tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
     if tokenizer.vocab_size != model_cfg.vocab_size:
@@ -416,23 +418,20 @@ def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = 
     return Classifier(model, tokenizer, labels, model_cfg.context_length)
 
 
-def _read_weights(run_dir: Path, doc: Doc) -> dict[str, torch.Tensor]:
-    """The committed classifier.safetensors: checked against its sha256 in classifier.json (or, in a
-    run written before classifiers were committed like LM runs, the file as it is)."""
+def _read_weights(run_dir: Path, doc: Doc, model: torch.nn.Module) -> None:
+    """Read the committed classifier.safetensors straight into ``model``'s parameters, checked against
+    its sha256 in classifier.json (or, in a run written before classifiers were committed like LM runs,
+    the file as it is). On an error the model holds part of a damaged file: it is discarded."""
     if "files" in doc.data:
         doc.obj("files").missing((WEIGHTS_FILE,))
-        data, path = read_committed(
-            run_dir, WEIGHTS_FILE, committed_files(doc, (WEIGHTS_FILE,))[WEIGHTS_FILE], CONFIG_FILE
-        )
-    else:
-        path = run_dir / WEIGHTS_FILE
-        if not path.is_file():
-            raise FormatError(f"{path} is missing; the classifier run in {run_dir} is incomplete")
-        data = path.read_bytes()
-    try:
-        return st_load(data)
-    except Exception as e:  # safetensors raises its own error types on a damaged file
-        raise FormatError(f"{path} cannot be read ({e}); the run is damaged") from None
+        expected = committed_files(doc, (WEIGHTS_FILE,))[WEIGHTS_FILE]
+        read_committed(run_dir, WEIGHTS_FILE, expected, lambda f: module_targets(model, f, CONFIG_FILE), CONFIG_FILE)
+        return
+    path = run_dir / WEIGHTS_FILE
+    if not path.is_file():
+        raise FormatError(f"{path} is missing; the classifier run in {run_dir} is incomplete")
+    with TensorFile(path) as f:
+        f.load(module_targets(model, f, CONFIG_FILE))
 
 
 __all__ = [

@@ -604,13 +604,19 @@ def _train(config: TrainConfig, progress, ctx: dist_.DistContext, files: list[Pa
     data_info.update(val_start=split.val_start, val_tokens=int(len(split.val)))
 
     torch.manual_seed(config.seed)
-    model = GPT(model_cfg) if source is None else source[0]
+    if source is not None:
+        model = source[0]
+    elif saved is not None:  # every weight comes from the checkpoint: no random init to overwrite
+        model = GPT.empty(model_cfg)
+    else:
+        model = GPT(model_cfg)
     coverage = None
     if config.init_embeddings and saved is None:  # a resumed run has its own (trained) rows
         coverage = init_token_embeddings(model, tokenizer, config.init_embeddings, seed=config.seed)
     metrics = []
     if saved is not None:
-        ckpt.load_weights(run_dir, model, saved)  # whole weights, before any sharding
+        # whole weights, before any sharding; a damaged file raises here and the half-read model is dropped
+        ckpt.load_weights(run_dir, model, saved)
         metrics = [r for r in ckpt.read_metrics(run_dir, strict=False) if r.get("step", 0) <= saved["step"]]
     trainee, fused = _trainee(config, model, precision, ctx, saved, run_dir)
     if ctx.is_main:
