@@ -14,6 +14,11 @@ thread), sides alternating:
 - checkpoint: the weights file of a run and its sha256 (what ``save_run`` records): tokvec's streamed
   writer (``tokvec.runs.tensorfile.save_tensors``, hashing while writing) vs the library:
   ``safetensors.torch.save_file``, fsync, rename, then the file read back to hash it
+- load-run: the model of the run ``tokvec import`` wrote, sha-checked (``checkpoint.load_run``:
+  positioned reads into ``GPT.empty``'s parameters, hashed in the same pass) vs the library way:
+  ``safetensors.torch.load_file`` + ``load_state_dict`` into ``GPT.empty`` + the file's sha256
+- export-run: the whole ``tokvec export --run RUN --format hf`` (``runs.hf.export_hf``: load_run,
+  then the streamed writer) vs transformers' ``from_pretrained`` + ``save_pretrained`` made durable (as export-durable)
 
 Time is the operation's wall time (and its process CPU time: on a loaded machine the wall time
 mostly measures the scheduler); ``os.sync()`` runs before each, so no side pays for the dirty pages
@@ -24,7 +29,7 @@ weights. transformers memory-maps the checkpoint, so its imported weights are fi
 counts only once touched (by the first forward, or by save_pretrained).
 Targets (issue 14): time <= 1.5x transformers', peak <= 1.3x the weights.
 
-    python benchmarks/bench_hf.py [--rounds 2] [--ops import export export-durable convert checkpoint]
+    python benchmarks/bench_hf.py [--rounds 2] [--ops import export export-durable convert checkpoint load-run export-run]
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ CHILD = r"""
 import json, os, sys, time
 import torch
 torch.set_num_threads(1)
-side, op, src, out = sys.argv[1:5]
+side, op, src, out, run = sys.argv[1:6]
 
 def rss(field):
     for line in open("/proc/self/status"):
@@ -63,7 +68,7 @@ else:
     from transformers import AutoModelForCausalLM
     load = lambda: AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
     save = lambda m: m.save_pretrained(out)
-    if op == "export-durable":  # the same durability as tokvec's atomic writes: every file, then the directory
+    if op in ("export-durable", "export-run"):  # the same durability as tokvec's atomic writes: every file, then the directory
         def save(m):
             m.save_pretrained(out)
             for name in [*os.listdir(out), "."]:
@@ -95,6 +100,36 @@ if op == "checkpoint":  # what save_run needs (the file and its sha256): the str
         with open(path, "rb", buffering=0) as f:
             while n := f.readinto(buf):
                 sha.update(memoryview(buf)[:n])
+elif op == "load-run":  # a run's model, sha-checked: tokvec's reader vs safetensors' load_file + load_state_dict
+    import hashlib
+    from safetensors.torch import load_file
+    from tokvec.model import GPT, ModelConfig
+    from tokvec.runs import checkpoint as ckpt
+    from tokvec.tokenizers import load_tokenizer  # noqa: F401 (imported before the clock, as load_run needs it)
+    before, t0, c0 = start()
+    if side == "tokvec":
+        model = ckpt.load_run(run)[0]
+    else:
+        config = ckpt.read_run_config(run)
+        path = os.path.join(run, "model.safetensors")
+        sha, buf = hashlib.sha256(), bytearray(1 << 20)
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                sha.update(memoryview(buf)[:n])
+        if sha.hexdigest() != config["files"]["model.safetensors"]["sha256"]:
+            raise SystemExit("sha256 mismatch")
+        model = GPT.empty(ModelConfig.from_dict(config["model"]))
+        sd = load_file(path)
+        model.load_state_dict(sd)
+        del sd
+elif op == "export-run":  # the whole `tokvec export --run RUN --format hf` vs from_pretrained + save_pretrained
+    from tokvec.runs.hf import export_hf
+    from tokvec.tokenizers import load_tokenizer  # noqa: F401 (imported before the clock, as load_run needs it)
+    before, t0, c0 = start()
+    if side == "tokvec":
+        export_hf(run, os.path.join(out, "hf")); model = None
+    else:
+        model = load(); save(model)
 elif op == "convert":  # the whole `tokvec import DIR --out RUN` vs from_pretrained + save_pretrained
     before, t0, c0 = start()
     if side == "tokvec":
@@ -113,7 +148,7 @@ print(json.dumps({"seconds": dt, "cpu": cpu, "peak_above": rss("VmHWM") - before
 """
 
 
-OPS = ("import", "export", "export-durable", "convert", "checkpoint")
+OPS = ("import", "export", "export-durable", "convert", "checkpoint", "load-run", "export-run")
 
 
 def make_checkpoint(directory: Path) -> None:
@@ -131,11 +166,11 @@ def make_checkpoint(directory: Path) -> None:
     ).save_hf(directory)
 
 
-def run_side(side: str, op: str, src: Path, out: Path) -> dict:
+def run_side(side: str, op: str, src: Path, out: Path, run: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, side, op, str(src), str(out)],
+        [sys.executable, "-c", CHILD, side, op, str(src), str(out), str(run)],
         capture_output=True,
         text=True,
         env=env,
@@ -154,13 +189,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_hf_") as tmp:
         src = Path(tmp) / "gpt2"
         make_checkpoint(src)
+        run = Path(tmp) / "run"
+        if {"load-run", "export-run"} & set(args.ops):  # the run `tokvec import` writes (its own process)
+            subprocess.run(
+                [sys.executable, "-c", "import sys; from tokvec.runs.hf import import_hf; import_hf(*sys.argv[1:])"]
+                + [str(src), str(run)],
+                check=True,
+            )
         size = (src / "model.safetensors").stat().st_size
         rows = {}
         for r in range(args.rounds):
             for op in args.ops:
                 sides = ("tokvec", "transformers") if r % 2 == 0 else ("transformers", "tokvec")
                 for side in sides:
-                    res = run_side(side, op, src, Path(tmp) / f"out-{side}-{op}-{r}")
+                    res = run_side(side, op, src, Path(tmp) / f"out-{side}-{op}-{r}", run)
                     rows.setdefault((op, side), []).append(res)
         load = os.getloadavg()
         print(

@@ -29,11 +29,11 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 from torch.utils.checkpoint import checkpoint
 
 from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
-from ..positional import build as build_positional
 from .aliases import register_alias_hooks
 from .attention import KVCache
 from .block import Block, make_norm
@@ -42,6 +42,17 @@ from .config import ModelConfig
 from .sampling import DEFAULT_TEMPERATURE, generate
 
 IGNORE_INDEX = -100  # targets equal to this add nothing to the loss (F.cross_entropy's default)
+
+
+class _SkipInit(TorchFunctionMode):
+    """While :meth:`GPT.empty` builds a model, ``torch.nn.init``'s fillers do nothing: its weights are
+    read next, and a random fill writes (faults in) every page of memory the read then overwrites."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 class GPT(nn.Module):
@@ -93,22 +104,14 @@ class GPT(nn.Module):
     def empty(cls, config: ModelConfig, *, device: str | torch.device = "cpu") -> "GPT":
         """A GPT whose parameters are allocated on ``device`` but NOT initialised: to load weights into.
 
-        Skips the random init (seconds for gpt2-124m): the model is built on the meta device, then
-        given storage. The positional module is built for real, since its tables are computed
-        rather than loaded; a tied head is tied again."""
-        with torch.device("meta"):
-            model = cls(config)
-        model.to_empty(device=device)
-        context = dict(
-            d_model=config.d_model, max_len=config.context_length, n_heads=config.n_heads, head_dim=config.head_dim
-        )
-        positional = build_positional(config.positional, **context, **dict(config.positional_options)).to(device)
-        model.embed.positional = positional
-        for block in model.blocks:
-            block.attn.positional = positional
-        if config.tie_embeddings:
-            model.lm_head.weight = model.embed.token.weight
-        return model
+        Skips the random init (seconds for gpt2-124m): the model is built on ``device`` with
+        ``torch.nn.init``'s fillers turned off, so every parameter is fresh, untouched memory (no
+        page of it faulted in before the weights are read into it). Whatever is computed rather
+        than loaded (rope and sinusoidal tables) is computed as in ``GPT(config)``; a tied head is
+        tied. (Not the meta device and ``to_empty``: building on meta imports ``torch._dynamo``,
+        ~2 s, for its meta kernels of ``arange`` and the random fills.)"""
+        with torch.device(device), _SkipInit():
+            return cls(config)
 
     # -- forward --------------------------------------------------------------------------------
     def hidden(self, ids: Tensor, *, cache: KVCache | None = None, checked: bool = False) -> Tensor:
