@@ -11,7 +11,9 @@ A run directory holds::
     metrics.jsonl          {"step", "split": "train"|"val", "loss", "lr", "tokens_per_s", "elapsed_s"}
 
 Weights and optimizer state are streamed into their files tensor by tensor, hashed while written
-(:mod:`tokvec.runs.tensorfile`): a save holds no copy of the weights besides the model's own.
+(:mod:`tokvec.runs.tensorfile`): a save holds no copy of the weights besides the model's own. They
+are read back the same way (:mod:`tokvec._tensorread`): straight from the file into the parameters
+of a model built without random init, hashed while read, so a load holds one copy too.
 
 Crash safety: every file is written to a temporary name, fsynced and renamed (``tokvec._io.atomic_open``).
 A checkpoint spans several files, so ``config.json`` is the commit point: the new weights are first
