@@ -320,6 +320,8 @@ def bench_encode_memory(size_mb: int, src_dirs: dict[str, Path], timeout: float,
     poems = CORPORA["chinese"].read_text(encoding="utf-8")
     english = CORPORA["english"].read_text(encoding="utf-8")
     shapes = {
+        "English as it is (normal path)": english,
+        "Chinese as it is (normal path)": poems,
         "Chinese, no whitespace (punctuation kept)": "".join(poems.split()),
         "Chinese letters only (one run)": "".join(c for c in poems if c.isalpha()),
         "English letters only (one run)": "".join(c for c in english if c.isalpha()),

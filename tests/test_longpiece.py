@@ -37,13 +37,13 @@ def toks() -> dict[str, BPETokenizer]:
 
 def _windows(tok: BPETokenizer, data: bytes, window: int, overlap: int, part: int) -> list[int]:
     """A piece's ids through PieceWindows, fed ``part`` bytes at a time."""
-    pw = PieceWindows(tok._enc._core_bpe.encode_single_piece, tok._token_lengths(), window=window, overlap=overlap)
+    pw = PieceWindows(tok._enc._encode_single_piece, tok._token_lengths(), window=window, overlap=overlap)
     out: list[int] = []
     for i in range(0, len(data), part):
         for ids in pw.feed(data[i : i + part]):
             out += ids.tolist()
     tail, pending = pw.finish()
-    rest = tok._enc._core_bpe.encode_single_piece(tail) if tail else []  # (tiktoken panics on b"")
+    rest = tok._enc._encode_single_piece(tail) if tail else []  # (tiktoken panics on b"")
     return out + longpiece.stitch(pending, rest, tok._token_lengths()).tolist()
 
 
@@ -59,14 +59,14 @@ def test_piece_in_windows_equals_the_whole_piece(toks, text, window, part):
     token give tiktoken's encoding of the whole piece (bytes; CJK tokens hold parts of characters)."""
     tok = toks["cl100k"]
     data = text.encode("utf-8")
-    assert _windows(tok, data, window, 40, part) == (tok._enc._core_bpe.encode_single_piece(data) if data else [])
+    assert _windows(tok, data, window, 40, part) == (tok._enc._encode_single_piece(data) if data else [])
 
 
 def test_piece_in_windows_scaled_issue_case(toks):
     """The issue's 18 MB of "abc", scaled down to 300 KB: windows of 4 KB give the whole piece's ids."""
     tok = toks["gpt2"]
     data = b"abc" * 100_000
-    assert _windows(tok, data, 4096, 256, 50_000) == tok._enc._core_bpe.encode_single_piece(data)
+    assert _windows(tok, data, 4096, 256, 50_000) == tok._enc._encode_single_piece(data)
 
 
 def test_windows_that_never_agree_raise():
@@ -78,7 +78,7 @@ def test_windows_that_never_agree_raise():
     for k in range(len(letters) - 1):
         ranks[letters[k : k + 2]] = 256 + len(letters) - k
     tok = BPETokenizer(ranks, pattern="gpt2")
-    enc = tok._enc._core_bpe.encode_single_piece
+    enc = tok._enc._encode_single_piece
     assert enc(letters[:4]) == [ranks[b"AB"], ranks[b"CD"]] and enc(letters[:3]) == [ord("A"), ranks[b"BC"]]
     pw = PieceWindows(enc, tok._token_lengths(), window=20, overlap=7, margin=2)
     with pytest.raises(LongPieceError, match=r"window.*20 bytes.*window_bytes="):
@@ -166,26 +166,16 @@ def test_token_file_of_long_stretches_equals_whole_file(toks, pattern, shape, tm
 def _record_longest(tok, monkeypatch) -> list[int]:
     """Lengths in bytes of every text and piece handed to tiktoken from now on."""
     seen = [0]
-    enc, core = tok._enc, tok._enc._core_bpe
-
-    class Core:
-        def __getattr__(self, name):
-            return getattr(core, name)
-
-        def encode_single_piece(self, data):
-            seen.append(len(data))
-            return core.encode_single_piece(data)
+    enc = tok._enc
 
     class Enc:
-        _core_bpe = Core()
-
         def __getattr__(self, name):
             attr = getattr(enc, name)
-            if not name.startswith("encode"):
+            if "encode" not in name:
                 return attr
 
             def wrapped(text, *a, **k):
-                seen.append(len(text.encode("utf-8")))
+                seen.append(len(text if isinstance(text, bytes) else text.encode("utf-8")))
                 return attr(text, *a, **k)
 
             return wrapped

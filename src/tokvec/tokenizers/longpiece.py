@@ -56,7 +56,7 @@ class PieceWindows:
     """One long pre-tokenisation piece, fed in parts of bytes; ``feed`` returns the ids no later byte
     can change, ``finish`` the bytes not yet final and a valid encoding of their start.
 
-    ``encode_piece(bytes) -> list[int]``: BPE on one piece (tiktoken's ``encode_single_piece``);
+    ``encode_piece(bytes) -> list[int]``: BPE on one piece (tiktoken's ``_encode_single_piece``);
     ``token_len[id]``: the byte length of each token. ``margin``: bytes at the end of the fed text
     where no join is made (room for a special token or a suffix the pattern adds after the run).
     """
@@ -227,14 +227,12 @@ def encode_stretch(
             buf = [text]
             continue
         s = start.start()
-        if _special_overlaps(text, s, run + longest_special, specials):  # tiktoken would cut the piece there
+        if _special_overlaps(text, s, max(s, run) + longest_special, specials):  # tiktoken would cut there
             buf = [text]
             continue
         yield stitch(pending, encode(text[:s]), token_len)
         pending = ()
-        piece = PieceWindows(
-            tok._enc._core_bpe.encode_single_piece, token_len, window=window, overlap=overlap, margin=margin
-        )
+        piece = PieceWindows(tok._enc._encode_single_piece, token_len, window=window, overlap=overlap, margin=margin)
         buf = []
         yield from piece.feed(text[s:].encode("utf-8"))
     if piece is not None:
