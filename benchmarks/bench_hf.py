@@ -7,6 +7,8 @@ thread), sides alternating:
 - import: tokvec ``GPT.from_pretrained(dir)`` vs transformers ``AutoModelForCausalLM.from_pretrained(dir)``
 - export: the loaded model written as a HF directory's weights: tokvec's streamed writer
   (``tokvec.runs.hf.write_safetensors(hf_tensors(model))``) vs ``model.save_pretrained(out)``
+- export-durable: the same, with transformers' files made as durable as tokvec's (each file it wrote
+  fsynced, then the directory, after ``save_pretrained``): the same work on both sides
 - convert: the whole ``tokvec import DIR --out RUN`` (read, write the run directory with its
   checkpoint code) vs ``from_pretrained`` + ``save_pretrained``
 - checkpoint: the weights file of a run and its sha256 (what ``save_run`` records): tokvec's streamed
@@ -22,7 +24,7 @@ weights. transformers memory-maps the checkpoint, so its imported weights are fi
 counts only once touched (by the first forward, or by save_pretrained).
 Targets (issue 14): time <= 1.5x transformers', peak <= 1.3x the weights.
 
-    python benchmarks/bench_hf.py [--rounds 2] [--ops import export convert checkpoint]
+    python benchmarks/bench_hf.py [--rounds 2] [--ops import export export-durable convert checkpoint]
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ else:
     from transformers import AutoModelForCausalLM
     load = lambda: AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
     save = lambda m: m.save_pretrained(out)
+    if op == "export-durable":  # the same durability as tokvec's atomic writes: every file, then the directory
+        def save(m):
+            m.save_pretrained(out)
+            for name in [*os.listdir(out), "."]:
+                fd = os.open(os.path.join(out, name), os.O_RDONLY); os.fsync(fd); os.close(fd)
 def reset_peak():
     with open("/proc/self/clear_refs", "w") as f:  # Linux: "5" resets VmHWM to the current RSS
         f.write("5")
@@ -106,7 +113,7 @@ print(json.dumps({"seconds": dt, "cpu": cpu, "peak_above": rss("VmHWM") - before
 """
 
 
-OPS = ("import", "export", "convert", "checkpoint")
+OPS = ("import", "export", "export-durable", "convert", "checkpoint")
 
 
 def make_checkpoint(directory: Path) -> None:

@@ -99,3 +99,13 @@ def test_cli_train_and_predict(reviews, tmp_path, cli):
     assert lines[0].startswith("pos  ") and lines[0].endswith("  這部電影真棒") and lines[1].startswith("neg  ")
     r = cli("classify", "predict", "--run", str(tmp_path / "nope"), "x", subprocess=True)
     assert r.code == 2 and "tokvec: error: no classifier run at" in r.err
+
+
+@pytest.mark.parametrize("lr", [-1.0, 0.0, float("nan")])
+def test_a_bad_lr_is_reported_once_not_again_as_a_min_lr_range(lr, error_says):
+    # before: "min_lr must be ... in [0.0, -1.0]" followed the lr problem (the bad lr became min_lr's bound)
+    with error_says(TokvecValueError, "lr must be a finite number", "(0.0, 10.0]", "3e-3") as caught:
+        ClassifyConfig(csv="x.csv", lr=lr).validate()
+    assert "min_lr" not in str(caught.value)
+    with error_says(TokvecValueError, "min_lr", "[0.0, 0.001]", "--min-lr"):
+        ClassifyConfig(csv="x.csv", lr=1e-3, min_lr=0.01).validate()

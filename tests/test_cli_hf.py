@@ -87,7 +87,7 @@ def test_import_finetune_export_from_the_command_line(tmp_path, capsys):
 def test_refusals_are_one_line_exit_2(tmp_path, capsys):
     assert cli("train", "--init-from", tmp_path, "--d-model", "64", "--out", tmp_path / "x") == 2
     err = capsys.readouterr().err
-    assert err.startswith("tokvec: error:") and "d_model=64" in err and err.count("\n") == 1
+    assert err.startswith("tokvec: error:") and "--d-model=64" in err and err.count("\n") == 1
     (tmp_path / "hf").mkdir()
     transformers.GPT2Config(vocab_size=300, n_embd=32, n_layer=1, n_head=2).save_pretrained(tmp_path / "hf")
     (tmp_path / "hf" / "pytorch_model.bin").write_bytes(b"not read")

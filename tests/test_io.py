@@ -5,14 +5,17 @@ extend it. Special files are made in tmp_path (a FIFO, symlinks, and, as root, a
 /dev/null node), so a failing test can never replace the system's /dev/null.
 """
 
+import itertools
 import os
 import stat
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tokvec._io import atomic_open, check_output, clean_temp_files, write_json, write_target
+from tokvec import _io
+from tokvec._io import Writeback, atomic_open, check_output, clean_temp_files, start_writeback, write_json, write_target
 from tokvec.errors import OutputPathError, TokvecError
 
 
@@ -214,3 +217,54 @@ def test_check_output(tmp_path, case):
         check_output(out, inputs)
     assert isinstance(e.value, (TokvecError, ValueError))
     assert str(out) in str(e.value)  # names the path the user gave
+
+
+# -- Writeback: the disk starts while a large file is still being written ------------------------
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+
+
+@linux_only
+def test_writeback_asks_for_each_interval_once_in_order_and_leaves_the_bytes_alone(tmp_path):
+    path = tmp_path / "big.bin"
+    data = os.urandom(5 << 20)
+    with atomic_open(path, "wb") as f:
+        f.write(b"head")  # a writer that started before the Writeback took over: offsets count from the file's start
+        wb = Writeback(f, every=2 << 20)
+        for a in range(0, len(data), 1 << 20):
+            f.write(data[a : a + (1 << 20)])
+            wb.wrote(len(data[a : a + (1 << 20)]))
+    assert wb.ranges == [
+        (4, 2 << 20),
+        (4 + (2 << 20), 2 << 20),
+    ]  # 5 MiB: two whole intervals asked, the tail left to fsync
+    assert path.read_bytes() == b"head" + data
+
+
+def test_writeback_on_a_pipe_or_where_the_call_is_missing_is_a_no_op(tmp_path, monkeypatch):
+    r, w = os.pipe()
+    with os.fdopen(w, "wb") as f, os.fdopen(r, "rb") as reader:
+        wb = Writeback(f, every=1)
+        f.write(b"xy")
+        wb.wrote(2)  # a pipe has no position: nothing asked, nothing raised
+        f.flush()
+        assert reader.read(2) == b"xy"
+    assert wb.ranges == []
+    monkeypatch.setattr(_io, "_sync_file_range", lambda: None)  # macOS, Windows
+    assert start_writeback(os.open(tmp_path, os.O_RDONLY), 0, 1) is False
+
+
+def test_a_streamed_tensor_file_starts_its_writeback_as_it_goes(tmp_path, monkeypatch):
+    import torch
+
+    from tokvec.runs.tensorfile import save_tensors
+
+    asked = []
+    monkeypatch.setattr(_io, "WRITEBACK_BYTES", 1 << 20)
+    monkeypatch.setattr(_io, "start_writeback", lambda fd, offset, length: asked.append((offset, length)) or True)
+    t = torch.arange(3 << 18, dtype=torch.float32)  # 3 MiB
+    info = save_tensors(tmp_path / "t.safetensors", {"t": t})
+    # contiguous from the first byte (the header included), at least one interval apart, the tail
+    # (under an interval) left to the fsync
+    assert [offset for offset, _ in asked] == [0, *itertools.accumulate(length for _, length in asked[:-1])]
+    assert len(asked) == 3 and all(length >= 1 << 20 for _, length in asked)
+    assert info["bytes"] - (1 << 20) < sum(length for _, length in asked) <= info["bytes"]

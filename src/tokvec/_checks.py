@@ -47,6 +47,13 @@ def check_int_arg(
     return value
 
 
+def bound_from(value: Any) -> float | None:
+    """``value`` as the limit of another check when it is itself a valid positive finite number, else
+    None: a bad ``lr`` is reported once, not again as a strange range for ``min_lr``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e300
+    return value if ok and math.isfinite(value) and value > 0 else None
+
+
 def check_float_arg(
     name: str,
     value: Any,

@@ -5,10 +5,11 @@ Every error a user can cause prints one line (``tokvec: error: ...``) and exits 
 
 from __future__ import annotations
 
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -32,6 +33,32 @@ SEED_SENTENCES = ["你好好嗎嗎", "小沈阳江西演唱会邀请了,"]
 
 class CLIError(TokvecError):
     """A problem with the command line itself (a missing file, conflicting flags)."""
+
+
+# config fields whose flag is not the field's name with dashes
+_FLAG_OF_FIELD = {
+    "n_layers": "--layers",
+    "n_heads": "--heads",
+    "context_length": "--context",
+    "warmup_steps": "--warmup",
+}
+
+
+@contextmanager
+def in_flag_names(fields: Iterable[str]) -> Iterator[None]:
+    """Around building and validating a config from flags: an error naming config fields (``n_heads``,
+    ``warmup_steps``) names the command's flags instead (``--heads``, ``--warmup``), the names the
+    user typed. Only the given fields are renamed, only as whole words (``min_lr`` is not ``lr``)."""
+    try:
+        yield
+    except TokvecError as e:
+        flags = {f: _FLAG_OF_FIELD.get(f, "--" + f.replace("_", "-")) for f in fields}
+        if flags and e.args and isinstance(e.args[0], str):
+            words = re.compile(
+                r"(?<![\w.=-])(" + "|".join(map(re.escape, sorted(flags, key=len, reverse=True))) + r")(?!\w)"
+            )
+            e.args = (words.sub(lambda m: flags[m.group(1)], e.args[0]), *e.args[1:])
+        raise
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import DEVICE_HELP, announce_device, app, out, progress_bar, resolve_device_flag
+from . import DEVICE_HELP, announce_device, app, in_flag_names, out, progress_bar, resolve_device_flag
 
 classify_app = typer.Typer(
     help="Sequence classification on the same embeddings and blocks (CSV of text,label).", no_args_is_help=True
@@ -71,9 +71,10 @@ def classify_train(
         val_fraction=val_fraction,
         seed=seed,
     )
-    config = ClassifyConfig(
-        csv=str(csv_path), out=str(out_dir), force=force, **{k: v for k, v in given.items() if v is not None}
-    ).validate()
+    with in_flag_names(given):  # errors name --warmup, --heads, ..., what the user typed
+        config = ClassifyConfig(
+            csv=str(csv_path), out=str(out_dir), force=force, **{k: v for k, v in given.items() if v is not None}
+        ).validate()
     config.device = str(resolve_device_flag(device, "classify train", announce=False))
     with progress_bar(config.max_steps, "classifier") as advance:
         result = train_classifier(

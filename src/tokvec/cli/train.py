@@ -9,12 +9,12 @@ from typing import Iterator, Optional
 import typer
 
 from ..runs.launch import launch_env
-from . import DEVICE_HELP, CLIError, app, err, out, progress_bar, resolve_device_flag
+from . import DEVICE_HELP, CLIError, app, err, in_flag_names, out, progress_bar, resolve_device_flag
 
 
-def _train_overrides(**flags) -> dict:
-    """The flags the user gave (not None), as TrainConfig fields."""
-    return {k: v for k, v in flags.items() if v is not None}
+def _train_overrides(**flags) -> tuple[dict, list[str]]:
+    """The flags the user gave (not None), as TrainConfig fields; and every field a flag sets."""
+    return {k: v for k, v in flags.items() if v is not None}, list(flags)
 
 
 @app.command()
@@ -98,7 +98,7 @@ def train(
     from ..runs.train import TrainConfig, effective_batch
     from ..runs.train import train as run_training
 
-    flags = _train_overrides(
+    flags, fields = _train_overrides(
         corpus=None if corpus is None else str(corpus),
         encoding=encoding,
         tokenizer=tokenizer,
@@ -143,12 +143,16 @@ def train(
             raise CLIError(f"--resume continues the run in {resume} and --force starts it over; pass only one")
         if init_from is not None:
             raise CLIError(f"--resume {resume} continues a run as saved; drop --init-from {init_from}")
-        config = TrainConfig.for_resume(str(resume), **flags)
-    elif init_from is not None:
-        config = TrainConfig.finetune(str(init_from), **flags, out=str(out_dir or TrainConfig.out), force=force)
-    else:
-        config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out), force=force)
-    config.validate()  # bad numbers and impossible sizes fail before anything is printed or read
+    # errors name --heads, --warmup, ..., what the user typed (on resume only the flags given: the rest
+    # comes from the run's config.json)
+    with in_flag_names(flags if resume is not None else fields):
+        if resume is not None:
+            config = TrainConfig.for_resume(str(resume), **flags)
+        elif init_from is not None:
+            config = TrainConfig.finetune(str(init_from), **flags, out=str(out_dir or TrainConfig.out), force=force)
+        else:
+            config = TrainConfig(**flags, out=str(out_dir or TrainConfig.out), force=force)
+        config.validate()  # bad numbers and impossible sizes fail before anything is printed or read
     run_dir = Path(config.out)
     world, rank, _ = launch_env()
     if rank != 0:  # under torchrun only rank 0 speaks; the others train silently

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .. import textstream
-from .._io import atomic_open, check_output, read_json, write_json, write_target
+from .._io import Writeback, atomic_open, check_output, read_json, write_json, write_target
 from ..errors import FormatError, OutputPathError, TokvecError, TokvecValueError
 from ..textstream import Unfinished, expand_corpus, iter_corpus_chunks
 
@@ -132,6 +132,7 @@ def write_token_file(
 
     sidecar = sidecar_path(out)
     with atomic_open(out, "wb") as f, ThreadPoolExecutor(threads) as pool:
+        writeback = Writeback(f)  # the disk starts on the ids while the rest are encoded
         pending: deque = deque()
         last_file: Path | None = None
 
@@ -156,6 +157,7 @@ def write_token_file(
             block = np.ascontiguousarray(ids, dtype=dtype).tobytes()
             digest.update(block)
             f.write(block)
+            writeback.wrote(len(block))
             count += len(ids)
 
         offset, offset_file = 0, None

@@ -79,7 +79,7 @@ class ClassifyConfig(ClassifierModelFields):
 
     def validate(self) -> "ClassifyConfig":
         """Collect every problem, then raise once naming each field, its value and the limit."""
-        from .._checks import check_float_arg, check_int_arg, check_seed
+        from .._checks import bound_from, check_float_arg, check_int_arg, check_seed
 
         problems = []
         checks = [
@@ -96,7 +96,7 @@ class ClassifyConfig(ClassifierModelFields):
                 "min_lr",
                 dict(
                     lo=0.0,
-                    hi=self.lr if isinstance(self.lr, (int, float)) else None,
+                    hi=bound_from(self.lr),
                     fix="--min-lr ends the cosine, at most --lr",
                 ),
             ),

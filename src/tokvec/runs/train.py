@@ -151,7 +151,7 @@ class TrainConfig(ModelFields):
 
         Every number is range-checked (0, negatives, 10**20, NaN and inf are refused), and the model
         the flags describe is measured against this machine's memory before any work starts."""
-        from .._checks import MAX_DIM, MAX_SEED, check_float_arg, check_int_arg
+        from .._checks import MAX_DIM, MAX_SEED, bound_from, check_float_arg, check_int_arg
         from ..errors import TokvecError
 
         problems = []
@@ -179,7 +179,7 @@ class TrainConfig(ModelFields):
             check_float_arg,
             "min_lr",
             lo=0.0,
-            hi=self.lr if isinstance(self.lr, (int, float)) else None,
+            hi=bound_from(self.lr),
             none_ok=True,
             fix="--min-lr ends the cosine, at most --lr (default lr/10)",
         )
