@@ -257,3 +257,17 @@ def test_encode_stretch_equals_encode(toks, pattern, runs, seps, cut, seed):
     finally:
         longpiece.MIN_RUN_CHARS = old
     assert got.tolist() == tok.encode(text, allowed_special="all")
+
+
+def test_stretch_of_a_tokenizer_without_encode_stretch_is_encoded_whole(tmp_path, monkeypatch):
+    """A word tokenizer with a user segmenter has no safe cut and no encode_stretch: its Unfinished
+    parts are joined and encoded whole (same ids as before)."""
+    from tokvec.tokenizers import WordTokenizer
+
+    monkeypatch.setattr(textstream, "BLOCK_BYTES", 97)
+    monkeypatch.setattr(textstream, "LONG_CARRY_CHARS", 300)
+    text = "alpha beta gamma\n" * 200
+    tok = WordTokenizer.train([text], segmenter=str.split)
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    write_token_file(tok, tmp_path / "a.txt", tmp_path / "ids.bin")
+    assert load_token_file(tmp_path / "ids.bin").tolist() == tok.encode(text)
