@@ -271,3 +271,13 @@ def test_stretch_of_a_tokenizer_without_encode_stretch_is_encoded_whole(tmp_path
     (tmp_path / "a.txt").write_text(text, encoding="utf-8")
     write_token_file(tok, tmp_path / "a.txt", tmp_path / "ids.bin")
     assert load_token_file(tmp_path / "ids.bin").tolist() == tok.encode(text)
+
+
+def test_sparse_ranks_are_encoded_whole():
+    """Ranks too sparse for a length table (one rank at 10**7): the stretch is encoded whole."""
+    ranks = {bytes([b]): b for b in range(256)} | {b"ab": 10**7}
+    tok = BPETokenizer(ranks, pattern="cl100k")
+    text = "ab" * 5000
+    assert tok._token_lengths() is None
+    got = np.concatenate(list(tok.encode_stretch([text[:3000], text[3000:]], window_bytes=1024)))
+    assert got.tolist() == tok.encode(text) == [10**7] * 5000

@@ -95,7 +95,7 @@ class BPETokenizer(Tokenizer):
         self.name = name
         self._encoder = self._build_encoder() if build_encoder else None
         self._batch_enc = None  # built on first encode_batch
-        self._lengths = None  # token byte lengths, built on first encode_stretch
+        self._lengths = None  # byte length of each rank, built on first encode_stretch
         self._vocab_size = max(taken) + 1
         # unassigned ids below vocab_size: listed when few; else the assigned ones are kept instead, so a
         # stray huge id in a file costs memory in proportion to the tokens, not to the id
@@ -515,15 +515,17 @@ class BPETokenizer(Tokenizer):
         return encode_stretch(self, parts, encode, window=window_bytes)
 
     def _token_lengths(self):
-        """Byte length of every id below vocab_size (0 for unassigned ids), as an int64 array."""
+        """Byte length of every rank (0 for unused ranks), as an int64 array; None when the ranks are
+        too sparse for an array (then long stretches are encoded whole)."""
         if self._lengths is None:
             import numpy as np
 
-            lengths = np.zeros(self._vocab_size, dtype=np.int64)
+            size = max(self._ranks.values()) + 1
+            if size > 8 * len(self._ranks) + (1 << 16):
+                return None
+            lengths = np.zeros(size, dtype=np.int64)
             for token, rank in self._ranks.items():
                 lengths[rank] = len(token)
-            for token, i in self.special_tokens.items():
-                lengths[i] = len(token.encode("utf-8"))
             self._lengths = lengths
         return self._lengths
 

@@ -57,7 +57,7 @@ class PieceWindows:
     can change, ``finish`` the bytes not yet final and a valid encoding of their start.
 
     ``encode_piece(bytes) -> list[int]``: BPE on one piece (tiktoken's ``_encode_single_piece``);
-    ``token_len[id]``: the byte length of each token. ``margin``: bytes at the end of the fed text
+    ``token_len[rank]``: the byte length of each token. ``margin``: bytes at the end of the fed text
     where no join is made (room for a special token or a suffix the pattern adds after the run).
     """
 
@@ -151,6 +151,8 @@ def stitch(pending: Any, ids: Any, token_len: Any) -> Any:
     p_at = np.concatenate(([0], np.cumsum(token_len[pend])[:-1]))
     covered = int(token_len[pend].sum())
     head = ids[:covered].astype(np.int64)  # the ids of the pending bytes (each token is >= 1 byte)
+    special = np.flatnonzero(head >= len(token_len))
+    head = head[: special[0]] if len(special) else head  # a special token starts after the piece
     at = np.concatenate(([0], np.cumsum(token_len[head])[:-1]))
     shared = np.intersect1d(p_at * (1 << 32) + pend, at * (1 << 32) + head, assume_unique=True) >> 32
     if not len(shared):
@@ -192,6 +194,9 @@ def encode_stretch(
         return
     longest_special = max((len(s.encode()) for s in specials), default=0)
     token_len = tok._token_lengths()
+    if token_len is None:  # ranks too sparse to index
+        yield encode("".join(parts))
+        return
     window = window or WINDOW_BYTES
     overlap = overlap or max(min(OVERLAP_BYTES, window // 4), 4 * (int(token_len.max()) + longest_special))
     margin = overlap // 2
