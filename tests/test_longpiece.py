@@ -30,7 +30,9 @@ TRAIN = [
 @pytest.fixture(scope="module")
 def toks() -> dict[str, BPETokenizer]:
     return {
-        p: BPETokenizer.train_from_texts(TRAIN, vocab_size=420, pattern=p, special_tokens=[EOT], allow_smaller=True)
+        p: BPETokenizer.train_from_texts(
+            TRAIN, vocab_size=420, pattern=p, special_tokens=[EOT, "[x]"], allow_smaller=True
+        )
         for p in ("gpt2", "cl100k", "o200k")
     }
 
@@ -136,6 +138,10 @@ STRETCHES = {
     "ends": lambda r: "".join(
         "".join(r.choice("abc") for _ in range(3000)) + r.choice(["'s", "'", "\u0301", "'ll的", "'S"]) for _ in range(4)
     ),
+    # "[x]" then letters: the pattern alone would start the letter piece at "]", inside the special token
+    "special-then-run": lambda r: "[x]".join(
+        "".join(r.choice(CJK[:4]) for _ in range(r.randrange(900))) for _ in range(9)
+    ),
     "symbols-then-run": lambda r: "!?" * 700 + "".join(r.choice("ab") for _ in range(3000)) + "，" + "ab" * 700,
 }
 
@@ -156,7 +162,7 @@ def test_token_file_of_long_stretches_equals_whole_file(toks, pattern, shape, tm
     whole = tok.encode(text, allowed_special="all")
     longest = _record_longest(tok, monkeypatch)
     (tmp_path / "a.txt").write_text(text, encoding="utf-8")
-    write_token_file(tok, tmp_path / "a.txt", tmp_path / "ids.bin", allowed_special={EOT}, num_threads=2)
+    write_token_file(tok, tmp_path / "a.txt", tmp_path / "ids.bin", allowed_special="all", num_threads=2)
     assert load_token_file(tmp_path / "ids.bin", tokenizer=tok).tolist() == whole
     bound = 2 * 600 + 2 * 3 * (200 + 97)
     if shape != "symbols-then-run":  # the 1400 symbols before its run are one piece: encoded whole
@@ -281,3 +287,16 @@ def test_sparse_ranks_are_encoded_whole():
     assert tok._token_lengths() is None
     got = np.concatenate(list(tok.encode_stretch([text[:3000], text[3000:]], window_bytes=1024)))
     assert got.tolist() == tok.encode(text) == [10**7] * 5000
+
+
+def test_a_piece_that_goes_on_after_its_run_is_taken_up_again(toks, monkeypatch):
+    """o200k: a run of Chinese, then "A", then lowercase letters is one piece ("的的Aab"); the windows
+    stop at "A" (not a run character) and take the piece up again where the next run starts."""
+    monkeypatch.setattr(longpiece, "MIN_RUN_CHARS", 40)
+    tok = toks["o200k"]
+    rng = random.Random(3)
+    text = "".join(rng.choice(CJK[:3]) for _ in range(1000)) + "A" + "".join(rng.choice("ab") for _ in range(2000))
+    for cut in (1, 7, 500):
+        parts = [text[i : i + cut] for i in range(0, len(text), cut)]
+        got = np.concatenate(list(tok.encode_stretch(parts, window_bytes=400)))
+        assert got.tolist() == tok.encode(text)

@@ -59,6 +59,8 @@ class PieceWindows:
     ``encode_piece(bytes) -> list[int]``: BPE on one piece (tiktoken's ``_encode_single_piece``);
     ``token_len[rank]``: the byte length of each token. ``margin``: bytes at the end of the fed text
     where no join is made (room for a special token or a suffix the pattern adds after the run).
+    ``start``: a valid encoding of the first bytes to be fed (a piece taken up again after
+    :meth:`finish`, the ids it returned).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class PieceWindows:
         window: int = 0,
         overlap: int = 0,
         margin: int = 0,
+        start: Any = (),
     ) -> None:
         self.window = window or WINDOW_BYTES
         self.overlap = overlap or OVERLAP_BYTES
@@ -81,8 +84,8 @@ class PieceWindows:
         self.encode_piece = encode_piece
         self.token_len = token_len
         self.data = bytearray()  # bytes of the piece from the last join on
-        self.cur: Any = ()  # the encoding of data[: self.end] (uint32 array)
-        self.end = 0
+        self.cur: Any = start  # the encoding of data[: self.end] (uint32 array)
+        self.end = int(token_len[start].sum()) if len(start) else 0
         self.offset = 0  # bytes of the piece before data (for errors)
 
     def feed(self, data: bytes) -> Iterator[Any]:
@@ -235,9 +238,14 @@ def encode_stretch(
         if _special_overlaps(text, s, max(s, run) + longest_special, specials):  # tiktoken would cut there
             buf = [text]
             continue
-        yield stitch(pending, encode(text[:s]), token_len)
+        if s or not len(pending):
+            yield stitch(pending, encode(text[:s]), token_len)
+            pending = ()
+        # else the piece that ended the last run goes on (o200k: "的的Aab" is one piece): take it up again
+        piece = PieceWindows(
+            tok._enc._encode_single_piece, token_len, window=window, overlap=overlap, margin=margin, start=pending
+        )
         pending = ()
-        piece = PieceWindows(tok._enc._encode_single_piece, token_len, window=window, overlap=overlap, margin=margin)
         buf = []
         yield from piece.feed(text[s:].encode("utf-8"))
     if piece is not None:
