@@ -3,6 +3,7 @@
     python benchmarks/bench_bpe.py [--quick] [--big-mb 200]
     python benchmarks/bench_bpe.py --engines-only [--repeat 2]
     python benchmarks/bench_bpe.py --memory-mb 50 [--before-src ../main/src]
+    python benchmarks/bench_bpe.py --encode-memory-mb 50 [--before-src ../main/src]
 
 0. training engines: tokvec's default engine ("auto" = rustbpe, HF as the fallback for
    min_frequency) against its HF engine (HF BpeTrainer), same files, pattern, vocabulary and
@@ -16,6 +17,8 @@
 3. encode_batch on one-line items: tokvec vs HF encode_batch (target >= 3x), with tiktoken's own
    encode_batch shown for context;
 (--memory-mb) training peak RSS on text without whitespace, in child processes (issue 11);
+(--encode-memory-mb) token file peak RSS and MB/s on text with no whitespace cut, in child
+   processes, this checkout against --before-src (issue 11 item 16);
 4. corpus -> token file: MB/s and peak RSS (child process) on a ~200 MB file made by repeating a
    corpus in a temp dir (deleted afterwards); target peak RSS < 300 MB.
 Corpora: ../shared/data/tinyshakespeare.txt (English) and tang-poems.txt (classical Chinese).
@@ -294,6 +297,80 @@ def bench_train_memory(size_mb: int, src_dirs: dict[str, Path], timeout: float, 
     results.append(("python + imports alone", f"peak RSS {float(base.stdout):.0f} MB", "", ""))
 
 
+ENCODE_CHILD = """
+import hashlib, json, sys, time
+sys.path.insert(0, sys.argv[1])
+from tokvec import load_tokenizer
+from tokvec.data import write_token_file
+tok = load_tokenizer(sys.argv[2])
+tok.encode("warm up")
+base = [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+start = time.perf_counter()
+info = write_token_file(tok, sys.argv[3], sys.argv[4], num_threads=1)
+secs = time.perf_counter() - start
+rss = [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print(json.dumps({"secs": secs, "count": info["count"], "blake2b": info["blake2b"], "base_mb": base, "rss_mb": rss}))
+"""
+
+
+def bench_encode_memory(size_mb: int, src_dirs: dict[str, Path], timeout: float, results: list) -> None:
+    """Token file of ``size_mb`` of text with no whitespace cut (issue 11 item 16), in child
+    processes, one encoding thread: peak RSS above the child's own baseline (interpreter, imports,
+    tokenizer) and MB/s, per checkout. The ids of every checkout are compared by content hash."""
+    poems = CORPORA["chinese"].read_text(encoding="utf-8")
+    english = CORPORA["english"].read_text(encoding="utf-8")
+    shapes = {
+        "English as it is (normal path)": english,
+        "Chinese as it is (normal path)": poems,
+        "Chinese, no whitespace (punctuation kept)": "".join(poems.split()),
+        "Chinese letters only (one run)": "".join(c for c in poems if c.isalpha()),
+        "English letters only (one run)": "".join(c for c in english if c.isalpha()),
+    }
+    from tokvec import BPETokenizer
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        tok = BPETokenizer.train_from_texts([poems, english], vocab_size=4096)
+        tok.save(tmp / "tok.json")
+        for shape, text in shapes.items():
+            path = tmp / "corpus.txt"
+            data = text.encode("utf-8")
+            with open(path, "wb") as f:
+                for _ in range(max(1, size_mb * 10**6 // len(data))):
+                    f.write(data)
+            mb = path.stat().st_size / 1e6
+            hashes = set()
+            for side, src in src_dirs.items():
+                try:
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            "-c",
+                            ENCODE_CHILD,
+                            str(src),
+                            str(tmp / "tok.json"),
+                            str(path),
+                            str(tmp / "ids.bin"),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        timeout=timeout,
+                    )
+                    r = json.loads(out.stdout)
+                    hashes.add(r["blake2b"])
+                    cell = (
+                        f"{mb / r['secs']:.1f} MB/s, peak RSS +{r['rss_mb'] - r['base_mb']:.0f} MB "
+                        f"(baseline {r['base_mb']:.0f} MB)"
+                    )
+                except subprocess.TimeoutExpired:
+                    cell = f"stopped after {timeout:.0f} s"
+                results.append((f"token file, {mb:.0f} MB, {shape}", side, cell, ""))
+                print(" | ".join(results[-1]), flush=True)
+            results[-1] = (*results[-1][:3], "same ids" if len(hashes) == 1 else "IDS DIFFER")
+            path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="vocab 4096 only, 50 MB token file")
@@ -307,6 +384,12 @@ def main() -> None:
         type=int,
         default=0,
         help="only: peak RSS of training on this many MB of text without whitespace (issue 11)",
+    )
+    parser.add_argument(
+        "--encode-memory-mb",
+        type=int,
+        default=0,
+        help="only: token file peak RSS and MB/s on this many MB of text with no whitespace cut (issue 11)",
     )
     parser.add_argument("--before-src", type=Path, help="with --memory-mb: also run another checkout's src/")
     parser.add_argument("--timeout", type=float, default=1800, help="with --memory-mb: seconds per child")
@@ -323,6 +406,14 @@ def main() -> None:
     if args.skip_sentencepiece:
         globals()["train_sentencepiece"] = lambda *a: "skipped"
     results: list[tuple] = []
+    if args.encode_memory_mb:
+        src_dirs = {
+            **({f"{args.before_src}": args.before_src} if args.before_src else {}),
+            "this checkout": ROOT / "src",
+        }
+        bench_encode_memory(args.encode_memory_mb, src_dirs, args.timeout, results)
+        print_table(results)
+        return
     if args.memory_mb:
         src_dirs = {
             "this checkout": ROOT / "src",

@@ -485,12 +485,12 @@ def test_train_flags_reach_the_saved_config(tmp_path, cli):
 @pytest.mark.parametrize(
     "flag,value,facts",
     [
-        ("--dropout", "1.5", ["dropout", "1.5", "[0.0, 1.0)", "--dropout 0.1"]),
-        ("--warmup", "-1", ["warmup_steps", "-1", "[0,", "--warmup 0"]),
-        ("--min-lr", "0.5", ["min_lr", "0.5", "0.001]", "at most --lr"]),
-        ("--weight-decay", "-0.1", ["weight_decay", "-0.1", "[0.0, 1000.0]", "--weight-decay 0.1"]),
-        ("--eval-batches", "0", ["eval_batches", "0", "[1,", "--eval-batches 20"]),
-        ("--val-fraction", "1", ["val_fraction", "1.0", "(0.0, 1.0)", "--val-fraction 0.1"]),
+        ("--dropout", "1.5", ["--dropout must", "1.5", "[0.0, 1.0)", "--dropout 0.1"]),
+        ("--warmup", "-1", ["--warmup must", "-1", "[0,", "--warmup 0"]),
+        ("--min-lr", "0.5", ["--min-lr must", "0.5", "0.001]", "at most --lr"]),
+        ("--weight-decay", "-0.1", ["--weight-decay must", "-0.1", "[0.0, 1000.0]", "--weight-decay 0.1"]),
+        ("--eval-batches", "0", ["--eval-batches must", "0", "[1,", "--eval-batches 20"]),
+        ("--val-fraction", "1", ["--val-fraction must", "1.0", "(0.0, 1.0)", "--val-fraction 0.1"]),
     ],
 )
 def test_bad_train_flags_give_one_line_with_value_limit_and_fix(tmp_path, cli, flag, value, facts):
@@ -551,12 +551,12 @@ def test_classify_flags_reach_the_saved_run(tmp_path, cli):
 @pytest.mark.parametrize(
     "flag,value,facts",
     [
-        ("--dropout", "1", ["dropout", "1.0", "[0.0, 1.0)", "--dropout 0.1"]),
-        ("--warmup", "-2", ["warmup_steps", "-2", "[0,", "--warmup 0"]),
-        ("--min-lr", "1", ["min_lr", "1.0", "0.003]", "at most --lr"]),
-        ("--weight-decay", "nan", ["weight_decay", "nan", "[0.0, 1000.0]", "--weight-decay 0.01"]),
-        ("--val-fraction", "1", ["val_fraction", "1.0", "[0.0, 1.0)", "--val-fraction 0.2"]),
-        ("--eval-interval", "0", ["eval_interval", "0", "[1,", "--eval-interval 100"]),
+        ("--dropout", "1", ["--dropout must", "1.0", "[0.0, 1.0)", "--dropout 0.1"]),
+        ("--warmup", "-2", ["--warmup must", "-2", "[0,", "--warmup 0"]),
+        ("--min-lr", "1", ["--min-lr must", "1.0", "0.003]", "at most --lr"]),
+        ("--weight-decay", "nan", ["--weight-decay must", "nan", "[0.0, 1000.0]", "--weight-decay 0.01"]),
+        ("--val-fraction", "1", ["--val-fraction must", "1.0", "[0.0, 1.0)", "--val-fraction 0.2"]),
+        ("--eval-interval", "0", ["--eval-interval must", "0", "[1,", "--eval-interval 100"]),
     ],
 )
 def test_bad_classify_flags_give_one_line_with_value_limit_and_fix(tmp_path, cli, flag, value, facts):

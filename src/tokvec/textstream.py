@@ -134,6 +134,14 @@ def bounded_texts(text: str, max_chars: int | None = None) -> Iterator[str]:
 
 
 Cut = Callable[[str], int]  # text -> the last index where a chunk may end (0: nowhere in this text)
+LONG_CARRY_CHARS = 1 << 20  # with long_carry: a stretch without a cut is handed on in parts of this size
+
+
+class Unfinished(str):
+    """A part of a stretch of text with no safe cut: the next chunk of the same file continues it
+    (the stretch ends with the first chunk that is a plain ``str``)."""
+
+
 _TAIL = 256  # characters of the carry re-examined with each new block (a cut looks a little back)
 
 
@@ -145,6 +153,7 @@ def iter_file_chunks(
     block_bytes: int | None = None,
     cut: Cut | None = None,
     max_carry: int | None = MAX_CARRY_CHARS,
+    long_carry: int | None = None,
 ) -> Iterator[str]:
     """Chunks of one file's text (about ``block_bytes``, default BLOCK_BYTES, each); their
     concatenation is the whole file.
@@ -153,7 +162,11 @@ def iter_file_chunks(
     passes its own (``Tokenizer.safe_cut``) so that encoding the chunks equals encoding the file.
     Without a cut the text is carried on: up to ``max_carry`` characters, then cut anyway (right
     for counting BPE pairs in training), or, with ``max_carry=None``, to the end of the file (the
-    exact path: memory then grows with the longest stretch that has no safe cut).
+    exact path: memory then grows with the longest stretch that has no safe cut). With
+    ``long_carry`` too, such a stretch is handed on in :class:`Unfinished` parts of about
+    ``long_carry`` characters, followed by its last part, a plain ``str`` that ends at a cut (or at
+    the end of the file): a consumer that can encode a stretch in parts
+    (``BPETokenizer.encode_stretch``) then holds no more than that.
     """
     block_bytes = block_bytes or BLOCK_BYTES
     cut = cut or safe_cut
@@ -163,6 +176,8 @@ def iter_file_chunks(
         raise TokvecValueError(f"unknown text encoding {encoding!r}; try utf-8, gb18030, latin-1") from None
     parts: list[str] = []  # the carry, as blocks: no quadratic re-joining while no cut turns up
     carried = 0
+    tail = ""  # the end of the text before the new block (a cut may need to see back)
+    unfinished = False  # the last chunk handed on was Unfinished
     offset = 0  # bytes of the file handed to the decoder so far
     with open(path, "rb") as f:
         while True:
@@ -180,18 +195,19 @@ def iter_file_chunks(
             if progress is not None and block:
                 progress(len(block))
             if final:
-                if carried:
+                if carried or unfinished:  # a stretch handed on in parts ends with a plain str
                     yield "".join(parts)
                 return
             if not text:
                 continue
             # look for a cut in the new text and the end of the carry (a cut may need to see back)
-            tail = parts[-1][-_TAIL:] if parts else ""
             probe = tail + text
             at = cut(probe)
             split = carried - len(tail) + at  # the same index in the carry joined with the new text
+            tail = probe[-_TAIL:]
             parts.append(text)
             carried += len(text)
+            unfinished = False
             if at > 0 and split > 0:
                 whole = "".join(parts)
                 yield whole[:split]
@@ -201,6 +217,9 @@ def iter_file_chunks(
             elif max_carry is not None and carried >= max_carry:
                 yield "".join(parts)
                 parts, carried = [], 0
+            elif long_carry is not None and carried >= long_carry:
+                yield Unfinished("".join(parts))
+                parts, carried, unfinished = [], 0, True
 
 
 def iter_corpus_chunks(
@@ -211,10 +230,17 @@ def iter_corpus_chunks(
     block_bytes: int | None = None,
     cut: Cut | None = None,
     max_carry: int | None = MAX_CARRY_CHARS,
+    long_carry: int | None = None,
 ) -> Iterator[tuple[Path, str]]:
     """(file, chunk) for every chunk of every file, in order (see :func:`iter_file_chunks`)."""
     for path in files:
         for chunk in iter_file_chunks(
-            path, encoding=encoding, progress=progress, block_bytes=block_bytes, cut=cut, max_carry=max_carry
+            path,
+            encoding=encoding,
+            progress=progress,
+            block_bytes=block_bytes,
+            cut=cut,
+            max_carry=max_carry,
+            long_carry=long_carry,
         ):
             yield path, chunk

@@ -19,11 +19,12 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
+from .. import textstream
 from .._io import Writeback, atomic_open, check_output, read_json, write_json, write_target
 from ..errors import FormatError, OutputPathError, TokvecError, TokvecValueError
-from ..textstream import expand_corpus, iter_corpus_chunks
+from ..textstream import Unfinished, expand_corpus, iter_corpus_chunks
 
 FORMAT = "tokvec.tokens"
 VERSION = 1
@@ -48,6 +49,23 @@ def _encoder(tokenizer: Any, allowed_special: Any) -> Callable[[str], Any]:
     if hasattr(tokenizer, "encode_to_numpy"):  # BPE: no Python list in between
         return lambda text: tokenizer.encode_to_numpy(text, allowed_special=allowed_special)
     return lambda text: np.asarray(tokenizer.encode(text), dtype=np.int64)
+
+
+class _stretch:
+    """The parts of a stretch with no safe cut: ``first``, then chunks pulled from ``chunks`` up to
+    and including the first that is not :class:`Unfinished` (the rest of ``chunks`` is untouched)."""
+
+    def __init__(self, first: str, chunks: Iterator[tuple[Path, str]]) -> None:
+        self.first, self.chunks, self.chars = first, chunks, 0
+
+    def __iter__(self) -> Iterator[str]:
+        text = self.first
+        while True:
+            self.chars += len(text)
+            yield text
+            if not isinstance(text, Unfinished):
+                return
+            _, text = next(self.chunks)
 
 
 def write_token_file(
@@ -88,6 +106,15 @@ def write_token_file(
             )
         eot_ids = [specials[eot]]
     encode = _encoder(tokenizer, allowed_special)
+    if hasattr(tokenizer, "encode_stretch"):
+
+        def encode_stretch(parts):
+            return tokenizer.encode_stretch(parts, allowed_special=allowed_special)
+    else:
+
+        def encode_stretch(parts):
+            return [encode("".join(parts))]
+
     from .._checks import check_threads
 
     check_threads("num_threads", num_threads)
@@ -135,11 +162,32 @@ def write_token_file(
 
         offset, offset_file = 0, None
         # cut only where the tokenizer guarantees no token spans the cut, never by size: the ids are
-        # those of each file encoded whole (a stretch with no safe cut is carried to its end)
-        chunks = iter_corpus_chunks(files, encoding=encoding, progress=progress, cut=tokenizer.safe_cut, max_carry=None)
+        # those of each file encoded whole. A stretch with no safe cut comes in Unfinished parts: a
+        # BPE tokenizer encodes it in bounded memory (encode_stretch), any other one whole.
+        chunks = iter_corpus_chunks(
+            files,
+            encoding=encoding,
+            progress=progress,
+            cut=tokenizer.safe_cut,
+            max_carry=None,
+            long_carry=textstream.LONG_CARRY_CHARS,
+        )
         for path, text in chunks:
             if path != offset_file:
                 offset, offset_file = 0, path
+            if isinstance(text, Unfinished):
+                drain(0)  # ids stay in order: the stretch is encoded here, in this thread
+                parts = _stretch(text, chunks)
+                try:
+                    for ids in encode_stretch(parts):
+                        if last_file is not None and path != last_file and eot_ids:
+                            write(np.asarray(eot_ids))
+                        last_file = path
+                        write(ids)
+                except TokvecError as e:
+                    raise type(e)(f"{path} (a stretch with no safe cut from character {offset}): {e}") from None
+                offset += parts.chars
+                continue
             pending.append((pool.submit(job, path, text, offset), len(text)))
             in_flight["chars"] += len(text)
             offset += len(text)
@@ -248,8 +296,6 @@ def load_token_file(path: str | os.PathLike, *, tokenizer: Any = None, verify: b
     if info["count"] == 0:
         return np.zeros(0, dtype=info["dtype"])
     ids = np.memmap(path, dtype=info["dtype"], mode="r", shape=(info["count"],))
-    if tokenizer is not None:
-        check_ids_below(ids, tokenizer.vocab_size, str(path))
     if verify:
         digest = hashlib.blake2b(digest_size=16)
         step = 1 << 22
@@ -263,7 +309,10 @@ def load_token_file(path: str | os.PathLike, *, tokenizer: Any = None, verify: b
             f"{sidecar_path(path)}: vocab_size {vocab_size!r} is not a positive integer; "
             f"re-run `tokvec encode` to rewrite the sidecar"
         )
-    _check_range(ids, vocab_size, path)
+    if tokenizer is not None:  # one vectorised pass either way
+        check_ids_below(ids, vocab_size, str(path))
+    else:
+        _check_range(ids, vocab_size, path)
     return ids
 
 

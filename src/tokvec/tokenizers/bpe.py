@@ -18,11 +18,12 @@ Ids are ranks: bytes and merged tokens take ``0 .. n_ranks-1``, special tokens c
 from __future__ import annotations
 
 import codecs
+import functools
 import gc
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Literal, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Literal, Mapping, Sequence
 
 from ..errors import FormatError, TokenIdError, TokvecTypeError, TokvecValueError
 from .base import (
@@ -94,6 +95,7 @@ class BPETokenizer(Tokenizer):
         self.name = name
         self._encoder = self._build_encoder() if build_encoder else None
         self._batch_enc = None  # built on first encode_batch
+        self._lengths = None  # byte length of each rank, built on first encode_stretch
         self._vocab_size = max(taken) + 1
         # unassigned ids below vocab_size: listed when few; else the assigned ones are kept instead, so a
         # stray huge id in a file costs memory in proportion to the tokens, not to the id
@@ -452,19 +454,33 @@ class BPETokenizer(Tokenizer):
         return [b.decode("utf-8", "backslashreplace") for b in self.token_bytes(text, **options)]
 
     def safe_cut(self, text: str) -> int:
-        """Just before a space or newline that follows a letter, for the named patterns (gpt2, cl100k,
-        o200k): each ends a letter run at whitespace and none looks behind, so the pieces, and the
-        merges inside them, are the same on both sides (a cut never splits a special token's text).
-        A custom pattern promises nothing: 0, and its files are encoded whole."""
+        """The last index where ``text`` may be cut so that no token spans the cut, for the named
+        patterns (gpt2, cl100k, o200k); 0 if none. A custom pattern promises nothing: 0, and its
+        files are encoded whole (long stretches included: see :meth:`encode_stretch`).
+
+        First choice: just before a space or newline that follows a letter (each pattern ends a
+        letter run at whitespace and none looks behind, so the pieces, and the merges inside them,
+        are the same on both sides). Failing that: just after a letter followed by anything but a
+        letter, a mark or an apostrophe (a digit, punctuation: ``宅|，``), or after a digit followed
+        by a non-digit -- every named pattern ends a letter piece, and a digit piece, there (o200k
+        also after a lowercase letter followed by an uppercase one). A cut never splits the text of
+        a special token."""
         if self.pattern == "custom":
             return 0
         from ..textstream import whitespace_cut
 
+        at = self._guarded_cut(text, lambda t: whitespace_cut(t, str.isalpha))
+        return at or self._guarded_cut(text, functools.partial(_piece_end_cut, pattern=self.pattern))
+
+    def _guarded_cut(self, text: str, cut: Callable[[str], int]) -> int:
         longest = max(map(len, self.special_tokens), default=0)
         # a cut must leave room for a whole special token after it, so one cut off by the end of
-        # this text (and completed by the next) is seen here
-        at = whitespace_cut(text[: len(text) - max(longest - 1, 0)], str.isalpha)
+        # this text (and completed by the next) is seen here; and room before it, so that one
+        # that started before this text is seen too
+        at = cut(text[: len(text) - max(longest - 1, 0)])
         while at and longest > 1:
+            if at < longest - 1:
+                return 0
             window = text[max(0, at - longest + 1) : at + longest - 1]
             start = max(0, at - longest + 1)
             spans = [
@@ -472,8 +488,46 @@ class BPETokenizer(Tokenizer):
             ]
             if not spans:
                 break
-            at = whitespace_cut(text[:at], str.isalpha)
+            at = cut(text[:at])
         return at
+
+    def encode_stretch(
+        self,
+        parts: Iterable[str],
+        *,
+        allowed_special: Special = frozenset(),
+        disallowed_special: Special = "all",
+        window_bytes: int = 0,
+    ) -> Iterator[Any]:
+        """The ids of ``"".join(parts)`` as uint32 arrays, the same as :meth:`encode_to_numpy` of the
+        joined text, without holding it whole: for text with no :meth:`safe_cut` for megabytes.
+
+        A long run of letters (one pre-tokenisation piece) is encoded in windows of ``window_bytes``
+        (default 256 KB) that overlap and are joined where they agree (see
+        :mod:`tokvec.tokenizers.longpiece`); other text, and any text under a custom pattern, is
+        gathered and encoded whole. The text must start where a chunk may start (a file's start or
+        a safe cut)."""
+        from .longpiece import encode_stretch
+
+        def encode(text: str):
+            return self.encode_to_numpy(text, allowed_special=allowed_special, disallowed_special=disallowed_special)
+
+        return encode_stretch(self, parts, encode, window=window_bytes)
+
+    def _token_lengths(self):
+        """Byte length of every rank (0 for unused ranks), as an int64 array; None when the ranks are
+        too sparse for an array (then long stretches are encoded whole)."""
+        if self._lengths is None:
+            import numpy as np
+
+            size = max(self._ranks.values()) + 1
+            if size > 8 * len(self._ranks) + (1 << 16):
+                return None
+            lengths = np.zeros(size, dtype=np.int64)
+            for token, rank in self._ranks.items():
+                lengths[rank] = len(token)
+            self._lengths = lengths
+        return self._lengths
 
     def id_to_bytes(self, token_id: int) -> bytes:
         return self._enc.decode_single_token_bytes(self._check_ids([token_id])[0])
@@ -599,6 +653,26 @@ def _pattern_checked(pattern: str, engine: str) -> bool:
     """Whether tiktoken's regex engine (fancy-regex) is known to take ``pattern``: a named one, or one
     rustbpe (the same engine) trained with. Then the encoder can wait until the first encode."""
     return engine == "rustbpe" or resolve_pattern(pattern)[0] != "custom"
+
+
+def _piece_end_cut(text: str, pattern: str = "cl100k") -> int:
+    """Index just after the last letter followed by a non-letter, non-mark, non-apostrophe, or digit
+    followed by a non-digit (0 if none): every named pattern ends a piece there. o200k also ends a
+    piece at a lowercase letter followed by an uppercase or titlecase one.
+
+    >>> _piece_end_cut("秦川雄帝宅，函谷"), _piece_end_cut("x12345"), _piece_end_cut("don't")
+    (5, 1, 0)
+    """
+    m = _piece_end_regex(pattern == "o200k").search(text)
+    return m.end() if m else 0
+
+
+@functools.cache
+def _piece_end_regex(case_change: bool):
+    import regex
+
+    ends = r"\p{L}(?=[^\p{L}\p{M}'\u2019])|\p{N}(?=\P{N})"
+    return regex.compile("(?r)" + ends + (r"|\p{Ll}(?=[\p{Lu}\p{Lt}])" if case_change else ""))
 
 
 def _occurrences(text: str, sub: str) -> list[int]:
