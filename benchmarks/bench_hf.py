@@ -18,7 +18,8 @@ thread), sides alternating:
   positioned reads into ``GPT.empty``'s parameters, hashed in the same pass) vs the library way:
   ``safetensors.torch.load_file`` + ``load_state_dict`` into ``GPT.empty`` + the file's sha256
 - export-run: the whole ``tokvec export --run RUN --format hf`` (``runs.hf.export_hf``: load_run,
-  then the streamed writer) vs transformers' ``from_pretrained`` + ``save_pretrained`` made durable (as export-durable)
+  then the streamed writer, fsynced) vs transformers' ``from_pretrained`` + ``save_pretrained`` (the issue's peer,
+  which leaves the flush to the kernel)
 
 Time is the operation's wall time (and its process CPU time: on a loaded machine the wall time
 mostly measures the scheduler); ``os.sync()`` runs before each, so no side pays for the dirty pages
@@ -68,7 +69,7 @@ else:
     from transformers import AutoModelForCausalLM
     load = lambda: AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
     save = lambda m: m.save_pretrained(out)
-    if op in ("export-durable", "export-run"):  # the same durability as tokvec's atomic writes: every file, then the directory
+    if op == "export-durable":  # the same durability as tokvec's atomic writes: every file, then the directory
         def save(m):
             m.save_pretrained(out)
             for name in [*os.listdir(out), "."]:

@@ -38,7 +38,8 @@ from torch import Tensor
 
 from .errors import FormatError
 
-# safetensors' dtype names (the writer, runs/tensorfile.py, stores these)
+# safetensors' dtype names, in the order of safetensors 0.8's Dtype enum (the writer, runs/tensorfile.py,
+# stores these and sorts a file's tensors by this order)
 DTYPES: dict[str, torch.dtype] = {
     "BOOL": torch.bool,
     "U8": torch.uint8,

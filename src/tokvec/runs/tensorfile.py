@@ -30,28 +30,12 @@ from typing import IO, Any, Callable, Iterable, Mapping, NamedTuple
 import torch
 
 from .._io import Writeback, atomic_open
+from .._tensorread import DTYPES
 from ..errors import TokvecTypeError, TokvecValueError
 
 # safetensors' dtype names, in the order safetensors 0.8 writes them (its Dtype enum, widest last:
-# a file lists the last ones first)
-_ST_DTYPES = {
-    torch.bool: "BOOL",
-    torch.uint8: "U8",
-    torch.int8: "I8",
-    torch.float8_e5m2: "F8_E5M2",
-    torch.float8_e4m3fn: "F8_E4M3",
-    torch.int16: "I16",
-    torch.uint16: "U16",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int32: "I32",
-    torch.uint32: "U32",
-    torch.float32: "F32",
-    torch.complex64: "C64",
-    torch.float64: "F64",
-    torch.int64: "I64",
-    torch.uint64: "U64",
-}
+# a file lists the last ones first); the reader's table, turned around
+_ST_DTYPES = {dtype: name for name, dtype in DTYPES.items()}
 _RANK = {dtype: i for i, dtype in enumerate(_ST_DTYPES)}
 
 
