@@ -108,3 +108,26 @@ def test_old_run_configs_still_load():
     old = {k: v for k, v in _cfg().to_dict().items() if k not in ("n_kv_heads", "qkv_bias", "norm_eps")}
     cfg = ModelConfig.from_dict(old)
     assert cfg.kv_heads == cfg.n_heads and cfg.norm_eps == 1e-5 and cfg.qkv_bias is None
+
+
+@pytest.mark.parametrize("positional", ["learned", "rope", "relative"])
+def test_set_dropout_equals_a_model_built_with_that_dropout(positional, error_says):
+    # a model whose dropout is changed in place drops exactly what a model built with it drops:
+    # the same weights, the same seed, in training mode, give the same logits
+    config = dict(vocab_size=50, context_length=16, d_model=32, n_layers=2, n_heads=4, positional=positional)
+    torch.manual_seed(0)
+    changed = GPT(ModelConfig(**config, dropout=0.0))
+    built = GPT(ModelConfig(**config, dropout=0.25))
+    built.load_state_dict(changed.state_dict())
+    assert changed.set_dropout(0.25) is changed and changed.config.dropout == 0.25
+    ids = torch.randint(0, 50, (3, 16))
+    changed.train(), built.train()
+    torch.manual_seed(1)
+    a = changed(ids)[0]
+    torch.manual_seed(1)
+    b = built(ids)[0]
+    torch.manual_seed(1)
+    assert torch.equal(a, b) and not torch.equal(a, changed.eval()(ids)[0])  # dropout did act
+    with error_says(TokvecValueError, "dropout", "1.5"):
+        changed.set_dropout(1.5)
+    assert changed.config.dropout == 0.25  # a refused value changes nothing

@@ -22,6 +22,7 @@ h = heads, L = n_layers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any, Callable
@@ -35,7 +36,7 @@ from torch.utils.checkpoint import checkpoint
 from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
 from .aliases import register_alias_hooks
-from .attention import KVCache
+from .attention import CausalSelfAttention, KVCache
 from .block import Block, make_norm
 from .cache import PreallocatedKVCache
 from .config import ModelConfig
@@ -99,6 +100,19 @@ class GPT(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+    def set_dropout(self, p: float) -> "GPT":
+        """Change the dropout probability everywhere (embedding, attention weights and output, each
+        block's MLP) in place, and in ``config``; the weights are untouched. Returns the model.
+
+        What fine-tuning with another dropout needs, without building a second model beside this one."""
+        self.config = dataclasses.replace(self.config, dropout=p).validate()  # a bad p fails here
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+            elif isinstance(module, CausalSelfAttention):
+                module.dropout = p  # the attention weights' dropout (a float given to the kernel)
+        return self
 
     @classmethod
     def empty(cls, config: ModelConfig, *, device: str | torch.device = "cpu") -> "GPT":

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Callable
@@ -62,7 +61,5 @@ def init_source(path: str | os.PathLike, *, dropout: float | None = None):
     else:
         model, tokenizer, _ = ckpt.load_run(path)
     if dropout is not None and dropout != model.config.dropout:
-        state = model.state_dict()
-        model = GPT(dataclasses.replace(model.config, dropout=dropout))
-        model.load_state_dict(state)
+        model.set_dropout(dropout)  # in place: no second model beside the loaded weights
     return model, tokenizer
