@@ -15,7 +15,7 @@ from tokvec.model import GPT, ModelConfig  # noqa: E402
 from tokvec.model.hf import HFModelError  # noqa: E402
 from tokvec.runs import checkpoint as ckpt  # noqa: E402
 from tokvec.runs.hf import export_hf, import_hf  # noqa: E402
-from tokvec.runs.pretrained import load_hf  # noqa: E402
+from tokvec.runs.pretrained import init_source, load_hf  # noqa: E402
 from tokvec.runs.train import TrainConfig, train  # noqa: E402
 from tokvec.tokenizers import BPETokenizer  # noqa: E402
 
@@ -262,6 +262,15 @@ def test_unreadable_tokenizer_says_use_tokenizer_flag(bpe, tmp_path):
     bpe.save(tmp_path / "tok.json")  # the way out: the weights with another tokenizer
     model, tok, _ = load_hf(tmp_path / "hf", tokenizer=tmp_path / "tok.json")
     assert tok.vocab_size == bpe.vocab_size
+
+
+def test_init_source_changes_dropout_in_place_and_keeps_the_weights(bpe, tmp_path):
+    _save_hf("gpt2", bpe, tmp_path / "hf")
+    plain, _, _ = load_hf(tmp_path / "hf")
+    model, _ = init_source(tmp_path / "hf", dropout=0.2)
+    assert model.config.dropout == 0.2
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.2}
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), model.state_dict().values()))
 
 
 def test_finetune_refuses_architecture_flags(bpe, tmp_path):
