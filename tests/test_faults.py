@@ -242,6 +242,12 @@ CASES: list[Case] = [
         ["--warmup must be in [0, ", "got -1"],
     ),
     ("train heads negative", ["train", "--heads", "-2", "--out", "{dir}/never"], None, ["--heads must be", "got -2"]),
+    (  # a shape that cannot work is refused by validate(), before a tokenizer is trained or a file read
+        "train heads not dividing d_model",
+        ["train", "--heads", "3", "--tokenizer", "bpe:300", "--out", "{dir}/never"],
+        None,
+        ["--heads (3) must divide --d-model (128)", "try --heads=2"],
+    ),
     # item 7: damaged or hand-edited files, one line naming the file, the key and what was expected
     (
         "config edited",

@@ -232,19 +232,16 @@ class TrainConfig(ModelFields):
         ]
 
     def _check_memory_early(self) -> None:
-        """The model these flags describe, measured with the smallest vocabulary its tokenizer could
-        have, so that an impossible size is refused before the corpus is read."""
+        """The model these flags describe, built with the smallest vocabulary its tokenizer could
+        have, so that a shape that cannot work (heads that do not divide d_model) or an impossible
+        size is refused before a tokenizer is trained or the corpus is read."""
         from ..model.config import PRESETS
 
-        if self.preset not in PRESETS:
-            return  # model_config() names the bad preset later, with the choices
+        if self.preset not in PRESETS or self.init_from is not None:
+            return  # model_config() names a bad preset later, with the choices; a fine-tune's shape is its source's
         spec = self.tokenizer if isinstance(self.tokenizer, str) else ""
         vocab = int(spec[4:]) if spec.startswith("bpe:") and spec[4:].isdigit() and len(spec) < 20 else 256
-        try:
-            cfg = self.model_config(vocab)
-        except TokvecValueError:
-            return  # a bad model field: reported with all the others when the model is built
-        cfg.check_memory(self.batch_size, what="this model")
+        self.model_config(vocab).check_memory(self.batch_size, what="this model")
 
     def model_config(self, vocab_size: int):
         """The ModelConfig of this run: the preset, then the explicit fields, then ``model_options``."""
