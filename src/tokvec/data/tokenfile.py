@@ -140,15 +140,19 @@ def write_token_file(
 
         def drain(limit: int) -> None:
             # bounded both ways: chunks in flight and their text (a huge unbroken chunk runs alone)
-            nonlocal last_file
             while len(pending) > limit or (pending and in_flight["chars"] > IN_FLIGHT_CHARS):
                 future, n_chars = pending.popleft()
                 path, ids = future.result()
                 in_flight["chars"] -= n_chars
-                if last_file is not None and path != last_file and eot_ids:
-                    write(np.asarray(eot_ids))
-                last_file = path
-                write(ids)
+                emit(path, ids)
+
+        def emit(path: Path, ids) -> None:
+            # the ids of `path`, after the eot that separates them from the previous file's
+            nonlocal last_file
+            if last_file is not None and path != last_file and eot_ids:
+                write(np.asarray(eot_ids))
+            last_file = path
+            write(ids)
 
         def write(ids) -> None:
             nonlocal count
@@ -180,10 +184,7 @@ def write_token_file(
                 parts = _stretch(text, chunks)
                 try:
                     for ids in encode_stretch(parts):
-                        if last_file is not None and path != last_file and eot_ids:
-                            write(np.asarray(eot_ids))
-                        last_file = path
-                        write(ids)
+                        emit(path, ids)
                 except TokvecError as e:
                     raise type(e)(f"{path} (a stretch with no safe cut from character {offset}): {e}") from None
                 offset += parts.chars
