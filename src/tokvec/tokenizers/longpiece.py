@@ -105,7 +105,7 @@ class PieceWindows:
         import numpy as np
 
         ids = np.array(self.encode_piece(bytes(self.data[start:stop])), dtype=np.uint32)
-        return ids, start + np.concatenate(([0], np.cumsum(self.token_len[ids])[:-1]))
+        return ids, start + _offsets(ids, self.token_len)
 
     def _step(self):
         import numpy as np
@@ -116,12 +116,12 @@ class PieceWindows:
             return self.cur[:0]
         stop = self.end + self.window - self.overlap
         cur = self.cur
-        cur_at = np.concatenate(([0], np.cumsum(self.token_len[cur])[:-1]))
+        cur_at = _offsets(cur, self.token_len)
         overlap = self.overlap
         while True:
             start = max(0, self.end - overlap)
             nxt, at = self._encode(start, stop)
-            shared = np.intersect1d(cur_at * (1 << 32) + cur, at * (1 << 32) + nxt, assume_unique=True) >> 32
+            shared = _shared_offsets(cur, cur_at, nxt, at)
             # a join starts a character (the bytes after it stay text) and leaves `margin` bytes after it
             ok = [y for y in shared.tolist() if 0 < y < self.end - self.margin and (self.data[y] & 0xC0) != 0x80]
             if ok:
@@ -142,6 +142,21 @@ class PieceWindows:
         return final
 
 
+def _offsets(ids: Any, token_len: Any) -> Any:
+    """Byte offset of each token of ``ids`` from the start of the first (int64)."""
+    import numpy as np
+
+    return np.concatenate(([0], np.cumsum(token_len[ids])[:-1]))
+
+
+def _shared_offsets(a: Any, a_at: Any, b: Any, b_at: Any) -> Any:
+    """The offsets, ascending, where encodings ``a`` and ``b`` (token offsets ``a_at``, ``b_at``, on one
+    scale) hold the same token: where they may be joined (module docstring)."""
+    import numpy as np
+
+    return np.intersect1d(a_at * (1 << 32) + a, b_at * (1 << 32) + b, assume_unique=True) >> 32
+
+
 def stitch(pending: Any, ids: Any, token_len: Any) -> Any:
     """``pending`` (a valid encoding of the first bytes of a text) joined with ``ids`` (the text's
     encoding, whose first piece holds those bytes) at a token both have at the same offset."""
@@ -151,13 +166,13 @@ def stitch(pending: Any, ids: Any, token_len: Any) -> Any:
     if not len(pending):
         return ids
     pend = np.asarray(pending, dtype=np.int64)
-    p_at = np.concatenate(([0], np.cumsum(token_len[pend])[:-1]))
+    p_at = _offsets(pend, token_len)
     covered = int(token_len[pend].sum())
     head = ids[:covered].astype(np.int64)  # the ids of the pending bytes (each token is >= 1 byte)
     special = np.flatnonzero(head >= len(token_len))
     head = head[: special[0]] if len(special) else head  # a special token starts after the piece
-    at = np.concatenate(([0], np.cumsum(token_len[head])[:-1]))
-    shared = np.intersect1d(p_at * (1 << 32) + pend, at * (1 << 32) + head, assume_unique=True) >> 32
+    at = _offsets(head, token_len)
+    shared = _shared_offsets(pend, p_at, head, at)
     if not len(shared):
         raise LongPieceError(
             f"the end of a long pre-tokenisation piece encodes differently from its windows "
