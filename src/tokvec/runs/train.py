@@ -208,7 +208,7 @@ class TrainConfig(ModelFields):
         problems += self._init_from_problems()
         if problems:
             raise TokvecValueError("bad training config: " + "; ".join(problems))
-        self._check_memory_early()
+        self._check_model_early()
         return self
 
     def _init_from_problems(self) -> list[str]:
@@ -231,7 +231,7 @@ class TrainConfig(ModelFields):
             f"{', '.join(changed)} cannot apply; drop those flags (only dropout may change)"
         ]
 
-    def _check_memory_early(self) -> None:
+    def _check_model_early(self) -> None:
         """The model these flags describe, built with the smallest vocabulary its tokenizer could
         have, so that a shape that cannot work (heads that do not divide d_model) or an impossible
         size is refused before a tokenizer is trained or the corpus is read."""
