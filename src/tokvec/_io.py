@@ -107,7 +107,6 @@ class Writeback:
         self.f, self.every = f, every or WRITEBACK_BYTES
         self.written = 0  # bytes written through this object
         self.started = 0  # bytes whose writeback was asked for
-        self.ranges: list[tuple[int, int]] = []  # (offset, length) asked for, in order
         try:
             self._fd = f.fileno()
             self._base = f.tell()  # the file's offset when this object took over
@@ -118,9 +117,7 @@ class Writeback:
         self.written += n
         if self._fd is not None and self.written - self.started >= self.every:
             self.f.flush()
-            offset, length = self._base + self.started, self.written - self.started
-            if start_writeback(self._fd, offset, length):
-                self.ranges.append((offset, length))
+            start_writeback(self._fd, self._base + self.started, self.written - self.started)
             self.started = self.written
 
 
