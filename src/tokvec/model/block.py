@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..embedding import InputEmbedding
 from ..positional import PositionalEncoding
 from .attention import CausalSelfAttention, KVCache
 from .config import ModelConfig
@@ -21,6 +22,20 @@ def make_norm(config: ModelConfig) -> nn.Module:
     if config.norm == "rmsnorm":
         return nn.RMSNorm(config.d_model, eps=config.norm_eps)
     return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
+
+
+def make_input_embedding(config: ModelConfig) -> InputEmbedding:
+    """The input stage of a model of ``config``: token table, positional scheme, dropout.
+    (b, s) ids -> (b, s, d_model)."""
+    return InputEmbedding(
+        config.vocab_size,
+        config.d_model,
+        positional=config.positional,
+        max_len=config.context_length,
+        dropout=config.dropout,
+        n_heads=config.n_heads,
+        positional_options=dict(config.positional_options),
+    )
 
 
 class MLP(nn.Module):

@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
 from .aliases import register_alias_hooks
-from .block import Block, make_norm
+from .block import Block, make_input_embedding, make_norm
 from .config import ModelConfig
 
 POOLINGS = ("mean", "last", "first")
@@ -46,15 +45,7 @@ class SequenceClassifier(nn.Module):
             raise TokvecValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.config, self.n_classes, self.pooling = config.validate(), n_classes, pooling
         config.check_memory(what="a classifier")
-        self.embed = InputEmbedding(
-            config.vocab_size,
-            config.d_model,
-            positional=config.positional,
-            max_len=config.context_length,
-            dropout=config.dropout,
-            n_heads=config.n_heads,
-            positional_options=dict(config.positional_options),
-        )
+        self.embed = make_input_embedding(config)
         self.blocks = nn.ModuleList(Block(config, self.embed.positional, i) for i in range(config.n_layers))
         self.norm = make_norm(config)
         self.head = nn.Linear(config.d_model, n_classes)

@@ -33,11 +33,10 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.checkpoint import checkpoint
 
-from ..embedding import InputEmbedding
 from ..errors import TokvecTypeError, TokvecValueError
 from .aliases import register_alias_hooks
 from .attention import CausalSelfAttention, KVCache
-from .block import Block, make_norm
+from .block import Block, make_input_embedding, make_norm
 from .cache import PreallocatedKVCache
 from .config import ModelConfig
 from .sampling import DEFAULT_TEMPERATURE, generate
@@ -68,15 +67,7 @@ class GPT(nn.Module):
             )
         self.config = config.validate()
         config.check_memory(what="a GPT")  # n_layers=10**12 is refused here, not after eating the RAM
-        self.embed = InputEmbedding(
-            config.vocab_size,
-            config.d_model,
-            positional=config.positional,
-            max_len=config.context_length,
-            dropout=config.dropout,
-            n_heads=config.n_heads,
-            positional_options=dict(config.positional_options),
-        )
+        self.embed = make_input_embedding(config)
         # one positional module shared by the input stage and every attention layer
         self.blocks = nn.ModuleList(Block(config, self.embed.positional, i) for i in range(config.n_layers))
         self.norm = make_norm(config)

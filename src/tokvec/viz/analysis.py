@@ -139,7 +139,8 @@ def positional_scores(
             )
         heads = getattr(scheme, "n_heads", None) or n_heads
         head_dim = getattr(scheme, "head_dim", None) or d_model // n_heads
-        if method == "attention":
+
+        def from_attention():  # the attention weights themselves, measured through a real forward
             return _masked(
                 scheme.name,
                 "attention",
@@ -147,6 +148,9 @@ def positional_scores(
                 "log w(i,j) - log w(i,i)",
                 causal,
             )
+
+        if method == "attention":
+            return from_attention()
         v = (
             torch.ones(head_dim, device=device)
             if vector is None
@@ -169,13 +173,7 @@ def positional_scores(
             scores = scores + term[0].detach().double()
             parts.append("term(q_i,k_j)")
         if not parts:  # acts in attention through none of the hooks measured here
-            return _masked(
-                scheme.name,
-                "attention",
-                _attention_scores(scheme, n, d_model, n_heads).numpy(),
-                "log w(i,j) - log w(i,i)",
-                causal,
-            )
+            return from_attention()
         kind = "+".join(_KINDS[p] for p in parts)
         scores, label = scores.cpu().numpy(), " + ".join(parts)
         return _masked(scheme.name, kind, scores, label, causal)
