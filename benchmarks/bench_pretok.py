@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 # beside the repository; from a git worktree in ../wt/NAME, two levels up
 DATA_DIRS = [ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data"]
-CORPORA = {"english": "tinyshakespeare.txt", "chinese": "tang-poems.txt"}
+CORPORA = {"tinyshakespeare": "tinyshakespeare.txt", "tang-poems": "tang-poems.txt"}
 
 
 def best_of(*fns, repeat: int) -> list[float]:
