@@ -104,6 +104,28 @@ static inline size_t after_last_cr_lf(const unsigned char *s, size_t i, size_t j
     return 0;
 }
 
+/* \p{N}{1,3} (possessive or not: nothing after it in its alternative): up to three numbers, the
+ * first of which ends at byte e1. */
+static inline size_t numbers_end(const unsigned char *s, size_t n, size_t e1) {
+    size_t j = e1, next;
+    for (int k = 1; k < 3 && j < n && (class_at(s, j, &next) & TV_CL_N); k++) j = next;
+    return j;
+}
+
+/* ` ?[^\s\p{L}\p{N}]+` then any CRs and LFs (and slashes when `slash`: o200k's `[\r\n/]*`), from
+ * byte i whose character (class cls) ends at e1; 0 if it does not match there. Possessive or not,
+ * the same: the run and its tail are greedy and nothing after them in the alternative can fail. */
+static inline size_t other_end(const unsigned char *s, size_t n, size_t i, size_t e1, unsigned cls, int slash) {
+    size_t start = i, next;
+    if (!OTHER(cls)) {
+        if (s[i] != ' ' || e1 >= n || !OTHER(class_at(s, e1, &next))) return 0;
+        start = e1;
+    }
+    size_t j = run_end(s, n, start, TV_CL_L | TV_CL_N | TV_CL_S, 0);
+    while (j < n && (IS_CR_LF(s[j]) || (slash && s[j] == '/'))) j++;
+    return j;
+}
+
 /* gpt2: '(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s */
 static size_t gpt2_end(const unsigned char *s, size_t n, size_t i) {
     /* '(?:[sdmt]|ll|ve|re): case-sensitive */
@@ -136,12 +158,9 @@ static size_t gpt2_end(const unsigned char *s, size_t n, size_t i) {
 /* cl100k: '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+
  *         |\s++$|\s*[\r\n]|\s+(?!\S)|\s */
 static size_t cl100k_end(const unsigned char *s, size_t n, size_t i) {
+    size_t e1, e2, e;
     /* '(?i:[sdmt]|ll|ve|re) */
-    if (s[i] == '\'') {
-        size_t e = contraction_end(s, n, i, 1);
-        if (e) return e;
-    }
-    size_t e1, e2;
+    if (s[i] == '\'' && (e = contraction_end(s, n, i, 1))) return e;
     unsigned cls = class_at(s, i, &e1);
     /* [^\r\n\p{L}\p{N}]?+\p{L}++: a letter run, with one character before it that is no CR, LF,
      * letter or number (the prefix and the letters are disjoint, so possessiveness changes nothing) */
@@ -149,29 +168,14 @@ static size_t cl100k_end(const unsigned char *s, size_t n, size_t i) {
     if (!(cls & TV_CL_N) && !IS_CR_LF(s[i]) && e1 < n && (class_at(s, e1, &e2) & TV_CL_L))
         return run_end(s, n, e2, TV_CL_L, TV_CL_L);
     /* \p{N}{1,3}+: up to three numbers */
-    if (cls & TV_CL_N) {
-        size_t j = e1;
-        for (int k = 1; k < 3 && j < n && (class_at(s, j, &e2) & TV_CL_N); k++) j = e2;
-        return j;
-    }
+    if (cls & TV_CL_N) return numbers_end(s, n, e1);
     /* ` ?[^\s\p{L}\p{N}]++[\r\n]*+`: optional space, a run of "other", then any CRs and LFs */
-    size_t start = i;
-    int other = OTHER(cls);
-    if (!other && s[i] == ' ' && e1 < n && OTHER(class_at(s, e1, &e2))) {
-        start = e1;
-        other = 1;
-    }
-    if (other) {
-        size_t j = run_end(s, n, start, TV_CL_L | TV_CL_N | TV_CL_S, 0);
-        while (j < n && IS_CR_LF(s[j])) j++;
-        return j;
-    }
+    if ((e = other_end(s, n, i, e1, cls, 0))) return e;
     /* s[i] is whitespace. `\s++$`: a run that reaches the end (see gpt2_end on `$`) */
     size_t j = run_end(s, n, e1, TV_CL_S, TV_CL_S);
     if (j == n) return n;
     /* `\s*[\r\n]`: \s* backtracks from the run's end to its last CR or LF */
-    size_t e = after_last_cr_lf(s, i, j);
-    if (e) return e;
+    if ((e = after_last_cr_lf(s, i, j))) return e;
     return trailing_space_end(s, n, e1, j); /* `\s+(?!\S)`, `\s` */
 }
 
@@ -219,7 +223,7 @@ static inline size_t with_contraction(const unsigned char *s, size_t n, size_t e
  * tried with the prefix, then without it. Without it only a character in U or W can start the
  * letters; that includes a mark (M), which is also a prefix character. */
 static size_t o200k_end(const unsigned char *s, size_t n, size_t i) {
-    size_t e1, e2, e;
+    size_t e1, e;
     unsigned cls = class_at(s, i, &e1);
     int prefix = !(cls & (TV_CL_L | TV_CL_N)) && !IS_CR_LF(s[i]);
     /* first alternative: with the prefix, then without */
@@ -229,23 +233,9 @@ static size_t o200k_end(const unsigned char *s, size_t n, size_t i) {
     if (prefix && e1 < n && (e = o200k_upper_end(s, n, e1))) return with_contraction(s, n, e);
     if ((cls & TV_CL_U) && (e = o200k_upper_end(s, n, i))) return with_contraction(s, n, e);
     /* \p{N}{1,3} */
-    if (cls & TV_CL_N) {
-        size_t j = e1;
-        for (int k = 1; k < 3 && j < n && (class_at(s, j, &e2) & TV_CL_N); k++) j = e2;
-        return j;
-    }
+    if (cls & TV_CL_N) return numbers_end(s, n, e1);
     /* ` ?[^\s\p{L}\p{N}]+[\r\n/]*`: optional space, a run of "other", then any CRs, LFs and slashes */
-    size_t start = i;
-    int other = OTHER(cls);
-    if (!other && s[i] == ' ' && e1 < n && OTHER(class_at(s, e1, &e2))) {
-        start = e1;
-        other = 1;
-    }
-    if (other) {
-        size_t j = run_end(s, n, start, TV_CL_L | TV_CL_N | TV_CL_S, 0);
-        while (j < n && (IS_CR_LF(s[j]) || s[j] == '/')) j++;
-        return j;
-    }
+    if ((e = other_end(s, n, i, e1, cls, 1))) return e;
     /* s[i] is whitespace. `\s*[\r\n]+`: \s* backtracks from the run's end to its last CR or LF, and
      * [\r\n]+ takes that one (o200k has no `\s++$`: a run with a CR or LF stops after the last one
      * even at the end of the text) */

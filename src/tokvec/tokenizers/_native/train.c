@@ -35,6 +35,16 @@ static int grow(void **p, size_t *cap, size_t need, size_t size) {
 
 #define GROW(arr, cap, need) grow((void **)&(arr), &(cap), (need), sizeof *(arr))
 
+/* Set *p to `cap` elements of `size` bytes (for arrays that share one capacity). */
+static int resize(void **p, size_t cap, size_t size) {
+    void *q = realloc(*p, cap * size);
+    if (q == NULL) return -1;
+    *p = q;
+    return 0;
+}
+
+#define RESIZE(arr, cap) resize((void **)&(arr), (cap), sizeof *(arr))
+
 /* ---- hashing ------------------------------------------------------------------------------------ */
 
 static inline uint64_t mix64(uint64_t h) { /* splitmix64's finaliser */
@@ -111,15 +121,9 @@ static size_t strtab_get(strtab *s, const unsigned char *p, size_t n) {
     if (s->n >= UINT32_MAX - 1 || n > UINT32_MAX) return (size_t)-1;
     size_t e = s->n;
     if (e == s->cap) { /* the four per-entry arrays share one capacity */
-        size_t cap = s->cap ? s->cap * 2 : 1024, c;
-        c = s->cap;
-        if (grow((void **)&s->off, &c, cap, sizeof *s->off) < 0) return (size_t)-1;
-        c = s->cap;
-        if (grow((void **)&s->len, &c, cap, sizeof *s->len) < 0) return (size_t)-1;
-        c = s->cap;
-        if (grow((void **)&s->value, &c, cap, sizeof *s->value) < 0) return (size_t)-1;
-        c = s->cap;
-        if (grow((void **)&s->hash, &c, cap, sizeof *s->hash) < 0) return (size_t)-1;
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        if (RESIZE(s->off, cap) < 0 || RESIZE(s->len, cap) < 0 || RESIZE(s->value, cap) < 0 || RESIZE(s->hash, cap) < 0)
+            return (size_t)-1;
         s->cap = cap;
     }
     if (grow((void **)&s->bytes, &s->bytes_cap, s->bytes_len + n + 1, 1) < 0) return (size_t)-1;
@@ -279,18 +283,11 @@ static size_t pair_get(tv_trainer *t, uint32_t a, uint32_t b) {
         if (t->pm_keys[k] == key) return v - 1;
     size_t i = t->n_pairs;
     if (i >= UINT32_MAX - 1) return (size_t)-1;
-    if (i == t->p_cap) {
-        size_t cap = t->p_cap ? t->p_cap * 2 : 1024, c;
-        c = t->p_cap;
-        if (grow((void **)&t->p_left, &c, cap, sizeof *t->p_left) < 0) return (size_t)-1;
-        c = t->p_cap;
-        if (grow((void **)&t->p_right, &c, cap, sizeof *t->p_right) < 0) return (size_t)-1;
-        c = t->p_cap;
-        if (grow((void **)&t->p_touched, &c, cap, sizeof *t->p_touched) < 0) return (size_t)-1;
-        c = t->p_cap;
-        if (grow((void **)&t->p_count, &c, cap, sizeof *t->p_count) < 0) return (size_t)-1;
-        c = t->p_cap;
-        if (grow((void **)&t->p_words, &c, cap, sizeof *t->p_words) < 0) return (size_t)-1;
+    if (i == t->p_cap) { /* the five per-pair arrays share one capacity */
+        size_t cap = t->p_cap ? t->p_cap * 2 : 1024;
+        if (RESIZE(t->p_left, cap) < 0 || RESIZE(t->p_right, cap) < 0 || RESIZE(t->p_touched, cap) < 0 ||
+            RESIZE(t->p_count, cap) < 0 || RESIZE(t->p_words, cap) < 0)
+            return (size_t)-1;
         t->p_cap = cap;
     }
     t->p_left[i] = a;
@@ -377,16 +374,11 @@ int tv_begin(tv_trainer *t) {
         if (n < 2 || count <= 0) continue; /* no pair inside */
         uint32_t w = (uint32_t)t->n_words;
         if (t->n_words >= UINT32_MAX - 1) return -1;
-        if (t->n_words == t->w_cap) {
-            size_t cap = t->w_cap ? t->w_cap * 2 : 1024, c;
-            c = t->w_cap;
-            if (grow((void **)&t->w_start, &c, cap, sizeof *t->w_start) < 0) return -1;
-            c = t->w_cap;
-            if (grow((void **)&t->w_len, &c, cap, sizeof *t->w_len) < 0) return -1;
-            c = t->w_cap;
-            if (grow((void **)&t->w_count, &c, cap, sizeof *t->w_count) < 0) return -1;
-            c = t->w_cap;
-            if (grow((void **)&t->w_seen, &c, cap, sizeof *t->w_seen) < 0) return -1;
+        if (t->n_words == t->w_cap) { /* the four per-word arrays share one capacity */
+            size_t cap = t->w_cap ? t->w_cap * 2 : 1024;
+            if (RESIZE(t->w_start, cap) < 0 || RESIZE(t->w_len, cap) < 0 || RESIZE(t->w_count, cap) < 0 ||
+                RESIZE(t->w_seen, cap) < 0)
+                return -1;
             t->w_cap = cap;
         }
         if (GROW(t->sym, t->sym_cap, t->sym_len + n) < 0) return -1;
