@@ -12,7 +12,8 @@ TORCH  := torch==2.13.0
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# setup.py builds the C BPE trainer (src/tokvec/tokenizers/_native/) in place; a change to its sources rebuilds it
+$(STAMP): pyproject.toml setup.py Makefile $(wildcard src/tokvec/tokenizers/_native/*.[ch])
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)

@@ -5,8 +5,8 @@
     python benchmarks/bench_bpe.py --memory-mb 50 [--before-src ../main/src]
     python benchmarks/bench_bpe.py --encode-memory-mb 50 [--before-src ../main/src]
 
-0. training engines: tokvec's default engine ("auto" = rustbpe, HF as the fallback for
-   min_frequency) against its HF engine (HF BpeTrainer), same files, pattern, vocabulary and
+0. training engines: tokvec's default engine ("auto" = native, tokvec's C trainer) against its HF
+   engine (HF BpeTrainer), with the rustbpe engine for context; same files, pattern, vocabulary and
    min_frequency, runs interleaved, best of --repeat; vocab 4096 and 32768, min_frequency 2 (the
    default) and 1; compression = tokens per byte of the training corpus (target: within 1%);
 1. train time: tokvec (HF BpeTrainer fed by tokvec's streaming reader, cl100k pattern) vs HF
@@ -74,14 +74,16 @@ def bench_engines(name: str, path: Path, repeat: int, results: list) -> None:
                     ),
                 )
 
-            t_auto, t_hf = best_of(run("auto"), run("hf"), repeat=repeat, min_seconds=20)  # short runs: more
-            fast, hf = toks["auto"], toks["hf"]
+            # short runs: more rounds
+            t_auto, t_rust, t_hf = best_of(run("auto"), run("rustbpe"), run("hf"), repeat=repeat, min_seconds=20)
+            fast, rust, hf = toks["auto"], toks["rustbpe"], toks["hf"]
             tpb_fast, tpb_hf = len(fast.encode(text)) / size, len(hf.encode(text)) / size
             results.append(
                 (
                     f"train {name} vocab {vocab} min_frequency {min_frequency}",
                     f"tokvec auto ({fast.trained_by}) {t_auto:.2f} s, {fast.vocab_size} tokens, "
                     f"{tpb_fast:.4f} tokens/byte",
+                    f"tokvec rustbpe {t_rust:.2f} s ({t_rust / t_auto:.1f}x auto's time), same ranks: {rust.ranks == fast.ranks}",
                     f"tokvec hf {t_hf:.2f} s, {hf.vocab_size} tokens, {tpb_hf:.4f} tokens/byte",
                     f"{t_hf / t_auto:.2f}x faster, compression {tpb_fast / tpb_hf - 1:+.2%}",
                 )
@@ -449,7 +451,8 @@ def print_table(results: list) -> None:
         f"\n{time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} cores ({cpu}), "
         f"load average {os.getloadavg()[0]:.1f}\n"
     )
-    print("| measurement | tokvec | peer | peer |\n| --- | --- | --- | --- |")
+    width = max(map(len, results), default=4)
+    print("| measurement | tokvec | " + " | ".join(["peer"] * (width - 2)) + " |\n" + "| --- " * width + "|")
     for row in results:
         print("| " + " | ".join(row) + " |")
 

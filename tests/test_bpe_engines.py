@@ -1,8 +1,10 @@
-"""BPE training engines: rustbpe (default) against HF's BpeTrainer, min_frequency, specials, progress."""
+"""BPE training engines: native (tokvec's C trainer, the default), rustbpe and HF's BpeTrainer; min_frequency,
+specials, progress. The C trainer's own tests (against a naive trainer, worked examples) are in test_native_train.py."""
 
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 import tiktoken
@@ -11,6 +13,20 @@ from tokvec import BPETokenizer
 from tokvec.errors import TokvecTypeError, TokvecValueError
 
 pytest.importorskip("rustbpe")
+
+
+@pytest.fixture
+def no_native(monkeypatch):
+    """An install where the C trainer was not built (no compiler): importing it fails."""
+    _without_native(monkeypatch)
+
+
+def _without_native(monkeypatch):
+    import tokvec.tokenizers
+
+    monkeypatch.setitem(sys.modules, "tokvec.tokenizers._bpe_native", None)
+    monkeypatch.delattr(tokvec.tokenizers, "_bpe_native", raising=False)
+
 
 # Pair counts all distinct for the first merges (no ties), so both trainers must agree.
 PINNED_CORPUS = "".join(
@@ -72,24 +88,36 @@ def corpus() -> str:
 
 
 def test_first_merges_match_hf_trainer():
-    for engine in ("rustbpe", "hf"):
+    for engine in ("native", "rustbpe", "hf"):
         tok = BPETokenizer.train_from_texts([PINNED_CORPUS], vocab_size=256 + 12, engine=engine, min_frequency=1)
         assert tok.trained_by == engine
         assert merges(tok) == PINNED_MERGES, engine
 
 
-def test_rustbpe_deterministic_and_compression_within_1pct_of_hf(corpus):
-    fast = BPETokenizer.train_from_texts([corpus], vocab_size=1024, engine="rustbpe")
-    again = BPETokenizer.train_from_texts([corpus], vocab_size=1024, engine="rustbpe")
+@pytest.mark.parametrize("engine", ["native", "rustbpe"])
+def test_fast_engines_deterministic_and_compression_within_1pct_of_hf(corpus, engine):
+    fast = BPETokenizer.train_from_texts([corpus], vocab_size=1024, engine=engine)
+    again = BPETokenizer.train_from_texts([corpus], vocab_size=1024, engine=engine)
     hf = BPETokenizer.train_from_texts([corpus], vocab_size=1024, engine="hf")
-    assert fast.trained_by == "rustbpe" and hf.trained_by == "hf"
+    assert fast.trained_by == engine and hf.trained_by == "hf"
     assert fast.ranks == again.ranks and fast.fingerprint() == again.fingerprint()
     assert fast.vocab_size == hf.vocab_size == 1024
     n_fast, n_hf = len(fast.encode(corpus)), len(hf.encode(corpus))
     assert abs(n_fast / n_hf - 1) < 0.01, (n_fast, n_hf)
 
 
-def test_auto_uses_rustbpe_and_ids_are_tiktoken_exact(corpus, tmp_path):
+@pytest.mark.parametrize("pattern", ["cl100k", "gpt2", "o200k", r"\s?\p{L}+|\s?\p{N}+|\s+|[^\s\p{L}\p{N}]+"])
+def test_native_makes_rustbpes_merges(corpus, pattern):
+    # the same rule (most frequent pair, ties to the lower pair of ids) on the same pieces: the same
+    # ranks, whatever the pattern (named ones split in C, a custom one with the regex module)
+    for vocab_size in (300, 3000):
+        native = BPETokenizer.train_from_texts([corpus], vocab_size=vocab_size, pattern=pattern, engine="native")
+        rust = BPETokenizer.train_from_texts([corpus], vocab_size=vocab_size, pattern=pattern, engine="rustbpe")
+        assert native.trained_by == "native" and rust.trained_by == "rustbpe"
+        assert native.ranks == rust.ranks
+
+
+def test_auto_uses_native_and_ids_are_tiktoken_exact(corpus, tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text(corpus, encoding="utf-8")
     seen, merged = [], []
@@ -100,7 +128,7 @@ def test_auto_uses_rustbpe_and_ids_are_tiktoken_exact(corpus, tmp_path):
         progress=seen.append,
         on_merges=lambda done, total: merged.append((done, total)),
     )
-    assert tok.trained_by == "rustbpe"
+    assert tok.trained_by == "native"
     assert sum(seen) == path.stat().st_size
     assert merged[-1] == (598 - 256, 598 - 256) and [d for d, _ in merged] == sorted(d for d, _ in merged)
     # specials: ids after the merges, allowed only when asked
@@ -120,20 +148,26 @@ def test_auto_uses_rustbpe_and_ids_are_tiktoken_exact(corpus, tmp_path):
 RARE_TAIL = " ".join(f"w{i:03d}x" for i in range(100)) * 3
 
 
+@pytest.mark.parametrize("engine", ["native", "rustbpe"])
 @pytest.mark.parametrize("min_frequency, n_ranks", [(2, 368), (3, 367), (4, 267)])
-def test_min_frequency_cut_equals_hf_trainer(min_frequency, n_ranks):
-    # n_ranks: what HF tokenizers 0.23's BpeTrainer keeps (engine="hf", computed once); rustbpe's
-    # 1744 merges are reported every 17, so the cut inside a window comes from re-encoding the corpus
-    auto = BPETokenizer.train_from_texts([RARE_TAIL], vocab_size=2000, min_frequency=min_frequency, allow_smaller=True)
+def test_min_frequency_cut_equals_hf_trainer(min_frequency, n_ranks, engine):
+    # n_ranks: what HF tokenizers 0.23's BpeTrainer keeps (engine="hf", computed once). native stops
+    # there itself; rustbpe's 1744 merges are reported every 17, so the cut inside a window comes
+    # from re-encoding the corpus
+    fast = BPETokenizer.train_from_texts(
+        [RARE_TAIL], vocab_size=2000, min_frequency=min_frequency, allow_smaller=True, engine=engine
+    )
     hf = BPETokenizer.train_from_texts(
         [RARE_TAIL], vocab_size=2000, min_frequency=min_frequency, allow_smaller=True, engine="hf"
     )
-    assert auto.trained_by == "rustbpe" and hf.trained_by == "hf"
-    assert auto.n_ranks == hf.n_ranks == n_ranks
-    assert auto.ranks == hf.ranks
+    assert fast.trained_by == engine and hf.trained_by == "hf"
+    assert fast.n_ranks == hf.n_ranks == n_ranks
+    assert fast.ranks == hf.ranks
     # min_frequency 1: every merge until the pairs run out (each piece one token)
-    ones = BPETokenizer.train_from_texts([RARE_TAIL], vocab_size=2000, min_frequency=1, allow_smaller=True)
-    assert ones.trained_by == "rustbpe" and ones.n_ranks == 368 >= n_ranks
+    ones = BPETokenizer.train_from_texts(
+        [RARE_TAIL], vocab_size=2000, min_frequency=1, allow_smaller=True, engine=engine
+    )
+    assert ones.trained_by == engine and ones.n_ranks == 368 >= n_ranks
 
 
 def test_min_frequency_cut_on_a_long_tail_matches_hf(corpus, tmp_path, error_says):
@@ -141,16 +175,19 @@ def test_min_frequency_cut_on_a_long_tail_matches_hf(corpus, tmp_path, error_say
     path = tmp_path / "corpus.txt"
     path.write_text(corpus, encoding="utf-8")
     auto = BPETokenizer.train(path, vocab_size=30_000, allow_smaller=True)
+    rust = BPETokenizer.train(path, vocab_size=30_000, allow_smaller=True, engine="rustbpe")
     hf = BPETokenizer.train(path, vocab_size=30_000, allow_smaller=True, engine="hf")
-    assert auto.trained_by == "rustbpe" and auto.n_ranks == hf.n_ranks == 3262
+    assert auto.trained_by == "native" and auto.n_ranks == rust.n_ranks == hf.n_ranks == 3262
+    assert auto.ranks == rust.ranks
     # ties between pairs of equal count are broken differently (ids differ), compression is the same
     assert abs(len(auto.encode(corpus)) / len(hf.encode(corpus)) - 1) < 0.001
     with error_says(TokvecValueError, "3262 tokens", "vocab_size 30000", "allow_smaller"):
         BPETokenizer.train(path, vocab_size=30_000)
 
 
-def test_min_frequency_cut_falls_back_to_hf_when_overlaps_hide_a_count(error_says):
-    # " qqq" once: the pair (q, q) occurs twice in it (HF merges it at min_frequency 2) but merges once
+def test_min_frequency_cut_falls_back_to_hf_when_overlaps_hide_a_count(error_says, no_native):
+    # " qqq" once: the pair (q, q) occurs twice in it (HF merges it at min_frequency 2) but merges once.
+    # Without the C trainer (it counts as HF does and needs no cut), auto falls back from rustbpe to HF
     text = RARE_TAIL + " qqq"
     auto = BPETokenizer.train_from_texts([text], vocab_size=2000, allow_smaller=True)
     hf = BPETokenizer.train_from_texts([text], vocab_size=2000, allow_smaller=True, engine="hf")
@@ -162,8 +199,20 @@ def test_min_frequency_cut_falls_back_to_hf_when_overlaps_hide_a_count(error_say
         BPETokenizer.train_from_texts(iter([RARE_TAIL]), vocab_size=2000, allow_smaller=True, engine="rustbpe")
 
 
-def test_frequent_corpus_keeps_rustbpe_without_recount(corpus):
+def test_native_counts_overlapping_pairs_as_hf_does():
+    text = RARE_TAIL + " qqq"
+    hf = BPETokenizer.train_from_texts([text], vocab_size=2000, allow_smaller=True, engine="hf")
+    auto = BPETokenizer.train_from_texts([text], vocab_size=2000, allow_smaller=True)
+    assert auto.trained_by == "native" and auto.ranks == hf.ranks and b"qq" in auto.ranks
+
+
+def test_frequent_corpus_keeps_rustbpe_without_recount(corpus, no_native):
     assert BPETokenizer.train_from_texts([corpus], vocab_size=512).trained_by == "rustbpe"
+
+
+def test_native_engine_missing_says_how_to_build_it(no_native, error_says):
+    with error_says(TokvecValueError, "not built", "C compiler", "engine='auto'"):
+        BPETokenizer.train_from_texts(["abc abc"], vocab_size=257, engine="native")
 
 
 def test_training_texts_are_bounded(monkeypatch):
@@ -181,7 +230,10 @@ def test_training_texts_are_bounded(monkeypatch):
     assert tok.decode(tok.encode(run)) == run
 
 
-def test_one_shot_iterator_goes_to_hf_when_min_frequency_matters(corpus):
+def test_one_shot_iterator_goes_to_hf_when_min_frequency_matters(corpus, monkeypatch):
+    gen = (line for line in corpus.splitlines())
+    assert BPETokenizer.train_from_texts(gen, vocab_size=512).trained_by == "native"  # one pass is all it needs
+    _without_native(monkeypatch)
     gen = (line for line in corpus.splitlines())
     tok = BPETokenizer.train_from_texts(gen, vocab_size=512)
     assert tok.trained_by == "hf"
@@ -190,9 +242,12 @@ def test_one_shot_iterator_goes_to_hf_when_min_frequency_matters(corpus):
 
 
 def test_engine_errors():
-    with pytest.raises(TokvecValueError, match=r"'fast'.*auto, rustbpe, hf"):
+    with pytest.raises(TokvecValueError, match=r"'fast'.*auto, native, rustbpe, hf"):
         BPETokenizer.train_from_texts(["abc"], vocab_size=300, engine="fast")
     with pytest.raises(TokvecValueError, match="empty"):
         BPETokenizer.train_from_texts([""], vocab_size=300)
-    with pytest.raises(TokvecTypeError, match="must be str, got int"):
-        BPETokenizer.train_from_texts(["ok", 3], vocab_size=300, engine="rustbpe")
+    for engine in ("native", "rustbpe"):
+        with pytest.raises(TokvecTypeError, match="must be str, got int"):
+            BPETokenizer.train_from_texts(["ok", 3], vocab_size=300, engine=engine)
+    with pytest.raises(TokvecValueError, match=r"'\\ud800'.*character 2.*surrogate"):
+        BPETokenizer.train_from_texts(["ab\ud800 cd"], vocab_size=300, engine="native")

@@ -59,11 +59,11 @@ def tokenizer_train(
     engine: str = typer.Option(
         "auto",
         "--engine",
-        help="auto (rustbpe; HF in the rare case its merges cannot be cut exactly at min_frequency), rustbpe "
+        help="auto (native: tokvec's C trainer; rustbpe where it was not built), native, rustbpe "
         "or hf (Hugging Face tokenizers' BpeTrainer).",
     ),
 ) -> None:
-    """Train a byte-level BPE tokenizer on a corpus (streamed; rustbpe or HF tokenizers' trainer)."""
+    """Train a byte-level BPE tokenizer on a corpus (streamed; tokvec's C trainer, rustbpe or HF's)."""
     import time
 
     from ..textstream import corpus_bytes, expand_corpus

@@ -1,28 +1,37 @@
 """BPE training engines, byte-level, converted to tiktoken ranks.
 
-Two engines, chosen by ``engine=``:
+Three engines, chosen by ``engine=``:
 
+- ``"native"``: tokvec's own trainer in C (``_native/``: ``train.c``, the pre-tokeniser
+  ``pretok.c``), built by ``pip install`` when a C compiler is present. It splits the named patterns
+  (gpt2, cl100k, o200k) by hand, exactly as the ``regex`` module does (tests check it), and a custom
+  pattern with the ``regex`` module; then it makes rustbpe's merges (most frequent pair first, ties
+  to the lower pair of ids: on the same pieces, identical ranks, tested) and stops exactly at
+  ``min_frequency``, as HF does. Single-threaded; 5-20x faster than HF's trainer on the repo's
+  corpora (benchmarks/bench_bpe.py, docs/benchmarks.md).
 - ``"rustbpe"``: Karpathy's rustbpe (Rust; counts pre-tokenised pieces in parallel, merges with a
   lazily refreshed heap, ties broken by the lower pair of ids). It splits with the same regex engine
-  as tiktoken (fancy-regex), so the pattern is used as is. Measured 2.4-3.2x faster than HF's
-  trainer on the repo's corpora (benchmarks/bench_bpe.py, docs/benchmarks.md). It has no
-  ``min_frequency``: it merges while any pair occurs at all, and reports the count of the pair it
-  merged every percent of the merges (through Python's logging). Because that count never grows
-  from one merge to the next, the merges of pairs seen ``min_frequency`` times are a prefix; it is
-  cut off exactly (:func:`_min_frequency_cut`): between the last report >= ``min_frequency`` and
-  the first one below, the counts are recovered from the corpus encoded again.
+  as tiktoken (fancy-regex), so the pattern is used as is. It has no ``min_frequency``: it merges
+  while any pair occurs at all, and reports the count of the pair it merged every percent of the
+  merges (through Python's logging). Because that count never grows from one merge to the next, the
+  merges of pairs seen ``min_frequency`` times are a prefix; it is cut off exactly
+  (:func:`_min_frequency_cut`): between the last report >= ``min_frequency`` and the first one
+  below, the counts are recovered from the corpus encoded again.
 - ``"hf"``: Hugging Face ``tokenizers``' BpeTrainer (Rust), which stops exactly at ``min_frequency``.
-- ``"auto"`` (default): rustbpe; HF when rustbpe is not installed, or in the rare case where the cut
-  is not certain (a pair of one token twice right at the cut, whose overlaps hide its count; texts
-  that cannot be read twice; a token made by two different merges).
+- ``"auto"`` (default): native; where it was not built (no C compiler at install), rustbpe; HF when
+  neither is there, or in the rare case where rustbpe's cut is not certain (a pair of one token
+  twice right at the cut, whose overlaps hide its count; texts that cannot be read twice; a token
+  made by two different merges).
 
 Every text reaches the trainer in parts of at most 8192 characters (:func:`tokvec.textstream.bounded_texts`,
 cut where no piece spans the cut when it can be): a file without whitespace is then not one piece
 whose every byte is held and rewritten at every merge. Only pairs across a forced cut are lost.
 
-Special tokens never take part in training in either engine: they get the ids after the merges.
+Special tokens never take part in training in any engine: they get the ids after the merges.
 Ranks: the 256 single bytes take ranks 0..255 by byte value, merged tokens follow in the order the
-trainer made them, so "lowest rank first" (tiktoken) replays the trainer's merge order.
+trainer made them, so "lowest rank first" (tiktoken) replays the trainer's merge order. When two
+merges make the same bytes (``"a"+"bc"`` after ``"ab"+"c"``), native and HF give the second one the
+first one's id, so each byte string has one rank.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from .interop import printable_to_bytes
 from .patterns import for_oniguruma, resolve_pattern
 
 MAX_TRAIN_VOCAB = 1 << 24  # 16.7 M ids: far above any real vocabulary, far below the trainer's u32 limits
-ENGINES = ("auto", "rustbpe", "hf")
+ENGINES = ("auto", "native", "rustbpe", "hf")
 MergeProgress = Callable[[int, int], None]  # (merges done, merges asked for)
 TextSource = Callable[[], Iterator[str]]  # a fresh iterator over the training texts on each call
 
@@ -118,7 +127,15 @@ def train_ranks(
             yield from bounded_texts(text)
 
     ranks, used = None, "hf"
-    if engine == "rustbpe" or (engine == "auto" and (reiterable or min_frequency <= 1) and _have_rustbpe()):
+    if engine == "native" or (engine == "auto" and _have_native()):
+        if not _have_native():
+            raise TokvecValueError(
+                "the native BPE trainer is not built (it needs a C compiler when tokvec is installed: "
+                "pip install -e . with gcc or clang present). Use engine='auto' (CLI --engine auto), which "
+                "falls back to rustbpe or HF"
+            )
+        ranks, used = _train_native(counted(texts()), n_ranks, pattern, pat_str, min_frequency, on_merges), "native"
+    elif engine == "rustbpe" or (engine == "auto" and (reiterable or min_frequency <= 1) and _have_rustbpe()):
         recount = (lambda: counted(texts())) if reiterable else None
         ranks, why = _train_rustbpe(counted(texts()), n_ranks, pat_str, min_frequency, on_merges, recount)
         if ranks is not None:
@@ -147,6 +164,63 @@ def train_ranks(
         )
     n = len(ranks)
     return ranks, {tok: n + k for k, tok in enumerate(specials)}, used
+
+
+def _have_native() -> bool:
+    try:
+        from . import _bpe_native  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _train_native(
+    texts: Iterator[str],
+    n_ranks: int,
+    pattern: str,
+    pat_str: str,
+    min_frequency: int,
+    on_merges: MergeProgress | None,
+) -> dict[bytes, int]:
+    """The C trainer's ranks (``_native/train.c``): merges of pairs seen ``min_frequency`` times or
+    more, until ``n_ranks`` tokens. Memory: the distinct pieces, then the words made of them."""
+    from . import _bpe_native as native
+
+    trainer = native.Trainer()
+    name = resolve_pattern(pattern)[0]
+    code = {"gpt2": native.GPT2, "cl100k": native.CL100K, "o200k": native.O200K}.get(name)
+    try:
+        if code is not None:
+            for text in texts:
+                trainer.add_text(text, code)
+        else:  # a custom pattern: split with the regex module, count here
+            import collections
+
+            import regex
+
+            split, counts = regex.compile(pat_str).findall, collections.Counter()
+            for text in texts:
+                counts.update(split(text))
+            for piece, count in counts.items():
+                trainer.add_piece(piece.encode("utf-8"), count)
+    except UnicodeEncodeError as e:
+        raise TokvecValueError(
+            f"a training text holds {e.object[e.start : e.end]!r} at character {e.start}, a lone surrogate that "
+            f"is not text (no UTF-8 bytes to learn from); decode the corpus with errors='strict' or remove it"
+        ) from None
+    tokens = [bytes([b]) for b in range(256)]
+    wanted = max(n_ranks - 256, 0)
+    step = max(wanted // 100, 1)  # progress every percent of the merges
+    while len(tokens) < n_ranks:
+        made = trainer.merge(min(step, n_ranks - len(tokens)), max(min_frequency, 1))
+        if not made:
+            break
+        for token, left, right, _ in made:
+            if token == len(tokens):  # else: bytes another merge made already (same id)
+                tokens.append(tokens[left] + tokens[right])
+        if on_merges is not None:
+            on_merges(len(tokens) - 256, wanted)
+    return {token: rank for rank, token in enumerate(tokens)}
 
 
 def _have_rustbpe() -> bool:
