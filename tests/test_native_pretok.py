@@ -20,8 +20,7 @@ native = pytest.importorskip(
 
 ROOT = Path(__file__).resolve().parents[1]
 NATIVE_DIR = ROOT / "src" / "tokvec" / "tokenizers" / "_native"
-# The corpora live beside the repository (../shared/data); from a git worktree in ../wt/NAME, two up.
-DATA_DIRS = [ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data"]
+DATA = ROOT.parent / "shared" / "data"  # the corpora live beside the repository
 CODES = {"gpt2": native.GPT2, "cl100k": native.CL100K, "o200k": native.O200K}
 NAMES = list(CODES)
 
@@ -166,10 +165,9 @@ def test_lone_surrogate_is_pythons_encode_error():
 
 
 def corpus(filename: str) -> str:
-    for directory in DATA_DIRS:
-        if (directory / filename).is_file():
-            return (directory / filename).read_text(encoding="utf-8")
-    pytest.skip(f"corpus {filename} not found (expected beside the repository in ../shared/data)")
+    if not (DATA / filename).is_file():
+        pytest.skip(f"corpus {filename} not found (expected beside the repository in ../shared/data)")
+    return (DATA / filename).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", NAMES)
