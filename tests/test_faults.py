@@ -241,6 +241,12 @@ CASES: list[Case] = [
         lambda w: ["--csv", str(w.file("l.csv", "text,label\na,x\nb,y\n"))],
         ["--warmup must be in [0, ", "got -1"],
     ),
+    (  # the same for a classifier: refused before the CSV (here missing) is read
+        "classify heads not dividing d_model",
+        ["classify", "train", "--heads", "3", "--d-model", "64", "--out", "{dir}/c"],
+        lambda w: ["--csv", str(w.base / "missing.csv")],
+        ["--heads (3) must divide --d-model (64)", "try --heads=2"],
+    ),
     ("train heads negative", ["train", "--heads", "-2", "--out", "{dir}/never"], None, ["--heads must be", "got -2"]),
     (  # a shape that cannot work is refused by validate(), before a tokenizer is trained or a file read
         "train heads not dividing d_model",

@@ -119,7 +119,16 @@ class ClassifyConfig(ClassifierModelFields):
                 problems.append(str(e))
         if problems:
             raise TokvecValueError("bad classifier config: " + "; ".join(problems))
+        self._check_model_early()
         return self
+
+    def _check_model_early(self) -> None:
+        """The classifier these settings describe, with the smallest vocabulary its tokenizer could
+        give: a shape that cannot work (heads that do not divide d_model) or an impossible size is
+        refused before the CSV is read or a tokenizer trained."""
+        from ..tokenizers.build import smallest_vocab_size
+
+        self.model_config(smallest_vocab_size(self.tokenizer)).check_memory(self.batch_size, what="a classifier")
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         """The ModelConfig of this classifier: the set model fields, ``context`` as the context length."""

@@ -239,9 +239,9 @@ class TrainConfig(ModelFields):
 
         if self.preset not in PRESETS or self.init_from is not None:
             return  # model_config() names a bad preset later, with the choices; a fine-tune's shape is its source's
-        spec = self.tokenizer if isinstance(self.tokenizer, str) else ""
-        vocab = int(spec[4:]) if spec.startswith("bpe:") and spec[4:].isdigit() and len(spec) < 20 else 256
-        self.model_config(vocab).check_memory(self.batch_size, what="this model")
+        from ..tokenizers.build import smallest_vocab_size
+
+        self.model_config(smallest_vocab_size(self.tokenizer)).check_memory(self.batch_size, what="this model")
 
     def model_config(self, vocab_size: int):
         """The ModelConfig of this run: the preset, then the explicit fields, then ``model_options``."""

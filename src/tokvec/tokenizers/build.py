@@ -21,6 +21,19 @@ from .word import WordTokenizer
 BPE_SPECIALS = ("<|endoftext|>",)
 
 
+def smallest_vocab_size(spec: object) -> int:
+    """The fewest ids the tokenizer ``spec`` can give, known before it is built: N for ``bpe:N``, else 1
+    (a char or word vocabulary comes from the text; a file's, from the file). A model's shape and size
+    can then be checked before a tokenizer is trained or a corpus read, never refusing one that fits.
+
+    >>> smallest_vocab_size("bpe:4096"), smallest_vocab_size("char")
+    (4096, 1)
+    """
+    if isinstance(spec, str) and spec.startswith("bpe:") and spec[4:].isdigit() and len(spec) < 20:
+        return int(spec[4:])
+    return 1
+
+
 def build_tokenizer(
     spec: str, text: str | Sequence[str] | None = None, *, corpus: str | None = None, encoding: str = "utf-8"
 ):
