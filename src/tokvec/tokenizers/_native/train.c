@@ -167,6 +167,7 @@ struct tv_trainer {
     strtab pieces; /* value: count */
     strtab tokens; /* entry index == token id; the 256 bytes first */
     int merging; /* tv_begin is done */
+    int64_t counted; /* the pairs counted, sum of count x max(n - 1, 1): no count can pass it */
     /* words: ids sym[start[w] .. start[w] + len[w]) seen count[w] times */
     uint32_t *sym;
     size_t sym_len, sym_cap;
@@ -230,8 +231,11 @@ void tv_trainer_free(tv_trainer *t) {
 }
 
 int tv_count_piece(tv_trainer *t, const unsigned char *p, size_t n, int64_t count) {
+    int64_t pairs = n > 1 ? (int64_t)(n - 1) : 1; /* 1: a piece without pairs still adds its count */
+    if (count > (INT64_MAX - t->counted) / pairs) return -2;
     size_t e = strtab_get(&t->pieces, p, n);
     if (e == (size_t)-1) return -1;
+    t->counted += count * pairs;
     t->pieces.value[e] += count;
     return 0;
 }
@@ -240,7 +244,8 @@ int tv_count_text(tv_trainer *t, const unsigned char *s, size_t n, int pattern) 
     size_t i = 0;
     while (i < n) {
         size_t end = tv_piece_end(s, n, i, pattern);
-        if (tv_count_piece(t, s + i, end - i, 1) < 0) return -1;
+        int rc = tv_count_piece(t, s + i, end - i, 1);
+        if (rc < 0) return rc;
         i = end;
     }
     return 0;
