@@ -8,7 +8,6 @@ import typer
 
 from . import app, out
 
-
 _ENGINE_NOTE = {
     "native": " (tokvec's C trainer)",
     "rustbpe": " (tokvec's C trainer is not built: reinstall with a C compiler present for ~4x faster training)",
