@@ -139,18 +139,6 @@ static size_t strtab_get(strtab *s, const unsigned char *p, size_t n) {
     return e;
 }
 
-/* The entry of p[0..n), or (size_t)-1 when absent. */
-static size_t strtab_find(const strtab *s, const unsigned char *p, size_t n) {
-    if (s->slots == NULL) return (size_t)-1;
-    uint64_t h = hash_bytes(p, n);
-    for (size_t k = (size_t)h & s->mask;; k = (k + 1) & s->mask) {
-        uint32_t e = s->slots[k];
-        if (e == 0) return (size_t)-1;
-        e--;
-        if (s->hash[e] == h && s->len[e] == n && memcmp(s->bytes + s->off[e], p, n) == 0) return e;
-    }
-}
-
 /* ---- the trainer -------------------------------------------------------------------------------- */
 
 typedef struct {
