@@ -270,9 +270,14 @@ def test_generation_is_cancelled_when_the_client_leaves_and_does_not_block(serve
 def test_ctrl_c_stops_the_server_cleanly_even_mid_generation(trained):
     s = Server("--run", str(trained / "poems"))
     body = json.dumps({"run": "poems", "text": "ROMEO:", "max_new_tokens": 4000, "stop_at_eos": False})
-    with httpx.Client(base_url=s.url, timeout=60) as client:
-        with client.stream("POST", "/api/generate", content=body) as r:
-            assert next(r.iter_lines()) == "event: piece"
-            code, out, err = s.stop()  # SIGINT, what Ctrl-C sends
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as client:
+            with client.stream("POST", "/api/generate", content=body) as r:
+                assert next(r.iter_lines()) == "event: piece"
+                code, out, err = s.stop()  # SIGINT, what Ctrl-C sends
+    finally:  # a failure above must not leave the server running after the tests
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.communicate()
     assert code == 0, err
     assert out.rstrip().endswith("tokvec serve: stopped") and "Traceback" not in err
