@@ -207,6 +207,9 @@ def test_native_counts_overlapping_pairs_as_hf_does():
 
 
 def test_frequent_corpus_keeps_rustbpe_without_recount(corpus, no_native):
+    from tokvec.tokenizers.bpe_train import auto_engine
+
+    assert auto_engine() == "rustbpe"  # what `tokvec env` reports on such an install
     assert BPETokenizer.train_from_texts([corpus], vocab_size=512).trained_by == "rustbpe"
 
 

@@ -378,9 +378,11 @@ def test_cli_env_reports_devices_flags_and_auto_choices(cli):
     assert rows["torch"].startswith(torch.__version__) and rows["devices"] == "cpu"
     assert rows["auto device"] == "cpu (no CUDA or MPS device found)"
     assert rows["auto precision"].startswith("fp32 (")
+    assert rows["bpe"] == "trains with native (tokvec's C trainer)"  # the C trainer is built in tests
     code, out, _ = cli("env", "--json")
     env = json.loads(out)
     assert code == 0 and env["auto_device"] == "cpu" and env["torch"] == torch.__version__
+    assert env["bpe_engine"] == "native"
     assert set(env["cpu_flags"]) <= {
         "avx2",
         "avx512f",

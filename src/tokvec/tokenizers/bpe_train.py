@@ -166,6 +166,12 @@ def train_ranks(
     return ranks, {tok: n + k for k, tok in enumerate(specials)}, used
 
 
+def auto_engine() -> str:
+    """The engine ``engine="auto"`` trains with here (before any fallback): ``"native"`` where the C
+    trainer was built, else ``"rustbpe"`` where it is installed, else ``"hf"``."""
+    return "native" if _have_native() else "rustbpe" if _have_rustbpe() else "hf"
+
+
 def _have_native() -> bool:
     try:
         from . import _bpe_native  # noqa: F401
