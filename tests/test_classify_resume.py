@@ -102,12 +102,14 @@ def test_resume_is_bit_exact_and_continues_the_metrics(labelled, tmp_path):
     assert all(torch.equal(saved["cut"][k], saved["full"][k]) for k in saved["full"])
 
 
-def test_resume_may_extend_max_steps_and_a_finished_run_has_nothing_left(labelled, tmp_path):
+def test_resume_may_extend_max_steps_and_a_finished_run_has_nothing_left(labelled, tmp_path, error_says):
     run = tmp_path / "run"
     first = train_classifier(tiny(labelled, run, max_steps=4))
     again = train_classifier(ClassifyConfig.for_resume(run))  # max_steps reached: nothing runs
     assert (again.start_step, again.step, again.losses) == (4, 4, [])
     assert again.train_accuracy == first.train_accuracy  # the accuracy of the checkpoint it continues
+    with error_says(TokvecValueError, "max_steps 3", "step of the checkpoint", "(4)", "--max-steps 4 or more"):
+        train_classifier(ClassifyConfig.for_resume(run, max_steps=3))
     more = train_classifier(ClassifyConfig.for_resume(run, max_steps=8))
     assert (more.start_step, more.step, len(more.losses)) == (4, 8, 4)
     assert [r["step"] for r in ckpt.read_metrics(run)] == [2, 4, 6, 8]

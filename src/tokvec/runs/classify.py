@@ -334,6 +334,11 @@ class _Saved:
         self.run_dir = run_dir
         self.meta, self.doc, self.path = _read_meta(run_dir)
         self.step = self.doc.int("step", lo=0, hi=10**12)
+        if config.max_steps < self.step:
+            raise TokvecValueError(
+                f"max_steps {config.max_steps} is below the step of the checkpoint in {run_dir} ({self.step}); "
+                f"pass --max-steps {self.step} or more"
+            )
         if OPTIMIZER_FILE not in (self.meta.get("files") or {}):
             raise ckpt.CheckpointError(
                 f"{run_dir} was saved without optimizer state (by a tokvec before classifier runs could "
