@@ -182,3 +182,63 @@ def test_the_trainer_is_built_where_a_compiler_is():
     if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
         pytest.skip("no C compiler here: the trainer is optional")
     assert bpe_train._have_native()
+
+
+def test_counts_whose_pairs_would_overflow_int64_are_refused():
+    # "aaa" seen 2**62 times holds the pair (a, a) 2 * 2**62 = 2**63 times, one past int64: the count
+    # used to wrap negative and merge() returned [] as if no pair were there
+    trainer = native.Trainer()
+    with pytest.raises(ValueError, match=r"count 4611686018427387904 is too large.*2\*\*63 - 1"):
+        trainer.add_piece(b"aaa", 2**62)
+    trainer.add_piece(b"aaa", 2**62 - 1)  # 2**63 - 2 pairs: fits, and the refused count was not kept
+    with pytest.raises(ValueError, match="count 1 is too large"):
+        trainer.add_piece(b"bcd", 1)  # 1 more pair would still fit; 2 no longer do
+    assert trainer.merge(5, 1) == [(256, A, A, 2**63 - 2), (257, 256, A, 2**62 - 1)]
+    # the bound is on all the pieces together: the same piece twice
+    trainer = native.Trainer()
+    trainer.add_piece(b"ab", 2**62)
+    with pytest.raises(ValueError, match="too large"):
+        trainer.add_piece(b"ab", 2**62)
+    assert trainer.merge(5, 1) == [(256, A, B, 2**62)]
+
+
+_OUT_OF_MEMORY_MID_MERGE = """
+import random, resource
+from tokvec.tokenizers import _bpe_native as native
+
+rng = random.Random(0)
+trainer = native.Trainer()
+for _ in range(300_000):  # random bytes: every one of the 65536 pairs, each in ~70 words
+    trainer.add_piece(rng.randbytes(16), 1)
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+resource.setrlimit(resource.RLIMIT_AS, (vm + (16 << 20), hard))  # the words and pairs need ~40 MB more
+try:
+    trainer.merge(10, 1)
+except MemoryError:
+    print("MemoryError")
+resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+try:
+    print(trainer.merge(10, 1))
+except RuntimeError as e:
+    print(e)
+"""
+
+
+@pytest.mark.slow
+def test_a_trainer_that_ran_out_of_memory_refuses_to_go_on(tmp_path):
+    # merge() that fails half-way leaves the words half built (or half rewritten); calling it again
+    # used to give [] (or wrong merges) with no error: a tokenizer with no merges, silently
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RLIMIT_AS and /proc are Linux's")
+    script = tmp_path / "oom.py"
+    script.write_text(_OUT_OF_MEMORY_MID_MERGE)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first == "MemoryError"
+    assert "ran out of memory in an earlier call" in second and "new Trainer" in second

@@ -29,9 +29,10 @@ whose every byte is held and rewritten at every merge. Only pairs across a force
 
 Special tokens never take part in training in any engine: they get the ids after the merges.
 Ranks: the 256 single bytes take ranks 0..255 by byte value, merged tokens follow in the order the
-trainer made them, so "lowest rank first" (tiktoken) replays the trainer's merge order. When two
-merges make the same bytes (``"a"+"bc"`` after ``"ab"+"c"``), native and HF give the second one the
-first one's id, so each byte string has one rank.
+trainer made them, so "lowest rank first" (tiktoken) replays the trainer's merge order. Should two
+merges make the same bytes (``"a"+"bc"`` after ``"ab"+"c"``; we believe this rule never does, see
+``_native/train.c``), native and HF give the second one the first one's id, so each byte string has
+one rank.
 """
 
 from __future__ import annotations

@@ -47,9 +47,15 @@ typedef struct {
     tv_trainer *t;
     int merging; /* merge() was called: no more counting */
     int busy;    /* a call runs without the GIL: another thread may not use the trainer meanwhile */
+    int broken;  /* a call ran out of memory half-way: the counts or words are incomplete */
 } Trainer;
 
 static int trainer_enter(Trainer *self, int counting) {
+    if (self->broken) {
+        PyErr_SetString(PyExc_RuntimeError, "this Trainer ran out of memory in an earlier call and its counts are "
+                                            "incomplete; count the text again in a new Trainer");
+        return -1;
+    }
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "this Trainer is in use by another thread");
         return -1;
@@ -80,6 +86,20 @@ static void trainer_dealloc(Trainer *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* The result of tv_count_text or tv_count_piece (train.h): None, or the error. */
+static PyObject *counted(Trainer *self, int rc, long long count) {
+    if (rc == -2)
+        return PyErr_Format(PyExc_ValueError,
+                            "count %lld is too large: the pairs counted in all would pass 2**63 - 1, where a pair's "
+                            "count overflows; scale the counts down",
+                            count);
+    if (rc < 0) {
+        self->broken = 1; /* a text may be counted in part */
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *trainer_add_text(Trainer *self, PyObject *args) {
     PyObject *text;
     int pattern, rc;
@@ -89,8 +109,7 @@ static PyObject *trainer_add_text(Trainer *self, PyObject *args) {
     if (s == NULL || trainer_enter(self, 1) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS rc = tv_count_text(self->t, (const unsigned char *)s, (size_t)n, pattern);
     Py_END_ALLOW_THREADS self->busy = 0;
-    if (rc < 0) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return counted(self, rc, 1);
 }
 
 static PyObject *trainer_add_piece(Trainer *self, PyObject *args) {
@@ -108,8 +127,7 @@ static PyObject *trainer_add_piece(Trainer *self, PyObject *args) {
     int rc = tv_count_piece(self->t, piece.buf, (size_t)piece.len, (int64_t)count);
     self->busy = 0;
     PyBuffer_Release(&piece);
-    if (rc < 0) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return counted(self, rc, count);
 }
 
 /* merge(max_new, min_count) -> [(token, left, right, count), ...]: merges until max_new new tokens
@@ -144,7 +162,8 @@ static PyObject *trainer_merge(Trainer *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS self->merging = 1;
     self->busy = 0;
-    if (rc < 0) {
+    if (rc < 0) { /* words half rewritten, or merges made and lost */
+        self->broken = 1;
         free(made);
         return PyErr_NoMemory();
     }
@@ -155,6 +174,7 @@ static PyObject *trainer_merge(Trainer *self, PyObject *args) {
         else PyList_SET_ITEM(out, (Py_ssize_t)k, item);
     }
     free(made);
+    if (out == NULL) self->broken = 1; /* the merges made are lost */
     return out;
 }
 

@@ -22,9 +22,12 @@ typedef struct {
 tv_trainer *tv_trainer_new(void);
 void tv_trainer_free(tv_trainer *t);
 
-/* Count the pieces of the UTF-8 text s[0..n) cut by `pattern` (pretok.h). 0, or -1: out of memory. */
+/* Count the pieces of the UTF-8 text s[0..n) cut by `pattern` (pretok.h). 0, -1: out of memory, or
+ * -2 (as tv_count_piece). */
 int tv_count_text(tv_trainer *t, const unsigned char *s, size_t n, int pattern);
-/* Count `count` more occurrences of the piece p[0..n). 0, or -1: out of memory. */
+/* Count `count` more occurrences of the piece p[0..n). 0, -1: out of memory, or -2: refused, nothing
+ * counted: the pairs counted in all (count x (n - 1) per piece) would pass INT64_MAX, so a pair's
+ * count could overflow. */
 int tv_count_piece(tv_trainer *t, const unsigned char *p, size_t n, int64_t count);
 size_t tv_distinct_pieces(const tv_trainer *t);
 
