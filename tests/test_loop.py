@@ -159,16 +159,20 @@ def test_a_classifier_run_is_committed_like_an_lm_run(tmp_path):
     run = tmp_path / "clf"
     meta = json.loads((run / "classifier.json").read_text(encoding="utf-8"))
     weights = (run / "classifier.safetensors").read_bytes()
+    moments = (run / "optimizer.safetensors").read_bytes()  # AdamW's state, stored as an LM run's
     import hashlib
 
     assert meta["files"] == {
-        "classifier.safetensors": {"sha256": hashlib.sha256(weights).hexdigest(), "bytes": len(weights)}
+        "classifier.safetensors": {"sha256": hashlib.sha256(weights).hexdigest(), "bytes": len(weights)},
+        "optimizer.safetensors": {"sha256": hashlib.sha256(moments).hexdigest(), "bytes": len(moments)},
     }
     assert meta["checksum"] == ckpt.config_checksum(meta)
     assert sorted(p.name for p in run.iterdir()) == [
         LOCK_FILE,
         "classifier.json",
         "classifier.safetensors",
+        "metrics.jsonl",
+        "optimizer.safetensors",
         "run.json",
         "tokenizer.json",
     ]

@@ -7,7 +7,17 @@ from typing import Optional
 
 import typer
 
-from . import DEVICE_HELP, announce_device, app, in_flag_names, out, progress_bar, resolve_device_flag
+from . import (
+    DEVICE_HELP,
+    CLIError,
+    announce_device,
+    app,
+    err,
+    in_flag_names,
+    out,
+    progress_bar,
+    resolve_device_flag,
+)
 
 classify_app = typer.Typer(
     help="Sequence classification on the same embeddings and blocks (CSV of text,label).", no_args_is_help=True
@@ -17,7 +27,9 @@ app.add_typer(classify_app, name="classify")
 
 @classify_app.command("train")
 def classify_train(
-    csv_path: Path = typer.Option(..., "--csv", help="CSV with a header; one text and one label per row."),
+    csv_path: Optional[Path] = typer.Option(
+        None, "--csv", help="CSV with a header; one text and one label per row (required unless --resume)."
+    ),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="(text)"),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="(label)"),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of the CSV (utf-8)."),
@@ -40,13 +52,24 @@ def classify_train(
     eval_interval: Optional[int] = typer.Option(
         None, "--eval-interval", help="Accuracy + checkpoint every N steps (after the last step only)."
     ),
+    log_interval: Optional[int] = typer.Option(
+        None, "--log-interval", help="Read the loss back and log a line to metrics.jsonl every N steps (10)."
+    ),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Rows held out for accuracy (0.2)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="(1337)"),
-    out_dir: Path = typer.Option(Path("runs/classifier"), "--out"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (runs/classifier)."),
     force: bool = typer.Option(False, "--force", help="Replace the classifier already in --out."),
+    resume: Optional[Path] = typer.Option(
+        None,
+        "--resume",
+        help="Continue the classifier run in this directory from its last checkpoint (same CSV; "
+        "only --max-steps, --eval-interval, --log-interval, --device and --csv, if the file moved, may change).",
+    ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
-    """Train a sequence classifier on labelled text; prints train/val accuracy."""
+    """Train a sequence classifier on labelled text; prints train/val accuracy. Every eval commits a
+    checkpoint (weights + optimizer state) and every logged step a line of metrics.jsonl; a stopped
+    run continues with --resume DIR."""
     from ..runs.classify import ClassifyConfig, train_classifier
 
     given = dict(
@@ -68,26 +91,55 @@ def classify_train(
         warmup_steps=warmup,
         weight_decay=weight_decay,
         eval_interval=eval_interval,
+        log_interval=log_interval,
         val_fraction=val_fraction,
         seed=seed,
     )
+    flags = {k: v for k, v in given.items() if v is not None}
+    if csv_path is not None:
+        flags["csv"] = str(csv_path)
+    if resume is not None:
+        if out_dir is not None and out_dir.resolve() != resume.resolve():
+            raise CLIError(
+                f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
+                f"directory, so drop --out"
+            )
+        if force:
+            raise CLIError(f"--resume continues the run in {resume} and --force starts it over; pass only one")
+    elif csv_path is None:
+        raise CLIError("--csv is missing: name the CSV of text,label rows to train on (or --resume DIR)")
     with in_flag_names(given):  # errors name --warmup, --heads, ..., what the user typed
-        config = ClassifyConfig(
-            csv=str(csv_path), out=str(out_dir), force=force, **{k: v for k, v in given.items() if v is not None}
-        ).validate()
+        if resume is not None:
+            config = ClassifyConfig.for_resume(str(resume), **flags)
+        else:
+            config = ClassifyConfig(out=str(out_dir or ClassifyConfig.out), force=force, **flags)
+        config.validate()
     config.device = str(resolve_device_flag(device, "classify train", announce=False))
+    last = {"step": 0}
     with progress_bar(config.max_steps, "classifier") as advance:
-        result = train_classifier(
-            config,
-            progress=lambda step, total, info: advance(
-                1, description=f"loss {info['loss']:.3f}" if "loss" in info else None
-            ),
-        )
+
+        def progress(step: int, total: int, info: dict) -> None:
+            if last["step"] == 0 and step > 1:
+                advance(step - 1)  # a resumed run starts part-way
+            advance(1, description=f"loss {info['loss']:.3f}" if "loss" in info else None)
+            last["step"] = step
+
+        try:
+            result = train_classifier(config, progress=progress)
+        except KeyboardInterrupt:
+            err.print(
+                f"tokvec: interrupted after step {last['step']}; {_saved_step(config.out)}",
+                markup=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(130)
     announce_device(device, result.classifier.model, "classify train")
     val = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
+    loss = f"{result.losses[-1]:.4f}" if result.losses else "n/a (nothing left to train)"
+    resumed = f"resumed at step {result.start_step}, now step {result.step}; " if result.start_step else ""
     out.print(
-        f"done: {len(result.labels)} labels {result.labels}  train accuracy {result.train_accuracy:.3f}  "
-        f"val accuracy {val}  final loss {result.losses[-1]:.4f}  -> {result.run_dir}",
+        f"done: {resumed}{len(result.labels)} labels {result.labels}  train accuracy "
+        f"{result.train_accuracy:.3f}  val accuracy {val}  final loss {loss}  -> {result.run_dir}",
         markup=False,
         soft_wrap=True,
     )
@@ -109,3 +161,13 @@ def classify_predict(
     for text, p in zip(texts, probs):
         i = int(p.argmax())
         out.print(f"{clf.labels[i]}  {float(p[i]):.3f}  {text}", markup=False, soft_wrap=True)
+
+
+def _saved_step(run_dir: str) -> str:
+    """What an interrupted run left, read from disk (a second Ctrl-C may have cut a checkpoint short)."""
+    from ..runs.classify import checkpoint_step
+
+    step = checkpoint_step(run_dir)
+    if step is None:
+        return f"no checkpoint was saved in {run_dir}"
+    return f"the last checkpoint in {run_dir} is step {step}; continue with: tokvec classify train --resume {run_dir}"

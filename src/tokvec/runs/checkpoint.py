@@ -457,9 +457,16 @@ def load_weights(run_dir: str | os.PathLike, model: torch.nn.Module, config: Map
     read_committed(run_dir, MODEL_FILE, config["files"][MODEL_FILE], lambda f: module_targets(model, f))
 
 
-def load_optimizer(run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer, config: Mapping | None = None) -> None:
+def load_optimizer(
+    run_dir: str | os.PathLike,
+    optimizer: torch.optim.Optimizer,
+    config: Mapping | None = None,
+    *,
+    config_name: str = CONFIG_FILE,
+) -> None:
     """Restore the optimizer state saved with the checkpoint (its tensors read once, into tensors
-    the optimizer then keeps: ``load_state_dict`` does not copy a tensor of the right dtype and device)."""
+    the optimizer then keeps: ``load_state_dict`` does not copy a tensor of the right dtype and device).
+    ``config_name``: the commit file ``config`` was read from (a classifier run's is classifier.json)."""
     run_dir = Path(run_dir)
     config = config or read_run_config(run_dir)
     if OPTIMIZER_FILE not in config["files"]:
@@ -471,7 +478,7 @@ def load_optimizer(run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer,
         tensors.update({name: torch.empty(e.shape, dtype=e.dtype) for name, e in f.entries.items()})
         return {name: [t] for name, t in tensors.items()}
 
-    meta, path = read_committed(run_dir, OPTIMIZER_FILE, config["files"][OPTIMIZER_FILE], fresh)
+    meta, path = read_committed(run_dir, OPTIMIZER_FILE, config["files"][OPTIMIZER_FILE], fresh, config_name)
     try:
         optimizer.load_state_dict(optimizer_from_tensors(tensors, meta, path))
     except (ValueError, KeyError) as e:
@@ -557,3 +564,13 @@ def write_metrics(run_dir: str | os.PathLike, records: list[dict]) -> None:
     with atomic_open(Path(run_dir) / METRICS_FILE, "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def append_metrics(run_dir: str | os.PathLike, records: list[dict]) -> None:
+    """Append ``records`` to metrics.jsonl and fsync (a log written every few steps, too long to
+    rewrite each time). A crash mid-append leaves a torn last line: :func:`read_metrics` skips it,
+    and a resume rewrites the file with :func:`write_metrics`, which drops it."""
+    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())

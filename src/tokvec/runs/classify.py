@@ -9,10 +9,17 @@
     >>> clf = load_classifier("runs/clf"); clf.predict(["這部電影很好"])
 
 A classifier run directory holds ``classifier.json`` (format, model config, labels, train config,
-accuracy, step, the sha256 of the weights), ``classifier.safetensors`` and ``tokenizer.json``. It is
-trained by the loop LM training uses (:mod:`tokvec.runs.loop`) and committed the way LM runs are
-(:func:`tokvec.runs.checkpoint.commit_files`: the weights written aside, ``classifier.json``
-written last is the commit); runs written before that (no ``files`` entry) still load.
+accuracy, step, the CSV's sha256, the sha256 of the weights and optimizer state),
+``classifier.safetensors``, ``optimizer.safetensors`` (AdamW's state, as LM runs store it),
+``tokenizer.json`` and ``metrics.jsonl`` (one line per logged step: step, split "train", loss, lr;
+eval steps add train_accuracy and val_accuracy). It is trained by the loop LM training uses
+(:mod:`tokvec.runs.loop`) and committed the way LM runs are (:func:`tokvec.runs.checkpoint.commit_files`:
+the weights written aside, ``classifier.json`` written last is the commit); runs written before that
+(no ``files`` entry) still load.
+
+``resume`` continues a run from its last checkpoint, bit-exact on the CPU (batches and dropout are
+drawn from (seed, step), so no RNG state is stored): the CSV must be the one it started with (its
+sha256 is checked) and the run's own tokenizer.json is used.
 """
 
 from __future__ import annotations
@@ -29,25 +36,32 @@ import torch
 
 from .._io import read_json
 from .._schema import Doc
-from .._tensorread import TensorFile
+from .._tensorread import TensorFile, file_sha256
 from ..device import resolve_device, to_device
-from ..errors import FormatError, TokvecError, TokvecValueError
+from ..errors import FormatError, RunDirError, TokvecError, TokvecValueError
 from ..model.config import ModelConfig, model_fields, model_overrides
+from . import checkpoint as ckpt
 from . import distributed as dist_
 from .checkpoint import (
+    OPTIMIZER_FILE,
     check_config_checksum,
     commit_files,
     committed_files,
     module_targets,
+    optimizer_tensors,
     read_committed,
     save_tokenizer,
 )
-from .lock import RunClaim
+from .lock import RunClaim, run_kind
 from .loop import LoopSettings, Trainee, TrainingLoop, warmup_cosine
 
 FORMAT = "tokvec.classifier"
 VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE = "classifier.json", "classifier.safetensors", "tokenizer.json"
+
+# Fields that may change when a run is resumed (as ``tokvec train --resume``); any other difference is
+# an error. The CSV may move (``--csv`` its new place): its content is checked by sha256.
+RESUMABLE = ("max_steps", "eval_interval", "log_interval", "device", "out", "resume", "force", "csv")
 
 # The model fields, declared once in ModelConfig (context_length is ``context`` here); a small, fast model.
 ClassifierModelFields = model_fields(
@@ -82,7 +96,28 @@ class ClassifyConfig(ClassifierModelFields):
     seed: int = 1337
     out: str = "runs/classifier"
     force: bool = False  # replace a classifier already in ``out`` instead of refusing
+    resume: bool = False  # continue the classifier run in ``out`` from its last checkpoint
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (tokvec.device.resolve_device)
+
+    @classmethod
+    def for_resume(cls, run_dir: str | os.PathLike, **overrides) -> "ClassifyConfig":
+        """The saved config of the classifier run ``run_dir`` with ``overrides`` (flags given with
+        ``--resume``) applied; :func:`train_classifier` refuses those that may not change."""
+        _check_resumable(Path(run_dir))
+        meta, doc, path = _read_meta(Path(run_dir))
+        saved = doc.obj("train").data
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(overrides) - names:
+            raise TokvecValueError(
+                f"unknown classifier config keys {sorted(set(overrides) - names)}; known: {', '.join(sorted(names))}"
+            )
+        unknown = sorted(set(saved) - names)
+        if unknown:
+            raise FormatError(f"{path}: 'train' has keys this tokvec does not know ({unknown}); upgrade tokvec")
+        try:
+            return cls(**{**saved, **overrides, "out": str(run_dir), "resume": True, "force": False})
+        except TypeError as e:
+            raise FormatError(f"{path}: 'train' does not fit this tokvec's classifier config ({e})") from None
 
     def validate(self) -> "ClassifyConfig":
         """Collect every problem, then raise once naming each field, its value and the limit."""
@@ -155,8 +190,11 @@ class ClassifyResult:
     labels: list[str]
     train_accuracy: float
     val_accuracy: Optional[float]
-    losses: list[float]
+    losses: list[float]  # this call's per-step training losses (a resumed run: from its start step on)
     classifier: "Classifier"
+    step: int = 0
+    start_step: int = 0  # > 0: resumed from the checkpoint of that step
+    metrics: list[dict] = dataclasses.field(default_factory=list)  # metrics.jsonl's records, all of the run
 
 
 def read_labelled_csv(
@@ -251,13 +289,101 @@ def train_classifier(
     It trains in the loop LM training uses (:class:`~tokvec.runs.loop.TrainingLoop`):
     ``progress(step, max_steps, info)`` is called after every step, with ``loss`` every
     ``log_interval`` steps and ``train_accuracy`` / ``val_accuracy`` at evals. Every eval commits a
-    checkpoint the way LM runs are committed (a kill -9 leaves the previous one). ``config.out`` must
-    be new, empty, or (with ``force``) hold a classifier run; it is locked while the run trains.
+    checkpoint the way LM runs are committed (a kill -9 leaves the previous one); every logged step
+    appends a line to ``metrics.jsonl``. ``config.out`` must be new, empty, or (with ``force``) hold
+    a classifier run; it is locked while the run trains. ``config.resume`` continues the run in
+    ``config.out`` from its last checkpoint (see :meth:`ClassifyConfig.for_resume`).
     """
-    config.validate()
-    inputs = [config.csv] + ([config.tokenizer] if config.tokenizer not in ("char", "word") else [])
-    with RunClaim(config.out, "classifier", force=config.force, inputs=inputs):
+    config = _with_absolute_paths(config.validate())
+    if config.resume:
+        _check_resumable(Path(config.out))
+    inputs = [config.csv] + ([config.tokenizer] if _is_path_spec(config.tokenizer) else [])
+    with RunClaim(config.out, "classifier", resume=config.resume, force=config.force, inputs=inputs):
         return _train_classifier(config, progress)
+
+
+def _is_path_spec(spec: str) -> bool:
+    return spec not in ("char", "word")
+
+
+def _with_absolute_paths(config: ClassifyConfig) -> ClassifyConfig:
+    """Paths stored as typed break a resume from another directory: store them absolute."""
+    changes = {"csv": os.path.abspath(config.csv), "out": os.path.abspath(config.out)}
+    if _is_path_spec(config.tokenizer) and Path(config.tokenizer).is_file():
+        changes["tokenizer"] = os.path.abspath(config.tokenizer)
+    return dataclasses.replace(config, **changes)
+
+
+def _check_resumable(run_dir: Path) -> None:
+    """Refuse to resume a directory that holds no classifier checkpoint (another kind of run, or none)."""
+    kind = run_kind(run_dir)
+    if kind in ("lm", "imported"):
+        raise RunDirError(
+            f"{run_dir} holds a language-model run, not a classifier; continue it with: tokvec train --resume {run_dir}"
+        )
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunDirError(
+            f"{run_dir} holds no classifier checkpoint to resume (no {CONFIG_FILE}); start it without --resume"
+        )
+
+
+class _Saved:
+    """The checkpoint a resumed run continues: classifier.json, checked against the config and the CSV."""
+
+    def __init__(self, run_dir: Path, config: ClassifyConfig) -> None:
+        self.run_dir = run_dir
+        self.meta, self.doc, self.path = _read_meta(run_dir)
+        self.step = self.doc.int("step", lo=0, hi=10**12)
+        if config.max_steps < self.step:
+            raise TokvecValueError(
+                f"max_steps {config.max_steps} is below the step of the checkpoint in {run_dir} ({self.step}); "
+                f"pass --max-steps {self.step} or more"
+            )
+        if OPTIMIZER_FILE not in (self.meta.get("files") or {}):
+            raise ckpt.CheckpointError(
+                f"{run_dir} was saved without optimizer state (by a tokvec before classifier runs could "
+                f"resume), so it cannot be continued exactly; start it over with --force"
+            )
+        diffs = []
+        saved_train = self.doc.obj("train").data
+        for key, value in dataclasses.asdict(config).items():
+            if key in RESUMABLE or key not in saved_train or saved_train[key] == value:
+                continue
+            diffs.append(f"{key}: checkpoint {saved_train[key]!r}, now {value!r}")
+        if diffs:
+            raise TokvecValueError(
+                f"the checkpoint in {run_dir} does not match the flags: "
+                + "; ".join(diffs)
+                + ". Drop those flags to continue as saved, or train a new run"
+            )
+        self.csv_sha256 = self.doc.obj("data").str("sha256", nonempty=True)
+        csv_path = Path(config.csv)
+        if not csv_path.is_file():
+            raise FileNotFoundError(
+                f"the CSV {csv_path} this run trained on is missing; restore it, or pass --csv with its new place"
+            )
+        now = file_sha256(csv_path)
+        if now != self.csv_sha256:
+            raise TokvecValueError(
+                f"the CSV {csv_path} changed since the run in {run_dir} started (sha256 {self.csv_sha256[:16]}..., "
+                f"now {now[:16]}...); restore the original to resume, or start a new run with --force"
+            )
+
+    def tokenizer(self):
+        """The run's own tokenizer.json, checked against the fingerprint classifier.json records."""
+        from ..tokenizers import load_tokenizer
+
+        path = self.run_dir / TOKENIZER_FILE
+        if not path.is_file():
+            raise ckpt.CheckpointError(f"{path} is missing; the classifier run in {self.run_dir} is incomplete")
+        tokenizer = load_tokenizer(path)
+        want = self.doc.obj("tokenizer").str("fingerprint")
+        if tokenizer.fingerprint() != want:
+            raise ckpt.CheckpointError(
+                f"{path} has fingerprint {tokenizer.fingerprint()} but {self.path} expects {want}; "
+                f"the tokenizer file was replaced"
+            )
+        return tokenizer
 
 
 @dataclass
@@ -290,6 +416,9 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
     from ..model import SequenceClassifier
     from ..tokenizers import build_tokenizer
 
+    run_dir = Path(config.out)
+    saved = _Saved(run_dir, config) if config.resume else None
+    csv_sha256 = saved.csv_sha256 if saved is not None else file_sha256(Path(config.csv))
     texts, names = read_labelled_csv(
         config.csv, text_column=config.text_column, label_column=config.label_column, encoding=config.encoding
     )
@@ -299,7 +428,10 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
     random.Random(config.seed).shuffle(order)
     n_val = int(round(len(order) * config.val_fraction))
     train_idx, val_idx = order[: len(order) - n_val], order[len(order) - n_val :]
-    tokenizer = build_tokenizer(config.tokenizer, "\n".join(texts[i] for i in train_idx))
+    if saved is not None:
+        tokenizer = saved.tokenizer()
+    else:
+        tokenizer = build_tokenizer(config.tokenizer, "\n".join(texts[i] for i in train_idx))
     train_rows, val_rows = (
         _Rows.encode(tokenizer, [texts[i] for i in idx], [y_all[i] for i in idx], config.context)
         for idx in (train_idx, val_idx)
@@ -307,20 +439,54 @@ def _train_classifier(config: ClassifyConfig, progress) -> ClassifyResult:
     model_cfg = config.model_config(tokenizer.vocab_size)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model = SequenceClassifier(model_cfg, len(labels), pooling=config.pooling).to(device)
+    model = SequenceClassifier(model_cfg, len(labels), pooling=config.pooling)
+    metrics: list[dict] = []
+    if saved is not None:
+        # the CSV is the same (its sha256), so are the labels and the model; a damaged file raises here
+        _read_weights(run_dir, saved.doc, model)
+        metrics = [r for r in ckpt.read_metrics(run_dir, strict=False) if r.get("step", 0) <= saved.step]
+    model.to(device)
     clf = Classifier(model, tokenizer, labels, config.context)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if saved is not None:
+        ckpt.load_optimizer(run_dir, optimizer, saved.meta, config_name=CONFIG_FILE)
+    # a resumed run drops the lines logged after its checkpoint (and a line a crash tore)
+    ckpt.write_metrics(run_dir, metrics)
     trainee = Trainee(model=model, optimizer=optimizer, ctx=dist_.DistContext(device=device))
-    task = _ClassifierTask(config, clf, train_rows, val_rows, model_cfg.to_dict())
-    done = TrainingLoop(task, trainee, config.loop_settings(), run_dir=config.out, progress=progress).run()
+    task = _ClassifierTask(config, clf, train_rows, val_rows, model_cfg.to_dict(), csv_sha256, metrics)
+    if saved is not None:
+        task.accuracy = {
+            k: saved.meta[k] for k in ("train_accuracy", "val_accuracy") if isinstance(saved.meta.get(k), float)
+        }
+
+    def log_and_report(step: int, total: int, info: dict) -> None:
+        if "loss" in info and "train_accuracy" not in info:  # an eval step's line is written by record()
+            task.log(step, info)
+        if progress is not None:
+            progress(step, total, info)
+
+    start_step = saved.step if saved is not None else 0
+    done = TrainingLoop(
+        task,
+        trainee,
+        config.loop_settings(),
+        run_dir=run_dir,
+        start_step=start_step,
+        resumed=saved is not None,
+        elapsed_before=float(saved.meta.get("elapsed_s") or 0.0) if saved is not None else 0.0,
+        progress=log_and_report,
+    ).run()
     model.eval()
     return ClassifyResult(
-        run_dir=Path(config.out),
+        run_dir=run_dir,
         labels=labels,
         train_accuracy=task.accuracy["train_accuracy"],
         val_accuracy=task.accuracy.get("val_accuracy"),
         losses=done.losses,
         classifier=clf,
+        step=done.step,
+        start_step=start_step,
+        metrics=metrics,
     )
 
 
@@ -330,10 +496,29 @@ class _ClassifierTask:
 
     throughput_key = "texts_per_s"
 
-    def __init__(self, config: ClassifyConfig, clf: Classifier, train: _Rows, val: _Rows, model_dict: dict) -> None:
+    def __init__(
+        self,
+        config: ClassifyConfig,
+        clf: Classifier,
+        train: _Rows,
+        val: _Rows,
+        model_dict: dict,
+        csv_sha256: str,
+        metrics: list[dict],
+    ) -> None:
         self.config, self.clf, self.train, self.val, self.model_dict = config, clf, train, val, model_dict
+        self.csv_sha256, self.metrics = csv_sha256, metrics
         self.items_per_step = min(config.batch_size, len(train.texts))
         self.accuracy: dict[str, float] = {}
+
+    def log(self, step: int, info, values=None) -> None:
+        """Append a line to metrics.jsonl: the step's training loss and lr (an eval adds its ``values``)."""
+        record = {"step": step, "split": "train", "loss": info["loss"], "lr": info["lr"], **(values or {})}
+        record["texts_per_s"] = info[self.throughput_key]
+        if "elapsed_s" in info:
+            record["elapsed_s"] = info["elapsed_s"]
+        self.metrics.append(record)
+        ckpt.append_metrics(self.config.out, [record])
 
     def batch(self, step: int, micro: int):
         from ..data.batches import batch_generator
@@ -359,6 +544,7 @@ class _ClassifierTask:
 
     def record(self, step: int, values, info) -> None:
         self.accuracy = dict(values)
+        self.log(step, info, values)  # before the checkpoint that follows the eval
 
     def save(self, step: int, weights, optimizer_state, info) -> None:
         """Commit classifier.safetensors + classifier.json (written last) as LM checkpoints are committed."""
@@ -369,7 +555,7 @@ class _ClassifierTask:
         commit_files(
             run_dir,
             CONFIG_FILE,
-            {WEIGHTS_FILE: blob},
+            {WEIGHTS_FILE: blob, OPTIMIZER_FILE: optimizer_tensors(optimizer_state)},
             {
                 "format": FORMAT,
                 "version": VERSION,
@@ -383,6 +569,8 @@ class _ClassifierTask:
                 "val_accuracy": self.accuracy.get("val_accuracy"),
                 "final_loss": info["loss"],
                 "step": step,
+                "elapsed_s": info["elapsed_s"],
+                "data": {"sha256": self.csv_sha256, "rows": len(self.train.texts) + len(self.val.texts)},
                 "tokenizer": {"kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint()},
             },
         )
@@ -395,17 +583,7 @@ def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = 
     from ..tokenizers import load_tokenizer
 
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(
-            f"no classifier run at {run_dir} ({CONFIG_FILE} missing); "
-            f"train one with: tokvec classify train --csv FILE --out {run_dir}"
-        )
-    path = run_dir / CONFIG_FILE
-    meta = read_json(path)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise FormatError(f"{path} is not a {FORMAT} version {VERSION} file")
-    check_config_checksum(meta, path)
-    doc = Doc(meta, str(path))
+    meta, doc, path = _read_meta(run_dir)
     labels = doc.str_list("labels", unique=True)
     if len(labels) < 2:
         raise doc.error("labels", "a list of at least 2 label names", labels)
@@ -427,13 +605,37 @@ def load_classifier(run_dir: str | os.PathLike, *, device: str | torch.device = 
     return Classifier(model, tokenizer, labels, model_cfg.context_length)
 
 
+def checkpoint_step(run_dir: str | os.PathLike) -> Optional[int]:
+    """The step of the classifier checkpoint in ``run_dir``; None when there is none (or it is damaged)."""
+    try:
+        step = _read_meta(Path(run_dir))[0].get("step")
+    except (TokvecError, OSError):
+        return None
+    return step if isinstance(step, int) else None
+
+
+def _read_meta(run_dir: Path) -> tuple[dict, Doc, Path]:
+    """classifier.json of ``run_dir``: its format, version and checksum checked."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"no classifier run at {run_dir} ({CONFIG_FILE} missing); "
+            f"train one with: tokvec classify train --csv FILE --out {run_dir}"
+        )
+    path = run_dir / CONFIG_FILE
+    meta = read_json(path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise FormatError(f"{path} is not a {FORMAT} version {VERSION} file")
+    check_config_checksum(meta, path)
+    return meta, Doc(meta, str(path)), path
+
+
 def _read_weights(run_dir: Path, doc: Doc, model: torch.nn.Module) -> None:
     """Read the committed classifier.safetensors straight into ``model``'s parameters, checked against
     its sha256 in classifier.json (or, in a run written before classifiers were committed like LM runs,
     the file as it is). On an error the model holds part of a damaged file: it is discarded."""
     if "files" in doc.data:
         doc.obj("files").missing((WEIGHTS_FILE,))
-        expected = committed_files(doc, (WEIGHTS_FILE,))[WEIGHTS_FILE]
+        expected = committed_files(doc, (WEIGHTS_FILE, OPTIMIZER_FILE))[WEIGHTS_FILE]
         read_committed(run_dir, WEIGHTS_FILE, expected, lambda f: module_targets(model, f, CONFIG_FILE), CONFIG_FILE)
         return
     path = run_dir / WEIGHTS_FILE
@@ -449,6 +651,7 @@ __all__ = [
     "Classifier",
     "train_classifier",
     "load_classifier",
+    "checkpoint_step",
     "read_labelled_csv",
     "pad_batch",
 ]

@@ -55,7 +55,15 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "imported": ("config.json", _LM_FILES),
     "classifier": (
         "classifier.json",
-        ("classifier.json", "classifier.safetensors", "tokenizer.json", ".classifier.safetensors.pending"),
+        (
+            "classifier.json",
+            "classifier.safetensors",
+            "optimizer.safetensors",
+            "tokenizer.json",
+            "metrics.jsonl",
+            ".classifier.safetensors.pending",
+            ".optimizer.safetensors.pending",
+        ),
     ),
     "positional-compare": ("compare.csv", ("compare.csv", "compare.png")),
 }

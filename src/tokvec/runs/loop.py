@@ -102,7 +102,8 @@ class Task(Protocol):
         """Eval metrics by name (e.g. train_loss, val_loss); every value must be finite."""
 
     def record(self, step: int, values: Mapping[str, float], info: Mapping[str, Any]) -> None:
-        """Log an eval's ``values`` (with the loop's ``info``: lr, speed, elapsed_s), e.g. to metrics.jsonl."""
+        """Log an eval's ``values`` (with the loop's ``info``: lr, speed, elapsed_s and ``loss``, the
+        step's training loss), e.g. to metrics.jsonl."""
 
     def save(self, step: int, weights: Any, optimizer_state: Any, info: Mapping[str, Any]) -> None:
         """Commit a checkpoint (rank 0 only): ``weights`` a module or a full float32 state dict,
@@ -283,7 +284,12 @@ class TrainingLoop:
         self.task.record(
             self.step,
             values,
-            {"lr": info["lr"], self.task.throughput_key: self.throughput, "elapsed_s": self.elapsed()},
+            {
+                "lr": info["lr"],
+                self.task.throughput_key: self.throughput,
+                "elapsed_s": self.elapsed(),
+                "loss": self.losses[-1] if self.losses else None,
+            },
         )
         self.evaluated = dict(values)
         info.update(values)
