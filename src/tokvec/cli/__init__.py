@@ -149,6 +149,18 @@ def _preview(x, rows: int = 4, cols: int = 6, also: tuple[int, ...] = ()):
 DEVICE_HELP = "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; `tokvec env` lists them."
 
 
+def check_resume_flags(resume: Optional[Path], out_dir: Optional[Path], force: bool) -> None:
+    """``--resume DIR`` continues DIR: refuse an ``--out`` elsewhere and ``--force`` (which starts over)."""
+    if resume is None:
+        return
+    if out_dir is not None and out_dir.resolve() != resume.resolve():
+        raise CLIError(
+            f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own directory, so drop --out"
+        )
+    if force:
+        raise CLIError(f"--resume continues the run in {resume} and --force starts it over; pass only one")
+
+
 def resolve_device_flag(spec: str, command: str, *, announce: bool = True):
     """The torch.device ``--device`` names (a one-line error naming the devices there are); for ``auto``,
     a note on stderr saying what it chose and why (``announce=False``: the caller calls

@@ -12,6 +12,7 @@ from . import (
     CLIError,
     announce_device,
     app,
+    check_resume_flags,
     err,
     in_flag_names,
     out,
@@ -98,15 +99,8 @@ def classify_train(
     flags = {k: v for k, v in given.items() if v is not None}
     if csv_path is not None:
         flags["csv"] = str(csv_path)
-    if resume is not None:
-        if out_dir is not None and out_dir.resolve() != resume.resolve():
-            raise CLIError(
-                f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
-                f"directory, so drop --out"
-            )
-        if force:
-            raise CLIError(f"--resume continues the run in {resume} and --force starts it over; pass only one")
-    elif csv_path is None:
+    check_resume_flags(resume, out_dir, force)
+    if resume is None and csv_path is None:
         raise CLIError("--csv is missing: name the CSV of text,label rows to train on (or --resume DIR)")
     with in_flag_names(given):  # errors name --warmup, --heads, ..., what the user typed
         if resume is not None:

@@ -9,7 +9,7 @@ from typing import Iterator, Optional
 import typer
 
 from ..runs.launch import launch_env
-from . import DEVICE_HELP, CLIError, app, err, in_flag_names, out, progress_bar, resolve_device_flag
+from . import DEVICE_HELP, CLIError, app, check_resume_flags, err, in_flag_names, out, progress_bar, resolve_device_flag
 
 
 def _train_overrides(**flags) -> tuple[dict, list[str]]:
@@ -133,14 +133,8 @@ def train(
         log_interval=log_interval,
         init_embeddings=None if init_embeddings is None else str(init_embeddings),
     )
+    check_resume_flags(resume, out_dir, force)
     if resume is not None:
-        if out_dir is not None and out_dir.resolve() != resume.resolve():
-            raise CLIError(
-                f"--out {out_dir} and --resume {resume} differ; a resumed run continues in its own "
-                f"directory, so drop --out"
-            )
-        if force:
-            raise CLIError(f"--resume continues the run in {resume} and --force starts it over; pass only one")
         if init_from is not None:
             raise CLIError(f"--resume {resume} continues a run as saved; drop --init-from {init_from}")
     # errors name --heads, --warmup, ..., what the user typed (on resume only the flags given: the rest
