@@ -114,7 +114,7 @@ def train_ranks(
     """
     specials = check_train_options(vocab_size, special_tokens, min_frequency)
     check_engine(engine)
-    _, pat_str = resolve_pattern(pattern)
+    name, pat_str = resolve_pattern(pattern)
     n_ranks = vocab_size - len(specials)
     seen = {"chars": 0}
 
@@ -135,7 +135,7 @@ def train_ranks(
                 "pip install -e . with gcc or clang present). Use engine='auto' (CLI --engine auto), which "
                 "falls back to rustbpe or HF"
             )
-        ranks, used = _train_native(counted(texts()), n_ranks, pattern, pat_str, min_frequency, on_merges), "native"
+        ranks, used = _train_native(counted(texts()), n_ranks, name, pat_str, min_frequency, on_merges), "native"
     elif engine == "rustbpe" or (engine == "auto" and (reiterable or min_frequency <= 1) and _have_rustbpe()):
         recount = (lambda: counted(texts())) if reiterable else None
         ranks, why = _train_rustbpe(counted(texts()), n_ranks, pat_str, min_frequency, on_merges, recount)
@@ -174,8 +174,18 @@ def auto_engine() -> str:
 
 
 def _have_native() -> bool:
+    return _importable("tokvec.tokenizers._bpe_native")
+
+
+def _have_rustbpe() -> bool:
+    return _importable("rustbpe")
+
+
+def _importable(module: str) -> bool:
+    import importlib
+
     try:
-        from . import _bpe_native  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         return False
     return True
@@ -184,17 +194,18 @@ def _have_native() -> bool:
 def _train_native(
     texts: Iterator[str],
     n_ranks: int,
-    pattern: str,
+    name: str,
     pat_str: str,
     min_frequency: int,
     on_merges: MergeProgress | None,
 ) -> dict[bytes, int]:
     """The C trainer's ranks (``_native/train.c``): merges of pairs seen ``min_frequency`` times or
-    more, until ``n_ranks`` tokens. Memory: the distinct pieces, then the words made of them."""
+    more, until ``n_ranks`` tokens. ``name``: the pattern's name, or "custom" for ``pat_str`` (as
+    :func:`~tokvec.tokenizers.patterns.resolve_pattern` gives them). Memory: the distinct pieces, then
+    the words made of them."""
     from . import _bpe_native as native
 
     trainer = native.Trainer()
-    name = resolve_pattern(pattern)[0]
     code = {"gpt2": native.GPT2, "cl100k": native.CL100K, "o200k": native.O200K}.get(name)
     try:
         if code is not None:
@@ -228,14 +239,6 @@ def _train_native(
         if on_merges is not None:
             on_merges(len(tokens) - 256, wanted)
     return {token: rank for rank, token in enumerate(tokens)}
-
-
-def _have_rustbpe() -> bool:
-    try:
-        import rustbpe  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # rustbpe's log lines (rustbpe 0.1, src/lib.rs): one per percent of the merges, and one at the end.
