@@ -125,7 +125,7 @@ def read_committed(
             if f.load(destinations) == expected["sha256"]:
                 return f.metadata, candidate
     if not final.is_file():
-        raise CheckpointError(f"{final} is missing; the run directory {run_dir} is incomplete")
+        raise CheckpointError(f"{final} is missing; the run directory is incomplete")
     size = final.stat().st_size
     what = "truncated" if size < expected["bytes"] else "corrupted"
     raise CheckpointError(
@@ -485,8 +485,9 @@ def load_optimizer(
         raise CheckpointError(f"{path} does not fit this optimizer: {e}") from None
 
 
-def load_run_tokenizer(run_dir: str | os.PathLike, config: Mapping | None = None):
-    """The run's tokenizer, checked against the fingerprint in config.json."""
+def load_run_tokenizer(run_dir: str | os.PathLike, config: Mapping | None = None, *, config_name: str = CONFIG_FILE):
+    """The run's tokenizer, checked against the fingerprint in its config (``config_name``: the commit
+    file ``config`` was read from; a classifier run's is classifier.json)."""
     from ..tokenizers import load_tokenizer
 
     run_dir = Path(run_dir)
@@ -498,10 +499,21 @@ def load_run_tokenizer(run_dir: str | os.PathLike, config: Mapping | None = None
     want = config["tokenizer"].get("fingerprint")
     if want and tok.fingerprint() != want:
         raise CheckpointError(
-            f"{path} has fingerprint {tok.fingerprint()} but {CONFIG_FILE} expects {want}; "
+            f"{path} has fingerprint {tok.fingerprint()} but {config_name} expects {want}; "
             f"the tokenizer file was replaced"
         )
     return tok
+
+
+def refuse_changed_flags(run_dir: str | os.PathLike, diffs: list[str]) -> None:
+    """A resumed run continues as saved: refuse it when the flags differ from the checkpoint's (``diffs``:
+    one "key: checkpoint X, now Y" each)."""
+    if diffs:
+        raise TokvecValueError(
+            f"the checkpoint in {run_dir} does not match the flags: "
+            + "; ".join(diffs)
+            + ". Drop those flags to continue as saved, or train a new run"
+        )
 
 
 def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu"):

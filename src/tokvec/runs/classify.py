@@ -40,6 +40,7 @@ from .._tensorread import TensorFile, file_sha256
 from ..device import resolve_device, to_device
 from ..errors import FormatError, RunDirError, TokvecError, TokvecValueError
 from ..model.config import ModelConfig, model_fields, model_overrides
+from ..tokenizers.build import names_a_file
 from . import checkpoint as ckpt
 from . import distributed as dist_
 from .checkpoint import (
@@ -52,7 +53,7 @@ from .checkpoint import (
     read_committed,
     save_tokenizer,
 )
-from .lock import RunClaim, run_kind
+from .lock import RunClaim, run_kind, with_absolute_paths
 from .loop import LoopSettings, Trainee, TrainingLoop, warmup_cosine
 
 FORMAT = "tokvec.classifier"
@@ -294,24 +295,12 @@ def train_classifier(
     a classifier run; it is locked while the run trains. ``config.resume`` continues the run in
     ``config.out`` from its last checkpoint (see :meth:`ClassifyConfig.for_resume`).
     """
-    config = _with_absolute_paths(config.validate())
+    config = with_absolute_paths(config.validate(), ("csv", "out"))
     if config.resume:
         _check_resumable(Path(config.out))
-    inputs = [config.csv] + ([config.tokenizer] if _is_path_spec(config.tokenizer) else [])
+    inputs = [config.csv] + ([config.tokenizer] if names_a_file(config.tokenizer) else [])
     with RunClaim(config.out, "classifier", resume=config.resume, force=config.force, inputs=inputs):
         return _train_classifier(config, progress)
-
-
-def _is_path_spec(spec: str) -> bool:
-    return spec not in ("char", "word")
-
-
-def _with_absolute_paths(config: ClassifyConfig) -> ClassifyConfig:
-    """Paths stored as typed break a resume from another directory: store them absolute."""
-    changes = {"csv": os.path.abspath(config.csv), "out": os.path.abspath(config.out)}
-    if _is_path_spec(config.tokenizer) and Path(config.tokenizer).is_file():
-        changes["tokenizer"] = os.path.abspath(config.tokenizer)
-    return dataclasses.replace(config, **changes)
 
 
 def _check_resumable(run_dir: Path) -> None:
@@ -350,12 +339,8 @@ class _Saved:
             if key in RESUMABLE or key not in saved_train or saved_train[key] == value:
                 continue
             diffs.append(f"{key}: checkpoint {saved_train[key]!r}, now {value!r}")
-        if diffs:
-            raise TokvecValueError(
-                f"the checkpoint in {run_dir} does not match the flags: "
-                + "; ".join(diffs)
-                + ". Drop those flags to continue as saved, or train a new run"
-            )
+        ckpt.refuse_changed_flags(run_dir, diffs)
+        self.doc.obj("tokenizer").str("fingerprint")  # checked here: tokenizer() compares the file with it
         self.csv_sha256 = self.doc.obj("data").str("sha256", nonempty=True)
         csv_path = Path(config.csv)
         if not csv_path.is_file():
@@ -371,19 +356,7 @@ class _Saved:
 
     def tokenizer(self):
         """The run's own tokenizer.json, checked against the fingerprint classifier.json records."""
-        from ..tokenizers import load_tokenizer
-
-        path = self.run_dir / TOKENIZER_FILE
-        if not path.is_file():
-            raise ckpt.CheckpointError(f"{path} is missing; the classifier run in {self.run_dir} is incomplete")
-        tokenizer = load_tokenizer(path)
-        want = self.doc.obj("tokenizer").str("fingerprint")
-        if tokenizer.fingerprint() != want:
-            raise ckpt.CheckpointError(
-                f"{path} has fingerprint {tokenizer.fingerprint()} but {self.path} expects {want}; "
-                f"the tokenizer file was replaced"
-            )
-        return tokenizer
+        return ckpt.load_run_tokenizer(self.run_dir, self.meta, config_name=CONFIG_FILE)
 
 
 @dataclass

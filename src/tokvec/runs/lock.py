@@ -25,11 +25,12 @@ It holds the rules in one place:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, TypeVar
 
 from .._io import TEMP_SUFFIX, clean_temp_files, read_json, write_json
 from ..errors import FormatError, RunDirError, RunLockedError
@@ -305,6 +306,20 @@ def _roll_forward(path: Path, config_name: str) -> None:
         elif file_sha256(pending) == expected.get("sha256"):
             os.replace(pending, final)
         # else: neither matches; the loader reports the damage and nothing is thrown away
+
+
+Config = TypeVar("Config")
+
+
+def with_absolute_paths(config: Config, fields: Iterable[str]) -> Config:
+    """``config`` (a dataclass) with its path ``fields`` (those set) and its tokenizer, when that names
+    an existing file, made absolute: paths stored as typed break a resume from another directory."""
+    from ..tokenizers.build import names_a_file
+
+    changes: dict[str, Any] = {f: os.path.abspath(getattr(config, f)) for f in fields if getattr(config, f) is not None}
+    if names_a_file(config.tokenizer) and Path(config.tokenizer).is_file():
+        changes["tokenizer"] = os.path.abspath(config.tokenizer)
+    return dataclasses.replace(config, **changes)
 
 
 __all__ = ["RunClaim", "RunLock", "run_kind", "KINDS", "FOREIGN", "MARKER_FILE", "LOCK_FILE"]

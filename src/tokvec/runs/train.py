@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -35,9 +34,10 @@ from ..errors import FormatError, RunDirError, TokvecError, TokvecValueError, To
 from ..model.config import ModelConfig, model_fields, model_overrides
 from ..model.gpt import GPT
 from ..tokenizers import build_tokenizer
+from ..tokenizers.build import names_a_file
 from . import checkpoint as ckpt
 from . import distributed as dist_
-from .lock import RunClaim
+from .lock import RunClaim, with_absolute_paths
 from .loop import LoopSettings, Trainee, TrainingDivergedError, TrainingLoop, warmup_cosine
 
 # nanoGPT's finetune_shakespeare.py: lr 3e-5, no decay (min_lr = lr); a short warmup so that the first
@@ -338,7 +338,7 @@ def _resume_differences(saved: Mapping, config: TrainConfig, model_config: Mappi
         ):
             continue  # the corpus: a resumed run reads the ids it trained on from tokens.bin
         before = saved["train"][key]
-        if key == "tokenizer" and _is_path_spec(before) and _is_path_spec(value):
+        if key == "tokenizer" and names_a_file(before) and names_a_file(value):
             before, value = Path(before).name, Path(value).name  # stored relative by older versions
         if before != value:
             diffs.append(f"{key}: checkpoint {saved['train'][key]!r}, now {value!r}")
@@ -399,7 +399,7 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
     Launched by ``torchrun`` (WORLD_SIZE > 1) it trains data-parallel (``config.strategy``: ddp or
     fsdp): only rank 0 writes files and calls ``progress``; see :mod:`tokvec.runs.distributed`.
     """
-    config = _with_absolute_paths(config.validate())
+    config = with_absolute_paths(config.validate(), ("out", "corpus"))
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -419,21 +419,6 @@ def train(config: TrainConfig, *, progress: Callable[[int, int, dict], None] | N
         dist_.shutdown(ctx)
 
 
-def _is_path_spec(spec: Any) -> bool:
-    """A tokenizer spec that names a file (not char, word or bpe:N)."""
-    return isinstance(spec, str) and spec not in ("char", "word") and not spec.startswith("bpe:")
-
-
-def _with_absolute_paths(config: TrainConfig) -> TrainConfig:
-    """Paths stored as typed break a resume from another directory: store them absolute."""
-    changes: dict[str, Any] = {"out": os.path.abspath(config.out)}
-    if config.corpus is not None:
-        changes["corpus"] = os.path.abspath(config.corpus)
-    if _is_path_spec(config.tokenizer) and Path(config.tokenizer).is_file():
-        changes["tokenizer"] = os.path.abspath(config.tokenizer)
-    return dataclasses.replace(config, **changes)
-
-
 def _corpus_list(config: TrainConfig) -> list[Path] | None:
     """The corpus files, never those of the run directory itself; None when a resumed run's corpus is
     gone (it then trains on the ids it saved in tokens.bin)."""
@@ -451,7 +436,7 @@ def _claimed(config: TrainConfig, files: list[Path] | None, ctx: dist_.DistConte
     whether it may go on, so a refused claim stops them all with the same message."""
     claim, failure = None, None
     if ctx.is_main:
-        inputs = list(files or []) + ([config.tokenizer] if _is_path_spec(config.tokenizer) else [])
+        inputs = list(files or []) + ([config.tokenizer] if names_a_file(config.tokenizer) else [])
         try:
             claim = RunClaim(config.out, "lm", resume=config.resume, force=config.force, inputs=inputs).__enter__()
         except (TokvecError, OSError) as e:
@@ -697,12 +682,7 @@ def _data_info(
                 f"corpus: checkpoint {saved['data']['tokens']} tokens (sha256 {saved['data']['sha256']}), "
                 f"now {data_info['tokens']} tokens (sha256 {data_info['sha256']})"
             )
-        if diffs:
-            raise TokvecValueError(
-                f"the checkpoint in {run_dir} does not match the flags: "
-                + "; ".join(diffs)
-                + ". Drop those flags to continue as saved, or train a new run"
-            )
+        ckpt.refuse_changed_flags(run_dir, diffs)
     return data_info
 
 

@@ -34,6 +34,11 @@ def smallest_vocab_size(spec: object) -> int:
     return 1
 
 
+def names_a_file(spec: object) -> bool:
+    """A tokenizer spec that may name a file: not ``char``, ``word`` or ``bpe:N`` (the kinds trained)."""
+    return isinstance(spec, str) and spec not in ("char", "word") and not spec.startswith("bpe:")
+
+
 def build_tokenizer(
     spec: str, text: str | Sequence[str] | None = None, *, corpus: str | None = None, encoding: str = "utf-8"
 ):
