@@ -149,6 +149,18 @@ def _preview(x, rows: int = 4, cols: int = 6, also: tuple[int, ...] = ()):
 DEVICE_HELP = "auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; `tokvec env` lists them."
 
 
+def stop_interrupted(last_step: int, run_dir, saved_step: Optional[int], command: str) -> None:
+    """After Ctrl-C: one line saying where training stopped and what it left (``saved_step``, read from
+    disk: a second Ctrl-C may have cut a checkpoint short), then exit 130."""
+    left = (
+        f"no checkpoint was saved in {run_dir}"
+        if saved_step is None
+        else f"the last checkpoint in {run_dir} is step {saved_step}; continue with: {command} --resume {run_dir}"
+    )
+    err.print(f"tokvec: interrupted after step {last_step}; {left}", markup=False, soft_wrap=True)
+    raise typer.Exit(130)
+
+
 def check_resume_flags(resume: Optional[Path], out_dir: Optional[Path], force: bool) -> None:
     """``--resume DIR`` continues DIR: refuse an ``--out`` elsewhere and ``--force`` (which starts over)."""
     if resume is None:

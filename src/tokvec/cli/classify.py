@@ -13,11 +13,11 @@ from . import (
     announce_device,
     app,
     check_resume_flags,
-    err,
     in_flag_names,
     out,
     progress_bar,
     resolve_device_flag,
+    stop_interrupted,
 )
 
 classify_app = typer.Typer(
@@ -121,12 +121,9 @@ def classify_train(
         try:
             result = train_classifier(config, progress=progress)
         except KeyboardInterrupt:
-            err.print(
-                f"tokvec: interrupted after step {last['step']}; {_saved_step(config.out)}",
-                markup=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(130)
+            from ..runs.classify import checkpoint_step
+
+            stop_interrupted(last["step"], config.out, checkpoint_step(config.out), "tokvec classify train")
     announce_device(device, result.classifier.model, "classify train")
     val = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
     loss = f"{result.losses[-1]:.4f}" if result.losses else "n/a (nothing left to train)"
@@ -155,13 +152,3 @@ def classify_predict(
     for text, p in zip(texts, probs):
         i = int(p.argmax())
         out.print(f"{clf.labels[i]}  {float(p[i]):.3f}  {text}", markup=False, soft_wrap=True)
-
-
-def _saved_step(run_dir: str) -> str:
-    """What an interrupted run left, read from disk (a second Ctrl-C may have cut a checkpoint short)."""
-    from ..runs.classify import checkpoint_step
-
-    step = checkpoint_step(run_dir)
-    if step is None:
-        return f"no checkpoint was saved in {run_dir}"
-    return f"the last checkpoint in {run_dir} is step {step}; continue with: tokvec classify train --resume {run_dir}"

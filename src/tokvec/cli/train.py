@@ -9,7 +9,18 @@ from typing import Iterator, Optional
 import typer
 
 from ..runs.launch import launch_env
-from . import DEVICE_HELP, CLIError, app, check_resume_flags, err, in_flag_names, out, progress_bar, resolve_device_flag
+from . import (
+    DEVICE_HELP,
+    CLIError,
+    app,
+    check_resume_flags,
+    err,
+    in_flag_names,
+    out,
+    progress_bar,
+    resolve_device_flag,
+    stop_interrupted,
+)
 
 
 def _train_overrides(**flags) -> tuple[dict, list[str]]:
@@ -196,10 +207,7 @@ def train(
             with _warnings_as_lines():
                 result = run_training(config, progress=progress)
         except KeyboardInterrupt:
-            err.print(
-                f"tokvec: interrupted after step {last['step']}; {_saved_step(run_dir)}", markup=False, soft_wrap=True
-            )
-            raise typer.Exit(130)
+            stop_interrupted(last["step"], run_dir, _saved_step(run_dir), "tokvec train")
     console = out
     if result.embedding_coverage is not None:
         console.print(
@@ -245,14 +253,11 @@ def _warnings_as_lines() -> Iterator[None]:
         yield
 
 
-def _saved_step(run_dir: Path) -> str:
-    """What an interrupted run left, read from disk (a second Ctrl-C may have cut a checkpoint short)."""
+def _saved_step(run_dir: Path) -> Optional[int]:
+    """The step of the checkpoint in ``run_dir``; None when there is none (or it is damaged)."""
     from ..runs.checkpoint import CheckpointError, has_checkpoint, read_run_config
 
     try:
-        step = read_run_config(run_dir)["step"] if has_checkpoint(run_dir) else None
+        return read_run_config(run_dir)["step"] if has_checkpoint(run_dir) else None
     except (CheckpointError, OSError):
-        step = None
-    if step is None:
-        return f"no checkpoint was saved in {run_dir}"
-    return f"the last checkpoint in {run_dir} is step {step}; continue with: tokvec train --resume {run_dir}"
+        return None
